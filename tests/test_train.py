@@ -1,0 +1,140 @@
+"""End-to-end SFT on a tiny random Llama: LoRA (fp32, 4-bit, 8-bit), reload, resume, multi-process."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from baize.train import main, parse_args
+
+REPO = Path(__file__).resolve().parent.parent
+SECRET = "hf_baizeTestSecretTokenThatMustNeverBeWritten"
+
+
+def write_recipe(tmp_path: Path, model_dir: Path, data_file: Path, **overrides) -> Path:
+    recipe = {
+        "model_name_or_path": str(model_dir),
+        "use_peft": True,
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "lora_dropout": 0.0,
+        "lora_target_modules": "all-linear",
+        "datasets": [{"path": "json", "data_files": str(data_file)}],
+        "test_split_size": 4,
+        "max_length": 256,
+        "output_dir": str(tmp_path / "run"),
+        "max_steps": 3,
+        "per_device_train_batch_size": 4,
+        "learning_rate": 5.0e-3,
+        "logging_steps": 1,
+        "eval_strategy": "no",
+        "save_strategy": "steps",
+        "save_steps": 2,
+        "report_to": "none",
+        "activation_checkpointing": False,
+        "dataloader_pin_memory": False,
+        **overrides,
+    }
+    path = tmp_path / "sft.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def train(recipe: Path, *extra: str) -> dict:
+    return main(*parse_args(["--config", str(recipe), *extra]))
+
+
+def last_token_logits(model, tokenizer) -> torch.Tensor:
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Why is the sky blue?"}], add_generation_prompt=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        return model(input_ids=ids["input_ids"] if hasattr(ids, "keys") else ids).logits[0, -1].float()
+
+
+@pytest.mark.parametrize("quantization", [None, "load_in_4bit", "load_in_8bit"])
+def test_lora_sft_adapter_reloads_and_changes_the_model(tmp_path, tiny_llama_dir, chat_jsonl, quantization):
+    overrides = {quantization: True} if quantization else {}
+    summary = train(write_recipe(tmp_path, tiny_llama_dir, chat_jsonl, **overrides))
+    out = tmp_path / "run"
+
+    assert summary["global_step"] == 3 and summary["loss_first"] > 0 and summary["tokens_per_second"] > 0
+    for name in ("adapter_config.json", "adapter_model.safetensors", "README.md", "run_summary.json"):
+        assert (out / name).exists(), name
+    adapter_config = json.loads((out / "adapter_config.json").read_text())
+    # all-linear: o_proj included (the original Baize missed it)
+    assert {name.rsplit(".", 1)[-1] for name in adapter_config["target_modules"]} == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert "[|AI|]" in tokenizer.chat_template  # the Baize template travels with the adapter
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    before = last_token_logits(base, tokenizer)
+    tuned = PeftModel.from_pretrained(base, out)
+    after = last_token_logits(tuned, tokenizer)
+    assert not torch.allclose(before, after, atol=1e-4)
+
+
+def test_resume_continues_from_last_checkpoint(tmp_path, tiny_llama_dir, chat_jsonl):
+    recipe = write_recipe(tmp_path, tiny_llama_dir, chat_jsonl, max_steps=2, save_steps=1)
+    train(recipe)
+    assert (tmp_path / "run" / "checkpoint-2").is_dir()
+    summary = train(recipe, "--max_steps", "4")
+    assert summary["global_step"] == 4
+    state = json.loads((tmp_path / "run" / "checkpoint-4" / "trainer_state.json").read_text())
+    steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
+    assert steps == [1, 2, 3, 4]  # restored history + two new steps, none repeated
+
+
+def test_hub_token_never_lands_in_artifacts(tmp_path, tiny_llama_dir, chat_jsonl):
+    recipe = write_recipe(tmp_path, tiny_llama_dir, chat_jsonl, max_steps=2, save_steps=1)
+    previous = os.environ.get("HF_TOKEN")
+    try:
+        train(recipe, "--hub_token", SECRET)
+    finally:
+        os.environ.pop("HF_TOKEN", None) if previous is None else os.environ.__setitem__("HF_TOKEN", previous)
+    files = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
+    assert any(p.name == "training_args.bin" for p in files)
+    assert not [p for p in files if SECRET.encode() in p.read_bytes()]
+
+
+def test_two_process_accelerate_launch_on_cpu(tmp_path, tiny_llama_dir, chat_jsonl):
+    recipe = write_recipe(tmp_path, tiny_llama_dir, chat_jsonl, max_steps=2, per_device_train_batch_size=2)
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
+    command += [str(REPO / "accelerate_configs" / "multi_cpu.yaml"), "-m", "baize.train", "--config", str(recipe)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = json.loads((tmp_path / "run" / "run_summary.json").read_text())
+    assert summary["num_processes"] == 2 and summary["global_step"] == 2
+
+
+@pytest.mark.slow
+def test_smol_recipe_runs_a_few_steps(tmp_path):
+    """`make train RECIPE=baize-smol` as a newcomer runs it, shortened to two steps."""
+    out = tmp_path / "smol"
+    args = f"--max_steps 2 --eval_strategy no --output_dir {out}"
+    result = subprocess.run(
+        ["make", "train", "RECIPE=baize-smol", f"ARGS={args}", f"PYTHON={sys.executable}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["global_step"] == 2 and summary["loss_first"] > 0
+    assert (out / "adapter_model.safetensors").exists()
