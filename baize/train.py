@@ -138,10 +138,11 @@ def run_summary(trainer, train_metrics: dict, wall_seconds: float, data_report) 
     return summary
 
 
-def main(script_args, training_args, model_args, dataset_args) -> dict:
+def main(script_args, training_args, model_args, dataset_args, recipe: str | None = None) -> dict:
     from trl import SFTTrainer, get_peft_config, get_quantization_config
 
     from baize.data import load_chat_mixture
+    from baize.hub import sft_model_card
     from baize.models import resolve_model_path
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
@@ -180,11 +181,15 @@ def main(script_args, training_args, model_args, dataset_args) -> dict:
     if trainer.is_world_process_zero():
         # The tokenizer carries the Baize chat template, so inference uses the training text exactly.
         trainer.processing_class.save_pretrained(training_args.output_dir)
-        trainer.create_model_card(
-            model_name=Path(training_args.output_dir).name,
-            dataset_name=", ".join(c.path if not c.data_files else str(c.data_files) for c in dataset_args.datasets),
-            tags=["baize", "lora", "sft", "self-chat"],
+        card = sft_model_card(
+            training_args.output_dir,
+            recipe=recipe or "command line",
+            model_args=model_args,
+            training_args=training_args,
+            dataset_args=dataset_args,
+            summary=summary,
         )
+        card.save(Path(training_args.output_dir, "README.md"))
         Path(training_args.output_dir, "run_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         print("Run summary:", json.dumps(summary, indent=2), flush=True)
     if training_args.push_to_hub:
@@ -195,7 +200,9 @@ def main(script_args, training_args, model_args, dataset_args) -> dict:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    main(*parse_args(argv))
+    argv = sys.argv[1:] if argv is None else argv
+    recipe = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
+    main(*parse_args(argv), recipe=recipe)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from huggingface_hub import ModelCard
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -79,6 +80,9 @@ def test_lora_sft_adapter_reloads_and_changes_the_model(tmp_path, tiny_llama_dir
         "up_proj",
         "down_proj",
     }
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "peft" and "baize" in card.data.tags
+    assert "| global_step | 3 |" in card.text
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert "[|AI|]" in tokenizer.chat_template  # the Baize template travels with the adapter
 
