@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import resource
 import sys
 import time
@@ -115,11 +116,15 @@ def peak_memory_mb() -> dict[str, float]:
     return peak
 
 
-def run_summary(trainer, train_metrics: dict, wall_seconds: float, data_report) -> dict:
-    """Steps, loss first -> last, throughput and peak memory, from the Trainer's own logs."""
+def run_summary(trainer, train_metrics: dict, wall_seconds: float, data_report, start_step: int = 0) -> dict:
+    """Steps, loss first -> last, throughput and peak memory, from the Trainer's own logs.
+
+    After a resume the history covers the earlier run too; throughput counts only this run's tokens.
+    """
     history = trainer.state.log_history
     losses = [entry["loss"] for entry in history if "loss" in entry]
     tokens = max((entry.get("num_tokens", 0) for entry in history), default=0)
+    tokens -= max((e.get("num_tokens", 0) for e in history if e.get("step", 0) <= start_step), default=0)
     runtime = train_metrics.get("train_runtime") or wall_seconds
     summary = {
         "global_step": trainer.state.global_step,
@@ -173,9 +178,12 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
         quantization_config=quantization_config,
     )
 
+    checkpoint = resume_checkpoint(training_args)
+    resumed = re.search(r"checkpoint-(\d+)/?$", str(checkpoint or ""))
+    start_step = int(resumed.group(1)) if resumed else 0
     start = time.perf_counter()
-    train_result = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
-    summary = run_summary(trainer, train_result.metrics, time.perf_counter() - start, data_report)
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    summary = run_summary(trainer, train_result.metrics, time.perf_counter() - start, data_report, start_step)
 
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():

@@ -97,8 +97,10 @@ def test_resume_continues_from_last_checkpoint(tmp_path, tiny_llama_dir, chat_js
     recipe = write_recipe(tmp_path, tiny_llama_dir, chat_jsonl, max_steps=2, save_steps=1)
     train(recipe)
     assert (tmp_path / "run" / "checkpoint-2").is_dir()
+    first = json.loads((tmp_path / "run" / "run_summary.json").read_text())
     summary = train(recipe, "--max_steps", "4")
     assert summary["global_step"] == 4
+    assert summary["train_tokens"] < 1.5 * first["train_tokens"]  # only this run's two steps are counted
     state = json.loads((tmp_path / "run" / "checkpoint-4" / "trainer_state.json").read_text())
     steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
     assert steps == [1, 2, 3, 4]  # restored history + two new steps, none repeated
