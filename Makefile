@@ -13,7 +13,8 @@ help:
 	@echo "make train RECIPE=baize-smol         LoRA SFT from recipes/RECIPE/sft.yaml on this machine (CPU or one GPU)"
 	@echo "make train RECIPE=baize-7b ACCELERATE=multi_gpu NUM_PROCESSES=8 ARGS='--learning_rate 1e-4'"
 	@echo "                                     the same through accelerate launch (configs in accelerate_configs/)"
-	@echo "make bench                           ratio benchmarks (packing vs pad-to-512, ...)"
+	@echo "make data RECIPE=selfchat-quora      self-chat collection from recipes/RECIPE/collect.yaml (resumable)"
+	@echo "make bench                           ratio benchmarks (packing vs pad-to-512, collection concurrency, ...)"
 
 install:
 	# torch first: on a CPU-only machine this is the CPU build; on a GPU box pip picks the CUDA build.
@@ -45,5 +46,9 @@ LAUNCH = $(if $(filter none,$(ACCELERATE)),$(PYTHON) -m,accelerate launch --conf
 train:
 	$(LAUNCH) baize.train --config recipes/$(RECIPE)/sft.yaml $(ARGS)
 
+data:
+	$(PYTHON) -m baize.collect --config recipes/$(RECIPE)/collect.yaml $(ARGS)
+
 bench:
-	$(PYTHON) benchmarks/bench_packing.py $(ARGS)
+	$(PYTHON) benchmarks/bench_collect.py
+	$(PYTHON) benchmarks/bench_packing.py

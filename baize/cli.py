@@ -11,6 +11,7 @@ import sys
 
 # stage -> (module, one-line help)
 STAGES = {
+    "collect": ("baize.collect", "self-chat data from a teacher LLM (any OpenAI-compatible endpoint) into a dataset"),
     "train": ("baize.train", "LoRA SFT of a chat model from a YAML recipe (Baize v1)"),
     "convert": ("baize.convert", "convert data files between the original Baize format and chat JSONL"),
 }

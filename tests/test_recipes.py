@@ -5,10 +5,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from baize.collect import parse_args as parse_collect
 from baize.train import parse_args as parse_sft
 
 REPO = Path(__file__).resolve().parent.parent
-PARSERS = {"sft.yaml": parse_sft}
+PARSERS = {"sft.yaml": parse_sft, "collect.yaml": parse_collect}
 RECIPES = sorted(p for p in (REPO / "recipes").glob("*/*.yaml"))
 
 
@@ -24,7 +25,7 @@ def test_every_recipe_file_has_a_parser():
 def test_recipe_parses_without_unknown_keys(recipe):
     parsed = PARSERS[recipe.name](["--config", str(recipe)])  # TrlParser raises on unknown keys
     assert parsed
-    for entry in yaml.safe_load(recipe.read_text()).get("datasets", []):
+    for entry in yaml.safe_load(recipe.read_text()).get("datasets") or []:
         # files named relative to the repo must ship with it
         if entry["path"] == "json":
             assert (REPO / entry["data_files"]).exists(), entry["data_files"]

@@ -1,0 +1,5 @@
+import sys
+
+from baize.collect import cli
+
+cli(sys.argv[1:])

@@ -1,0 +1,286 @@
+"""`CollectConfig`: every key of a `recipes/<name>/collect.yaml`, each overridable on the command line."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+MODES = ("transcript", "turns", "alpaca")
+
+# Refusal boilerplate: a dialogue whose AI turns contain one of these is dropped (counted as `refusal`).
+DEFAULT_REFUSAL_PATTERNS = [
+    r"\bas an ai(?: language)? model\b",
+    r"\bI'?m sorry,? but I (?:can(?:'|no)?t|am unable to|won'?t)\b",
+    r"\bI (?:cannot|can'?t|am unable to|am not able to) (?:help|assist|provide|comply|fulfil)",
+    r"\bI apologi[sz]e,? but I\b",
+]
+
+
+@dataclass
+class CollectConfig:
+    """Self-chat collection: seeds -> teacher LLM -> parsed, cleaned dialogues -> a local dataset (-> the Hub)."""
+
+    # ------------------------------------------------------------------ what to collect
+    mode: str = field(
+        default="turns",
+        metadata={
+            "help": "transcript: one teacher call per seed writes the whole [Human]/[AI] transcript (Baize v1). "
+            "turns: per round a user-simulator call writes the next question, then a normal chat call answers "
+            "it (Baize v2), until max_rounds or the simulator says it has no more questions. "
+            "alpaca: no teacher; instruction/input/output rows become single-turn dialogues.",
+            "choices": list(MODES),
+        },
+    )
+    output_dir: str = field(
+        default="data/collected/selfchat",
+        metadata={
+            "help": "Where the journal (journal*.jsonl: every finished seed, appended as it finishes), train.jsonl, "
+            "README.md (dataset card) and report.json go. Re-running the same command resumes from the journal."
+        },
+    )
+
+    # ------------------------------------------------------------------ seeds
+    seeds_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub dataset id (e.g. pacovaldez/stackoverflow-questions) or a local file: .txt (one seed per "
+            "line), .jsonl/.json, .parquet or .csv (or a local dataset folder)."
+        },
+    )
+    seeds_name: str | None = field(default=None, metadata={"help": "Dataset configuration (subset) name, if any."})
+    seeds_split: str = field(default="train", metadata={"help": "Split to read seeds from (Hub datasets)."})
+    seeds_column: str = field(
+        default="text",
+        metadata={
+            "help": "Column holding the seed; a dotted path reaches into nested columns and lists, e.g. "
+            "questions.text.0 (first question of a Quora pair). .txt files always use `text`. "
+            "Alpaca mode reads the instruction/input/output columns instead."
+        },
+    )
+    seeds_license: str | None = field(
+        default=None, metadata={"help": "Licence of the seed dataset, copied into the dataset card (e.g. cc-by-4.0)."}
+    )
+    source: str | None = field(
+        default=None, metadata={"help": "Value of the `source` column and the card's source (default: seeds_path)."}
+    )
+    limit: int | None = field(
+        default=None, metadata={"help": "Use at most this many seeds (of this shard, after de-duplication)."}
+    )
+    num_shards: int = field(
+        default=1,
+        metadata={"help": "Split the seeds into this many shards by index, one per machine (see shard_index)."},
+    )
+    shard_index: int = field(
+        default=0,
+        metadata={"help": "Which shard this machine collects: seeds with index %% num_shards == shard_index."},
+    )
+
+    # ------------------------------------------------------------------ teacher endpoint
+    base_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 for `transformers serve` or vLLM "
+            "(default: the OpenAI API)."
+        },
+    )
+    teacher_model: str = field(
+        default="gpt-4o-mini",
+        metadata={
+            "help": "Model name sent to the endpoint. `pkg:NAME` (with teacher_gguf_file) names a model shipped in a "
+            "Python package: it is converted once to a local folder whose path is sent, for `transformers serve`."
+        },
+    )
+    teacher_gguf_file: str | None = field(
+        default=None, metadata={"help": "GGUF file inside teacher_model (`pkg:` or a local folder), as in training."}
+    )
+    teacher_label: str | None = field(
+        default=None, metadata={"help": "Name recorded in the `teacher` column and the card (default: teacher_model)."}
+    )
+    user_model: str | None = field(
+        default=None, metadata={"help": "turns mode: model of the user simulator (default: the teacher model)."}
+    )
+    api_key_env: str = field(
+        default="OPENAI_API_KEY",
+        metadata={
+            "help": "Name of the environment variable holding the API key. The key itself is never read from a "
+            "recipe or the command line, and never written anywhere. Local endpoints need none."
+        },
+    )
+    timeout: float = field(default=120.0, metadata={"help": "Seconds before one API call times out (then retried)."})
+    max_retries: int = field(
+        default=6,
+        metadata={
+            "help": "Retries per call by the openai client on 408/409/429/5xx, connection errors and time-outs, "
+            "with exponential back-off or the server's Retry-After."
+        },
+    )
+
+    # ------------------------------------------------------------------ sampling, per role
+    assistant_temperature: float | None = field(
+        default=None, metadata={"help": "Temperature of the AI turns (transcript mode: of the transcript call)."}
+    )
+    assistant_top_p: float | None = field(default=None, metadata={"help": "top_p of the AI turns / transcript call."})
+    assistant_max_tokens: int = field(
+        default=1024, metadata={"help": "max_tokens of one AI turn (transcript mode: of the whole transcript)."}
+    )
+    user_temperature: float | None = field(default=None, metadata={"help": "Temperature of the user simulator."})
+    user_top_p: float | None = field(default=None, metadata={"help": "top_p of the user simulator."})
+    user_max_tokens: int = field(default=256, metadata={"help": "max_tokens of one user-simulator question."})
+    user_stop: list[str] = field(
+        default_factory=lambda: ["[AI]"],
+        metadata={"help": "Stop strings of the user-simulator call (it must write one human line only)."},
+    )
+    assistant_system_prompt: str | None = field(
+        default=None,
+        metadata={"help": "turns mode: system message of the AI calls (not stored in the dialogues)."},
+    )
+    transcript_prompt: str | None = field(
+        default=None,
+        metadata={"help": "Override of the v1 self-chat prompt; `{seed}` is replaced by the seed (default built in)."},
+    )
+    user_prompt: str | None = field(
+        default=None,
+        metadata={
+            "help": "Override of the user-simulator prompt; `{seed}` and `{end_marker}` are replaced, and the "
+            "transcript so far goes at `{transcript}` (without it: after the prompt, then an open `[Human] ` line)."
+        },
+    )
+    seed_as_first_question: bool = field(
+        default=False,
+        metadata={
+            "help": "turns mode: the seed itself is the first question (Quora, MedQuAD and StackOverflow seeds are "
+            "questions), so the simulator writes only the follow-ups; one call fewer per dialogue."
+        },
+    )
+    max_rounds: int = field(default=5, metadata={"help": "turns mode: at most this many question/answer exchanges."})
+    end_marker: str = field(
+        default="[END]",
+        metadata={"help": "turns mode: what the user simulator writes when it has no more questions."},
+    )
+
+    # ------------------------------------------------------------------ throughput
+    concurrency: int = field(default=8, metadata={"help": "Dialogues collected at the same time."})
+    rpm: int | None = field(default=None, metadata={"help": "Requests-per-minute limit (all calls, both roles)."})
+    tpm: int | None = field(
+        default=None,
+        metadata={
+            "help": "Tokens-per-minute limit. Each call reserves its prompt estimate + max_tokens, and gives back "
+            "what its usage shows it did not use."
+        },
+    )
+    max_failures: int = field(
+        default=100,
+        metadata={
+            "help": "Stop after this many failed dialogues (API errors left after all retries). Failed seeds are "
+            "not journaled, so the next run retries them."
+        },
+    )
+
+    # ------------------------------------------------------------------ budget
+    max_cost: float | None = field(
+        default=None,
+        metadata={
+            "help": "Budget in USD for the output dir (all runs): no new dialogue or round starts once it is spent. "
+            "Needs a price for the teacher in `prices`."
+        },
+    )
+    max_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "Token budget for the output dir (prompt + completion, both roles, all runs), like max_cost."
+        },
+    )
+    prices: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": 'USD per million tokens by model, e.g. {"gpt-4o-mini": {"prompt": 0.15, "completion": 0.6}} '
+            "(JSON on the command line). A model missing here costs 0 (reported as untracked)."
+        },
+    )
+
+    # ------------------------------------------------------------------ cleaning
+    min_exchanges: int = field(
+        default=1, metadata={"help": "Drop dialogues with fewer question/answer exchanges (`too_short`)."}
+    )
+    min_reply_chars: int = field(
+        default=10, metadata={"help": "Drop dialogues with an AI turn shorter than this (`too_short`)."}
+    )
+    on_truncated: str = field(
+        default="drop",
+        metadata={
+            "help": "A reply cut by max_tokens (finish_reason=length): `drop` the dialogue (`truncated`), or `trim` "
+            "it to the exchanges before the cut one.",
+            "choices": ["drop", "trim"],
+        },
+    )
+    refusal_patterns: list[str] = field(
+        default_factory=lambda: list(DEFAULT_REFUSAL_PATTERNS),
+        metadata={"help": "Regexes (case-insensitive) of refusal boilerplate in AI turns (`refusal`); [] disables."},
+    )
+
+    # ------------------------------------------------------------------ output
+    baize_json: bool = field(
+        default=False,
+        metadata={
+            "help": "Also write baize.json in the original Baize format ([{topic, input}] with [|Human|]/[|AI|])."
+        },
+    )
+    push_to_hub: str | None = field(
+        default=None, metadata={"help": "Hub dataset repo (user/name) to push the dataset and its card to."}
+    )
+    hub_private: bool = field(
+        default=True,
+        metadata={"help": "Create the Hub repo private (make it public once you have checked the licences)."},
+    )
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if isinstance(self.prices, str):
+            self.prices = json.loads(self.prices)
+        for model, price in (self.prices or {}).items():
+            if not isinstance(price, dict) or set(price) - {"prompt", "completion"}:
+                raise ValueError(f"prices[{model!r}] must be {{prompt: USD per 1M tokens, completion: ...}}")
+        if not 0 <= self.shard_index < self.num_shards:
+            raise ValueError(f"shard_index must be in [0, num_shards={self.num_shards}), got {self.shard_index}")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        for name in ("transcript_prompt", "user_prompt"):
+            template = getattr(self, name)
+            if template is not None and "{seed}" not in template:
+                raise ValueError(f"{name} must contain {{seed}}")
+        if self.user_prompt is not None and "{end_marker}" not in self.user_prompt:
+            raise ValueError("user_prompt must contain {end_marker}: the simulator must know how to stop")
+
+    @property
+    def teacher(self) -> str:
+        """What the `teacher` column and the card say."""
+        if self.teacher_label:
+            return self.teacher_label
+        return self.teacher_model if self.mode != "alpaca" else ""
+
+    @property
+    def source_label(self) -> str:
+        return self.source or self.seeds_path or ""
+
+    def price(self, model: str) -> dict | None:
+        """Price entry of `model`: exact name, else the longest configured prefix (dated model names)."""
+        prices = self.prices or {}
+        if model in prices:
+            return prices[model]
+        matches = [name for name in prices if model.startswith(name)]
+        return prices[max(matches, key=len)] if matches else None
+
+
+def parse_args(argv: list[str] | None = None) -> CollectConfig:
+    from trl import TrlParser
+
+    parser = TrlParser(
+        (CollectConfig,),
+        prog="baize collect",
+        description="Collect Baize self-chat dialogues from a teacher LLM (any OpenAI-compatible endpoint) into a "
+        "dataset: baize collect --config recipes/selfchat-quora/collect.yaml [--key value ...]. "
+        "The API key comes from the environment variable named by --api_key_env only.",
+    )
+    (config,) = parser.parse_args_and_config(argv)
+    return config

@@ -1,0 +1,256 @@
+"""From the journal to the outputs: train.jsonl, the report, the dataset card, baize.json, and the Hub."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from baize.collect.config import CollectConfig
+from baize.collect.selfchat import REASONS
+from baize.collect.teacher import Usage
+
+logger = logging.getLogger(__name__)
+
+TRAIN_FILE = "train.jsonl"
+MODE_DESCRIPTIONS = {
+    "transcript": "Baize v1 self-chat: one call per seed writes the whole `[Human]`/`[AI]` transcript, parsed into turns",
+    "turns": "Baize v2 self-chat: per round a user-simulator call writes the question and a normal chat call answers "
+    "it, until the simulator has no more questions or the round limit",
+    "alpaca": "Alpaca instructions converted to single-turn dialogues (no teacher call)",
+}
+
+
+def features():
+    """`baize.data.CHAT_FEATURES` plus the token usage of each dialogue."""
+    import datasets
+
+    from baize.data import CHAT_FEATURES
+
+    usage = {name: datasets.Value("int64") for name in ("calls", "prompt_tokens", "completion_tokens", "total_tokens")}
+    return datasets.Features({**CHAT_FEATURES, "usage": {**usage, "cost_usd": datasets.Value("float64")}})
+
+
+def dataset_rows(entries: list[dict]) -> list[dict]:
+    return [
+        {
+            "messages": entry["messages"],
+            **{name: entry.get(name) or "" for name in ("seed", "source", "teacher", "mode")},
+            "usage": entry["usage"],
+        }
+        for entry in entries
+        if entry["status"] == "kept"
+    ]
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def build_report(entries: list[dict], config: CollectConfig, seed_stats: dict, run: dict) -> dict:
+    """Counts, exchanges per dialogue, tokens and cost over the whole output dir, plus this run's numbers."""
+    kept = [e for e in entries if e["status"] == "kept"]
+    dropped = Counter(e["reason"] for e in entries if e["status"] == "dropped")
+    exchanges = [len(e["messages"]) // 2 for e in kept]
+    spent = Usage()
+    for entry in entries:
+        spent.merge(Usage.from_by_role(entry.get("usage_by_role")))
+    total = spent.total
+    return {
+        "output_dir": str(config.output_dir),
+        "mode": config.mode,
+        "teacher": config.teacher,
+        "source": config.source_label,
+        "seeds": seed_stats,
+        "kept": len(kept),
+        "dropped": {reason: dropped.get(reason, 0) for reason in REASONS},
+        "dropped_total": sum(dropped.values()),
+        "failed_this_run": run.get("failed", 0),
+        "stopped": run.get("stopped", "done"),
+        "exchanges_per_dialogue": {
+            "mean": round(statistics.fmean(exchanges), 3) if exchanges else 0.0,
+            "min": min(exchanges, default=0),
+            "max": max(exchanges, default=0),
+            "histogram": {str(n): c for n, c in sorted(Counter(exchanges).items())},
+        },
+        "dialogue_endings": dict(Counter(e.get("stop", "") for e in kept)),
+        "tokens": {
+            "calls": total.calls,
+            "prompt": total.prompt_tokens,
+            "completion": total.completion_tokens,
+            "total": total.prompt_tokens + total.completion_tokens,
+            "by_role": spent.by_role(),
+        },
+        "cost_usd": round(total.cost_usd, 6),
+        "cost_untracked_models": sorted(run.get("unpriced", [])),
+        "this_run": {
+            key: run[key]
+            for key in (
+                "dialogues",
+                "elapsed_s",
+                "dialogues_per_minute",
+                "rate_limited_responses",
+                "calls_without_usage",
+            )
+            if key in run
+        },
+    }
+
+
+# --------------------------------------------------------------------------- card
+
+CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ pretty_name }}
+
+Multi-turn chat data in the style of [Baize](https://arxiv.org/abs/2304.01196) (self-chat), collected with
+`baize collect`.
+
+| | |
+|---|---|
+| Seeds | {{ source }}{% if column %} (column `{{ column }}`){% endif %} |
+| Teacher | `{{ teacher }}` |
+| Mode | `{{ mode }}`: {{ mode_description }} |
+| Dialogues | {{ kept }} kept, {{ dropped_total }} dropped |
+| Exchanges per dialogue | {{ mean_exchanges }} on average (min {{ min_exchanges }}, max {{ max_exchanges }}) |
+| Tokens | {{ tokens }} ({{ calls }} calls) |
+| Cost | {{ cost }} |
+
+Dropped dialogues, by reason: {{ dropped }}.
+
+## Format
+
+One row per dialogue: `messages` (alternating `user` / `assistant` turns, ending with the assistant), the
+`seed` it was generated from, its `source`, the `teacher` model, the collection `mode`, and the `usage`
+(API calls, prompt and completion tokens, cost in USD) of the calls that produced it.
+`baize convert train.jsonl baize.json --to baize` writes the original Baize format
+(`[{"topic", "input"}]` with `[|Human|]` / `[|AI|]` tags).
+
+## Licence
+
+This dataset is derived from its seeds: the licence and terms of {{ source }}{% if seeds_license %}
+({{ seeds_license }}){% endif %} apply to it; check the seed dataset's card. The dialogues were written by
+`{{ teacher }}`; the terms of use of that model's provider may restrict how its outputs can be used (for
+example, to train competing models). Check both before using or redistributing this dataset.
+
+## Collection settings
+
+```yaml
+{{ settings }}
+```
+"""
+
+
+def size_category(n: int) -> str:
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return label
+    return "1M<n<10M"
+
+
+def card_settings(config: CollectConfig) -> str:
+    """The settings that shaped the data; the endpoint is reduced to its host (never credentials or a key)."""
+    import yaml
+
+    names = ["mode", "seeds_path", "seeds_name", "seeds_split", "seeds_column"]
+    if config.mode != "alpaca":
+        names += ["teacher_model", "assistant_temperature", "assistant_top_p", "assistant_max_tokens"]
+    if config.mode == "turns":
+        names += ["user_model", "user_temperature", "user_top_p", "user_max_tokens", "max_rounds"]
+        names += ["seed_as_first_question"]
+    names += ["min_exchanges", "min_reply_chars", "on_truncated"]
+    settings = {name: getattr(config, name) for name in names if getattr(config, name) is not None}
+    if config.base_url:
+        settings["endpoint_host"] = urlsplit(config.base_url).hostname
+    return yaml.safe_dump(settings, sort_keys=False).strip()
+
+
+def build_card(config: CollectConfig, report: dict):
+    """The dataset card. It names no data files: `load_dataset(output_dir)` finds train.jsonl by its split name
+    (a `configs:` entry with a relative path would make two output dirs of the same name share a datasets cache
+    entry), and on the Hub `Dataset.push_to_hub` adds the data files' metadata itself."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    is_hub_id = config.seeds_path and not Path(config.seeds_path).exists() and "/" in config.seeds_path
+    card_data = DatasetCardData(
+        language=["en"],
+        license="other",
+        license_name="seed-dataset-and-teacher-terms",
+        pretty_name=f"Baize self-chat: {config.source_label}",
+        size_categories=[size_category(report["kept"])],
+        source_datasets=[config.seeds_path] if is_hub_id else None,
+        task_categories=["text-generation"],
+        tags=["baize", "self-chat", "synthetic", "conversational"],
+    )
+    tokens = report["tokens"]
+    cost = f"${report['cost_usd']:.2f}"
+    if report["cost_untracked_models"]:
+        cost += f" (no price configured for {', '.join(report['cost_untracked_models'])})"
+    exchanges = report["exchanges_per_dialogue"]
+    return DatasetCard.from_template(
+        card_data,
+        template_str=CARD_TEMPLATE,
+        pretty_name=card_data.pretty_name,
+        source=config.source_label,
+        column=config.seeds_column if config.mode != "alpaca" else "instruction/input/output",
+        teacher=config.teacher or "none",
+        mode=config.mode,
+        mode_description=MODE_DESCRIPTIONS[config.mode],
+        kept=report["kept"],
+        dropped_total=report["dropped_total"],
+        dropped=", ".join(f"{reason} {n}" for reason, n in report["dropped"].items()),
+        mean_exchanges=exchanges["mean"],
+        min_exchanges=exchanges["min"],
+        max_exchanges=exchanges["max"],
+        tokens=f"{tokens['total']:,} ({tokens['prompt']:,} prompt, {tokens['completion']:,} completion)",
+        calls=f"{tokens['calls']:,}",
+        cost=cost,
+        seeds_license=config.seeds_license,
+        settings=card_settings(config),
+    )
+
+
+# --------------------------------------------------------------------------- writing and pushing
+
+
+def write_outputs(entries: list[dict], config: CollectConfig, report: dict) -> dict[str, Path]:
+    out = Path(config.output_dir)
+    rows = dataset_rows(entries)
+    paths = {"train": out / TRAIN_FILE, "report": out / "report.json", "card": out / "README.md"}
+    write_atomically(paths["train"], "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    write_atomically(paths["report"], json.dumps(report, indent=2) + "\n")
+    write_atomically(paths["card"], str(build_card(config, report)))
+    if config.baize_json:
+        from baize.data import messages_to_baize
+
+        paths["baize"] = out / "baize.json"
+        records = [{"topic": row["seed"], "input": messages_to_baize(row["messages"])} for row in rows]
+        write_atomically(paths["baize"], json.dumps(records, ensure_ascii=False, indent=1))
+    return paths
+
+
+def push(entries: list[dict], config: CollectConfig, report: dict) -> str:
+    """Card first, then the data: `Dataset.push_to_hub` adds its metadata to the existing README."""
+    import datasets
+    from huggingface_hub import HfApi
+
+    repo_id = config.push_to_hub
+    HfApi().create_repo(repo_id, repo_type="dataset", private=config.hub_private, exist_ok=True)
+    build_card(config, report).push_to_hub(repo_id, repo_type="dataset", commit_message="Dataset card (baize collect)")
+    dataset = datasets.Dataset.from_list(dataset_rows(entries), features=features())
+    dataset.push_to_hub(
+        repo_id, private=config.hub_private, commit_message=f"baize collect: {len(dataset)} dialogues ({config.mode})"
+    )
+    logger.info("Pushed %d dialogues to https://huggingface.co/datasets/%s", len(dataset), repo_id)
+    return repo_id

@@ -1,0 +1,240 @@
+"""The collection loop: seeds not yet in the journal -> bounded-concurrency dialogues -> journal -> outputs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from baize.collect.config import CollectConfig
+from baize.collect.journal import Journal, JournalState, read_journals
+from baize.collect.output import build_report, push, write_outputs
+from baize.collect.seeds import Seed, load_seeds
+from baize.collect.selfchat import (
+    Cleaner,
+    Dialogue,
+    Rejected,
+    alpaca_dialogue,
+    content_hash,
+    transcript_dialogue,
+    turns_dialogue,
+)
+from baize.collect.teacher import RateLimiter, Teacher, Usage
+
+logger = logging.getLogger("baize.collect")
+
+DIALOGUE_FUNCTIONS = {"transcript": transcript_dialogue, "turns": turns_dialogue}
+
+
+class Collector:
+    """Runs the dialogues of one invocation and journals each one as it finishes."""
+
+    def __init__(self, config: CollectConfig, journal: Journal, state: JournalState, todo: int):
+        self.config, self.journal, self.state = config, journal, state
+        self.cleaner = Cleaner(config)
+        self.kept = self.dropped = self.failed = 0
+        self.stopped = "done"
+        self.fatal: str | None = None
+        self.teacher: Teacher | None = None
+        self.progress = tqdm(total=todo, desc=f"collect ({config.mode})", unit="dialogue", mininterval=0.5)
+
+    # ------------------------------------------------------------------ stop rules
+
+    def budget_spent(self) -> str | None:
+        total = self.state.spent.total
+        if self.config.max_cost is not None and total.cost_usd >= self.config.max_cost:
+            return "max_cost"
+        if (
+            self.config.max_tokens is not None
+            and total.prompt_tokens + total.completion_tokens >= self.config.max_tokens
+        ):
+            return "max_tokens"
+        return None
+
+    def stop_reason(self) -> str | None:
+        if self.fatal:
+            return "error"
+        if self.failed >= self.config.max_failures:
+            return "max_failures"
+        return self.budget_spent()
+
+    # ------------------------------------------------------------------ one seed
+
+    def record(self, seed: Seed, usage: Usage, dialogue: Dialogue | None = None, rejected: Rejected | None = None):
+        """Journal a finished seed. Runs without awaiting, so the duplicate check and the append are atomic."""
+        entry = {
+            "id": seed.id,
+            "seed": seed.text,
+            "source": self.config.source_label,
+            "teacher": self.config.teacher,
+            # the label baize.data and the shipped sample use for Alpaca rows
+            "mode": "single-turn" if self.config.mode == "alpaca" else self.config.mode,
+            "usage": usage.summary(),
+            "usage_by_role": usage.by_role(),
+        }
+        if dialogue is not None:
+            digest = content_hash(dialogue.messages)
+            if digest in self.state.kept_hashes:
+                rejected = Rejected("duplicate", "same turns as a kept dialogue", dialogue.raw)
+            else:
+                entry.update(status="kept", messages=dialogue.messages, stop=dialogue.stop, hash=digest)
+        if rejected is not None:
+            entry.update(status="dropped", reason=rejected.reason, detail=rejected.detail[:500])
+            if rejected.raw is not None:
+                entry["raw"] = rejected.raw
+        self.journal.append(entry)
+        self.state.done.add(seed.id)
+        if entry["status"] == "kept":
+            self.state.kept_hashes.add(entry["hash"])
+            self.kept += 1
+        else:
+            self.dropped += 1
+        self.tick()
+
+    def tick(self, n: int = 1) -> None:
+        total = self.state.spent.total
+        self.progress.set_postfix_str(
+            f"kept={self.kept} dropped={self.dropped} failed={self.failed} "
+            f"tokens={total.prompt_tokens + total.completion_tokens:,} cost=${total.cost_usd:.4f}",
+            refresh=False,
+        )
+        self.progress.update(n)
+
+    async def one(self, seed: Seed) -> None:
+        import openai
+
+        usage = Usage()
+        try:
+            dialogue = await DIALOGUE_FUNCTIONS[self.config.mode](
+                self.teacher, seed, self.config, usage, budget_spent=self.budget_spent
+            )
+            self.cleaner.check(dialogue.messages)
+        except Rejected as rejected:
+            self.record(seed, usage, rejected=rejected)
+            return
+        except (
+            openai.AuthenticationError,
+            openai.PermissionDeniedError,
+            openai.NotFoundError,
+            openai.UnprocessableEntityError,
+        ) as error:  # every other seed would fail the same way: stop the run
+            self.fatal = self.fatal or f"{type(error).__name__}: {error}"
+            self.failed += 1
+            self.tick()
+            return
+        except openai.BadRequestError as error:  # this request (e.g. too long a context), not the endpoint
+            self.record(seed, usage, rejected=Rejected("api_error", f"{type(error).__name__}: {error}"))
+            return
+        except openai.APIError as error:  # 429/5xx/time-outs/connection errors left after the client's retries
+            self.failed += 1
+            logger.warning("seed %s failed after retries (retried on the next run): %s", seed.id, error)
+            self.tick()
+            return
+        except Exception:
+            self.failed += 1
+            logger.exception("seed %s failed with an unexpected error (retried on the next run)", seed.id)
+            self.tick()
+            return
+        self.record(seed, usage, dialogue=dialogue)
+
+    # ------------------------------------------------------------------ the runs
+
+    async def run_teacher(self, todo: list[Seed]) -> None:
+        self.teacher = Teacher(self.config, RateLimiter(self.config.rpm, self.config.tpm), self.state.spent)
+        slots = asyncio.Semaphore(self.config.concurrency)
+        tasks: set[asyncio.Task] = set()
+
+        def done(task: asyncio.Task) -> None:
+            tasks.discard(task)
+            slots.release()
+
+        try:
+            for seed in todo:
+                await slots.acquire()
+                reason = self.stop_reason()
+                if reason:
+                    slots.release()
+                    self.stopped = reason
+                    break
+                task = asyncio.create_task(self.one(seed))
+                tasks.add(task)
+                task.add_done_callback(done)
+            await asyncio.gather(*tasks)
+            if self.stopped == "done" and self.fatal:
+                self.stopped = "error"
+        finally:
+            await self.teacher.close()
+
+    def run_alpaca(self, todo: list[Seed]) -> None:
+        for seed in todo:
+            try:
+                dialogue = alpaca_dialogue(seed)
+                self.cleaner.check(dialogue.messages)
+            except Rejected as rejected:
+                self.record(seed, Usage(), rejected=rejected)
+                continue
+            self.record(seed, Usage(), dialogue=dialogue)
+
+    def summary(self, elapsed: float) -> dict:
+        done = self.kept + self.dropped
+        summary = {
+            "dialogues": done,
+            "failed": self.failed,
+            "stopped": self.stopped,
+            "elapsed_s": round(elapsed, 2),
+            "dialogues_per_minute": round(done / elapsed * 60, 1) if elapsed > 0 else 0.0,
+        }
+        if self.teacher is not None:
+            summary.update(
+                rate_limited_responses=self.teacher.rate_limited,
+                calls_without_usage=self.teacher.calls_without_usage,
+                unpriced=sorted(self.teacher.unpriced),
+            )
+        return summary
+
+
+def collect(config: CollectConfig) -> dict:
+    """Collect (or resume collecting) into `config.output_dir`; write the outputs; push if asked. Returns the report."""
+    output_dir = Path(config.output_dir)
+    seeds, seed_stats = load_seeds(config)
+    if config.max_cost is not None and config.mode != "alpaca" and config.price(config.teacher_model) is None:
+        raise ValueError(f"max_cost is set but `prices` has no entry for {config.teacher_model!r}")
+    with Journal(output_dir, config) as journal:  # opening repairs a torn last line before anything is read
+        state = JournalState.from_entries(read_journals(output_dir))
+        todo = [seed for seed in seeds if seed.id not in state.done]
+        logger.info(
+            "%d seeds selected, %d already done in %s, %d to collect (%s mode)",
+            len(seeds), len(seeds) - len(todo), output_dir, len(todo), config.mode,
+        )  # fmt: skip
+        collector = Collector(config, journal, state, len(todo))
+        start = time.perf_counter()
+        try:
+            if config.mode == "alpaca":
+                collector.run_alpaca(todo)
+            elif todo:
+                asyncio.run(collector.run_teacher(todo))
+        except KeyboardInterrupt:
+            collector.stopped = "interrupted"
+        finally:
+            collector.progress.close()
+        run = collector.summary(time.perf_counter() - start)
+
+    entries = read_journals(output_dir)
+    seed_stats = {**seed_stats.as_dict(), "done_before_run": len(seeds) - len(todo)}
+    report = build_report(entries, config, seed_stats, run)
+    paths = write_outputs(entries, config, report)
+    logger.info(
+        "kept %d, dropped %d %s, failed this run %d, stopped: %s; %s tokens, $%.4f -> %s",
+        report["kept"], report["dropped_total"], {k: v for k, v in report["dropped"].items() if v},
+        run["failed"], run["stopped"], f"{report['tokens']['total']:,}", report["cost_usd"], paths["train"],
+    )  # fmt: skip
+    if collector.fatal:
+        raise SystemExit(f"baize collect stopped: {collector.fatal}")
+    if run["stopped"] == "interrupted":
+        raise KeyboardInterrupt
+    if config.push_to_hub:
+        push(entries, config, report)
+    return report

@@ -1,0 +1,136 @@
+"""Collection throughput against a loopback OpenAI-compatible server with injected latency, measured in one run.
+
+    python benchmarks/bench_collect.py [--latency 0.2] [--seconds 6] [--tpm 60000]
+
+1. Concurrency: the same transcript-mode collection at concurrency 1 and 16 (every call takes `--latency`
+   seconds at the server). Reports dialogues per minute and the speed-up as a share of the ideal 16x.
+   Target: >= 0.8 x 16 x the sequential rate.
+2. Rate limit: the server enforces `--tpm` tokens per minute (429 + Retry-After above it, metered from the
+   usage it reports). The collector runs at concurrency 16 with the same `tpm`, then without it (relying on
+   the client's Retry-After back-off alone). Reports the share of the budget used and the 429s.
+   Target: >= 90 % of the budget used with the limiter, and no 429 storm.
+
+Everything runs on this machine (tests/openai_server.py in a thread, the real openai client, the real
+journal with fsync). Ratios are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+ANSWER = (
+    "[Human] Could you explain {seed} in simple words?\n"
+    "[AI] Sure. {seed} is a topic with a short history, a few key ideas and many practical uses.\n"
+    "[Human] What is the most important idea?\n"
+    "[AI] The most important idea is to start small, measure what happens, and improve step by step."
+)
+
+
+def responder(request):
+    from openai_server import Reply
+
+    seed = request.prompt.split("topic '", 1)[1].split("'", 1)[0]
+    return Reply(ANSWER.format(seed=seed))
+
+
+def run(server, workdir: Path, name: str, seeds: int, expect_all: bool = True, **settings) -> dict:
+    from baize.collect import CollectConfig, collect
+
+    seed_file = workdir / f"{name}.txt"
+    seed_file.write_text("".join(f"benchmark topic {name} {i}\n" for i in range(seeds)))
+    config = CollectConfig(
+        mode="transcript",
+        seeds_path=str(seed_file),
+        output_dir=str(workdir / name),
+        base_url=server.base_url,
+        teacher_model="bench-teacher",
+        assistant_max_tokens=200,
+        timeout=30,
+        max_retries=8,
+        **settings,
+    )
+    server.reset()
+    report = collect(config)
+    if expect_all:  # every dialogue made it: the rates are real work
+        assert report["kept"] == seeds, report
+    return report
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--latency", type=float, default=0.2, help="seconds the server takes per call")
+    parser.add_argument("--seconds", type=float, default=6.0, help="target length of each concurrency run")
+    parser.add_argument("--tpm", type=int, default=60_000, help="tokens-per-minute limit of the rate-limit runs")
+    parser.add_argument("--tpm-seconds", type=float, default=15.0, help="target length of each rate-limit run")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("baize.collect").setLevel(logging.ERROR)  # the no-limiter run fails seeds on purpose
+
+    from openai_server import OpenAIServer
+
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench-collect-") as tmp, OpenAIServer(responder) as server:
+        workdir = Path(tmp)
+        server.latency = args.latency
+        per_run = max(4, int(args.seconds / args.latency))
+        sequential = run(server, workdir, "c1", per_run, concurrency=1)
+        parallel = run(server, workdir, "c16", 16 * per_run, concurrency=16)
+        rate_1 = sequential["this_run"]["dialogues_per_minute"]
+        rate_16 = parallel["this_run"]["dialogues_per_minute"]
+        results["concurrency"] = {
+            "latency_s": args.latency,
+            "dialogues_per_minute_c1": rate_1,
+            "dialogues_per_minute_c16": rate_16,
+            "speedup": round(rate_16 / rate_1, 2),
+            "share_of_ideal_16x": round(rate_16 / (16 * rate_1), 3),
+        }
+
+        # One dialogue is one call of ~150 tokens (server-side word counts): size the runs to ~tpm_seconds.
+        tokens_per_dialogue = sequential["tokens"]["total"] / sequential["kept"]
+        seeds = int(args.tpm / 60 * args.tpm_seconds / tokens_per_dialogue)
+        server_limited = OpenAIServer(responder, latency=args.latency, tpm=args.tpm)
+        with server_limited:
+            for label, tpm in (("with_limiter", args.tpm), ("without_limiter", None)):
+                report = run(
+                    server_limited, workdir, f"tpm-{label}", seeds, expect_all=tpm is not None, concurrency=16, tpm=tpm
+                )
+                elapsed = report["this_run"]["elapsed_s"]
+                results[f"tpm_{label}"] = {
+                    "tpm_limit": args.tpm,
+                    "tokens_served": server_limited.tokens_served,
+                    "elapsed_s": elapsed,
+                    "budget_used": round(server_limited.tokens_served / (args.tpm / 60 * elapsed), 3),
+                    "responses_429": server_limited.statuses[429],
+                    "requests": len(server_limited.requests),
+                    "failed_dialogues": report["failed_this_run"],
+                    "dialogues_per_minute": report["this_run"]["dialogues_per_minute"],
+                }
+
+    c = results["concurrency"]
+    print(f"\nlatency {c['latency_s']} s per call, transcript mode (1 call per dialogue)")
+    print(f"  concurrency  1: {c['dialogues_per_minute_c1']:8.1f} dialogues/min")
+    print(f"  concurrency 16: {c['dialogues_per_minute_c16']:8.1f} dialogues/min")
+    print(f"  speed-up {c['speedup']}x = {c['share_of_ideal_16x']:.2f} of the ideal 16x (target >= 0.80)")
+    for label in ("with_limiter", "without_limiter"):
+        r = results[f"tpm_{label}"]
+        print(
+            f"server TPM limit {r['tpm_limit']:,}, collector {label.replace('_', ' ')}: "
+            f"budget used {r['budget_used']:.2f} (target >= 0.90 with the limiter), "
+            f"429s {r['responses_429']} of {r['requests']} requests, "
+            f"{r['failed_dialogues']} dialogues failed after all retries, {r['elapsed_s']} s"
+        )
+    return results
+
+
+if __name__ == "__main__":
+    main()

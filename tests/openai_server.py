@@ -1,0 +1,308 @@
+"""A loopback OpenAI-compatible chat-completions server for tests and benchmarks (stdlib only).
+
+The real `openai` client talks HTTP to it, so retries, time-outs and usage parsing are the client's own.
+What it answers is scripted by a *responder*: a function that receives each request and returns a
+`Reply` (or just a string). Faults are replies too:
+
+    from openai_server import OpenAIServer, Reply, rate_limited, server_error, hang
+
+    def responder(request):
+        if request.attempt == 1 and "flaky" in request.prompt:
+            return rate_limited(retry_after=0.2)     # 429 + Retry-After, then the retry succeeds
+        return Reply("[Human] hi\\n[AI] hello", finish_reason="stop", usage={"prompt_tokens": 9, "completion_tokens": 4})
+
+    with OpenAIServer(responder, latency=0.2, tpm=30_000) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="test")
+
+- `request.attempt` counts identical request bodies: 1 the first time, 2 for the client's first retry, ...
+- `latency` delays every reply; `Reply(delay=...)` one reply (a delay past the client's timeout is a hang).
+- `rpm` / `tpm` enforce rate limits like a provider: a request reserves its prompt words + `max_tokens`
+  when it arrives and the reply's usage settles it; over the limit the server answers 429 with
+  `Retry-After` and `retry-after-ms`. `tokens_served` sums the usage of the 200 answers.
+- Usage defaults to whitespace word counts of the prompt messages and the reply.
+- `server.requests` lists every request received (429s included); `server.statuses` counts answers by status.
+
+The pytest fixture `openai_server` yields a started server with an echo responder: import
+`openai_server_fixture` into a test module (that registers the fixture) and set `openai_server.responder`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+
+@dataclass
+class Reply:
+    """One answer of the server: a completion (status 200) or an error status."""
+
+    content: str | None = ""
+    finish_reason: str = "stop"
+    usage: dict | None = None  # {"prompt_tokens": .., "completion_tokens": ..}; default: word counts
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering, on top of the server's latency
+    message: str = ""  # error message for status >= 400
+
+
+def rate_limited(retry_after: float = 1.0) -> Reply:
+    """429 with both `Retry-After` (whole seconds, the standard) and `retry-after-ms` (what OpenAI sends)."""
+    return Reply(
+        status=429,
+        message="Rate limit reached (test server)",
+        headers={"retry-after": str(max(1, math.ceil(retry_after))), "retry-after-ms": str(int(retry_after * 1000))},
+    )
+
+
+def server_error(status: int = 500) -> Reply:
+    return Reply(status=status, message="The server had an error while processing your request (test server)")
+
+
+def hang(seconds: float = 30.0) -> Reply:
+    """Answer only after `seconds` (ends early when the server stops): longer than the client's timeout."""
+    return Reply(content="too late", delay=seconds)
+
+
+@dataclass
+class ChatRequest:
+    body: dict
+    headers: dict[str, str]
+    attempt: int
+    received_at: float
+
+    @property
+    def messages(self) -> list[dict]:
+        return self.body.get("messages", [])
+
+    @property
+    def prompt(self) -> str:
+        """All message contents joined: convenient for matching a seed in a responder."""
+        return "\n".join(str(m.get("content") or "") for m in self.messages)
+
+    @property
+    def last_user(self) -> str:
+        return next((str(m.get("content") or "") for m in reversed(self.messages) if m.get("role") == "user"), "")
+
+
+Responder = Callable[[ChatRequest], "Reply | str"]
+
+
+def echo(request: ChatRequest) -> Reply:
+    return Reply(f"You said: {request.last_user}")
+
+
+def word_count(text: str | None) -> int:
+    return len((text or "").split())
+
+
+class _Bucket:
+    """Provider-style limit: `per_minute` refilled continuously, `burst_seconds` worth may be spent at once."""
+
+    def __init__(self, per_minute: float, burst_seconds: float):
+        self.rate = per_minute / 60.0
+        self.capacity = self.rate * burst_seconds
+        self.level = self.capacity
+        self.updated = time.monotonic()
+
+    def refill(self) -> None:
+        now = time.monotonic()
+        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+        self.updated = now
+
+    def wait_needed(self, cost: float) -> float:
+        """0 when `cost` can be spent now (the bucket may go into debt by one request), else seconds to wait."""
+        self.refill()
+        if self.level > 0 and (self.level >= cost or self.level >= self.capacity):
+            return 0.0
+        return (min(cost, self.capacity) - self.level) / self.rate
+
+
+class OpenAIServer:
+    """`/v1/chat/completions` (non-streaming), `/v1/models` and `/health` on 127.0.0.1, in a thread."""
+
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        latency: float = 0.0,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        burst_seconds: float = 2.0,
+        model: str = "test-model",
+    ):
+        self.responder = responder or echo
+        self.latency = latency
+        self.model = model
+        self.requests: list[ChatRequest] = []
+        self.statuses: Counter = Counter()
+        self.tokens_served = 0  # prompt + completion tokens of the 200 answers
+        self._rpm = _Bucket(rpm, burst_seconds) if rpm else None
+        self._tpm = _Bucket(tpm, burst_seconds) if tpm else None
+        self._attempts: Counter = Counter()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None, "server not started"
+        return self._httpd.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> OpenAIServer:
+        server = self
+
+        class Handler(_Handler):
+            owner = server
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="openai-test-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # wakes up replies that are hanging
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> OpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.statuses.clear()
+            self._attempts.clear()
+            self.tokens_served = 0
+
+    # ------------------------------------------------------------------ request handling
+
+    def _admit(self, body: dict, headers: dict[str, str]) -> tuple[ChatRequest, Reply | None, int]:
+        """Count the request; under a rate limit, reserve its tokens (prompt + max_tokens) like a provider."""
+        key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        reserved = sum(word_count(m.get("content")) for m in body.get("messages", [])) + (body.get("max_tokens") or 0)
+        with self._lock:
+            self._attempts[key] += 1
+            request = ChatRequest(body, headers, self._attempts[key], time.monotonic())
+            self.requests.append(request)
+            waits = [
+                bucket.wait_needed(cost)
+                for bucket, cost in ((self._rpm, 1), (self._tpm, reserved))
+                if bucket is not None
+            ]
+            wait = max(waits, default=0.0)
+            if wait > 0:
+                return request, rate_limited(retry_after=wait), 0
+            if self._rpm is not None:
+                self._rpm.level -= 1
+            if self._tpm is not None:
+                self._tpm.level -= reserved
+        return request, None, reserved
+
+    def _settle(self, reserved: int, used: int) -> None:
+        """After the answer: meter what the usage says, give back the rest of the reservation."""
+        with self._lock:
+            self.tokens_served += used
+            if self._tpm is not None:
+                self._tpm.refill()
+                self._tpm.level = min(self._tpm.capacity, self._tpm.level + reserved - used)
+
+    def _completion(self, request: ChatRequest, reply: Reply) -> dict:
+        usage = dict(reply.usage or {})
+        usage.setdefault("prompt_tokens", sum(word_count(m.get("content")) for m in request.messages))
+        usage.setdefault("completion_tokens", word_count(reply.content))
+        usage.setdefault("total_tokens", usage["prompt_tokens"] + usage["completion_tokens"])
+        return {
+            "id": f"chatcmpl-test-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": request.body.get("model", self.model),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": reply.content},
+                    "finish_reason": reply.finish_reason,
+                }
+            ],
+            "usage": usage,
+        }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: OpenAIServer
+    protocol_version = "HTTP/1.1"  # keep-alive, like a real provider
+
+    def log_message(self, format, *args) -> None:  # quiet: pytest shows failures, not access logs
+        pass
+
+    def _send(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout): nothing to answer
+            self.close_connection = True
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/health":
+            self._send(200, {"status": "ok"})
+        elif self.path.rstrip("/") == "/v1/models":
+            self._send(200, {"object": "list", "data": [{"id": self.owner.model, "object": "model"}]})
+        else:
+            self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+
+    def do_POST(self) -> None:
+        owner = self.owner
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+            return
+        request, limited, reserved = owner._admit(body, {k.lower(): v for k, v in self.headers.items()})
+        reply = limited
+        if reply is None:
+            reply = owner.responder(request)
+            reply = Reply(reply) if isinstance(reply, str) else reply
+            if owner._stopping.wait(owner.latency + reply.delay):
+                return
+        with owner._lock:
+            owner.statuses[reply.status] += 1
+        if reply.status >= 400:
+            owner._settle(reserved, 0)
+            error_type = "rate_limit_exceeded" if reply.status == 429 else "server_error"
+            self._send(reply.status, {"error": {"message": reply.message, "type": error_type}}, reply.headers)
+            return
+        payload = owner._completion(request, reply)
+        owner._settle(reserved, payload["usage"]["total_tokens"])
+        self._send(200, payload, reply.headers)
+
+
+@pytest.fixture(name="openai_server")
+def openai_server_fixture():
+    """A started loopback server (echo responder); set `.responder`, `.latency` in the test."""
+    with OpenAIServer() as server:
+        yield server
