@@ -1,5 +1,5 @@
 # baize: `make help` lists the targets. Recipes live in recipes/<RECIPE>/<stage>.yaml.
-.PHONY: help install test test-fast quality style train data sdf chat bench demo
+.PHONY: help install test test-fast quality style train data sdf dpo chat merge push bench
 
 PYTHON ?= python3
 RECIPE ?= baize-smol
@@ -14,6 +14,10 @@ help:
 	@echo "make train RECIPE=baize-7b ACCELERATE=multi_gpu NUM_PROCESSES=8 ARGS='--learning_rate 1e-4'"
 	@echo "                                     the same through accelerate launch (configs in accelerate_configs/)"
 	@echo "make data RECIPE=selfchat-quora      self-chat collection from recipes/RECIPE/collect.yaml (resumable)"
+	@echo "make chat RECIPE=baize-smol          chat with runs/RECIPE/sft (or ADAPTER=hub-id-or-folder)"
+	@echo "make merge RECIPE=baize-smol         merge the adapter into its base: runs/RECIPE/merged"
+	@echo "make sdf RECIPE=baize-smol           Baize v2 SDF: sample, judge, select, train (recipes/RECIPE/sdf.yaml)"
+	@echo "make dpo RECIPE=baize-v2-7b          DPO on SDF preference pairs (recipes/RECIPE/dpo.yaml)"
 	@echo "make bench                           ratio benchmarks (packing vs pad-to-512, collection concurrency, ...)"
 
 install:
@@ -46,9 +50,24 @@ LAUNCH = $(if $(filter none,$(ACCELERATE)),$(PYTHON) -m,accelerate launch --conf
 train:
 	$(LAUNCH) baize.train --config recipes/$(RECIPE)/sft.yaml $(ARGS)
 
+ADAPTER ?= runs/$(RECIPE)/sft
+
+chat:
+	$(PYTHON) -m baize.chat $(ADAPTER) $(ARGS)
+
+merge:
+	$(PYTHON) -m baize.merge $(ADAPTER) --output runs/$(RECIPE)/merged $(ARGS)
+
+sdf:
+	$(PYTHON) -m baize.sdf --config recipes/$(RECIPE)/sdf.yaml $(ARGS)
+
+dpo:
+	$(LAUNCH) baize.dpo --config recipes/$(RECIPE)/dpo.yaml $(ARGS)
+
 data:
 	$(PYTHON) -m baize.collect --config recipes/$(RECIPE)/collect.yaml $(ARGS)
 
 bench:
 	$(PYTHON) benchmarks/bench_collect.py
 	$(PYTHON) benchmarks/bench_packing.py
+	$(PYTHON) benchmarks/bench_sdf.py

@@ -13,6 +13,12 @@ import sys
 STAGES = {
     "collect": ("baize.collect", "self-chat data from a teacher LLM (any OpenAI-compatible endpoint) into a dataset"),
     "train": ("baize.train", "LoRA SFT of a chat model from a YAML recipe (Baize v1)"),
+    "sdf": ("baize.sdf", "Baize v2 self-distillation with feedback: sample N answers, LLM-judge them, SFT a new LoRA"),
+    "dpo": ("baize.dpo", "DPO of a new LoRA on SDF best-vs-worst pairs (alternative to the sdf train step)"),
+    "push": ("baize.push", "upload an adapter, model or data folder to the Hub (checkpoints and secrets left out)"),
+    "pull": ("baize.hub", "download an adapter (and its base model) from the Hub into the HF cache"),
+    "chat": ("baize.chat", "streaming terminal chat with an adapter or model (Baize prompt, /reset, /undo)"),
+    "merge": ("baize.merge", "merge a LoRA adapter into its base: one model folder for transformers serve / vLLM"),
     "convert": ("baize.convert", "convert data files between the original Baize format and chat JSONL"),
 }
 

@@ -169,6 +169,9 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
     logger.info("Data: %s", data_report.summary())
     eval_dataset = dataset["test"] if "test" in dataset and training_args.eval_strategy != "no" else None
 
+    # baize pushes once, at the end, with its own card and without checkpoints or training_args.bin;
+    # the Trainer would push at start, at every save and with TRL's card.
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     trainer = SFTTrainer(
         model=model_path,
         args=training_args,
@@ -200,8 +203,10 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
         card.save(Path(training_args.output_dir, "README.md"))
         Path(training_args.output_dir, "run_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         print("Run summary:", json.dumps(summary, indent=2), flush=True)
-    if training_args.push_to_hub:
-        trainer.push_to_hub()
+    if push_to_hub and trainer.is_world_process_zero():
+        from baize.hub import push_training_output
+
+        push_training_output(training_args, model_args)
     trainer.accelerator.wait_for_everyone()
     trainer.end()
     return summary

@@ -1,0 +1,78 @@
+"""DPO on SDF preference pairs: an alternative to the SFT step of `baize sdf` (TRL's DPOTrainer, LoRA).
+
+    python -m baize.dpo --config recipes/baize-v2-7b/dpo.yaml [--any_key value ...]
+
+`baize sdf --step select` writes OUTPUT_DIR/preferences.jsonl (best vs worst judged answer per prompt, TRL's
+conversational prompt/chosen/rejected format). Point `datasets:` at it and `model_name_or_path` at the merged
+v1 (OUTPUT_DIR/v1-merged, built by the sdf train step or `baize merge`): the new LoRA is trained on top of
+the frozen v1 exactly as in the SFT path, and the reference model is v1 itself (the LoRA disabled).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trl import DatasetMixtureConfig, DPOConfig, ModelConfig, ScriptArguments, TrlParser
+
+from baize.train import BAIZE_TEMPLATE
+
+
+@dataclass
+class BaizeDPOConfig(DPOConfig):
+    chat_template_path: str | None = field(
+        default=BAIZE_TEMPLATE, metadata={"help": "Jinja chat template (the Baize one, as in SFT)."}
+    )
+
+    def __post_init__(self):
+        import torch
+
+        if self.bf16 is None and not self.fp16:
+            self.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        if not torch.accelerator.is_available():
+            self.use_cpu = True
+        super().__post_init__()
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = TrlParser(
+        (ScriptArguments, BaizeDPOConfig, ModelConfig, DatasetMixtureConfig),
+        prog="baize dpo",
+        description="DPO of a new LoRA on SDF preference pairs (baize sdf --step select): "
+        "baize dpo --config recipes/baize-v2-7b/dpo.yaml [--key value ...]",
+    )
+    return parser.parse_args_and_config(argv)
+
+
+def main(script_args, training_args, model_args, dataset_args) -> dict:
+    from transformers import AutoTokenizer
+    from trl import DPOTrainer, get_dataset, get_peft_config
+
+    dataset = get_dataset(dataset_args)
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
+    tokenizer.chat_template = Path(training_args.chat_template_path).read_text()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    columns = ["prompt", "chosen", "rejected"]
+    trainer = DPOTrainer(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=dataset[script_args.dataset_train_split].select_columns(columns),
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+    )
+    result = trainer.train()
+    trainer.save_model(training_args.output_dir)
+    tokenizer.save_pretrained(training_args.output_dir)
+    Path(training_args.output_dir, "run_summary.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
+    return result.metrics
+
+
+def cli(argv: list[str] | None = None) -> None:
+    main(*parse_args(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])

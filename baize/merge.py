@@ -1,0 +1,228 @@
+"""`baize merge ADAPTER --output DIR`: fold a LoRA adapter into its base model and save one full model folder.
+
+    baize merge runs/baize-smol/sft --output runs/baize-smol/merged
+    baize merge project-baize/baize-lora-7B --output baize-7b-merged --dtype float16
+    transformers serve runs/baize-smol/merged --device cpu       # OpenAI-compatible endpoint (docs/use.md)
+    vllm serve runs/baize-smol/merged
+
+The folder holds safetensors weights, config.json, generation_config.json (the paper's sampling defaults),
+the tokenizer with the Baize chat template and a model card: what `transformers serve`, vLLM and
+`AutoModelForCausalLM.from_pretrained` expect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+MERGED_CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ name }}
+
+A [Baize](https://arxiv.org/abs/2304.01196) chat model: the LoRA adapter `{{ adapter }}` merged into
+`{{ base }}` with PEFT's `merge_and_unload()`, saved as one safetensors model (dtype {{ dtype }}).
+
+Prompt format: **{{ prompt_format }}**. The tokenizer's chat template renders it
+{%- if prompt_format == "original" %} (the original project-baize format: no EOS after AI turns, so stop
+generation at the turn tags, e.g. `"stop": ["[|Human|]", "[|AI|]"]` in OpenAI-style requests).
+{%- else %} (`[|Human|]` / `[|AI|]` turns, EOS after every AI turn: generation stops by itself).
+{%- endif %}
+
+generation_config.json carries the Baize demo's sampling defaults: top_p 0.95, temperature 1.0, 512 new tokens.
+
+## Serve it (OpenAI-compatible)
+
+```bash
+transformers serve {{ name }} --device cpu     # or: vllm serve {{ name }}
+baize chat {{ name }}                          # terminal chat
+```
+"""
+
+
+def merge_adapter(
+    adapter: str | Path,
+    output_dir: str | Path,
+    *,
+    base: str | None = None,
+    gguf_file: str | None = None,
+    revision: str | None = None,
+    dtype: str = "auto",
+    max_shard_size: str = "5GB",
+    overwrite: bool = False,
+    token: str | None = None,
+) -> Path:
+    """Merge `adapter` (local folder or Hub id) into its base and save a full model folder at `output_dir`.
+
+    The base is loaded unquantised (merging into int8/4-bit weights would round the LoRA update away).
+    `dtype` "auto" keeps the base checkpoint's dtype. Returns the output folder."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from baize.chat import (
+        DEFAULT_MAX_NEW_TOKENS,
+        DEFAULT_TEMPERATURE,
+        DEFAULT_TOP_P,
+        ORIGINAL_TEMPLATE_HEADER,
+        baize_template,
+        detect_prompt_format,
+        folder_chat_template,
+        has_tokenizer,
+        resolve_base,
+    )
+    from baize.hub import HubError, hub_model_id, pull
+
+    output_dir = Path(output_dir)
+    if output_dir.exists() and any(output_dir.iterdir()):
+        if not overwrite:
+            raise HubError(f"{output_dir} exists and is not empty (--overwrite replaces it)")
+        shutil.rmtree(output_dir)
+    folder = pull(adapter, revision=revision, token=token)
+    if not (folder / "adapter_config.json").exists():
+        raise HubError(f"{adapter} is not an adapter (no adapter_config.json): nothing to merge")
+    base_path = resolve_base(folder, base, gguf_file)
+
+    torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype, token=token)
+    model = PeftModel.from_pretrained(model, str(folder))
+    merged = model.merge_and_unload()
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder) if has_tokenizer(folder) else base_path, token=token)
+    prompt_format = detect_prompt_format(folder)
+    if prompt_format == "original":
+        # The original adapters' format becomes the template's default, so servers render it without kwargs.
+        tokenizer.chat_template = ORIGINAL_TEMPLATE_HEADER + baize_template()
+    elif prompt_format == "baize":
+        tokenizer.chat_template = folder_chat_template(folder)
+
+    generation = merged.generation_config
+    generation.do_sample = True
+    generation.top_p = DEFAULT_TOP_P
+    generation.temperature = DEFAULT_TEMPERATURE
+    generation.max_new_tokens = DEFAULT_MAX_NEW_TOKENS
+    eos = generation.eos_token_id if isinstance(generation.eos_token_id, list) else [generation.eos_token_id]
+    generation.eos_token_id = [e for e in dict.fromkeys([tokenizer.eos_token_id, *eos]) if e is not None]
+    if generation.pad_token_id is None:
+        generation.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+
+    staging = output_dir.with_name(f".{output_dir.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    merged.save_pretrained(staging, max_shard_size=max_shard_size)
+    tokenizer.save_pretrained(staging)
+    _merged_card(
+        staging,
+        name=output_dir.name,
+        adapter=str(adapter),
+        base=str(base or base_path),
+        base_id=hub_model_id(base or "") or _adapter_card_base(folder) or hub_model_id(base_path),
+        prompt_format=prompt_format,
+        dtype=str(merged.dtype).replace("torch.", ""),
+    ).save(staging / "README.md")
+    for path in staging.iterdir():  # some writers create 0600 files; a served model is read by other users too
+        path.chmod(0o644)
+    staging.rename(output_dir) if not output_dir.exists() else _replace(staging, output_dir)
+    logger.info("Merged %s into %s -> %s", folder, base_path, output_dir)
+    return output_dir
+
+
+def _replace(staging: Path, output_dir: Path) -> None:
+    output_dir.rmdir()  # empty (checked above)
+    staging.rename(output_dir)
+
+
+def _adapter_card_base(folder: Path) -> str | None:
+    from huggingface_hub import ModelCard
+
+    if not (folder / "README.md").exists():
+        return None
+    base = ModelCard.load(folder / "README.md", ignore_metadata_errors=True).data.get("base_model")
+    return base if isinstance(base, str) else None
+
+
+def _merged_card(folder: Path, *, name, adapter, base, base_id, prompt_format, dtype):
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from baize.hub import hub_model_id
+
+    data = ModelCardData(
+        base_model=base_id,
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        tags=["baize", "merged", "lora", "text-generation", "conversational"],
+        license="other",
+        license_name="base-model-license",
+    )
+    return ModelCard.from_template(
+        data,
+        template_str=MERGED_CARD_TEMPLATE,
+        name=name,
+        adapter=hub_model_id(adapter) or adapter,
+        base=base,
+        prompt_format=prompt_format,
+        dtype=dtype,
+    )
+
+
+DESCRIPTION = """\
+Merge a LoRA adapter into its base model and save a full model folder (safetensors, config, tokenizer with
+the Baize chat template, generation_config.json with the paper's sampling defaults, model card).
+
+ADAPTER is an adapter folder from `baize train` or an adapter repo on the Hub (yours or an original
+project-baize one, whose format becomes the template's default). The base named in adapter_config.json is
+loaded in full precision (--base overrides it). The result loads with AutoModelForCausalLM and serves with
+`transformers serve DIR` or `vllm serve DIR` (OpenAI-compatible; see docs/use.md), and `baize push DIR`
+uploads it.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="baize merge", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("adapter", metavar="ADAPTER", help="adapter folder or Hub repo id")
+    parser.add_argument("-o", "--output", required=True, help="folder to write the merged model to")
+    parser.add_argument("--base", help="base model (Hub id, folder or pkg:NAME); default: the adapter's")
+    parser.add_argument("--gguf-file", help="GGUF file inside --base (converted once, as in the recipes)")
+    parser.add_argument("--revision", help="branch, tag or commit of a Hub adapter repo")
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        default="auto",
+        help="dtype of the saved weights (default: the base checkpoint's)",
+    )
+    parser.add_argument("--max-shard-size", default="5GB", help="largest safetensors shard (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    return parser
+
+
+def cli(argv: list[str] | None = None) -> None:
+    from baize.hub import HubError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    try:
+        out = merge_adapter(
+            args.adapter,
+            args.output,
+            base=args.base,
+            gguf_file=args.gguf_file,
+            revision=args.revision,
+            dtype=args.dtype,
+            max_shard_size=args.max_shard_size,
+            overwrite=args.overwrite,
+        )
+    except (HubError, OSError) as error:  # OSError: transformers could not find/download a model file
+        print(f"baize merge: error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    print(f"Merged model written to {out}\nServe it: transformers serve {out} --device cpu   (or: vllm serve {out})")
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])

@@ -1,0 +1,138 @@
+"""`baize push FOLDER`: upload a stage's output folder to the Hugging Face Hub (adapter or dataset repo).
+
+    baize push runs/baize-smol/sft --repo-id me/baize-smol --base-model HuggingFaceTB/SmolLM2-135M-Instruct
+    baize push runs/selfchat-quora/collect --repo-type dataset --private
+    python -m baize.push FOLDER --dry-run       # what would go up, without touching the network
+
+The work is done by `baize.hub.push_adapter` / `push_dataset`; this module is only the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+DESCRIPTION = """\
+Upload a folder written by a baize stage to the Hugging Face Hub.
+
+  model repos (default): an adapter folder from `baize train` -- adapter weights and config, tokenizer and
+    chat template, run summary, and a model card whose metadata (base_model, library_name: peft, datasets,
+    license, tags) is completed and whose how-to names the repo -- or a full model folder (`baize merge`).
+  dataset repos (--repo-type dataset): collected dialogues, SDF scores, ... with their dataset card.
+
+Left out unless asked: checkpoint-*/ folders, optimizer/scheduler/RNG states, training_args.bin and collect
+journals (--include-checkpoints uploads them). Never uploaded: credential files, and any file containing an
+access token (the push stops and names the file). The local folder is not modified.
+
+Log in first with `hf auth login`, or set HF_TOKEN (a token with write access). The repo is created if needed;
+--revision BRANCH creates the branch too.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="baize push", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("folder", help="output folder to upload, e.g. runs/baize-smol/sft")
+    parser.add_argument(
+        "--repo-id", help="Hub repo, user/name or org/name (default: <your user>/<folder name, or its parent's>)"
+    )
+    parser.add_argument(
+        "--repo-type", choices=["model", "dataset"], default="model", help="adapter (model) or dataset repo"
+    )
+    visibility = parser.add_mutually_exclusive_group()
+    visibility.add_argument("--private", dest="private", action="store_true", default=None, help="private repo")
+    visibility.add_argument(
+        "--public", dest="private", action="store_false", help="public repo (default for new repos)"
+    )
+    parser.add_argument("--revision", help="branch to push to (created from main if missing; default: main)")
+    parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    parser.add_argument(
+        "--base-model",
+        help="Hub id of the base model, for the card and the uploaded adapter_config.json (needed when the adapter "
+        "was trained on a local or GGUF-converted copy)",
+    )
+    parser.add_argument("--license", help="license id for the card (default: keep the card's; else 'other')")
+    parser.add_argument(
+        "--dataset", action="append", default=[], help="Hub dataset id the adapter was trained on (repeatable)"
+    )
+    parser.add_argument("--include-checkpoints", action="store_true", help="also upload checkpoints and resume state")
+    parser.add_argument(
+        "--exclude", action="append", default=[], metavar="GLOB", help="leave out matching files (repeatable)"
+    )
+    parser.add_argument(
+        "--allow-token-shaped-text",
+        action="store_true",
+        help="upload files with text shaped like an hf_/sk- key (e.g. placeholders in dialogues about APIs); "
+        "files containing your actual token are refused regardless",
+    )
+    parser.add_argument("--commit-message", help="commit message (default: 'baize push: <folder>')")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="show the files and card that would be uploaded; no network"
+    )
+    return parser
+
+
+def cli(argv: list[str] | None = None) -> None:
+    from baize.hub import HubError, plan_adapter_push, plan_dataset_push, plan_model_push, push_plan
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    try:
+        repo_id = args.repo_id
+        if repo_id is None:
+            if args.dry_run:
+                repo_id = "<user>/<name>"
+            else:
+                from baize.hub import default_repo_id
+
+                repo_id = default_repo_id(args.folder)
+        if args.repo_type == "model" and not (Path(args.folder) / "adapter_config.json").exists():
+            plan = plan_model_push(
+                args.folder,
+                repo_id,
+                base_model=args.base_model,
+                license=args.license,
+                include_checkpoints=args.include_checkpoints,
+                exclude=args.exclude,
+            )
+        elif args.repo_type == "model":
+            plan = plan_adapter_push(
+                args.folder,
+                repo_id,
+                base_model=args.base_model,
+                license=args.license,
+                datasets=args.dataset,
+                include_checkpoints=args.include_checkpoints,
+                exclude=args.exclude,
+            )
+        else:
+            plan = plan_dataset_push(
+                args.folder,
+                repo_id,
+                license=args.license,
+                include_checkpoints=args.include_checkpoints,
+                exclude=args.exclude,
+            )
+        print(plan.describe(), flush=True)
+        if args.dry_run:
+            print("\n--- README.md (card) ---\n" + str(plan.card))
+            return
+        result = push_plan(
+            plan,
+            private=args.private,
+            revision=args.revision,
+            create_pr=args.create_pr,
+            commit_message=args.commit_message,
+            allow_token_shaped_text=args.allow_token_shaped_text,
+        )
+    except HubError as error:
+        print(f"baize push: error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    print(f"Pushed {len(result.files)} file(s) to {result.url} ({result.revision}): {result.commit_url}")
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])

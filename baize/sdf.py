@@ -1,0 +1,1034 @@
+"""Baize v2: Self-Distillation with Feedback (SDF, arXiv 2304.01196 section 3.3), as four resumable steps.
+
+    python -m baize.sdf --config recipes/baize-smol/sdf.yaml                      # all steps
+    python -m baize.sdf --config recipes/baize-smol/sdf.yaml --step judge         # one step
+    python -m baize.sdf --config recipes/baize-v2-7b/sdf.yaml -- --max_steps 10   # after `--`: SFT overrides
+
+1. sample  the v1 model (base + v1 adapter, or a full model) answers every prompt N times with the Baize
+           chat template -> `candidates.jsonl`. Several prompts x N sequences per forward pass, the prompt
+           prefill computed once per prompt and shared by its N samples (`backend: vllm` on a GPU box).
+2. judge   an LLM judge (any OpenAI-compatible endpoint, `openai` client) scores every candidate ->
+           `judged.jsonl`. `pointwise` (the paper): one 1-100 score per candidate for helpfulness,
+           relevance, accuracy and level of detail. `pairwise`: king of the hill, every challenger vs the
+           current best in BOTH orders (position bias cancels). Every score and rationale is kept.
+3. select  the best candidate per prompt (argmax, ties -> lowest candidate index; `min_score` threshold)
+           -> `selected.jsonl` (chat rows for SFT) and best-vs-worst `preferences.jsonl` (TRL DPO format).
+4. train   v1 is merged into its base (`v1-merged/`, frozen) and a NEW LoRA is trained on top with
+           `baize.train` and the SFT recipe named by `train_config` -> the v2 adapter, whose card names the
+           v1 parent, the judge, N and the score statistics.
+
+Every step appends JSONL lines durably (write + fsync) and skips prompts already in its output file, so
+re-running the same command continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import re
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger("baize.sdf")
+
+STEPS = ("sample", "judge", "select", "train", "all")
+CANDIDATES_FILE = "candidates.jsonl"
+JUDGED_FILE = "judged.jsonl"
+SELECTED_FILE = "selected.jsonl"
+PREFERENCES_FILE = "preferences.jsonl"
+ORIGINAL_STOPS = ["[|Human|]", "[|AI|]"]
+
+
+@dataclass
+class SDFConfig:
+    output_dir: str = field(
+        default="runs/sdf", metadata={"help": "Folder of every step's files; re-running continues there."}
+    )
+    step: str = field(
+        default="all",
+        metadata={
+            "help": "Which step to run: sample, judge, select, train, or all (in that order).",
+            "choices": STEPS,
+        },
+    )
+    # ------------------------------------------------------------------ v1 model
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "The v1 model: a LoRA adapter folder / Hub id (loaded on its base), or a full model."},
+    )
+    base_model: str | None = field(
+        default=None, metadata={"help": "Base of the v1 adapter (default: the one in its adapter_config.json)."}
+    )
+    gguf_file: str | None = field(default=None, metadata={"help": "GGUF file of the base (e.g. for pkg:NAME)."})
+    dtype: str | None = field(
+        default=None,
+        metadata={"help": "float32 / bfloat16 / float16 for sampling (default: bf16 on GPU, fp32 on CPU)."},
+    )
+    load_in_8bit: bool = field(default=False, metadata={"help": "Sample from an int8 base (bitsandbytes)."})
+    # ------------------------------------------------------------------ prompts
+    prompts_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Prompts: Hub dataset id or local .txt/.jsonl/.parquet file. A `messages` column gives "
+            "multi-turn contexts (a trailing assistant turn is dropped); otherwise `prompts_column` is one "
+            "user question. De-duplicated like collection seeds."
+        },
+    )
+    prompts_name: str | None = field(default=None, metadata={"help": "Dataset config name (Hub datasets)."})
+    prompts_split: str = field(default="train", metadata={"help": "Dataset split."})
+    prompts_column: str = field(
+        default="text", metadata={"help": "Column with the question (dotted paths like questions.text.0 work)."}
+    )
+    messages_column: str = field(default="messages", metadata={"help": "Column with chat contexts, if present."})
+    limit: int | None = field(default=None, metadata={"help": "Use at most this many prompts (after dedup)."})
+    # ------------------------------------------------------------------ sampling
+    num_candidates: int = field(default=4, metadata={"help": "N: answers sampled per prompt (paper: 4)."})
+    max_new_tokens: int = field(default=512, metadata={"help": "Longest answer, in tokens."})
+    max_prompt_tokens: int = field(
+        default=512, metadata={"help": "Prompts (rendered context) longer than this are skipped and counted."}
+    )
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (Baize demo: 1.0)."})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling (Baize demo: 0.95)."})
+    batch_size: int = field(
+        default=8, metadata={"help": "Prompts per forward pass (each with N sequences: batch_size x N rows)."}
+    )
+    share_prefill: bool = field(
+        default=True,
+        metadata={"help": "Run each prompt's prefill once and copy its KV cache to the N samples (transformers)."},
+    )
+    backend: str = field(
+        default="transformers",
+        metadata={
+            "help": "transformers, or vllm (GPU box with vllm installed; samples from v1-merged/).",
+            "choices": ["transformers", "vllm"],
+        },
+    )
+    seed: int = field(default=42, metadata={"help": "Sampling seed (per batch, derived from the prompt ids)."})
+    # ------------------------------------------------------------------ judge
+    judge_model: str = field(default="gpt-3.5-turbo", metadata={"help": "Judge model name at the endpoint."})
+    judge_gguf_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "With judge_model pkg:NAME or a folder: its GGUF file, converted once; the converted folder "
+            "is sent as the model name (what a local `transformers serve` loads)."
+        },
+    )
+    judge_base_url: str | None = field(
+        default=None, metadata={"help": "OpenAI-compatible endpoint (default: api.openai.com)."}
+    )
+    judge_api_key_env: str = field(
+        default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the judge API key (never a file)."}
+    )
+    judge_mode: str = field(
+        default="pointwise",
+        metadata={
+            "help": "pointwise: a 1-100 score per candidate (paper); pairwise: challenger vs best, both orders.",
+            "choices": ["pointwise", "pairwise"],
+        },
+    )
+    judge_temperature: float = field(default=0.0, metadata={"help": "Judge sampling temperature."})
+    judge_max_tokens: int = field(default=512, metadata={"help": "Judge reply budget (score line + rationale)."})
+    judge_parse_retries: int = field(
+        default=2, metadata={"help": "Re-asks (with a format reminder) when a verdict cannot be parsed."}
+    )
+    judge_concurrency: int = field(default=8, metadata={"help": "Prompts judged at once."})
+    max_retries: int = field(default=6, metadata={"help": "HTTP retries of the openai client (429, 5xx, timeouts)."})
+    timeout: float = field(default=120.0, metadata={"help": "Seconds per judge request."})
+    rpm: float | None = field(default=None, metadata={"help": "Judge requests per minute limit."})
+    tpm: float | None = field(default=None, metadata={"help": "Judge tokens per minute limit."})
+    # ------------------------------------------------------------------ select
+    min_score: float = field(
+        default=50.0, metadata={"help": "Drop prompts whose best candidate scores below this (1-100 scale)."}
+    )
+    min_margin: float = field(
+        default=1.0, metadata={"help": "Export a best-vs-worst preference pair only if best - worst >= this."}
+    )
+    # ------------------------------------------------------------------ train
+    train_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "SFT recipe for the v2 LoRA (parsed by `baize train`; its model and datasets are set "
+            "by SDF). Extra SFT overrides go after `--` on the command line."
+        },
+    )
+    merged_dir: str | None = field(
+        default=None, metadata={"help": "Where v1 is merged into its base (default: OUTPUT_DIR/v1-merged)."}
+    )
+    merge_dtype: str = field(default="auto", metadata={"help": "dtype of the merged v1 (auto keeps the base's)."})
+
+    def __post_init__(self):
+        if self.num_candidates < 2:
+            raise ValueError("num_candidates must be >= 2 (SDF picks the best of several)")
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[SDFConfig, list[str]]:
+    """`--config FILE [--key value ...] [-- SFT overrides]` -> (config, SFT override argv)."""
+    from trl import TrlParser
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    train_argv: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, train_argv = argv[:cut], argv[cut + 1 :]
+    parser = TrlParser(
+        (SDFConfig,),
+        prog="baize sdf",
+        description="Baize v2 Self-Distillation with Feedback: sample N answers from the v1 model, score them "
+        "with an LLM judge, keep the best, train a new LoRA on top of v1. "
+        "baize sdf --config recipes/baize-smol/sdf.yaml [--step sample|judge|select|train|all] [-- SFT overrides]",
+    )
+    (config,) = parser.parse_args_and_config(argv)
+    return config, train_argv
+
+
+# --------------------------------------------------------------------------- durable JSONL
+
+
+_sync = getattr(os, "fdatasync", os.fsync)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every whole line of a JSONL file; a torn last line (a crash mid-write) is ignored."""
+    if not path.exists():
+        return []
+    rows = []
+    for number, line in enumerate(path.read_bytes().split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            logger.warning("%s:%d: torn or invalid line ignored (that prompt is redone)", path, number)
+    return rows
+
+
+class Appender:
+    """One `os.write` per JSON line on an O_APPEND descriptor, fsynced: a killed run leaves whole lines."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+            with path.open("ab") as f:  # cut a torn last line off cleanly
+                f.write(b"\n")
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def append(self, row: dict) -> None:
+        os.write(self.fd, (json.dumps(row, ensure_ascii=False) + "\n").encode())
+        _sync(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __enter__(self) -> Appender:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_jsonl_atomically(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- prompts
+
+
+def context_id(messages: list[dict]) -> str:
+    from baize.collect.seeds import normalize
+
+    key = "\x1e".join(f"{m['role']}\x1f{normalize(m['content'])}" for m in messages)
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def load_prompts(config: SDFConfig) -> list[dict]:
+    """Prompt rows {id, messages}: chat contexts from a `messages` column, else one user turn per question.
+
+    Questions go through the collection stage's seed loader (Hub ids, local txt/jsonl, dedup, limit)."""
+    from types import SimpleNamespace
+
+    from baize.collect.seeds import load_seed_table, select_seeds
+
+    seed_config = SimpleNamespace(
+        seeds_path=config.prompts_path,
+        seeds_name=config.prompts_name,
+        seeds_split=config.prompts_split,
+        seeds_column=config.prompts_column,
+        mode="turns",
+        shard_index=0,
+        num_shards=1,
+        limit=config.limit,
+    )
+    table = load_seed_table(seed_config)
+    if config.messages_column in table.column_names:
+        rows, seen = [], set()
+        for messages in table[config.messages_column]:
+            messages = [{"role": m["role"], "content": m["content"]} for m in messages]
+            while messages and messages[-1]["role"] == "assistant":
+                messages.pop()
+            if not messages or messages[-1]["role"] != "user":
+                continue
+            key = context_id(messages)
+            if key not in seen:
+                seen.add(key)
+                rows.append({"id": key, "messages": messages})
+        return rows[: config.limit] if config.limit is not None else rows
+    seeds, stats = select_seeds(table, seed_config)
+    logger.info("Prompts: %s", stats.as_dict())
+    return [{"id": s.id, "messages": [{"role": "user", "content": s.text}]} for s in seeds]
+
+
+# --------------------------------------------------------------------------- step 1: sample
+
+
+def load_v1(config: SDFConfig):
+    """The v1 model for sampling (baize.chat's loader: adapter on its base, or a full model)."""
+    from baize.chat import load_chat_model
+
+    return load_chat_model(
+        config.model_name_or_path,
+        load_in_8bit=config.load_in_8bit,
+        base=config.base_model,
+        gguf_file=config.gguf_file,
+        dtype=config.dtype,
+    )
+
+
+def render_prompt(chat, messages: list[dict]) -> list[int]:
+    kwargs = {"baize_format": "original"} if chat.prompt_format == "original" else {}
+    ids = chat.tokenizer.apply_chat_template(
+        messages, chat_template=chat.chat_template, add_generation_prompt=True, tokenize=True, **kwargs
+    )
+    return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+
+def _batch_seed(seed: int, ids: list[str]) -> int:
+    return (seed + int(hashlib.sha256("".join(ids).encode()).hexdigest()[:8], 16)) % 2**31
+
+
+def generate_candidates(
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    n: int,
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 0.95,
+    share_prefill: bool = True,
+    stop_strings: list[str] | None = None,
+    ignore_eos: bool = False,
+) -> list[list[dict]]:
+    """N sampled continuations for each of several prompts, in one `generate` call.
+
+    Prompts are left-padded into one batch. With `share_prefill`, the prompt (all but its last token) is
+    run once per prompt and its KV cache repeated N times, so the N samples share the prefill; `generate`
+    then continues from the cache. Returns, per prompt, N dicts {text, finish_reason, new_tokens}.
+    """
+    import torch
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    eos = tokenizer.eos_token_id
+    device = next(model.parameters()).device
+    width = max(map(len, prompts))
+    input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, ids in enumerate(prompts):
+        input_ids[row, width - len(ids) :] = torch.tensor(ids)
+        mask[row, width - len(ids) :] = 1
+    input_ids, mask = input_ids.to(device), mask.to(device)
+    sampling = (
+        {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+    )
+    kwargs = {
+        **sampling,
+        "max_new_tokens": max_new_tokens,
+        "pad_token_id": pad,
+        "eos_token_id": None if ignore_eos else eos,
+    }
+    if ignore_eos:
+        kwargs["min_new_tokens"] = max_new_tokens
+    with torch.no_grad():
+        if share_prefill and width > 1:
+            position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+            out = model(
+                input_ids=input_ids[:, :-1],
+                attention_mask=mask[:, :-1],
+                position_ids=position_ids[:, :-1],
+                use_cache=True,
+            )
+            cache = out.past_key_values
+            cache.batch_repeat_interleave(n)
+            output = model.generate(
+                input_ids=input_ids.repeat_interleave(n, 0),
+                attention_mask=mask.repeat_interleave(n, 0),
+                past_key_values=cache,
+                **kwargs,
+            )
+        else:
+            output = model.generate(  # what num_return_sequences does, also valid for greedy decoding
+                input_ids=input_ids.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0), **kwargs
+            )
+    results: list[list[dict]] = [[] for _ in prompts]
+    for row, tokens in enumerate(output[:, width:].tolist()):
+        finish = "length"
+        if not ignore_eos and eos in tokens:
+            tokens, finish = tokens[: tokens.index(eos)], "stop"
+        while tokens and tokens[-1] == pad:
+            tokens.pop()
+        text = tokenizer.decode(tokens, skip_special_tokens=True)
+        for stop in stop_strings or []:
+            if stop in text:
+                text, finish = text[: text.index(stop)], "stop"
+        results[row // n].append({"text": text.strip(), "finish_reason": finish, "new_tokens": len(tokens)})
+    return results
+
+
+def sample_step(config: SDFConfig) -> dict:
+    """Step 1: candidates.jsonl, one line per prompt with its N candidates; prompts already there are skipped."""
+    out = Path(config.output_dir) / CANDIDATES_FILE
+    prompts = load_prompts(config)
+    done = {row["id"] for row in read_jsonl(out)}
+    todo = [p for p in prompts if p["id"] not in done]
+    stats = {"prompts": len(prompts), "already_done": len(prompts) - len(todo), "sampled": 0, "too_long": 0}
+    if not todo:
+        logger.info("sample: all %d prompts already sampled", len(prompts))
+        return stats
+    if config.backend == "vllm":
+        return _sample_vllm(config, todo, out, stats)
+
+    import torch
+
+    chat = load_v1(config)
+    stops = ORIGINAL_STOPS if chat.prompt_format == "original" else None
+    start = time.perf_counter()
+    encoded = []
+    for prompt in todo:
+        ids = render_prompt(chat, prompt["messages"])
+        if len(ids) > config.max_prompt_tokens:
+            stats["too_long"] += 1
+        else:
+            encoded.append((prompt, ids))
+    with Appender(out) as appender:
+        for first in range(0, len(encoded), config.batch_size):
+            batch = encoded[first : first + config.batch_size]
+            torch.manual_seed(_batch_seed(config.seed, [p["id"] for p, _ in batch]))
+            results = generate_candidates(
+                chat.model,
+                chat.tokenizer,
+                [ids for _, ids in batch],
+                config.num_candidates,
+                max_new_tokens=config.max_new_tokens,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                share_prefill=config.share_prefill,
+                stop_strings=stops,
+            )
+            for (prompt, ids), candidates in zip(batch, results, strict=True):
+                appender.append(
+                    {
+                        **prompt,
+                        "prompt_tokens": len(ids),
+                        "candidates": candidates,
+                        "sampler": {
+                            "model": str(config.model_name_or_path),
+                            "temperature": config.temperature,
+                            "top_p": config.top_p,
+                            "max_new_tokens": config.max_new_tokens,
+                        },
+                    }
+                )
+                stats["sampled"] += 1
+            logger.info("sample: %d/%d prompts", stats["sampled"], len(encoded))
+    elapsed = time.perf_counter() - start
+    stats["candidates_per_second"] = round(stats["sampled"] * config.num_candidates / elapsed, 2)
+    return stats
+
+
+def _sample_vllm(config: SDFConfig, todo: list[dict], out: Path, stats: dict) -> dict:  # pragma: no cover - GPU
+    """vLLM samples from the merged v1 (the same folder the train step builds on), in chunks saved as they end."""
+    from transformers import AutoTokenizer
+    from vllm import LLM, SamplingParams
+
+    model_dir = merged_v1(config)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    llm = LLM(model=str(model_dir), dtype=config.dtype or "auto", seed=config.seed)
+    params = SamplingParams(
+        n=config.num_candidates,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_tokens=config.max_new_tokens,
+        seed=config.seed,
+    )
+    with Appender(out) as appender:
+        for first in range(0, len(todo), 256):
+            chunk = []
+            for prompt in todo[first : first + 256]:
+                ids = tokenizer.apply_chat_template(prompt["messages"], add_generation_prompt=True, tokenize=True)
+                ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+                if len(ids) > config.max_prompt_tokens:
+                    stats["too_long"] += 1
+                else:
+                    chunk.append((prompt, ids))
+            outputs = llm.generate([{"prompt_token_ids": ids} for _, ids in chunk], params)
+            for (prompt, ids), result in zip(chunk, outputs, strict=True):
+                candidates = [
+                    {"text": o.text.strip(), "finish_reason": o.finish_reason, "new_tokens": len(o.token_ids)}
+                    for o in result.outputs
+                ]
+                appender.append(
+                    {
+                        **prompt,
+                        "prompt_tokens": len(ids),
+                        "candidates": candidates,
+                        "sampler": {"model": str(config.model_name_or_path), "backend": "vllm"},
+                    }
+                )
+                stats["sampled"] += 1
+    return stats
+
+
+# --------------------------------------------------------------------------- step 2: judge
+
+JUDGE_SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
+POINTWISE_TEMPLATE = """[Conversation]
+{context}
+
+[The Start of Assistant's Answer]
+{answer}
+[The End of Assistant's Answer]
+
+[System]
+We would like to request your feedback on the performance of an AI assistant in response to the user's last \
+message in the conversation displayed above.
+Please rate the helpfulness, relevance, accuracy, and level of detail of the response. The assistant receives an \
+overall score on a scale of 1 to 100, where a higher score indicates better overall performance.
+Please first output a single line containing only the score. In the subsequent line, please provide a \
+comprehensive explanation of your evaluation."""
+PAIRWISE_TEMPLATE = """[Conversation]
+{context}
+
+[The Start of Assistant 1's Answer]
+{answer_1}
+[The End of Assistant 1's Answer]
+
+[The Start of Assistant 2's Answer]
+{answer_2}
+[The End of Assistant 2's Answer]
+
+[System]
+We would like to request your feedback on the performance of two AI assistants in response to the user's last \
+message in the conversation displayed above.
+Please rate the helpfulness, relevance, accuracy, and level of detail of their responses. Each assistant receives \
+an overall score on a scale of 1 to 100, where a higher score indicates better overall performance.
+Please first output a single line containing only two values indicating the scores for Assistant 1 and 2, \
+respectively. The two scores are separated by a space. In the subsequent line, please provide a comprehensive \
+explanation of your evaluation, avoiding any potential bias and ensuring that the order in which the responses \
+were presented does not affect your judgment."""
+POINTWISE_REMINDER = "Please answer again: the first line must contain only the score, an integer from 1 to 100."
+PAIRWISE_REMINDER = (
+    "Please answer again: the first line must contain only two integers from 1 to 100 separated by a space "
+    "(the scores of Assistant 1 and Assistant 2)."
+)
+
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_REFUSAL = re.compile(r"\b(i'?m sorry|i am sorry|i can(?:'|no)t|i am unable|i'm unable|as an ai)\b", re.I)
+
+
+def render_context(messages: list[dict]) -> str:
+    names = {"user": "User", "assistant": "Assistant", "system": "System"}
+    return "\n".join(f"{names.get(m['role'], m['role'])}: {m['content']}" for m in messages)
+
+
+def _in_range(values: list[float]) -> bool:
+    return all(1 <= v <= 100 for v in values)
+
+
+def parse_pointwise(text: str | None) -> tuple[float | None, str | None]:
+    """(score, None) or (None, reason): reason is empty, out_of_range, refused or no_score.
+
+    Accepted: a first line "85", "Score: 85", "**85/100**"; else "score: 85" / "85/100" / "85 out of 100" anywhere."""
+    text = (text or "").strip()
+    if not text:
+        return None, "empty"
+    first = text.splitlines()[0].strip().strip("*#`_ ").strip()
+    match = re.fullmatch(rf"(?:(?:overall\s+)?score\s*[:=]?\s*)?{_NUMBER}\s*(?:/\s*100|out of 100)?\.?", first, re.I)
+    if match is None:
+        match = re.search(rf"score\s*(?:is|of|:|=)?\s*\**{_NUMBER}|{_NUMBER}\s*(?:/|out of)\s*100", text, re.I)
+    if match is None:
+        return None, "refused" if _REFUSAL.search(text) else "no_score"
+    value = float(next(g for g in match.groups() if g is not None))
+    return (value, None) if _in_range([value]) else (None, "out_of_range")
+
+
+def parse_pairwise(text: str | None) -> tuple[tuple[float, float] | None, str | None]:
+    """((score_1, score_2), None) or (None, reason), from "80 75" / "80, 75" on the first line, or
+    "Assistant 1: 80 ... Assistant 2: 75" anywhere."""
+    text = (text or "").strip()
+    if not text:
+        return None, "empty"
+    first = text.splitlines()[0].strip().strip("*#`_ ").strip()
+    match = re.fullmatch(rf"{_NUMBER}\s*(?:,|\s|/|and|vs\.?)\s*{_NUMBER}\.?", first, re.I)
+    if match is None:
+        match = re.search(rf"assistant\s*1\D{{0,20}}?{_NUMBER}.*?assistant\s*2\D{{0,20}}?{_NUMBER}", text, re.I | re.S)
+    if match is None:
+        return None, "refused" if _REFUSAL.search(text) else "no_score"
+    scores = (float(match.group(1)), float(match.group(2)))
+    return (scores, None) if _in_range(list(scores)) else (None, "out_of_range")
+
+
+class Judge:
+    """The judge endpoint: `openai.AsyncOpenAI` (its own HTTP retries) behind the collection stage's shared
+    rate limiter, plus re-asks when a verdict does not parse. Counts calls, tokens and parse failures."""
+
+    def __init__(self, config: SDFConfig, client=None):
+        import openai
+
+        from baize.collect.teacher import RateLimiter, resolve_api_key, retry_after_seconds
+
+        self.config = config
+        self.model = config.judge_model
+        if config.judge_model.startswith("pkg:") or config.judge_gguf_file:
+            from baize.models import resolve_model_path
+
+            self.model = resolve_model_path(config.judge_model, config.judge_gguf_file)
+        self.limiter = RateLimiter(config.rpm, config.tpm)
+        self._retry_after = retry_after_seconds
+        key_config = type(
+            "KeyConfig", (), {"api_key_env": config.judge_api_key_env, "base_url": config.judge_base_url}
+        )
+        self.client = client or openai.AsyncOpenAI(
+            base_url=config.judge_base_url,
+            api_key=resolve_api_key(key_config),
+            max_retries=config.max_retries,
+            timeout=config.timeout,
+            http_client=openai.DefaultAsyncHttpxClient(event_hooks={"response": [self._on_response]}),
+        )
+
+    async def _on_response(self, response) -> None:
+        if response.status_code in (429, 503):
+            self.limiter.pause(self._retry_after(response.headers))
+
+    async def call(self, messages: list[dict], usage: dict) -> str:
+        from baize.collect.teacher import estimate_prompt_tokens
+
+        reserved = estimate_prompt_tokens(messages) + self.config.judge_max_tokens
+        await self.limiter.acquire(reserved)
+        used = 0
+        try:
+            response = await self.client.chat.completions.create(
+                model=self.model,
+                messages=messages,
+                temperature=self.config.judge_temperature,
+                max_tokens=self.config.judge_max_tokens,
+            )
+            usage["calls"] += 1
+            if response.usage is not None:
+                usage["prompt_tokens"] += response.usage.prompt_tokens or 0
+                usage["completion_tokens"] += response.usage.completion_tokens or 0
+                used = (response.usage.prompt_tokens or 0) + (response.usage.completion_tokens or 0)
+        finally:
+            self.limiter.settle(reserved, used)
+        return response.choices[0].message.content or ""
+
+    async def verdict(self, prompt: str, parse, reminder: str, usage: dict) -> dict:
+        """Ask; on an unparseable verdict re-ask with the bad reply and a format reminder. All replies are kept."""
+        base = [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": prompt}]
+        messages, replies, errors = base, [], []
+        for _ in range(1 + self.config.judge_parse_retries):
+            text = await self.call(messages, usage)
+            value, error = parse(text)
+            replies.append(text)
+            if error is None:
+                return {"value": value, "rationale": text, "attempts": len(replies), "errors": errors}
+            errors.append(error)
+            messages = [*base, {"role": "assistant", "content": text}, {"role": "user", "content": reminder}]
+        return {
+            "value": None,
+            "rationale": replies[-1],
+            "attempts": len(replies),
+            "errors": errors,
+            "replies": replies,
+        }
+
+    async def pointwise(self, row: dict, usage: dict) -> dict:
+        context = render_context(row["messages"])
+        verdicts = await asyncio.gather(
+            *[
+                self.verdict(
+                    POINTWISE_TEMPLATE.format(context=context, answer=c["text"]),
+                    parse_pointwise,
+                    POINTWISE_REMINDER,
+                    usage,
+                )
+                for c in row["candidates"]
+            ]
+        )
+        return {"scores": [v["value"] for v in verdicts], "verdicts": verdicts}
+
+    async def compare(self, context: str, a: str, b: str, usage: dict) -> dict:
+        """a vs b asked in both orders; each side's score is its mean over the orders that parsed."""
+        ab, ba = await asyncio.gather(
+            self.verdict(
+                PAIRWISE_TEMPLATE.format(context=context, answer_1=a, answer_2=b),
+                parse_pairwise,
+                PAIRWISE_REMINDER,
+                usage,
+            ),
+            self.verdict(
+                PAIRWISE_TEMPLATE.format(context=context, answer_1=b, answer_2=a),
+                parse_pairwise,
+                PAIRWISE_REMINDER,
+                usage,
+            ),
+        )
+        ab_scores, ba_scores = ab["value"] or (None, None), ba["value"] or (None, None)
+        a_scores = [s for s in (ab_scores[0], ba_scores[1]) if s is not None]  # a is Assistant 1, then 2
+        b_scores = [s for s in (ab_scores[1], ba_scores[0]) if s is not None]
+        return {
+            "order_ab": ab,
+            "order_ba": ba,
+            "a_score": statistics.mean(a_scores) if a_scores else None,
+            "b_score": statistics.mean(b_scores) if b_scores else None,
+        }
+
+    async def pairwise(self, row: dict, usage: dict) -> dict:
+        """King of the hill: candidate 0 starts as best; each challenger replaces it only by scoring strictly
+        higher (mean over both orders). 2(N-1) calls. A candidate's score is its mean over its comparisons."""
+        context = render_context(row["messages"])
+        texts = [c["text"] for c in row["candidates"]]
+        best, comparisons = 0, []
+        seen: dict[int, list[float]] = {i: [] for i in range(len(texts))}
+        for challenger in range(1, len(texts)):
+            result = await self.compare(context, texts[best], texts[challenger], usage)
+            result.update(a=best, b=challenger)
+            for index, key in ((best, "a_score"), (challenger, "b_score")):
+                if result[key] is not None:
+                    seen[index].append(result[key])
+            if None not in (result["a_score"], result["b_score"]) and result["b_score"] > result["a_score"]:
+                best = challenger
+            result["winner"] = best
+            comparisons.append(result)
+        scores = [statistics.mean(v) if v else None for v in seen.values()]
+        return {"scores": scores, "winner": best, "comparisons": comparisons}
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+async def judge_rows(config: SDFConfig, rows: list[dict], appender: Appender | None, judge: Judge) -> dict:
+    """Judge rows with `judge_concurrency` prompts in flight; each judged row is appended as soon as it is done.
+    A prompt whose requests fail (after the client's retries) is not written: the next run retries it."""
+    stats = {
+        "judged": 0,
+        "request_errors": 0,
+        "unscored_candidates": 0,
+        "parse_errors": {},
+        "usage": {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0},
+    }
+    queue: asyncio.Queue = asyncio.Queue()
+    for row in rows:
+        queue.put_nowait(row)
+    judged: list[dict] = []
+
+    async def worker():
+        while not queue.empty():
+            row = queue.get_nowait()
+            usage = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
+            try:
+                if config.judge_mode == "pointwise":
+                    result = await judge.pointwise(row, usage)
+                else:
+                    result = await judge.pairwise(row, usage)
+            except Exception as error:  # openai.APIError after retries, timeouts: retried on the next run
+                stats["request_errors"] += 1
+                logger.warning("judge: prompt %s failed: %s", row["id"], error)
+                continue
+            finally:
+                for key in usage:
+                    stats["usage"][key] += usage[key]
+            out = {
+                **row,
+                "scores": result.pop("scores"),
+                "judge": {"model": config.judge_model, "mode": config.judge_mode, "usage": usage, **result},
+            }
+            for verdict in _verdicts(out["judge"]):
+                for error in verdict["errors"]:
+                    stats["parse_errors"][error] = stats["parse_errors"].get(error, 0) + 1
+            stats["unscored_candidates"] += sum(s is None for s in out["scores"])
+            if appender is not None:
+                appender.append(out)
+            judged.append(out)
+            stats["judged"] += 1
+
+    await asyncio.gather(*[worker() for _ in range(max(1, config.judge_concurrency))])
+    stats["rows"] = judged
+    return stats
+
+
+def _verdicts(judge_record: dict) -> list[dict]:
+    if judge_record["mode"] == "pointwise":
+        return judge_record["verdicts"]
+    return [c[key] for c in judge_record["comparisons"] for key in ("order_ab", "order_ba")]
+
+
+def judge_step(config: SDFConfig) -> dict:
+    """Step 2: judged.jsonl = candidates + `scores` + the full judge record (rationales, retries, usage)."""
+    folder = Path(config.output_dir)
+    candidates = read_jsonl(folder / CANDIDATES_FILE)
+    done = {row["id"] for row in read_jsonl(folder / JUDGED_FILE)}
+    todo = [row for row in candidates if row["id"] not in done]
+    if not todo:
+        logger.info("judge: all %d sampled prompts already judged", len(candidates))
+        return {"judged": 0, "already_done": len(done)}
+
+    async def run():
+        judge = Judge(config)
+        try:
+            with Appender(folder / JUDGED_FILE) as appender:
+                return await judge_rows(config, todo, appender, judge)
+        finally:
+            await judge.close()
+
+    stats = asyncio.run(run())
+    stats.pop("rows")
+    stats["already_done"] = len(done)
+    logger.info("judge: %s", stats)
+    return stats
+
+
+# --------------------------------------------------------------------------- step 3: select
+
+
+def best_and_worst(row: dict) -> tuple[int | None, int | None]:
+    """Best: the pairwise winner, else the argmax score (ties -> lowest index). Worst: argmin (ties -> highest
+    index). None when no candidate was scored."""
+    scored = [(s, i) for i, s in enumerate(row["scores"]) if s is not None]
+    if not scored:
+        return None, None
+    winner = row.get("judge", {}).get("winner")
+    best = (
+        winner
+        if winner is not None and row["scores"][winner] is not None
+        else min(scored, key=lambda x: (-x[0], x[1]))[1]
+    )
+    worst = min(scored, key=lambda x: (x[0], -x[1]))[1]
+    return best, worst
+
+
+def _describe(values: list[float]) -> dict:
+    if not values:
+        return {"count": 0}
+    return {
+        "count": len(values),
+        "mean": round(statistics.mean(values), 2),
+        "median": round(statistics.median(values), 2),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def select_step(config: SDFConfig) -> dict:
+    """Step 3: selected.jsonl (chat rows: context + best answer) and preferences.jsonl (best vs worst).
+
+    Deterministic and cheap, so both files are rewritten (atomically) from judged.jsonl on every run."""
+    folder = Path(config.output_dir)
+    judged = read_jsonl(folder / JUDGED_FILE)
+    selected, preferences = [], []
+    stats = {"judged_prompts": len(judged), "selected": 0, "below_min_score": 0, "unscored": 0, "preferences": 0}
+    best_scores, all_scores = [], []
+    for row in judged:
+        all_scores += [s for s in row["scores"] if s is not None]
+        best, worst = best_and_worst(row)
+        if best is None:
+            stats["unscored"] += 1
+            continue
+        best_score = row["scores"][best]
+        best_scores.append(best_score)
+        answer = row["candidates"][best]["text"]
+        if best_score < config.min_score or not answer:
+            stats["below_min_score"] += 1
+        else:
+            selected.append(
+                {
+                    "messages": [*row["messages"], {"role": "assistant", "content": answer}],
+                    "seed": row["messages"][-1]["content"],
+                    "source": "sdf",
+                    "teacher": row["judge"]["model"],
+                    "mode": "sdf",
+                    "prompt_id": row["id"],
+                    "candidate": best,
+                    "score": best_score,
+                }
+            )
+        worst_answer = row["candidates"][worst]["text"]
+        if best != worst and best_score - row["scores"][worst] >= config.min_margin and answer != worst_answer:
+            preferences.append(
+                {
+                    "prompt": row["messages"],
+                    "chosen": [{"role": "assistant", "content": answer}],
+                    "rejected": [{"role": "assistant", "content": worst_answer}],
+                    "prompt_id": row["id"],
+                    "score_chosen": best_score,
+                    "score_rejected": row["scores"][worst],
+                }
+            )
+    write_jsonl_atomically(folder / SELECTED_FILE, selected)
+    write_jsonl_atomically(folder / PREFERENCES_FILE, preferences)
+    stats.update(
+        selected=len(selected),
+        preferences=len(preferences),
+        best_score=_describe(best_scores),
+        all_scores=_describe(all_scores),
+        min_score=config.min_score,
+    )
+    (folder / "select_summary.json").write_text(json.dumps(stats, indent=2) + "\n")
+    logger.info("select: %s", stats)
+    return stats
+
+
+# --------------------------------------------------------------------------- step 4: train
+
+
+def is_adapter(name_or_path: str) -> bool:
+    from baize.hub import pull
+
+    return (Path(pull(name_or_path)) / "adapter_config.json").exists()
+
+
+def merged_v1(config: SDFConfig) -> Path:
+    """v1 folded into its base (once, cached in `merged_dir`): the frozen starting point of the v2 LoRA.
+
+    A full v1 model (no adapter) is used as it is."""
+    from baize.merge import merge_adapter
+
+    if not is_adapter(config.model_name_or_path):
+        from baize.hub import pull
+
+        return Path(pull(config.model_name_or_path))
+    target = Path(config.merged_dir or Path(config.output_dir) / "v1-merged")
+    if not (target / "config.json").exists():
+        logger.info("Merging v1 %s into its base -> %s", config.model_name_or_path, target)
+        merge_adapter(
+            config.model_name_or_path,
+            target,
+            base=config.base_model,
+            gguf_file=config.gguf_file,
+            dtype=config.merge_dtype,
+            overwrite=True,
+        )
+    return target
+
+
+def train_step(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
+    """Step 4: a NEW LoRA (v2) trained with `baize.train` on selected.jsonl, on top of the merged, frozen v1."""
+    from trl.scripts.utils import DatasetConfig
+
+    from baize.train import main as train_main
+    from baize.train import parse_args as parse_train
+
+    if not config.train_config:
+        raise SystemExit(
+            "train_config is not set: name the SFT recipe for the v2 LoRA (e.g. recipes/X/sdf-train.yaml)"
+        )
+    folder = Path(config.output_dir)
+    selected = folder / SELECTED_FILE
+    if not selected.exists() or not selected.read_text().strip():
+        raise SystemExit(f"{selected} is missing or empty: run the select step first (or lower min_score)")
+    base = merged_v1(config)
+    script_args, training_args, model_args, dataset_args = parse_train(
+        ["--config", config.train_config, *(train_argv or [])]
+    )
+    model_args.model_name_or_path, model_args.gguf_file = str(base), None
+    dataset_args.datasets = [DatasetConfig(path="json", data_files=str(selected))]
+    summary = train_main(script_args, training_args, model_args, dataset_args, recipe=config.train_config)
+    select = (
+        json.loads((folder / "select_summary.json").read_text()) if (folder / "select_summary.json").exists() else {}
+    )
+    lineage = {
+        "v1_parent": config.model_name_or_path,
+        "v1_base": _adapter_base(config.model_name_or_path),
+        "merged_v1": str(base),
+        "judge_model": config.judge_model,
+        "judge_mode": config.judge_mode,
+        "num_candidates": config.num_candidates,
+        "min_score": config.min_score,
+        "selection": select,
+    }
+    out = Path(training_args.output_dir)
+    (out / "sdf.json").write_text(json.dumps(lineage, indent=2) + "\n")
+    card = out / "README.md"
+    if card.exists():
+        card.write_text(card.read_text() + sdf_card_section(lineage))
+    return {"train": summary, "lineage": lineage}
+
+
+def _adapter_base(name_or_path: str) -> str | None:
+    from baize.hub import pull
+
+    config = Path(pull(name_or_path)) / "adapter_config.json"
+    return json.loads(config.read_text()).get("base_model_name_or_path") if config.exists() else None
+
+
+def sdf_card_section(lineage: dict) -> str:
+    select = lineage["selection"]
+    best, every = select.get("best_score", {}), select.get("all_scores", {})
+    return f"""
+## Baize v2: Self-Distillation with Feedback
+
+This adapter is the **v2 LoRA** of [Baize](https://arxiv.org/abs/2304.01196) section 3.3. The v1 parent
+`{lineage["v1_parent"]}` (base `{lineage["v1_base"]}`) sampled {lineage["num_candidates"]} answers per prompt;
+the judge `{lineage["judge_model"]}` ({lineage["judge_mode"]}) scored each one 1-100 for helpfulness, relevance,
+accuracy and level of detail; the best answer per prompt (score >= {lineage["min_score"]}) was used for SFT.
+
+The v1 LoRA is frozen: it was merged into its base (`{lineage["merged_v1"]}`, PEFT `merge_and_unload`) and this
+NEW LoRA was trained on top, so h = W0 x + B1 A1 x + B2 A2 x as in the paper. To use it, load the merged v1 as the
+base (`baize merge {lineage["v1_parent"]} --output v1-merged`), then this adapter.
+
+| | value |
+|---|---|
+| prompts judged | {select.get("judged_prompts")} |
+| prompts selected (best >= min score) | {select.get("selected")} |
+| below min score / unscored | {select.get("below_min_score")} / {select.get("unscored")} |
+| best-candidate score mean / median / min / max | {best.get("mean")} / {best.get("median")} / {best.get("min")} / {best.get("max")} |
+| all-candidate score mean (n) | {every.get("mean")} ({every.get("count")}) |
+| preference pairs exported (best vs worst) | {select.get("preferences")} |
+"""
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def run(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(config.output_dir) / "sdf_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+    steps = STEPS[:-1] if config.step == "all" else (config.step,)
+    results = {}
+    for step in steps:
+        if step == "sample":
+            results[step] = sample_step(config)
+        elif step == "judge":
+            results[step] = judge_step(config)
+        elif step == "select":
+            results[step] = select_step(config)
+        elif step == "train":
+            results[step] = train_step(config, train_argv)
+    return results
+
+
+def cli(argv: list[str] | None = None) -> None:
+    config, train_argv = parse_args(argv)
+    results = run(config, train_argv)
+    print(json.dumps({k: v for k, v in results.items() if k != "train"}, indent=2, default=str), flush=True)
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])

@@ -1,0 +1,246 @@
+"""Chat: prompt building (Baize and original formats), history budget, stopping, and the CLI driven with pexpect."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from baize.chat import (
+    GUARDRAIL_SYSTEM_PROMPT,
+    ChatSession,
+    GenerationSettings,
+    PromptBuilder,
+    baize_template,
+    cut_at_stop,
+    detect_prompt_format,
+    generate_reply,
+    load_chat_model,
+    printable_prefix,
+    resolve_base,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "down_proj"]  # the original Baize set
+
+
+def make_lora_adapter(
+    path: Path, base_dir: Path, *, with_tokenizer: bool = True, base_name: str | None = None, seed: int = 0
+) -> Path:
+    """A random (non-zero) LoRA adapter over `base_dir`, saved like `baize train` does (with the tokenizer and
+    the Baize template), or like the original project-baize repos (`with_tokenizer=False`: adapter files only,
+    optionally naming another base, e.g. decapoda-research/llama-7b-hf)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    base = AutoModelForCausalLM.from_pretrained(base_dir)
+    config = LoraConfig(
+        r=8, lora_alpha=16, target_modules=LORA_TARGETS, init_lora_weights=False, task_type="CAUSAL_LM"
+    )
+    get_peft_model(base, config).save_pretrained(path)
+    if base_name:
+        config_path = path / "adapter_config.json"
+        config_json = json.loads(config_path.read_text())
+        config_json["base_model_name_or_path"] = base_name
+        config_path.write_text(json.dumps(config_json, indent=2))
+    if with_tokenizer:
+        tokenizer = AutoTokenizer.from_pretrained(base_dir)
+        tokenizer.chat_template = baize_template()
+        tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def baize_adapter(tmp_path_factory, tiny_llama_dir) -> Path:
+    return make_lora_adapter(tmp_path_factory.mktemp("baize-adapter"), tiny_llama_dir)
+
+
+@pytest.fixture(scope="module")
+def original_adapter(tmp_path_factory, tiny_llama_dir) -> Path:
+    """Like project-baize/baize-lora-7B: adapter_config.json + weights, no tokenizer, a LLaMA-1 base id."""
+    return make_lora_adapter(
+        tmp_path_factory.mktemp("original-adapter"),
+        tiny_llama_dir,
+        with_tokenizer=False,
+        base_name="decapoda-research/llama-7b-hf",
+        seed=1,
+    )
+
+
+class Script(LogitsProcessor):
+    """Forces the model to emit `ids` one after the other (then repeats the last one)."""
+
+    def __init__(self, ids: list[int], prompt_len: int):
+        self.ids, self.prompt_len = ids, prompt_len
+
+    def __call__(self, input_ids, scores):
+        step = input_ids.shape[1] - self.prompt_len
+        forced = self.ids[min(step, len(self.ids) - 1)]
+        scores = torch.full_like(scores, float("-inf"))
+        scores[:, forced] = 0.0
+        return scores
+
+
+def scripted(chat, prompt, text: str, *, eos: bool = False, stream: list | None = None):
+    ids = chat.tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = ids + [chat.tokenizer.eos_token_id] if eos else ids
+    script = LogitsProcessorList(
+        [Script(ids + chat.tokenizer(" tail", add_special_tokens=False)["input_ids"], prompt.num_tokens)]
+    )
+    settings = GenerationSettings(max_new_tokens=len(ids) + 8, do_sample=False)
+    on_text = stream.append if stream is not None else None
+    return generate_reply(chat, prompt, settings, on_text=on_text, logits_processor=script), ids
+
+
+# --------------------------------------------------------------------------- prompt building and stopping
+
+
+def test_stream_holds_back_partial_turn_tags():
+    tags = ["[|Human|]", "[|AI|]"]
+    assert printable_prefix("Paris.\n[|Hu", tags) == len("Paris.\n")
+    assert printable_prefix("Paris.\n[|Human|] more", tags) == len("Paris.\n")
+    assert printable_prefix("a [b] c", tags) == len("a [b] c")
+    assert cut_at_stop("x[|AI|]y[|Human|]", tags) == ("x", True)
+
+
+def test_baize_adapter_prompt_and_eos_stop(baize_adapter, tiny_llama_dir):
+    chat = load_chat_model(baize_adapter)
+    assert chat.prompt_format == "baize" and chat.base == str(tiny_llama_dir)
+    builder = chat.prompt_builder()
+    tok = chat.tokenizer
+    text = builder.render([("Hi", "Hello!")], "Why?")
+    assert text == (
+        f"{tok.bos_token}{GUARDRAIL_SYSTEM_PROMPT}\n[|Human|]Hi\n[|AI|]Hello!{tok.eos_token}\n[|Human|]Why?\n[|AI|]"
+    )
+    no_guardrail = chat.prompt_builder(system=None).render([], "Why?")
+    assert no_guardrail == f"{tok.bos_token}The conversation between human and AI assistant.\n[|Human|]Why?\n[|AI|]"
+
+    prompt = builder.build([], "Why?")
+    stream: list[str] = []
+    reply, ids = scripted(chat, prompt, "Because.", eos=True, stream=stream)
+    assert reply.finish == "eos" and reply.text == "Because." and reply.token_ids == ids
+    assert "".join(stream) == "Because."
+
+
+def test_original_adapter_prompt_and_stop_at_turn_tags(original_adapter, tiny_llama_dir):
+    assert detect_prompt_format(original_adapter) == "original"
+    # decapoda-research is gone from the Hub: its huggyllama copy is used (no download happens here)
+    assert resolve_base(original_adapter) == "huggyllama/llama-7b"
+
+    chat = load_chat_model(original_adapter, base=str(tiny_llama_dir))
+    assert chat.prompt_format == "original"
+    builder = chat.prompt_builder()
+    text = builder.render([("What is AI?", "A field of CS.")], "Tell me more.")
+    assert text == (
+        GUARDRAIL_SYSTEM_PROMPT + "\n[|Human|]Hello!\n[|AI|]Hi!"
+        "\n[|Human|]What is AI?\n[|AI|]A field of CS.\n[|Human|]Tell me more.\n[|AI|]"
+    )
+    prompt = builder.build([], "Tell me more.")
+    assert prompt.input_ids == chat.tokenizer(prompt.text)["input_ids"]  # tokenised as the demo did
+
+    stream: list[str] = []
+    reply, _ = scripted(chat, prompt, "Sure thing.\n[|Human|]And then?", stream=stream)
+    assert reply.finish == "stop_string" and reply.text == "Sure thing."
+    assert "And then" not in reply.raw_text  # generation stopped at the tag, not later
+    assert "".join(stream).strip() == "Sure thing." and "[|" not in "".join(stream)
+    reply, _ = scripted(chat, prompt, "Sure.[|AI|]x")
+    assert reply.finish == "stop_string" and reply.text == "Sure."
+
+
+def test_history_budget_keeps_newest_turns(baize_adapter):
+    chat = load_chat_model(baize_adapter)
+    history = [(f"question {i}", f"answer number {i}") for i in range(6)]
+    full = chat.prompt_builder().build(history, "last question")
+    assert full.turns_kept == 6
+    tokens = [chat.prompt_builder().build(history[len(history) - k :], "last question").num_tokens for k in range(7)]
+    budget = tokens[2] + 1  # room for exactly the two newest exchanges
+    prompt = chat.prompt_builder(max_history_tokens=budget).build(history, "last question")
+    assert prompt.turns_kept == 2 and prompt.num_tokens <= budget
+    assert "question 4" in prompt.text and "question 5" in prompt.text and "question 3" not in prompt.text
+    tiny = chat.prompt_builder(max_history_tokens=5).build(history, "last question")
+    assert tiny.turns_kept == 0 and tiny.text.endswith("[|Human|]last question\n[|AI|]")
+
+
+@pytest.mark.parametrize("bits", ["load_in_4bit", "load_in_8bit"])
+def test_quantized_base_loads_and_generates(baize_adapter, bits):
+    import bitsandbytes as bnb
+
+    chat = load_chat_model(baize_adapter, **{bits: True})
+    layer_type = bnb.nn.Linear4bit if bits == "load_in_4bit" else bnb.nn.Linear8bitLt
+    assert any(isinstance(m, layer_type) for m in chat.model.modules())
+    prompt = chat.prompt_builder().build([], "Hi")
+    reply = generate_reply(chat, prompt, GenerationSettings(max_new_tokens=3, do_sample=False), min_new_tokens=3)
+    assert len(reply.token_ids) == 3
+
+
+def test_builder_rejects_unknown_format(baize_adapter):
+    chat = load_chat_model(baize_adapter)
+    with pytest.raises(ValueError):
+        PromptBuilder(chat.tokenizer, "llama2")
+
+
+# --------------------------------------------------------------------------- the CLI, as a person uses it
+
+STATUS = re.compile(r"\[prompt: (\d+) tokens, history: (\d+) of (\d+) exchanges\]")
+QUESTIONS = ["Why is the sky blue?", "And the sea?", "What about sunsets?"]
+
+
+def cli_env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def test_chat_cli_two_turns_truncation_undo_reset(baize_adapter):
+    # Same conversation in-process (greedy = deterministic) to size a budget that must drop the oldest exchange.
+    chat = load_chat_model(baize_adapter)
+    settings = GenerationSettings(max_new_tokens=6, do_sample=False)
+    session = ChatSession(chat, chat.prompt_builder(), settings, out=io.StringIO())
+    for question in QUESTIONS[:2]:
+        session.ask(question)
+    budget = chat.prompt_builder().build(session.history, QUESTIONS[2]).num_tokens - 1
+
+    command = [sys.executable, "-m", "baize.chat", str(baize_adapter), "--greedy", "--max-new-tokens", "6"]
+    command += ["--show-prompt-tokens", "--max-history-tokens", str(budget)]
+    child = pexpect.spawn(command[0], command[1:], cwd=str(REPO), env=cli_env(), encoding="utf-8", timeout=120)
+    try:
+        child.expect_exact("prompt format: baize")
+        statuses = []
+        for question in QUESTIONS:
+            child.expect_exact("[|Human|] ")
+            child.sendline(question)
+            child.expect(STATUS)
+            statuses.append(tuple(int(g) for g in child.match.groups()))
+            child.expect_exact("[|AI|] ")
+        assert [s[1:] for s in statuses] == [(0, 0), (1, 1), (1, 2)]  # third turn: oldest exchange dropped
+        assert all(tokens <= budget for tokens, _, _ in statuses)
+
+        child.expect_exact("[|Human|] ")
+        child.sendline("/undo")
+        child.expect_exact("[last exchange removed; history: 2 exchanges]")
+        child.expect_exact("[|Human|] ")
+        child.sendline("/reset")
+        child.expect_exact("[history cleared]")
+        child.expect_exact("[|Human|] ")
+        child.sendline(QUESTIONS[0])
+        child.expect(STATUS)
+        assert tuple(int(g) for g in child.match.groups()) == (statuses[0][0], 0, 0)  # same prompt as turn one
+        child.expect_exact("[|Human|] ")
+        child.sendline("/exit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+
+
+def test_chat_help_explains_commands():
+    result = pexpect.run(f"{sys.executable} -m baize.chat --help", cwd=str(REPO), env=cli_env(), encoding="utf-8")
+    for words in ("/reset", "/undo", "--max-history-tokens", "--load-in-8bit", "--no-guardrail", "top_p 0.95"):
+        assert words in result

@@ -1,0 +1,358 @@
+"""Baize v2 SDF: sampling (N distinct, resume), judge parsing against the loopback OpenAI server, selection,
+and the v2 LoRA trained on top of a frozen v1, end to end on a tiny random Llama."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from openai_server import OpenAIServer, Reply
+
+from baize import sdf
+from baize.sdf import SDFConfig, parse_pairwise, parse_pointwise
+
+REPO = Path(__file__).resolve().parent.parent
+ANSWER = re.compile(r"\[The Start of Assistant's Answer\]\n(.*?)\n\[The End of Assistant's Answer\]", re.S)
+PAIR = re.compile(r"Assistant 1's Answer\]\n(.*?)\n\[The End.*?Assistant 2's Answer\]\n(.*?)\n\[The End", re.S)
+
+
+@pytest.fixture(scope="module")
+def v1_adapter(tmp_path_factory, tiny_llama_dir) -> Path:
+    """A v1 LoRA with random (non-zero) B matrices, so v1 visibly changes the base's outputs."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from baize.train import BAIZE_TEMPLATE
+
+    path = tmp_path_factory.mktemp("v1")
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    model.save_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    tokenizer.chat_template = Path(BAIZE_TEMPLATE).read_text()
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def config_for(tmp_path: Path, v1: Path, prompts: list[str], **overrides) -> SDFConfig:
+    prompt_file = tmp_path / "prompts.txt"
+    prompt_file.write_text("".join(p + "\n" for p in prompts))
+    values = {
+        "output_dir": str(tmp_path / "sdf"),
+        "model_name_or_path": str(v1),
+        "prompts_path": str(prompt_file),
+        "num_candidates": 3,
+        "max_new_tokens": 6,
+        "batch_size": 2,
+        "judge_model": "test-judge",
+        "judge_api_key_env": "BAIZE_TEST_UNSET_KEY",
+        "max_retries": 0,
+        "timeout": 10,
+        "min_score": 30,
+        **overrides,
+    }
+    return SDFConfig(**values)
+
+
+def run_judge(config: SDFConfig, rows: list[dict]) -> dict:
+    async def go():
+        judge = sdf.Judge(config)
+        try:
+            return await sdf.judge_rows(config, rows, None, judge)
+        finally:
+            await judge.close()
+
+    return asyncio.run(go())
+
+
+# --------------------------------------------------------------------------- sample
+
+
+def test_sampling_gives_n_distinct_candidates_and_resume_skips_done_prompts(tmp_path, v1_adapter, monkeypatch):
+    prompts = ["Why is the sky blue?", "How do bees make honey?", "What is rain?"]
+    config = config_for(tmp_path, v1_adapter, prompts)
+    stats = sdf.sample_step(config)
+    rows = sdf.read_jsonl(Path(config.output_dir) / sdf.CANDIDATES_FILE)
+    assert stats["sampled"] == 3 and len(rows) == 3
+    for row in rows:
+        texts = [c["text"] for c in row["candidates"]]
+        assert len(texts) == 3 and len(set(texts)) == 3, texts
+        assert row["messages"][-1]["role"] == "user" and row["prompt_tokens"] > 0
+
+    # A torn last line (crash mid-write) and one new prompt: only the new prompt is sampled.
+    with open(Path(config.output_dir) / sdf.CANDIDATES_FILE, "ab") as f:
+        f.write(b'{"id": "torn')
+    calls = []
+    real = sdf.generate_candidates
+    monkeypatch.setattr(
+        sdf, "generate_candidates", lambda m, t, p, *a, **k: calls.append(len(p)) or real(m, t, p, *a, **k)
+    )
+    config = config_for(tmp_path, v1_adapter, [*prompts, "How do magnets work?"])
+    stats = sdf.sample_step(config)
+    assert stats["already_done"] == 3 and stats["sampled"] == 1 and calls == [1]
+    rows = sdf.read_jsonl(Path(config.output_dir) / sdf.CANDIDATES_FILE)
+    assert [r["messages"][0]["content"] for r in rows][-1] == "How do magnets work?" and len(rows) == 4
+
+
+def test_shared_prefill_matches_plain_generate(v1_adapter):
+    from baize.chat import load_chat_model
+
+    chat = load_chat_model(v1_adapter)
+    prompts = [sdf.render_prompt(chat, [{"role": "user", "content": q}]) for q in ("Hi", "Why is the sky so blue?")]
+    shared = sdf.generate_candidates(chat.model, chat.tokenizer, prompts, 2, max_new_tokens=5, temperature=0)
+    plain = sdf.generate_candidates(
+        chat.model, chat.tokenizer, prompts, 2, max_new_tokens=5, temperature=0, share_prefill=False
+    )
+    assert shared == plain
+
+
+# --------------------------------------------------------------------------- judge
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("85\nClear and detailed.", (85.0, None)),
+        ("**Score: 72/100**\nGood.", (72.0, None)),
+        ("The answer is fine. Overall score: 64 out of 100.", (64.0, None)),
+        ("I would rate it 90/100 because...", (90.0, None)),
+        ("150\nExcellent", (None, "out_of_range")),
+        ("0", (None, "out_of_range")),
+        ("I'm sorry, but I cannot evaluate this response.", (None, "refused")),
+        ("Rating: excellent", (None, "no_score")),
+        ("", (None, "empty")),
+    ],
+)
+def test_pointwise_parsing(text, expected):
+    assert parse_pointwise(text) == expected
+
+
+def test_pairwise_parsing():
+    assert parse_pairwise("8 9\nBoth fine") == ((8.0, 9.0), None)
+    assert parse_pairwise("70, 85") == ((70.0, 85.0), None)
+    assert parse_pairwise("Assistant 1 gets 60 and Assistant 2: 75.") == ((60.0, 75.0), None)
+    assert parse_pairwise("120 30") == (None, "out_of_range")
+    assert parse_pairwise("I cannot compare these.") == (None, "refused")
+
+
+def test_pointwise_judge_well_formed_malformed_out_of_range_refused(tmp_path, v1_adapter):
+    def responder(request):
+        answer = ANSWER.search(request.messages[1]["content"]).group(1)
+        retry = len(request.messages) > 2
+        if answer == "good":
+            return Reply("85\nAccurate and detailed.", usage={"prompt_tokens": 100, "completion_tokens": 5})
+        if answer == "malformed":  # fixed by the format reminder
+            return "Score: 40/100\nThin." if retry else "Rating: meh, somewhat helpful"
+        if answer == "huge":
+            return "150\nOff the scale."
+        return "I'm sorry, I can't help with rating that."
+
+    with OpenAIServer(responder) as server:
+        config = config_for(tmp_path, v1_adapter, ["q"], judge_base_url=server.base_url, judge_parse_retries=1)
+        row = {
+            "id": "p1",
+            "messages": [{"role": "user", "content": "q?"}],
+            "candidates": [{"text": t} for t in ("good", "malformed", "huge", "refuse")],
+        }
+        stats = run_judge(config, [row])
+        requests = len(server.requests)
+    judged = stats["rows"][0]
+    assert judged["scores"] == [85.0, 40.0, None, None]
+    verdicts = judged["judge"]["verdicts"]
+    assert [v["attempts"] for v in verdicts] == [1, 2, 2, 2] and requests == 7
+    assert (
+        verdicts[0]["rationale"].startswith("85\nAccurate") and verdicts[2]["replies"] == ["150\nOff the scale."] * 2
+    )
+    assert stats["parse_errors"] == {"no_score": 1, "out_of_range": 2, "refused": 2}
+    assert stats["unscored_candidates"] == 2 and stats["usage"]["calls"] == 7
+
+
+def test_pairwise_asks_both_orders_and_cancels_position_bias(tmp_path, v1_adapter):
+    quality = {"weak": 40, "strong": 70}
+
+    def biased(request):  # +30 for whoever is shown first
+        first, second = PAIR.search(request.messages[1]["content"]).groups()
+        return f"{min(100, quality[first] + 30)} {quality[second]}\nReasons."
+
+    with OpenAIServer(biased) as server:
+        config = config_for(tmp_path, v1_adapter, ["q"], judge_base_url=server.base_url, judge_mode="pairwise")
+        row = {
+            "id": "p1",
+            "messages": [{"role": "user", "content": "q?"}],
+            "candidates": [{"text": "weak"}, {"text": "strong"}],
+        }
+        judged = run_judge(config, [row])["rows"][0]
+        shown = [PAIR.search(r.messages[1]["content"]).groups() for r in server.requests]
+    assert sorted(shown) == [("strong", "weak"), ("weak", "strong")]  # the order really swaps
+    comparison = judged["judge"]["comparisons"][0]
+    assert comparison["a_score"] == 55.0 and comparison["b_score"] == 85.0  # (70+40)/2, (100+70)/2
+    assert judged["judge"]["winner"] == 1 and judged["scores"] == [55.0, 85.0]
+
+    # A judge that only prefers position 1 gives a tie: the incumbent (candidate 0) stays best.
+    with OpenAIServer(lambda request: "90 10") as server:
+        config = config_for(tmp_path, v1_adapter, ["q"], judge_base_url=server.base_url, judge_mode="pairwise")
+        judged = run_judge(config, [row])["rows"][0]
+    assert judged["scores"] == [50.0, 50.0] and judged["judge"]["winner"] == 0
+
+
+# --------------------------------------------------------------------------- select
+
+
+def test_selection_picks_argmax_with_deterministic_ties_and_threshold(tmp_path, v1_adapter):
+    config = config_for(tmp_path, v1_adapter, ["q"], min_score=30)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True)
+
+    def row(pid, scores, **judge):
+        return {
+            "id": pid,
+            "messages": [{"role": "user", "content": pid}],
+            "scores": scores,
+            "candidates": [{"text": f"{pid}-{i}"} for i in range(len(scores))],
+            "judge": {"model": "test-judge", "mode": "pointwise", **judge},
+        }
+
+    rows = [
+        row("a", [10, 80, 80, None]),  # tie 80/80 -> lower index 1; worst 0
+        row("b", [20, 25, 5, 25]),  # best 25 < min_score -> not selected, but still a preference pair
+        row("c", [None, None, None, None]),  # unscored
+        row("d", [60, 90, 70, 60], winner=2),  # pairwise winner wins over the raw argmax
+    ]
+    (out / sdf.JUDGED_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    stats = sdf.select_step(config)
+    selected = sdf.read_jsonl(out / sdf.SELECTED_FILE)
+    assert [(s["prompt_id"], s["candidate"]) for s in selected] == [("a", 1), ("d", 2)]
+    assert selected[0]["messages"] == [{"role": "user", "content": "a"}, {"role": "assistant", "content": "a-1"}]
+    assert stats["below_min_score"] == 1 and stats["unscored"] == 1 and stats["best_score"]["max"] == 80
+    prefs = sdf.read_jsonl(out / sdf.PREFERENCES_FILE)
+    assert [(p["prompt_id"], p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in prefs] == [
+        ("a", "a-1", "a-0"),
+        ("b", "b-1", "b-2"),
+        ("d", "d-2", "d-3"),
+    ]
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_end_to_end_v2_lora_trains_on_top_of_frozen_v1(tmp_path, v1_adapter, tiny_llama_dir):
+    from peft import PeftModel
+    from test_train import write_recipe
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    train_yaml = write_recipe(
+        tmp_path,
+        tiny_llama_dir,
+        tmp_path / "unused.jsonl",
+        max_steps=2,
+        test_split_size=None,
+        save_steps=2,
+        learning_rate=5e-2,
+        output_dir=str(tmp_path / "v2"),
+    )
+    recipe = yaml.safe_load(train_yaml.read_text())
+    for key in ("model_name_or_path", "datasets", "test_split_size"):
+        recipe.pop(key)
+    train_yaml.write_text(yaml.safe_dump(recipe))
+
+    def judge(request):  # longer answers score higher: deterministic, distinct scores
+        return f"{min(100, 10 + len(ANSWER.search(request.messages[1]['content']).group(1)))}\nLength-based."
+
+    prompts = [f"Question number {i}: why?" for i in range(4)]
+    with OpenAIServer(judge) as server:
+        config = config_for(
+            tmp_path,
+            v1_adapter,
+            prompts,
+            judge_base_url=server.base_url,
+            min_score=1,
+            train_config=str(train_yaml),
+            num_candidates=2,
+        )
+        results = sdf.run(config)
+    assert results["sample"]["sampled"] == 4 and results["judge"]["judged"] == 4
+    assert results["select"]["selected"] == 4 and results["train"]["train"]["global_step"] == 2
+    v2 = tmp_path / "v2"
+    card = (v2 / "README.md").read_text()
+    assert str(v1_adapter) in card and "test-judge" in card and "2 answers per prompt" in card
+    merged = Path(config.output_dir) / "v1-merged"
+    assert json.loads((v2 / "adapter_config.json").read_text())["base_model_name_or_path"] == str(merged)
+
+    tokenizer = AutoTokenizer.from_pretrained(v2)
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Why?"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )["input_ids"]
+
+    def logits(model):
+        with torch.no_grad():
+            return model(input_ids=ids).logits[0, -1]
+
+    base = logits(AutoModelForCausalLM.from_pretrained(tiny_llama_dir))
+    v1 = logits(PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), str(v1_adapter)))
+    stacked = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(merged), str(v2))
+    with stacked.disable_adapter():
+        frozen_v1 = logits(stacked)
+    v2_logits = logits(stacked)
+    assert not torch.allclose(base, v1, atol=1e-3)  # v1 does something
+    assert torch.allclose(frozen_v1, v1, atol=1e-4)  # ... and it is kept, unchanged, under v2
+    assert not torch.allclose(v2_logits, v1, atol=1e-4)  # v2 learned something on top
+
+    # Re-running continues: nothing is sampled or judged twice.
+    with OpenAIServer(judge) as server:
+        config.judge_base_url, config.step = server.base_url, "judge"
+        again = sdf.run(config)
+        assert again["judge"]["judged"] == 0 and not server.requests
+
+
+def test_shipped_sdf_recipes_parse():
+    from baize.train import parse_args as parse_train
+
+    for name in ("baize-smol", "baize-v2-7b", "baize-v2-13b"):
+        config, extra = sdf.parse_args(["--config", str(REPO / "recipes" / name / "sdf.yaml")])
+        assert config.num_candidates == 4 and extra == []
+        _, training, _, _ = parse_train(["--config", str(REPO / config.train_config)])
+        assert training.max_length == 1024
+    config, extra = sdf.parse_args(
+        ["--config", str(REPO / "recipes/baize-v2-7b/sdf.yaml"), "--step", "judge", "--", "--max_steps", "3"]
+    )
+    assert config.step == "judge" and config.judge_model == "gpt-3.5-turbo" and extra == ["--max_steps", "3"]
+
+
+def test_dpo_on_exported_preferences_one_step(tmp_path, tiny_llama_dir):
+    from baize.dpo import main as dpo_main
+    from baize.dpo import parse_args as parse_dpo
+
+    prefs = tmp_path / "preferences.jsonl"
+    pair = {
+        "chosen": [{"role": "assistant", "content": "A good, detailed answer."}],
+        "rejected": [{"role": "assistant", "content": "No."}],
+    }
+    prefs.write_text(
+        "".join(json.dumps({"prompt": [{"role": "user", "content": f"q{i}?"}], **pair}) + "\n" for i in range(4))
+    )
+    recipe = tmp_path / "dpo.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "model_name_or_path": str(tiny_llama_dir),
+                "use_peft": True,
+                "lora_target_modules": "all-linear",
+                "datasets": [{"path": "json", "data_files": str(prefs)}],
+                "max_steps": 1,
+                "per_device_train_batch_size": 2,
+                "max_length": 128,
+                "output_dir": str(tmp_path / "dpo"),
+                "report_to": "none",
+                "save_strategy": "no",
+            }
+        )
+    )
+    metrics = dpo_main(*parse_dpo(["--config", str(recipe)]))
+    assert metrics["train_loss"] > 0 and (tmp_path / "dpo" / "adapter_model.safetensors").exists()
+    assert parse_dpo(["--config", str(REPO / "recipes/baize-v2-7b/dpo.yaml")])[1].beta == 0.1
