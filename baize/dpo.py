@@ -17,7 +17,7 @@ from pathlib import Path
 
 from trl import DatasetMixtureConfig, DPOConfig, ModelConfig, ScriptArguments, TrlParser
 
-from baize.train import BAIZE_TEMPLATE
+from baize.train import BAIZE_TEMPLATE, match_precision_to_hardware
 
 
 @dataclass
@@ -27,12 +27,7 @@ class BaizeDPOConfig(DPOConfig):
     )
 
     def __post_init__(self):
-        import torch
-
-        if self.bf16 is None and not self.fp16:
-            self.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        if not torch.accelerator.is_available():
-            self.use_cpu = True
+        match_precision_to_hardware(self)
         super().__post_init__()
 
 

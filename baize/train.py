@@ -64,16 +64,21 @@ class BaizeSFTConfig(SFTConfig):
     )
 
     def __post_init__(self):
-        # TRL turns bf16 on whenever fp16 is off, which fails on CPUs and pre-Ampere GPUs; when the recipe
-        # does not say, use bf16 exactly where the hardware has it.
-        import torch
-
-        if self.bf16 is None and not self.fp16:
-            self.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        # Without an accelerator, say so: accelerate then sets up gloo for multi-process CPU runs (torchrun).
-        if not torch.accelerator.is_available():
-            self.use_cpu = True
+        match_precision_to_hardware(self)
         super().__post_init__()
+
+
+def match_precision_to_hardware(config) -> None:
+    """Defaults for a TRL config that work on any machine; call before the config's own __post_init__."""
+    import torch
+
+    # TRL turns bf16 on whenever fp16 is off, which fails on CPUs and pre-Ampere GPUs; when the recipe
+    # does not say, use bf16 exactly where the hardware has it.
+    if config.bf16 is None and not config.fp16:
+        config.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    # Without an accelerator, say so: accelerate then sets up gloo for multi-process CPU runs (torchrun).
+    if not torch.accelerator.is_available():
+        config.use_cpu = True
 
 
 def parse_args(argv: list[str] | None = None):

@@ -526,38 +526,51 @@ def test_alpaca_mode_needs_no_teacher(tmp_path):
     assert first["messages"][0]["content"] == "Translate to French.\n\nGood morning" and first["mode"] == "single-turn"
 
 
-def test_outputs_card_baize_format_and_push(openai_server, tmp_path, monkeypatch):
+def test_outputs_card_baize_format_and_push(openai_server, tmp_path):
+    """Local outputs, then `--push_to_hub` through the real huggingface_hub client to a loopback Hub."""
     import datasets
-    import huggingface_hub
+    from hub_server import HubServer
+    from test_hub_push_pull import hub_env
 
     from baize.data import baize_to_messages
 
     openai_server.responder = lambda r: f"[Human] about {seed_of(r)}\n[AI] an answer about {seed_of(r)}"
-    config = config_for(
-        openai_server, tmp_path, ["one", "two"], baize_json=True, seeds_license="cc-by-4.0", push_to_hub="me/selfchat"
-    )
-    calls = []
-    monkeypatch.setattr(
-        huggingface_hub.HfApi, "create_repo", lambda self, repo, **kw: calls.append(("repo", repo, kw))
-    )
-    monkeypatch.setattr(
-        huggingface_hub.DatasetCard, "push_to_hub", lambda self, repo, **kw: calls.append(("card", repo, str(self)))
-    )
-    monkeypatch.setattr(datasets.Dataset, "push_to_hub", lambda self, repo, **kw: calls.append(("data", repo, self)))
+    config = config_for(openai_server, tmp_path, ["one", "two"], baize_json=True, seeds_license="cc-by-4.0")
     collect(config)
-
-    assert [call[0] for call in calls] == ["repo", "card", "data"]
-    assert calls[0][2]["private"] is True and calls[0][2]["repo_type"] == "dataset"
-    hub_card, dataset = calls[1][2], calls[2][2]
-    assert "configs:" not in hub_card and "cc-by-4.0" in hub_card and "2 kept, 0 dropped" in hub_card
-    assert len(dataset) == 2 and dataset.features["usage"]["total_tokens"].dtype == "int64"
 
     out = Path(config.output_dir)
     local = datasets.load_dataset(str(out), split="train")  # finds train.jsonl by its split name, nothing else
     assert local.column_names == ["messages", "seed", "source", "teacher", "mode", "usage"] and len(local) == 2
+    assert local.features["usage"]["total_tokens"].dtype == "int64"
     records = json.loads((out / "baize.json").read_text())
     assert records[0]["input"].startswith("The conversation between human and AI assistant.\n[|Human|] about ")
     assert baize_to_messages(records[0]["input"])[1:] == local[0]["messages"]
+
+    # Re-running the same command with --push_to_hub: nothing left to collect, the folder goes up.
+    command = [sys.executable, "-m", "baize.collect", "--mode", "transcript", "--seeds_path", config.seeds_path]
+    command += ["--output_dir", config.output_dir, "--base_url", openai_server.base_url, "--teacher_model"]
+    command += ["test-teacher", "--baize_json", "true", "--seeds_license", "cc-by-4.0", "--push_to_hub", "baize-tester/selfchat"]
+    requests_before = len(openai_server.requests)
+    with HubServer() as hub:
+        result = subprocess.run(
+            command,
+            cwd=REPO,
+            env=hub_env(hub, tmp_path / "home", hub.token),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        files = hub.repo_files("baize-tester/selfchat", repo_type="dataset")
+        assert hub.repo("baize-tester/selfchat", "dataset").private  # private unless --hub_private false
+    assert len(openai_server.requests) == requests_before
+    assert {"README.md", "train.jsonl", "baize.json", "report.json"} <= set(files)
+    assert not [name for name in files if name.startswith("journal")]  # resume state stays home
+    card = files["README.md"].decode()
+    header = yaml.safe_load(card.split("---\n", 2)[1])
+    assert header["license"] == "cc-by-4.0" or "cc-by-4.0" in card
+    assert "configs" not in header and "2 kept, 0 dropped" in card
+    assert files["train.jsonl"] == (out / "train.jsonl").read_bytes()
 
 
 def test_recipes_parse_and_cli_help():

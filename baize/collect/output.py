@@ -240,17 +240,16 @@ def write_outputs(entries: list[dict], config: CollectConfig, report: dict) -> d
     return paths
 
 
-def push(entries: list[dict], config: CollectConfig, report: dict) -> str:
-    """Card first, then the data: `Dataset.push_to_hub` adds its metadata to the existing README."""
-    import datasets
-    from huggingface_hub import HfApi
+def push(config: CollectConfig, report: dict) -> str:
+    """Upload the output folder with its card: data files and report, never the journals (resume state)."""
+    from baize.hub import push_dataset
 
-    repo_id = config.push_to_hub
-    HfApi().create_repo(repo_id, repo_type="dataset", private=config.hub_private, exist_ok=True)
-    build_card(config, report).push_to_hub(repo_id, repo_type="dataset", commit_message="Dataset card (baize collect)")
-    dataset = datasets.Dataset.from_list(dataset_rows(entries), features=features())
-    dataset.push_to_hub(
-        repo_id, private=config.hub_private, commit_message=f"baize collect: {len(dataset)} dialogues ({config.mode})"
+    result = push_dataset(
+        config.output_dir,
+        config.push_to_hub,
+        card=build_card(config, report),
+        private=config.hub_private,
+        commit_message=f"baize collect: {report['kept']} dialogues ({config.mode})",
     )
-    logger.info("Pushed %d dialogues to https://huggingface.co/datasets/%s", len(dataset), repo_id)
-    return repo_id
+    logger.info("Pushed %d dialogues to %s", report["kept"], result.url)
+    return result.repo_id

@@ -236,5 +236,5 @@ def collect(config: CollectConfig) -> dict:
     if run["stopped"] == "interrupted":
         raise KeyboardInterrupt
     if config.push_to_hub:
-        push(entries, config, report)
+        push(config, report)
     return report
