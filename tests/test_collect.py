@@ -549,7 +549,15 @@ def test_outputs_card_baize_format_and_push(openai_server, tmp_path):
     # Re-running the same command with --push_to_hub: nothing left to collect, the folder goes up.
     command = [sys.executable, "-m", "baize.collect", "--mode", "transcript", "--seeds_path", config.seeds_path]
     command += ["--output_dir", config.output_dir, "--base_url", openai_server.base_url, "--teacher_model"]
-    command += ["test-teacher", "--baize_json", "true", "--seeds_license", "cc-by-4.0", "--push_to_hub", "baize-tester/selfchat"]
+    command += [
+        "test-teacher",
+        "--baize_json",
+        "true",
+        "--seeds_license",
+        "cc-by-4.0",
+        "--push_to_hub",
+        "baize-tester/selfchat",
+    ]
     requests_before = len(openai_server.requests)
     with HubServer() as hub:
         result = subprocess.run(
