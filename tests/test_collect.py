@@ -61,7 +61,8 @@ def seed_of(request) -> str:
 
 
 def is_simulator(request) -> bool:
-    return "Write the next statement of the human" in request.messages[0]["content"]
+    # A request cut off by a SIGKILLed client arrives without a body: it is nobody's call.
+    return bool(request.messages) and "Write the next statement of the human" in request.messages[0]["content"]
 
 
 # --------------------------------------------------------------------------- parsing and cleaning
