@@ -17,7 +17,7 @@
            `baize.train` and the SFT recipe named by `train_config` -> the v2 adapter, whose card names the
            v1 parent, the judge, N and the score statistics.
 
-Every step appends JSONL lines durably (write + fsync) and skips prompts already in its output file, so
+Every step appends JSONL lines durably (`baize.jsonl.JSONLAppender`: write + fdatasync) and skips prompts already in its output file, so
 re-running the same command continues where it stopped.
 """
 
@@ -34,6 +34,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from baize.jsonl import JSONLAppender
 
 logger = logging.getLogger("baize.sdf")
 
@@ -190,9 +192,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[SDFConfig, list[str]]:
 # --------------------------------------------------------------------------- durable JSONL
 
 
-_sync = getattr(os, "fdatasync", os.fsync)
-
-
 def read_jsonl(path: Path) -> list[dict]:
     """Every whole line of a JSONL file; a torn last line (a crash mid-write) is ignored."""
     if not path.exists():
@@ -206,30 +205,6 @@ def read_jsonl(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             logger.warning("%s:%d: torn or invalid line ignored (that prompt is redone)", path, number)
     return rows
-
-
-class Appender:
-    """One `os.write` per JSON line on an O_APPEND descriptor, fsynced: a killed run leaves whole lines."""
-
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
-            with path.open("ab") as f:  # cut a torn last line off cleanly
-                f.write(b"\n")
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-
-    def append(self, row: dict) -> None:
-        os.write(self.fd, (json.dumps(row, ensure_ascii=False) + "\n").encode())
-        _sync(self.fd)
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-    def __enter__(self) -> Appender:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def write_jsonl_atomically(path: Path, rows: list[dict]) -> None:
@@ -416,7 +391,7 @@ def sample_step(config: SDFConfig) -> dict:
             stats["too_long"] += 1
         else:
             encoded.append((prompt, ids))
-    with Appender(out) as appender:
+    with JSONLAppender(out, writer="`baize sdf`") as appender:
         for first in range(0, len(encoded), config.batch_size):
             batch = encoded[first : first + config.batch_size]
             torch.manual_seed(_batch_seed(config.seed, [p["id"] for p, _ in batch]))
@@ -467,7 +442,7 @@ def _sample_vllm(config: SDFConfig, todo: list[dict], out: Path, stats: dict) ->
         max_tokens=config.max_new_tokens,
         seed=config.seed,
     )
-    with Appender(out) as appender:
+    with JSONLAppender(out, writer="`baize sdf`") as appender:
         for first in range(0, len(todo), 256):
             chunk = []
             for prompt in todo[first : first + 256]:
@@ -723,7 +698,7 @@ class Judge:
         await self.client.close()
 
 
-async def judge_rows(config: SDFConfig, rows: list[dict], appender: Appender | None, judge: Judge) -> dict:
+async def judge_rows(config: SDFConfig, rows: list[dict], appender: JSONLAppender | None, judge: Judge) -> dict:
     """Judge rows with `judge_concurrency` prompts in flight; each judged row is appended as soon as it is done.
     A prompt whose requests fail (after the client's retries) is not written: the next run retries it."""
     stats = {
@@ -792,7 +767,7 @@ def judge_step(config: SDFConfig) -> dict:
     async def run():
         judge = Judge(config)
         try:
-            with Appender(folder / JUDGED_FILE) as appender:
+            with JSONLAppender(folder / JUDGED_FILE, writer="`baize sdf`") as appender:
                 return await judge_rows(config, todo, appender, judge)
         finally:
             await judge.close()

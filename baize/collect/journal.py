@@ -1,27 +1,23 @@
 """The journal: one JSON line per finished seed (kept or dropped), appended durably, never twice.
 
-A line is written with a single `os.write` on an `O_APPEND` descriptor and `fdatasync`ed before the
-dialogue counts as done. A killed process therefore leaves only whole lines behind (the kernel finishes
-a write system call), so a crash loses at most the dialogues in flight. Should a machine crash leave a
-torn last line anyway, it is cut off when the journal is reopened and that seed is collected again.
-Failed seeds (API errors after all retries) are not written, so the next run retries them.
+Appends go through `baize.jsonl.JSONLAppender` (one write + fdatasync per line, a torn last line cut on
+reopening, one writer at a time), so a dialogue counts as done only once its line is on disk. Failed seeds (API errors after all retries) are not written, so the next run retries them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from baize.collect.config import CollectConfig
 from baize.collect.teacher import Usage
+from baize.jsonl import JSONLAppender
 
 logger = logging.getLogger(__name__)
 
 JOURNAL_GLOB = "journal*.jsonl"
-_sync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
 def journal_name(config: CollectConfig) -> str:
@@ -69,62 +65,8 @@ class JournalState:
         return state
 
 
-class Journal:
-    """This shard's journal file, open for appending."""
+class Journal(JSONLAppender):
+    """This shard's journal file, open for appending (by one collector at a time)."""
 
     def __init__(self, output_dir: Path, config: CollectConfig):
-        self.path = Path(output_dir) / journal_name(config)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._lock()
-        self._repair()
-
-    def _lock(self) -> None:
-        """Two collectors appending to one journal would collect seeds twice: the second one stops.
-        The lock goes with the process, so a killed collector never leaves it behind."""
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks, run one collector per output dir
-            return
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._fd)
-            raise SystemExit(
-                f"{self.path} is being written by another `baize collect`; wait for it or stop it"
-            ) from None
-
-    def _repair(self) -> None:
-        """Cut a torn last line (left by a machine crash): its seed was not done."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return
-        with self.path.open("rb+") as f:
-            data = f.read()
-            if data.endswith(b"\n"):
-                return
-            keep = data.rfind(b"\n") + 1
-            logger.warning(
-                "%s: removing a torn last line (%d bytes); that seed will be collected again",
-                self.path,
-                len(data) - keep,
-            )
-            f.truncate(keep)
-            os.fsync(f.fileno())
-
-    def append(self, entry: dict) -> None:
-        line = (json.dumps(entry, ensure_ascii=False) + "\n").encode()
-        written = os.write(self._fd, line)
-        while written < len(line):  # a short write is rare on regular files, but then finish the line
-            written += os.write(self._fd, line[written:])
-        _sync(self._fd)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> Journal:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        super().__init__(Path(output_dir) / journal_name(config), writer="`baize collect`")

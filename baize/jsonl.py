@@ -1,0 +1,77 @@
+"""Durable JSONL appends, shared by every resumable stage (collect's journal, SDF's step files).
+
+A line is written with `os.write` on an `O_APPEND` descriptor and `fdatasync`ed before `append` returns,
+so a killed process leaves only whole lines behind (the kernel finishes a write system call) and a crash
+loses at most the records in flight. Should a machine crash leave a torn last line anyway, it is cut off
+when the file is reopened, and that record is redone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+_sync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
+
+
+class JSONLAppender:
+    """A JSONL file open for appending by this process alone (`writer` names it in the error for a second one)."""
+
+    def __init__(self, path: str | Path, writer: str = "process"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # Lock before repairing: a torn-looking last line may be another writer's line in flight.
+        self._lock(writer)
+        self._repair()
+
+    def _lock(self, writer: str) -> None:
+        """Two writers appending to one file would do records twice: the second one stops.
+        The lock goes with the process, so a killed writer never leaves it behind."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks, run one writer per file
+            return
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            self._fd = None
+            raise SystemExit(f"{self.path} is being written by another {writer}; wait for it or stop it") from None
+
+    def _repair(self) -> None:
+        """Cut a torn last line (left by a machine crash): its record was not done."""
+        if self.path.stat().st_size == 0:
+            return
+        with self.path.open("rb+") as f:
+            data = f.read()
+            if data.endswith(b"\n"):
+                return
+            keep = data.rfind(b"\n") + 1
+            logger.warning(
+                "%s: removing a torn last line (%d bytes); that record will be done again", self.path, len(data) - keep
+            )
+            f.truncate(keep)
+            os.fsync(f.fileno())
+
+    def append(self, row: dict) -> None:
+        line = (json.dumps(row, ensure_ascii=False) + "\n").encode()
+        written = os.write(self._fd, line)
+        while written < len(line):  # a short write is rare on regular files, but then finish the line
+            written += os.write(self._fd, line[written:])
+        _sync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> JSONLAppender:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
