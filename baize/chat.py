@@ -28,9 +28,10 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from baize import BAIZE_TEMPLATE
+
 logger = logging.getLogger(__name__)
 
-BAIZE_TEMPLATE_PATH = Path(__file__).parent / "templates" / "baize.jinja"
 TURN_TAGS = ["[|Human|]", "[|AI|]"]
 PROMPT_FORMATS = ("auto", "baize", "original", "native")
 
@@ -54,7 +55,7 @@ DEFAULT_TEMPERATURE = 1.0
 
 
 def baize_template() -> str:
-    return BAIZE_TEMPLATE_PATH.read_text(encoding="utf-8")
+    return Path(BAIZE_TEMPLATE).read_text(encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- prompt building

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
-BAIZE_TEMPLATE = str(Path(__file__).parent / "templates" / "baize.jinja")
+from baize import BAIZE_TEMPLATE
 
 logger = logging.getLogger("baize.train")
 
