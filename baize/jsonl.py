@@ -75,3 +75,24 @@ class JSONLAppender:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every whole line of a JSONL file; a torn last line (a crash mid-write) is ignored."""
+    if not path.exists():
+        return []
+    rows = []
+    for number, line in enumerate(path.read_bytes().split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            logger.warning("%s:%d: torn or invalid line ignored (that prompt is redone)", path, number)
+    return rows
+
+
+def write_jsonl_atomically(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, path)

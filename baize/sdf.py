@@ -27,15 +27,23 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
-import re
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from baize.jsonl import JSONLAppender
+from baize.jsonl import JSONLAppender, read_jsonl, write_jsonl_atomically
+from baize.judge import (
+    JudgeArguments,
+    JudgeClient,
+    new_usage,
+    pair_reminder,
+    pair_template,
+    parse_score,
+    parse_score_pair,
+    render_context,
+)
 
 logger = logging.getLogger("baize.sdf")
 
@@ -48,7 +56,9 @@ ORIGINAL_STOPS = ["[|Human|]", "[|AI|]"]
 
 
 @dataclass
-class SDFConfig:
+class SDFConfig(JudgeArguments):
+    """The judge endpoint's fields (judge_model, judge_base_url, ...) are baize.judge.JudgeArguments'."""
+
     output_dir: str = field(
         default="runs/sdf", metadata={"help": "Folder of every step's files; re-running continues there."}
     )
@@ -112,21 +122,7 @@ class SDFConfig:
         },
     )
     seed: int = field(default=42, metadata={"help": "Sampling seed (per batch, derived from the prompt ids)."})
-    # ------------------------------------------------------------------ judge
-    judge_model: str = field(default="gpt-3.5-turbo", metadata={"help": "Judge model name at the endpoint."})
-    judge_gguf_file: str | None = field(
-        default=None,
-        metadata={
-            "help": "With judge_model pkg:NAME or a folder: its GGUF file, converted once; the converted folder "
-            "is sent as the model name (what a local `transformers serve` loads)."
-        },
-    )
-    judge_base_url: str | None = field(
-        default=None, metadata={"help": "OpenAI-compatible endpoint (default: api.openai.com)."}
-    )
-    judge_api_key_env: str = field(
-        default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the judge API key (never a file)."}
-    )
+    # ------------------------------------------------------------------ judge (endpoint fields: JudgeArguments)
     judge_mode: str = field(
         default="pointwise",
         metadata={
@@ -134,16 +130,6 @@ class SDFConfig:
             "choices": ["pointwise", "pairwise"],
         },
     )
-    judge_temperature: float = field(default=0.0, metadata={"help": "Judge sampling temperature."})
-    judge_max_tokens: int = field(default=512, metadata={"help": "Judge reply budget (score line + rationale)."})
-    judge_parse_retries: int = field(
-        default=2, metadata={"help": "Re-asks (with a format reminder) when a verdict cannot be parsed."}
-    )
-    judge_concurrency: int = field(default=8, metadata={"help": "Prompts judged at once."})
-    max_retries: int = field(default=6, metadata={"help": "HTTP retries of the openai client (429, 5xx, timeouts)."})
-    timeout: float = field(default=120.0, metadata={"help": "Seconds per judge request."})
-    rpm: float | None = field(default=None, metadata={"help": "Judge requests per minute limit."})
-    tpm: float | None = field(default=None, metadata={"help": "Judge tokens per minute limit."})
     # ------------------------------------------------------------------ select
     min_score: float = field(
         default=50.0, metadata={"help": "Drop prompts whose best candidate scores below this (1-100 scale)."}
@@ -187,30 +173,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[SDFConfig, list[str]]:
     )
     (config,) = parser.parse_args_and_config(argv)
     return config, train_argv
-
-
-# --------------------------------------------------------------------------- durable JSONL
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Every whole line of a JSONL file; a torn last line (a crash mid-write) is ignored."""
-    if not path.exists():
-        return []
-    rows = []
-    for number, line in enumerate(path.read_bytes().split(b"\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            logger.warning("%s:%d: torn or invalid line ignored (that prompt is redone)", path, number)
-    return rows
-
-
-def write_jsonl_atomically(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- prompts
@@ -472,7 +434,6 @@ def _sample_vllm(config: SDFConfig, todo: list[dict], out: Path, stats: dict) ->
 
 # --------------------------------------------------------------------------- step 2: judge
 
-JUDGE_SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
 POINTWISE_TEMPLATE = """[Conversation]
 {context}
 
@@ -487,151 +448,21 @@ Please rate the helpfulness, relevance, accuracy, and level of detail of the res
 overall score on a scale of 1 to 100, where a higher score indicates better overall performance.
 Please first output a single line containing only the score. In the subsequent line, please provide a \
 comprehensive explanation of your evaluation."""
-PAIRWISE_TEMPLATE = """[Conversation]
-{context}
-
-[The Start of Assistant 1's Answer]
-{answer_1}
-[The End of Assistant 1's Answer]
-
-[The Start of Assistant 2's Answer]
-{answer_2}
-[The End of Assistant 2's Answer]
-
-[System]
-We would like to request your feedback on the performance of two AI assistants in response to the user's last \
-message in the conversation displayed above.
-Please rate the helpfulness, relevance, accuracy, and level of detail of their responses. Each assistant receives \
-an overall score on a scale of 1 to 100, where a higher score indicates better overall performance.
-Please first output a single line containing only two values indicating the scores for Assistant 1 and 2, \
-respectively. The two scores are separated by a space. In the subsequent line, please provide a comprehensive \
-explanation of your evaluation, avoiding any potential bias and ensuring that the order in which the responses \
-were presented does not affect your judgment."""
+PAIRWISE_TEMPLATE = pair_template(scale=100)
 POINTWISE_REMINDER = "Please answer again: the first line must contain only the score, an integer from 1 to 100."
-PAIRWISE_REMINDER = (
-    "Please answer again: the first line must contain only two integers from 1 to 100 separated by a space "
-    "(the scores of Assistant 1 and Assistant 2)."
-)
-
-_NUMBER = r"(\d+(?:\.\d+)?)"
-_REFUSAL = re.compile(r"\b(i'?m sorry|i am sorry|i can(?:'|no)t|i am unable|i'm unable|as an ai)\b", re.I)
-
-
-def render_context(messages: list[dict]) -> str:
-    names = {"user": "User", "assistant": "Assistant", "system": "System"}
-    return "\n".join(f"{names.get(m['role'], m['role'])}: {m['content']}" for m in messages)
-
-
-def _in_range(values: list[float]) -> bool:
-    return all(1 <= v <= 100 for v in values)
+PAIRWISE_REMINDER = pair_reminder(scale=100)
 
 
 def parse_pointwise(text: str | None) -> tuple[float | None, str | None]:
-    """(score, None) or (None, reason): reason is empty, out_of_range, refused or no_score.
-
-    Accepted: a first line "85", "Score: 85", "**85/100**"; else "score: 85" / "85/100" / "85 out of 100" anywhere."""
-    text = (text or "").strip()
-    if not text:
-        return None, "empty"
-    first = text.splitlines()[0].strip().strip("*#`_ ").strip()
-    match = re.fullmatch(rf"(?:(?:overall\s+)?score\s*[:=]?\s*)?{_NUMBER}\s*(?:/\s*100|out of 100)?\.?", first, re.I)
-    if match is None:
-        match = re.search(rf"score\s*(?:is|of|:|=)?\s*\**{_NUMBER}|{_NUMBER}\s*(?:/|out of)\s*100", text, re.I)
-    if match is None:
-        return None, "refused" if _REFUSAL.search(text) else "no_score"
-    value = float(next(g for g in match.groups() if g is not None))
-    return (value, None) if _in_range([value]) else (None, "out_of_range")
+    return parse_score(text, scale=100)
 
 
 def parse_pairwise(text: str | None) -> tuple[tuple[float, float] | None, str | None]:
-    """((score_1, score_2), None) or (None, reason), from "80 75" / "80, 75" on the first line, or
-    "Assistant 1: 80 ... Assistant 2: 75" anywhere."""
-    text = (text or "").strip()
-    if not text:
-        return None, "empty"
-    first = text.splitlines()[0].strip().strip("*#`_ ").strip()
-    match = re.fullmatch(rf"{_NUMBER}\s*(?:,|\s|/|and|vs\.?)\s*{_NUMBER}\.?", first, re.I)
-    if match is None:
-        match = re.search(rf"assistant\s*1\D{{0,20}}?{_NUMBER}.*?assistant\s*2\D{{0,20}}?{_NUMBER}", text, re.I | re.S)
-    if match is None:
-        return None, "refused" if _REFUSAL.search(text) else "no_score"
-    scores = (float(match.group(1)), float(match.group(2)))
-    return (scores, None) if _in_range(list(scores)) else (None, "out_of_range")
+    return parse_score_pair(text, scale=100)
 
 
-class Judge:
-    """The judge endpoint: `openai.AsyncOpenAI` (its own HTTP retries) behind the collection stage's shared
-    rate limiter, plus re-asks when a verdict does not parse. Counts calls, tokens and parse failures."""
-
-    def __init__(self, config: SDFConfig, client=None):
-        import openai
-
-        from baize.collect.teacher import RateLimiter, resolve_api_key, retry_after_seconds
-
-        self.config = config
-        self.model = config.judge_model
-        if config.judge_model.startswith("pkg:") or config.judge_gguf_file:
-            from baize.models import resolve_model_path
-
-            self.model = resolve_model_path(config.judge_model, config.judge_gguf_file)
-        self.limiter = RateLimiter(config.rpm, config.tpm)
-        self._retry_after = retry_after_seconds
-        key_config = type(
-            "KeyConfig", (), {"api_key_env": config.judge_api_key_env, "base_url": config.judge_base_url}
-        )
-        self.client = client or openai.AsyncOpenAI(
-            base_url=config.judge_base_url,
-            api_key=resolve_api_key(key_config),
-            max_retries=config.max_retries,
-            timeout=config.timeout,
-            http_client=openai.DefaultAsyncHttpxClient(event_hooks={"response": [self._on_response]}),
-        )
-
-    async def _on_response(self, response) -> None:
-        if response.status_code in (429, 503):
-            self.limiter.pause(self._retry_after(response.headers))
-
-    async def call(self, messages: list[dict], usage: dict) -> str:
-        from baize.collect.teacher import estimate_prompt_tokens
-
-        reserved = estimate_prompt_tokens(messages) + self.config.judge_max_tokens
-        await self.limiter.acquire(reserved)
-        used = 0
-        try:
-            response = await self.client.chat.completions.create(
-                model=self.model,
-                messages=messages,
-                temperature=self.config.judge_temperature,
-                max_tokens=self.config.judge_max_tokens,
-            )
-            usage["calls"] += 1
-            if response.usage is not None:
-                usage["prompt_tokens"] += response.usage.prompt_tokens or 0
-                usage["completion_tokens"] += response.usage.completion_tokens or 0
-                used = (response.usage.prompt_tokens or 0) + (response.usage.completion_tokens or 0)
-        finally:
-            self.limiter.settle(reserved, used)
-        return response.choices[0].message.content or ""
-
-    async def verdict(self, prompt: str, parse, reminder: str, usage: dict) -> dict:
-        """Ask; on an unparseable verdict re-ask with the bad reply and a format reminder. All replies are kept."""
-        base = [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": prompt}]
-        messages, replies, errors = base, [], []
-        for _ in range(1 + self.config.judge_parse_retries):
-            text = await self.call(messages, usage)
-            value, error = parse(text)
-            replies.append(text)
-            if error is None:
-                return {"value": value, "rationale": text, "attempts": len(replies), "errors": errors}
-            errors.append(error)
-            messages = [*base, {"role": "assistant", "content": text}, {"role": "user", "content": reminder}]
-        return {
-            "value": None,
-            "rationale": replies[-1],
-            "attempts": len(replies),
-            "errors": errors,
-            "replies": replies,
-        }
+class Judge(JudgeClient):
+    """The SDF judge: pointwise 1-100 scores or king-of-the-hill pairwise comparisons of the candidates."""
 
     async def pointwise(self, row: dict, usage: dict) -> dict:
         context = render_context(row["messages"])
@@ -694,9 +525,6 @@ class Judge:
         scores = [statistics.mean(v) if v else None for v in seen.values()]
         return {"scores": scores, "winner": best, "comparisons": comparisons}
 
-    async def close(self) -> None:
-        await self.client.close()
-
 
 async def judge_rows(config: SDFConfig, rows: list[dict], appender: JSONLAppender | None, judge: Judge) -> dict:
     """Judge rows with `judge_concurrency` prompts in flight; each judged row is appended as soon as it is done.
@@ -706,7 +534,7 @@ async def judge_rows(config: SDFConfig, rows: list[dict], appender: JSONLAppende
         "request_errors": 0,
         "unscored_candidates": 0,
         "parse_errors": {},
-        "usage": {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0},
+        "usage": new_usage(),
     }
     queue: asyncio.Queue = asyncio.Queue()
     for row in rows:
@@ -716,7 +544,7 @@ async def judge_rows(config: SDFConfig, rows: list[dict], appender: JSONLAppende
     async def worker():
         while not queue.empty():
             row = queue.get_nowait()
-            usage = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
+            usage = new_usage()
             try:
                 if config.judge_mode == "pointwise":
                     result = await judge.pointwise(row, usage)

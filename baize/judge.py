@@ -1,0 +1,279 @@
+"""The LLM judge shared by SDF (`baize sdf`) and evaluation (`baize eval`): any OpenAI-compatible endpoint
+through the `openai` client, robust score parsing with re-asks, and an on-disk cache of verdicts.
+
+HTTP retries (429, 5xx, time-outs; Retry-After honoured) are the openai client's own. The collection stage's
+rate limiter is shared by all requests, and a response hook pauses it on a 429/503 so that concurrent
+requests back off together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from baize.jsonl import JSONLAppender, read_jsonl
+
+JUDGE_SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
+# Two answers to the last user message, scored side by side (the Vicuna/Baize review prompt, any scale).
+PAIR_TEMPLATE = """[Conversation]
+{context}
+
+[The Start of Assistant 1's Answer]
+{answer_1}
+[The End of Assistant 1's Answer]
+
+[The Start of Assistant 2's Answer]
+{answer_2}
+[The End of Assistant 2's Answer]
+
+[System]
+We would like to request your feedback on the performance of two AI assistants in response to the user's last \
+message in the conversation displayed above.
+Please rate the helpfulness, relevance, accuracy, and level of detail of their responses. Each assistant receives \
+an overall score on a scale of 1 to {scale}, where a higher score indicates better overall performance.
+Please first output a single line containing only two values indicating the scores for Assistant 1 and 2, \
+respectively. The two scores are separated by a space. In the subsequent line, please provide a comprehensive \
+explanation of your evaluation, avoiding any potential bias and ensuring that the order in which the responses \
+were presented does not affect your judgment."""
+
+
+def pair_template(scale: int) -> str:
+    """PAIR_TEMPLATE on a 1-`scale` scale, still with {context}, {answer_1} and {answer_2} to fill."""
+    return PAIR_TEMPLATE.replace("{scale}", str(scale))
+
+
+def pair_reminder(scale: int) -> str:
+    return (
+        f"Please answer again: the first line must contain only two integers from 1 to {scale} separated by a "
+        "space (the scores of Assistant 1 and Assistant 2)."
+    )
+
+
+def render_context(messages: list[dict]) -> str:
+    names = {"user": "User", "assistant": "Assistant", "system": "System"}
+    return "\n".join(f"{names.get(m['role'], m['role'])}: {m['content']}" for m in messages)
+
+
+@dataclass
+class JudgeArguments:
+    """The judge endpoint and how it is asked; stages subclass this and add their own fields."""
+
+    judge_model: str = field(default="gpt-3.5-turbo", metadata={"help": "Judge model name at the endpoint."})
+    judge_gguf_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "With judge_model pkg:NAME or a folder: its GGUF file, converted once; the converted folder "
+            "is sent as the model name (what a local `transformers serve` loads)."
+        },
+    )
+    judge_base_url: str | None = field(
+        default=None, metadata={"help": "OpenAI-compatible endpoint (default: api.openai.com)."}
+    )
+    judge_api_key_env: str = field(
+        default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the judge API key (never a file)."}
+    )
+    judge_temperature: float = field(default=0.0, metadata={"help": "Judge sampling temperature."})
+    judge_max_tokens: int = field(default=512, metadata={"help": "Judge reply budget (score line + rationale)."})
+    judge_parse_retries: int = field(
+        default=2, metadata={"help": "Re-asks (with a format reminder) when a verdict cannot be parsed."}
+    )
+    judge_concurrency: int = field(default=8, metadata={"help": "Questions / prompts judged at once."})
+    max_retries: int = field(default=6, metadata={"help": "HTTP retries of the openai client (429, 5xx, timeouts)."})
+    timeout: float = field(default=120.0, metadata={"help": "Seconds per request."})
+    rpm: float | None = field(default=None, metadata={"help": "Requests per minute limit."})
+    tpm: float | None = field(default=None, metadata={"help": "Tokens per minute limit."})
+
+
+# --------------------------------------------------------------------------- parsing
+
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_REFUSAL = re.compile(r"\b(i'?m sorry|i am sorry|i can(?:'|no)t|i am unable|i'm unable|as an ai)\b", re.I)
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0].strip().strip("*#`_ ").strip()
+
+
+def _in_range(values: list[float], scale: int) -> bool:
+    return all(1 <= v <= scale for v in values)
+
+
+def parse_score(text: str | None, scale: int = 100) -> tuple[float | None, str | None]:
+    """(score, None) or (None, reason): reason is empty, out_of_range, refused or no_score.
+
+    Accepted: a first line "85", "Score: 85", "**85/100**"; else "score: 85" / "85/100" / "85 out of 100" anywhere."""
+    text = (text or "").strip()
+    if not text:
+        return None, "empty"
+    match = re.fullmatch(
+        rf"(?:(?:overall\s+)?score\s*[:=]?\s*)?{_NUMBER}\s*(?:/\s*{scale}|out of {scale})?\.?", _first_line(text), re.I
+    )
+    if match is None:
+        match = re.search(rf"score\s*(?:is|of|:|=)?\s*\**{_NUMBER}|{_NUMBER}\s*(?:/|out of)\s*{scale}\b", text, re.I)
+    if match is None:
+        return None, "refused" if _REFUSAL.search(text) else "no_score"
+    value = float(next(g for g in match.groups() if g is not None))
+    return (value, None) if _in_range([value], scale) else (None, "out_of_range")
+
+
+def parse_score_pair(text: str | None, scale: int = 100) -> tuple[tuple[float, float] | None, str | None]:
+    """((score_1, score_2), None) or (None, reason), from "8 7" / "8, 7" / "8/10 7/10" on the first line, or
+    "Assistant 1: 8 ... Assistant 2: 7" anywhere."""
+    text = (text or "").strip()
+    if not text:
+        return None, "empty"
+    out_of = rf"(?:\s*/\s*{scale})?"
+    match = re.fullmatch(rf"{_NUMBER}{out_of}\s*(?:,|\s|/|and|vs\.?)\s*{_NUMBER}{out_of}\.?", _first_line(text), re.I)
+    if match is None:
+        match = re.search(rf"assistant\s*1\D{{0,20}}?{_NUMBER}.*?assistant\s*2\D{{0,20}}?{_NUMBER}", text, re.I | re.S)
+    if match is None:
+        return None, "refused" if _REFUSAL.search(text) else "no_score"
+    scores = (float(match.group(1)), float(match.group(2)))
+    return (scores, None) if _in_range(list(scores), scale) else (None, "out_of_range")
+
+
+# --------------------------------------------------------------------------- the client
+
+
+def new_usage() -> dict:
+    return {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
+
+
+class JudgeClient:
+    """`openai.AsyncOpenAI` (its own HTTP retries) behind the shared rate limiter, plus re-asks when a verdict
+    does not parse. Also answers plain chat requests (`call`), e.g. for a reference model at an endpoint."""
+
+    def __init__(
+        self,
+        args: JudgeArguments,
+        *,
+        model: str | None = None,
+        gguf_file: str | None = None,
+        base_url: str | None = None,
+        api_key_env: str | None = None,
+        client=None,
+    ):
+        import openai
+
+        from baize.collect.teacher import RateLimiter, resolve_api_key, retry_after_seconds
+
+        self.args = args
+        self.model = model or args.judge_model
+        gguf_file = gguf_file if model else args.judge_gguf_file
+        if self.model.startswith("pkg:") or gguf_file:
+            from baize.models import resolve_model_path
+
+            self.model = resolve_model_path(self.model, gguf_file)
+        base_url = base_url or args.judge_base_url
+        self.limiter = RateLimiter(args.rpm, args.tpm)
+        self._retry_after = retry_after_seconds
+        key_config = type(
+            "KeyConfig", (), {"api_key_env": api_key_env or args.judge_api_key_env, "base_url": base_url}
+        )
+        self.client = client or openai.AsyncOpenAI(
+            base_url=base_url,
+            api_key=resolve_api_key(key_config),
+            max_retries=args.max_retries,
+            timeout=args.timeout,
+            http_client=openai.DefaultAsyncHttpxClient(event_hooks={"response": [self._on_response]}),
+        )
+
+    async def _on_response(self, response) -> None:
+        if response.status_code in (429, 503):
+            self.limiter.pause(self._retry_after(response.headers))
+
+    async def call(
+        self, messages: list[dict], usage: dict, *, temperature: float | None = None, max_tokens: int | None = None
+    ) -> str:
+        return (await self.complete(messages, usage, temperature=temperature, max_tokens=max_tokens)).content or ""
+
+    async def complete(
+        self, messages: list[dict], usage: dict, *, temperature: float | None = None, max_tokens: int | None = None
+    ):
+        """One chat completion (the message object); usage is added to `usage`."""
+        from baize.collect.teacher import estimate_prompt_tokens
+
+        max_tokens = max_tokens or self.args.judge_max_tokens
+        reserved = estimate_prompt_tokens(messages) + max_tokens
+        await self.limiter.acquire(reserved)
+        used = 0
+        try:
+            response = await self.client.chat.completions.create(
+                model=self.model,
+                messages=messages,
+                temperature=self.args.judge_temperature if temperature is None else temperature,
+                max_tokens=max_tokens,
+            )
+            usage["calls"] += 1
+            if response.usage is not None:
+                usage["prompt_tokens"] += response.usage.prompt_tokens or 0
+                usage["completion_tokens"] += response.usage.completion_tokens or 0
+                used = (response.usage.prompt_tokens or 0) + (response.usage.completion_tokens or 0)
+        finally:
+            self.limiter.settle(reserved, used)
+        return response.choices[0].message
+
+    async def verdict(self, prompt: str, parse, reminder: str, usage: dict) -> dict:
+        """Ask; on an unparseable verdict re-ask with the bad reply and a format reminder. All replies are kept."""
+        base = [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": prompt}]
+        messages, replies, errors = base, [], []
+        for _ in range(1 + self.args.judge_parse_retries):
+            text = await self.call(messages, usage)
+            value, error = parse(text)
+            replies.append(text)
+            if error is None:
+                return {"value": value, "rationale": text, "attempts": len(replies), "errors": errors}
+            errors.append(error)
+            messages = [*base, {"role": "assistant", "content": text}, {"role": "user", "content": reminder}]
+        return {
+            "value": None,
+            "rationale": replies[-1],
+            "attempts": len(replies),
+            "errors": errors,
+            "replies": replies,
+        }
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+# --------------------------------------------------------------------------- the verdict cache
+
+
+def verdict_key(question: str, answers: list[str], judge_model: str, prompt_template: str) -> str:
+    """What makes two verdicts the same: the question, the answers in the order shown, the judge, the prompt."""
+    payload = json.dumps([question, answers, judge_model, prompt_template], ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class VerdictCache:
+    """Verdicts on disk (JSONL, one {key, verdict} per line, appended durably as they arrive): asking the same
+    judge the same question about the same answers with the same prompt again costs nothing."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.entries = {row["key"]: row["verdict"] for row in read_jsonl(self.path)}
+        self.hits = self.misses = 0
+        self._appender: JSONLAppender | None = None
+
+    def get(self, key: str) -> dict | None:
+        verdict = self.entries.get(key)
+        if verdict is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return verdict
+
+    def put(self, key: str, verdict: dict) -> None:
+        if self._appender is None:
+            self._appender = JSONLAppender(self.path, writer="a `baize eval` judge cache")
+        self._appender.append({"key": key, "verdict": verdict})
+        self.entries[key] = verdict
+
+    def close(self) -> None:
+        if self._appender is not None:
+            self._appender.close()
+            self._appender = None
