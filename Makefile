@@ -1,5 +1,5 @@
 # baize: `make help` lists the targets. Recipes live in recipes/<RECIPE>/<stage>.yaml.
-.PHONY: help install test test-fast quality style train data sdf dpo chat merge push bench
+.PHONY: help install test test-fast quality style train data sdf dpo eval chat merge push bench
 
 PYTHON ?= python3
 RECIPE ?= baize-smol
@@ -17,6 +17,7 @@ help:
 	@echo "make chat RECIPE=baize-smol          chat with runs/RECIPE/sft (or ADAPTER=hub-id-or-folder)"
 	@echo "make merge RECIPE=baize-smol         merge the adapter into its base: runs/RECIPE/merged"
 	@echo "make sdf RECIPE=baize-smol           Baize v2 SDF: sample, judge, select, train (recipes/RECIPE/sdf.yaml)"
+	@echo "make eval RECIPE=baize-smol          judge answers vs a reference: score %, win/tie/loss (recipes/RECIPE/eval.yaml)"
 	@echo "make dpo RECIPE=baize-v2-7b          DPO on SDF preference pairs (recipes/RECIPE/dpo.yaml)"
 	@echo "make bench                           ratio benchmarks (packing vs pad-to-512, collection concurrency, ...)"
 
@@ -60,6 +61,9 @@ merge:
 
 sdf:
 	$(PYTHON) -m baize.sdf --config recipes/$(RECIPE)/sdf.yaml $(ARGS)
+
+eval:
+	$(PYTHON) -m baize.evaluate --config recipes/$(RECIPE)/eval.yaml $(ARGS)
 
 dpo:
 	$(LAUNCH) baize.dpo --config recipes/$(RECIPE)/dpo.yaml $(ARGS)

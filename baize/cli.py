@@ -14,6 +14,10 @@ STAGES = {
     "collect": ("baize.collect", "self-chat data from a teacher LLM (any OpenAI-compatible endpoint) into a dataset"),
     "train": ("baize.train", "LoRA SFT of a chat model from a YAML recipe (Baize v1)"),
     "sdf": ("baize.sdf", "Baize v2 self-distillation with feedback: sample N answers, LLM-judge them, SFT a new LoRA"),
+    "eval": (
+        "baize.evaluate",
+        "judge a model's answers against a reference's: the paper's score % and pairwise win rate",
+    ),
     "dpo": ("baize.dpo", "DPO of a new LoRA on SDF best-vs-worst pairs (alternative to the sdf train step)"),
     "push": ("baize.push", "upload an adapter, model or data folder to the Hub (checkpoints and secrets left out)"),
     "pull": ("baize.hub", "download an adapter (and its base model) from the Hub into the HF cache"),

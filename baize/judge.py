@@ -188,12 +188,13 @@ class JudgeClient:
     async def call(
         self, messages: list[dict], usage: dict, *, temperature: float | None = None, max_tokens: int | None = None
     ) -> str:
-        return (await self.complete(messages, usage, temperature=temperature, max_tokens=max_tokens)).content or ""
+        choice = await self.complete(messages, usage, temperature=temperature, max_tokens=max_tokens)
+        return choice.message.content or ""
 
     async def complete(
         self, messages: list[dict], usage: dict, *, temperature: float | None = None, max_tokens: int | None = None
     ):
-        """One chat completion (the message object); usage is added to `usage`."""
+        """One chat completion (its first choice: message and finish_reason); usage is added to `usage`."""
         from baize.collect.teacher import estimate_prompt_tokens
 
         max_tokens = max_tokens or self.args.judge_max_tokens
@@ -214,7 +215,7 @@ class JudgeClient:
                 used = (response.usage.prompt_tokens or 0) + (response.usage.completion_tokens or 0)
         finally:
             self.limiter.settle(reserved, used)
-        return response.choices[0].message
+        return response.choices[0]
 
     async def verdict(self, prompt: str, parse, reminder: str, usage: dict) -> dict:
         """Ask; on an unparseable verdict re-ask with the bad reply and a format reminder. All replies are kept."""

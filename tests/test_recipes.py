@@ -7,6 +7,7 @@ import yaml
 
 from baize.collect import parse_args as parse_collect
 from baize.dpo import parse_args as parse_dpo
+from baize.evaluate import parse_args as parse_eval
 from baize.sdf import parse_args as parse_sdf
 from baize.train import parse_args as parse_sft
 
@@ -17,6 +18,7 @@ PARSERS = {
     "sdf.yaml": parse_sdf,
     "sdf-train.yaml": parse_sft,
     "dpo.yaml": parse_dpo,
+    "eval.yaml": parse_eval,
 }
 RECIPES = sorted(p for p in (REPO / "recipes").glob("*/*.yaml"))
 

@@ -1,0 +1,748 @@
+"""Evaluation: the Baize paper's metric and a position-bias-free pairwise judge, in three resumable steps.
+
+    baize eval --config recipes/baize-smol/eval.yaml                    # answer, judge, report
+    baize eval --config recipes/baize-7b/eval.yaml --step report         # tables and charts from the files
+    baize eval --config recipes/baize-7b/eval.yaml --model me/baize-7b --model_label mine
+
+1. answer  the model and the reference answer every question -> answers/<label>.jsonl, appended as they are
+           done (a re-run answers only what is missing). A contestant is an adapter or model (a local folder
+           or Hub id, loaded like `baize chat`; batched generation), or `openai:MODEL` at an OpenAI-compatible
+           endpoint (the paper's reference: `openai:gpt-3.5-turbo`). Temperatures are set per category
+           (writing 0.7, math 0.0, ...). Questions: the project's own 80 over 9 Vicuna-style categories
+           (baize/eval_questions.jsonl), or any Hub dataset / local file of prompts (e.g. MT-Bench's).
+2. judge   per question, the judge scores both answers 1-10 side by side, asked twice:
+           - reference first, as the paper did (GPT-4 with ChatGPT first): the paper's metric is the model's
+             total score as a % of the reference's, per category and overall;
+           - model first: a side wins a question only if it wins in both orders; a disagreement between the
+             orders (position bias) or an equal score is a tie. Reported as win/tie/loss and the adjusted win
+             rate (win + tie/2) with a bootstrap confidence interval over questions.
+           Every verdict is cached on disk (judge_cache.jsonl) under the question, the answers in the order
+           shown, the judge and the prompt, so a re-run (or a resumed run) asks the judge nothing twice.
+3. report  results.json, results.md (a Markdown table with answer lengths next to the scores) and bar charts
+           per category: scores_by_category.png, pairwise_by_category.png.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import re
+import statistics
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from baize.jsonl import JSONLAppender, read_jsonl, write_jsonl_atomically
+from baize.judge import (
+    JudgeArguments,
+    JudgeClient,
+    VerdictCache,
+    new_usage,
+    pair_reminder,
+    pair_template,
+    parse_score_pair,
+    render_context,
+    verdict_key,
+)
+
+logger = logging.getLogger("baize.eval")
+
+STEPS = ("answer", "judge", "report", "all")
+QUESTIONS_FILE = Path(__file__).with_name("eval_questions.jsonl")
+OPENAI_PREFIX = "openai:"
+SCALE = 10  # the paper's (and Vicuna's) 1-10 scores
+JUDGE_TEMPLATE = pair_template(scale=SCALE)
+JUDGE_REMINDER = pair_reminder(scale=SCALE)
+JUDGEMENTS_FILE = "judgements.jsonl"
+# Sampling temperature per category: creative ones sampled, ones with a right answer greedy (0 = greedy).
+# The Vicuna-style categories of the shipped set, plus MT-Bench's (the values FastChat uses for it).
+CATEGORY_TEMPERATURES = {
+    "generic": 0.7,
+    "knowledge": 0.1,
+    "roleplay": 0.7,
+    "common-sense": 0.1,
+    "fermi": 0.0,
+    "counterfactual": 0.7,
+    "coding": 0.0,
+    "math": 0.0,
+    "writing": 0.7,
+    "extraction": 0.0,
+    "reasoning": 0.0,
+    "stem": 0.1,
+    "humanities": 0.1,
+}
+
+
+@dataclass
+class EvalConfig(JudgeArguments):
+    """The judge endpoint's fields (judge_model, judge_base_url, ...) are baize.judge.JudgeArguments'."""
+
+    output_dir: str = field(default="runs/eval", metadata={"help": "Folder of every step's files."})
+    step: str = field(
+        default="all",
+        metadata={"help": "answer, judge, report, or all (in that order).", "choices": STEPS},
+    )
+    # ------------------------------------------------------------------ questions
+    questions_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub dataset id or local .jsonl/.parquet/.csv of questions (default: the project's own 80 "
+            "questions over 9 categories, baize/eval_questions.jsonl)."
+        },
+    )
+    questions_name: str | None = field(default=None, metadata={"help": "Dataset config name (Hub datasets)."})
+    questions_split: str = field(default="train", metadata={"help": "Dataset split."})
+    question_column: str = field(
+        default="question",
+        metadata={"help": "Column with the question; dotted paths reach into lists (MT-Bench: prompt.0)."},
+    )
+    category_column: str = field(default="category", metadata={"help": "Column with the category, if any."})
+    id_column: str = field(
+        default="question_id", metadata={"help": "Column with a question id (default: the row number)."}
+    )
+    limit: int | None = field(default=None, metadata={"help": "Use only the first N questions."})
+    limit_per_category: int | None = field(
+        default=None, metadata={"help": "Use only the first N questions of every category (quick runs)."}
+    )
+    # ------------------------------------------------------------------ contestants
+    model: str | None = field(
+        default=None,
+        metadata={
+            "help": "The model to evaluate: an adapter or model (local folder or Hub id, loaded like `baize "
+            "chat`), or openai:MODEL at answer_base_url."
+        },
+    )
+    model_label: str | None = field(default=None, metadata={"help": "Its name in files and tables."})
+    model_base: str | None = field(default=None, metadata={"help": "Base of an adapter (default: its own)."})
+    model_gguf_file: str | None = field(default=None, metadata={"help": "GGUF file of the base (pkg:NAME)."})
+    reference: str = field(
+        default="openai:gpt-3.5-turbo",
+        metadata={"help": "The reference whose answers the model is scored against (paper: ChatGPT)."},
+    )
+    reference_label: str | None = field(default=None, metadata={"help": "Its name in files and tables."})
+    reference_base: str | None = field(default=None, metadata={"help": "Base of a reference adapter."})
+    reference_gguf_file: str | None = field(
+        default=None, metadata={"help": "GGUF file of the reference (pkg:NAME, local folder or openai:pkg:NAME)."}
+    )
+    answer_base_url: str | None = field(
+        default=None, metadata={"help": "Endpoint of openai:MODEL contestants (default: judge_base_url)."}
+    )
+    answer_api_key_env: str | None = field(
+        default=None, metadata={"help": "Environment variable with their API key (default: judge_api_key_env)."}
+    )
+    prompt_format: str = field(
+        default="auto",
+        metadata={"help": "Prompt format of local contestants: auto, baize, original or native (see baize chat)."},
+    )
+    system_prompt: str | None = field(default=None, metadata={"help": "A system message before every question."})
+    dtype: str | None = field(default=None, metadata={"help": "float32 / bfloat16 / float16 for local models."})
+    load_in_8bit: bool = field(default=False, metadata={"help": "Load local models in int8 (bitsandbytes)."})
+    load_in_4bit: bool = field(default=False, metadata={"help": "Load local models in 4-bit (bitsandbytes)."})
+    # ------------------------------------------------------------------ answering
+    max_new_tokens: int = field(default=512, metadata={"help": "Longest answer, in tokens."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling for sampled categories."})
+    category_temperatures: dict[str, float] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Temperature per category, a mapping in YAML or JSON on the command line; merged over the "
+            "defaults (writing/roleplay/generic/counterfactual 0.7, knowledge/common-sense 0.1, fermi/coding/"
+            "math 0.0). 0 means greedy."
+        },
+    )
+    default_temperature: float = field(default=0.7, metadata={"help": "Temperature of categories not listed."})
+    batch_size: int = field(default=8, metadata={"help": "Questions per generate call (local models)."})
+    seed: int = field(default=42, metadata={"help": "Sampling seed (per batch, derived from the question ids)."})
+    # ------------------------------------------------------------------ judging and report
+    judge_model: str = field(default="gpt-4", metadata={"help": "Judge model at the endpoint (paper: GPT-4)."})
+    pairwise: bool = field(
+        default=True,
+        metadata={"help": "Also ask with the model's answer first (pairwise win/tie/loss); false: paper only."},
+    )
+    judge_cache: str | None = field(
+        default=None,
+        metadata={"help": "Verdict cache file, can be shared by runs (default: OUTPUT_DIR/judge_cache.jsonl)."},
+    )
+    bootstrap_samples: int = field(default=10_000, metadata={"help": "Bootstrap resamples for the intervals."})
+    confidence: float = field(default=0.95, metadata={"help": "Confidence level of the intervals."})
+
+    def __post_init__(self):
+        if isinstance(self.category_temperatures, str):
+            try:
+                self.category_temperatures = json.loads(self.category_temperatures)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"category_temperatures: not a JSON mapping: {error}") from None
+        if self.category_temperatures is not None and not isinstance(self.category_temperatures, dict):
+            raise ValueError("category_temperatures must be a mapping of category -> temperature")
+        if not 0 < self.confidence < 1:
+            raise ValueError("confidence must be between 0 and 1")
+
+    def temperature(self, category: str) -> float:
+        temperatures = {**CATEGORY_TEMPERATURES, **(self.category_temperatures or {})}
+        return float(temperatures.get(category, self.default_temperature))
+
+
+def parse_args(argv: list[str] | None = None) -> EvalConfig:
+    from trl import TrlParser
+
+    parser = TrlParser(
+        (EvalConfig,),
+        prog="baize eval",
+        description="Evaluate a chat model the way the Baize paper did (an LLM judge scores its answers against a "
+        "reference model's, 1-10, reported as %% of the reference) and with a pairwise judge asked in both "
+        "orders (win/tie/loss, adjusted win rate with a bootstrap interval). "
+        "baize eval --config recipes/baize-smol/eval.yaml [--step answer|judge|report|all] [--model ...]",
+    )
+    (config,) = parser.parse_args_and_config(list(sys.argv[1:] if argv is None else argv))
+    return config
+
+
+# --------------------------------------------------------------------------- questions
+
+
+def load_questions(config: EvalConfig) -> list[dict]:
+    """Question rows {question_id, category, question}, in file order, after the limits."""
+    from types import SimpleNamespace
+
+    from baize.collect.seeds import column_values, load_seed_table
+
+    path = config.questions_path or str(QUESTIONS_FILE)
+    table = load_seed_table(
+        SimpleNamespace(seeds_path=path, seeds_name=config.questions_name, seeds_split=config.questions_split)
+    )
+    try:
+        texts = column_values(table, config.question_column)
+    except KeyError:
+        raise KeyError(
+            f"{path}: question column {config.question_column!r} not found; columns: {table.column_names} "
+            "(set question_column)"
+        ) from None
+    categories = table[config.category_column] if config.category_column in table.column_names else None
+    ids = table[config.id_column] if config.id_column in table.column_names else None
+    questions, seen, per_category = [], set(), {}
+    for row, text in enumerate(texts):
+        question_id = str(ids[row] if ids is not None else row + 1)
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"{path}: row {row + 1} (question {question_id}) has no question text")
+        if question_id in seen:
+            raise ValueError(f"{path}: row {row + 1}: question id {question_id} appears twice")
+        seen.add(question_id)
+        category = str(categories[row]) if categories is not None and categories[row] else "all"
+        per_category[category] = per_category.get(category, 0) + 1
+        if config.limit_per_category is not None and per_category[category] > config.limit_per_category:
+            continue
+        questions.append({"question_id": question_id, "category": category, "question": text.strip()})
+    return questions[: config.limit] if config.limit is not None else questions
+
+
+# --------------------------------------------------------------------------- step 1: answer
+
+
+@dataclass
+class Contestant:
+    role: str  # model | reference
+    spec: str  # folder / Hub id, or openai:MODEL
+    label: str
+    base: str | None = None
+    gguf_file: str | None = None
+
+    @property
+    def endpoint_model(self) -> str | None:
+        return self.spec[len(OPENAI_PREFIX) :] if self.spec.startswith(OPENAI_PREFIX) else None
+
+
+def default_label(spec: str) -> str:
+    return re.sub(r"[^\w.+-]+", "_", spec).strip("_") or "model"
+
+
+def contestants(config: EvalConfig) -> tuple[Contestant, Contestant]:
+    if not config.model:
+        raise ValueError("model is not set: give the adapter / model to evaluate (--model or `model:` in the recipe)")
+    model = Contestant(
+        "model", config.model, config.model_label or default_label(config.model), config.model_base,
+        config.model_gguf_file,
+    )  # fmt: skip
+    reference = Contestant(
+        "reference", config.reference, config.reference_label or default_label(config.reference),
+        config.reference_base, config.reference_gguf_file,
+    )  # fmt: skip
+    if model.label == reference.label:
+        raise ValueError(f"model and reference have the same label {model.label!r}: set model_label / reference_label")
+    return model, reference
+
+
+def answers_path(config: EvalConfig, contestant: Contestant) -> Path:
+    return Path(config.output_dir) / "answers" / f"{contestant.label}.jsonl"
+
+
+def read_answers(config: EvalConfig, contestant: Contestant) -> dict[str, dict]:
+    """question_id -> answer row; answers of another contestant under the same label are an error."""
+    path = answers_path(config, contestant)
+    rows = read_jsonl(path)
+    for number, row in enumerate(rows, 1):
+        if row.get("contestant") != contestant.spec:
+            raise ValueError(
+                f"{path}: line {number} was answered by {row.get('contestant')!r}, not {contestant.spec!r}: "
+                f"give this {contestant.role} another {contestant.role}_label, or delete the file"
+            )
+    return {row["question_id"]: row for row in rows}
+
+
+def _messages(config: EvalConfig, question: str) -> list[dict]:
+    system = [{"role": "system", "content": config.system_prompt}] if config.system_prompt else []
+    return [*system, {"role": "user", "content": question}]
+
+
+def _answer_row(contestant: Contestant, question: dict, temperature: float, text: str, finish, tokens) -> dict:
+    return {
+        "question_id": question["question_id"],
+        "category": question["category"],
+        "contestant": contestant.spec,
+        "label": contestant.label,
+        "temperature": temperature,
+        "answer": text,
+        "finish_reason": finish,
+        "new_tokens": tokens,
+        "words": len(text.split()),
+    }
+
+
+def answer_locally(config: EvalConfig, contestant: Contestant, todo: list[dict], appender: JSONLAppender) -> dict:
+    """Batched generation with transformers: questions grouped by temperature, `batch_size` per generate call."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from baize.chat import load_chat_model
+    from baize.sdf import generate_candidates, render_prompt
+
+    chat = load_chat_model(
+        contestant.spec,
+        load_in_8bit=config.load_in_8bit,
+        load_in_4bit=config.load_in_4bit,
+        base=contestant.base,
+        gguf_file=contestant.gguf_file,
+        prompt_format=config.prompt_format,
+        dtype=config.dtype,
+    )
+    stops = chat.prompt_builder().stop_strings
+    by_temperature: dict[float, list[dict]] = {}
+    for question in todo:
+        by_temperature.setdefault(config.temperature(question["category"]), []).append(question)
+    stats = {"answered": 0}
+    with tqdm(total=len(todo), desc=f"answers: {contestant.label}", unit="q") as bar:
+        for temperature, questions in sorted(by_temperature.items()):
+            for first in range(0, len(questions), config.batch_size):
+                batch = questions[first : first + config.batch_size]
+                ids = "".join(q["question_id"] for q in batch)
+                torch.manual_seed((config.seed + int(hashlib.sha256(ids.encode()).hexdigest()[:8], 16)) % 2**31)
+                prompts = [render_prompt(chat, _messages(config, q["question"])) for q in batch]
+                results = generate_candidates(
+                    chat.model,
+                    chat.tokenizer,
+                    prompts,
+                    1,
+                    max_new_tokens=config.max_new_tokens,
+                    temperature=temperature,
+                    top_p=config.top_p,
+                    share_prefill=False,  # one sample per prompt: nothing to share
+                    stop_strings=stops,
+                )
+                for question, (answer,) in zip(batch, results, strict=True):
+                    appender.append(
+                        _answer_row(
+                            contestant, question, temperature, answer["text"], answer["finish_reason"],
+                            answer["new_tokens"],
+                        )
+                    )  # fmt: skip
+                    stats["answered"] += 1
+                bar.update(len(batch))
+    return stats
+
+
+async def answer_at_endpoint(
+    config: EvalConfig, contestant: Contestant, todo: list[dict], appender: JSONLAppender
+) -> dict:
+    """Chat completions at answer_base_url, `judge_concurrency` at a time; a failed request is retried next run."""
+    from tqdm.auto import tqdm
+
+    client = JudgeClient(
+        config,
+        model=contestant.endpoint_model,
+        gguf_file=contestant.gguf_file,
+        base_url=config.answer_base_url,
+        api_key_env=config.answer_api_key_env,
+    )
+    stats = {"answered": 0, "request_errors": 0, "usage": new_usage()}
+    semaphore = asyncio.Semaphore(max(1, config.judge_concurrency))
+    bar = tqdm(total=len(todo), desc=f"answers: {contestant.label}", unit="q")
+
+    async def answer(question: dict) -> None:
+        temperature = config.temperature(question["category"])
+        async with semaphore:
+            try:
+                choice = await client.complete(
+                    _messages(config, question["question"]),
+                    stats["usage"],
+                    temperature=temperature,
+                    max_tokens=config.max_new_tokens,
+                )
+            except Exception as error:  # openai.APIError after the client's retries
+                stats["request_errors"] += 1
+                logger.warning("answer: question %s failed: %s", question["question_id"], error)
+                return
+        text = (choice.message.content or "").strip()
+        appender.append(_answer_row(contestant, question, temperature, text, choice.finish_reason, None))
+        stats["answered"] += 1
+        bar.update(1)
+
+    try:
+        await asyncio.gather(*[answer(q) for q in todo])
+    finally:
+        bar.close()
+        await client.close()
+    return stats
+
+
+def answer_step(config: EvalConfig) -> dict:
+    """Step 1: answers/<label>.jsonl for the model and the reference; questions already answered are skipped."""
+    questions = load_questions(config)
+    report = {}
+    for contestant in contestants(config):
+        done = read_answers(config, contestant)
+        todo = [q for q in questions if q["question_id"] not in done]
+        stats = {"questions": len(questions), "already_done": len(questions) - len(todo)}
+        if todo:
+            with JSONLAppender(answers_path(config, contestant), writer="`baize eval`") as appender:
+                if contestant.endpoint_model is not None:
+                    stats.update(asyncio.run(answer_at_endpoint(config, contestant, todo, appender)))
+                else:
+                    stats.update(answer_locally(config, contestant, todo, appender))
+        logger.info("answer %s: %s", contestant.label, stats)
+        report[contestant.label] = stats
+    return report
+
+
+# --------------------------------------------------------------------------- step 2: judge
+
+
+def order_outcome(first: float, second: float) -> str:
+    return "win" if first > second else "loss" if first < second else "tie"
+
+
+def question_outcome(reference_first: tuple | None, model_first: tuple | None) -> str | None:
+    """The model's result on one question from the two orders: win or loss only when both orders agree;
+    a disagreement (position bias) or an equal score is a tie; None when a verdict is missing."""
+    if reference_first is None or model_first is None:
+        return None
+    orders = {order_outcome(reference_first[1], reference_first[0]), order_outcome(*model_first)}
+    return orders.pop() if len(orders) == 1 and "tie" not in orders else "tie"
+
+
+async def judge_questions(config: EvalConfig, rows: list[dict], client: JudgeClient, cache: VerdictCache) -> dict:
+    """Both orders for every question (reference first = the paper's call); verdicts come from the cache
+    when they are there, and go into it as soon as they arrive."""
+    from tqdm.auto import tqdm
+
+    stats = {"judged": 0, "request_errors": 0, "parse_failures": 0, "usage": new_usage()}
+    semaphore = asyncio.Semaphore(max(1, config.judge_concurrency))
+    bar = tqdm(total=len(rows), desc="judge", unit="q")
+
+    async def verdict(row: dict, answers: list[str]) -> dict:
+        key = verdict_key(row["question"], answers, client.model, JUDGE_TEMPLATE)
+        cached = cache.get(key)
+        if cached is not None:
+            return {**cached, "cached": True}
+        prompt = JUDGE_TEMPLATE.format(
+            context=render_context([{"role": "user", "content": row["question"]}]),
+            answer_1=answers[0],
+            answer_2=answers[1],
+        )
+        result = await client.verdict(
+            prompt, lambda text: parse_score_pair(text, SCALE), JUDGE_REMINDER, stats["usage"]
+        )
+        cache.put(key, result)
+        return {**result, "cached": False}
+
+    async def judge(row: dict) -> None:
+        model, reference = row["answers"]["model"], row["answers"]["reference"]
+        async with semaphore:
+            try:
+                calls = [verdict(row, [reference, model])]
+                if config.pairwise:
+                    calls.append(verdict(row, [model, reference]))
+                results = await asyncio.gather(*calls)
+            except Exception as error:  # openai.APIError after the client's retries: the next run asks again
+                stats["request_errors"] += 1
+                logger.warning("judge: question %s failed: %s", row["question_id"], error)
+                return
+        row["reference_first"] = results[0]
+        row["model_first"] = results[1] if config.pairwise else None
+        stats["parse_failures"] += sum(r["value"] is None for r in results)
+        stats["judged"] += 1
+        bar.update(1)
+
+    try:
+        await asyncio.gather(*[judge(row) for row in rows])
+    finally:
+        bar.close()
+    return stats
+
+
+def judge_step(config: EvalConfig) -> dict:
+    """Step 2: judgements.jsonl, one row per question with both verdicts (scores, rationales, retries)."""
+    model, reference = contestants(config)
+    model_answers, reference_answers = read_answers(config, model), read_answers(config, reference)
+    questions = load_questions(config)
+    rows = [
+        {
+            **q,
+            "answers": {
+                "model": model_answers[q["question_id"]]["answer"],
+                "reference": reference_answers[q["question_id"]]["answer"],
+            },
+        }
+        for q in questions
+        if q["question_id"] in model_answers and q["question_id"] in reference_answers
+    ]
+    missing = len(questions) - len(rows)
+    if missing:
+        logger.warning("judge: %d questions lack an answer (run the answer step): not judged", missing)
+    cache = VerdictCache(config.judge_cache or Path(config.output_dir) / "judge_cache.jsonl")
+
+    async def run():
+        client = JudgeClient(config)
+        try:
+            return await judge_questions(config, rows, client, cache), client.model
+        finally:
+            await client.close()
+
+    try:
+        stats, judge_model = asyncio.run(run())
+    finally:
+        cache.close()
+    judged = [
+        {
+            "question_id": r["question_id"],
+            "category": r["category"],
+            "model": model.label,
+            "reference": reference.label,
+            "judge": config.judge_model,
+            "reference_first": r["reference_first"],
+            "model_first": r["model_first"],
+            "outcome": question_outcome(
+                r["reference_first"]["value"], r["model_first"]["value"] if r["model_first"] else None
+            ),
+        }
+        for r in rows
+        if "reference_first" in r
+    ]
+    write_jsonl_atomically(Path(config.output_dir) / JUDGEMENTS_FILE, judged)
+    stats.update(missing_answers=missing, cache_hits=cache.hits, cache_misses=cache.misses, judge=judge_model)
+    logger.info("judge: %s", stats)
+    return stats
+
+
+# --------------------------------------------------------------------------- step 3: report
+
+
+def bootstrap_interval(
+    samples: list, statistic, *, resamples: int = 10_000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of `statistic(resample)` over resamples (with replacement) of `samples`."""
+    if not samples:
+        return None
+    rng = random.Random(seed)
+    values = sorted(statistic(rng.choices(samples, k=len(samples))) for _ in range(resamples))
+    tail = (1 - confidence) / 2
+    low = values[int(tail * (resamples - 1))]
+    high = values[int(round((1 - tail) * (resamples - 1)))]
+    return low, high
+
+
+def adjusted_win_rate(outcomes: list[str]) -> float:
+    points = {"win": 1.0, "tie": 0.5, "loss": 0.0}
+    return sum(points[o] for o in outcomes) / len(outcomes)
+
+
+def relative_score(pairs: list[tuple[float, float]]) -> float:
+    """The paper's metric: the model's total score as a % of the reference's; pairs are (model, reference)."""
+    reference_total = sum(r for _, r in pairs)
+    return 100.0 * sum(m for m, _ in pairs) / reference_total if reference_total else float("nan")
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(statistics.mean(values), 1) if values else None
+
+
+def summarize(config: EvalConfig, judged: list[dict], lengths: dict[str, dict[str, int]]) -> dict:
+    """One block of numbers for a set of judged questions (a category, or all of them)."""
+    paper, both_orders, outcomes = [], [], []
+    for row in judged:
+        first = row["reference_first"]["value"]
+        if first is not None:
+            paper.append((first[1], first[0]))
+            second = (row.get("model_first") or {}).get("value")
+            if second is not None:
+                both_orders.append((first[1] + second[0], first[0] + second[1]))
+        if row["outcome"] is not None:
+            outcomes.append(row["outcome"])
+    interval = {"resamples": config.bootstrap_samples, "confidence": config.confidence, "seed": config.seed}
+    ci_paper = bootstrap_interval(paper, relative_score, **interval)
+    ci_win = bootstrap_interval(outcomes, adjusted_win_rate, **interval)
+    ids = [row["question_id"] for row in judged]
+    return {
+        "questions": len(judged),
+        "score_pct": round(relative_score(paper), 1) if paper else None,
+        "score_pct_ci": [round(v, 1) for v in ci_paper] if ci_paper else None,
+        "score_pct_both_orders": round(relative_score(both_orders), 1) if both_orders else None,
+        "model_mean_score": _mean([m for m, _ in paper]),
+        "reference_mean_score": _mean([r for _, r in paper]),
+        "scored": len(paper),
+        "win": outcomes.count("win"),
+        "tie": outcomes.count("tie"),
+        "loss": outcomes.count("loss"),
+        "unjudged": len(judged) - len(outcomes),
+        "adjusted_win_rate": round(adjusted_win_rate(outcomes), 3) if outcomes else None,
+        "adjusted_win_rate_ci": [round(v, 3) for v in ci_win] if ci_win else None,
+        "model_words": _mean([lengths["model"][i] for i in ids if i in lengths["model"]]),
+        "reference_words": _mean([lengths["reference"][i] for i in ids if i in lengths["reference"]]),
+    }
+
+
+def markdown_table(results: dict) -> str:
+    model, reference = results["model"], results["reference"]
+    confidence = int(results["confidence"] * 100)
+    lines = [
+        f"# {model} vs {reference}",
+        "",
+        f"Judge: `{results['judge']}`, scores 1-10. **Score %**: {model}'s total as a % of {reference}'s, reference "
+        f"shown first (the Baize paper's metric). **Win/tie/loss**: asked in both orders; a win or loss needs both "
+        f"orders to agree. **Adj. win rate** = (win + tie/2) / judged. Intervals: {confidence}% bootstrap over "
+        "questions. **Words**: mean answer length.",
+        "",
+        f"| category | n | score % | {confidence}% CI | score % (both orders) | win | tie | loss | adj. win rate "
+        f"| {confidence}% CI | words {model} | words {reference} |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def fmt(value, digits=1):
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    def ci(values, digits=1):
+        return "–" if values is None else f"{values[0]:.{digits}f}–{values[1]:.{digits}f}"
+
+    for name, block in [*results["categories"].items(), ("**overall**", results["overall"])]:
+        lines.append(
+            f"| {name} | {block['questions']} | {fmt(block['score_pct'])} | {ci(block['score_pct_ci'])} "
+            f"| {fmt(block['score_pct_both_orders'])} | {block['win']} | {block['tie']} | {block['loss']} "
+            f"| {fmt(block['adjusted_win_rate'], 3)} | {ci(block['adjusted_win_rate_ci'], 3)} "
+            f"| {fmt(block['model_words'])} | {fmt(block['reference_words'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_charts(results: dict, folder: Path) -> list[str]:
+    """Two bar charts with a bar per category: the paper's score % and the pairwise win/tie/loss shares."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display needed
+    import matplotlib.pyplot as plt
+
+    names = [*results["categories"], "overall"]
+    blocks = [*results["categories"].values(), results["overall"]]
+    model, reference = results["model"], results["reference"]
+    written = []
+
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names)), 4))
+    scores = [b["score_pct"] or 0 for b in blocks]
+    errors = [
+        [s - b["score_pct_ci"][0] if b["score_pct_ci"] else 0 for s, b in zip(scores, blocks, strict=True)],
+        [b["score_pct_ci"][1] - s if b["score_pct_ci"] else 0 for s, b in zip(scores, blocks, strict=True)],
+    ]
+    ax.bar(names, scores, yerr=errors, capsize=3, color=["tab:blue"] * (len(names) - 1) + ["tab:orange"])
+    ax.axhline(100, color="grey", linestyle="--", linewidth=1)
+    ax.set_ylabel(f"score, % of {reference}")
+    ax.set_title(f"{model}: judge score relative to {reference}")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    fig.savefig(folder / "scores_by_category.png", dpi=120)
+    plt.close(fig)
+    written.append("scores_by_category.png")
+
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names)), 4))
+    bottom = [0.0] * len(names)
+    for outcome, color in (("win", "tab:green"), ("tie", "tab:gray"), ("loss", "tab:red")):
+        shares = [b[outcome] / max(1, b["win"] + b["tie"] + b["loss"]) for b in blocks]
+        ax.bar(names, shares, bottom=bottom, color=color, label=outcome)
+        bottom = [x + y for x, y in zip(bottom, shares, strict=True)]
+    ax.set_ylabel("share of judged questions")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{model} vs {reference}, both orders (disagreement = tie)")
+    ax.legend(loc="upper right", fontsize="small")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    fig.savefig(folder / "pairwise_by_category.png", dpi=120)
+    plt.close(fig)
+    written.append("pairwise_by_category.png")
+    return written
+
+
+def report_step(config: EvalConfig) -> dict:
+    """Step 3: results.json, results.md and the charts, from judgements.jsonl and the answer files."""
+    folder = Path(config.output_dir)
+    judged = read_jsonl(folder / JUDGEMENTS_FILE)
+    if not judged:
+        raise FileNotFoundError(f"{folder / JUDGEMENTS_FILE}: no judgements yet (run the judge step first)")
+    model, reference = contestants(config)
+    lengths = {
+        role: {i: row["words"] for i, row in read_answers(config, contestant).items()}
+        for role, contestant in (("model", model), ("reference", reference))
+    }
+    categories: dict[str, list[dict]] = {}
+    for row in judged:
+        categories.setdefault(row["category"], []).append(row)
+    results = {
+        "model": model.label,
+        "model_spec": model.spec,
+        "reference": reference.label,
+        "reference_spec": reference.spec,
+        "judge": judged[0]["judge"],
+        "confidence": config.confidence,
+        "categories": {name: summarize(config, rows, lengths) for name, rows in categories.items()},
+        "overall": summarize(config, judged, lengths),
+        "config": {k: v for k, v in asdict(config).items() if "api_key" not in k},
+    }
+    (folder / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (folder / "results.md").write_text(markdown_table(results), encoding="utf-8")
+    charts = plot_charts(results, folder)
+    overall = results["overall"]
+    logger.info(
+        "report: score %s%% of %s, win/tie/loss %d/%d/%d, adjusted win rate %s (%s) -> %s",
+        overall["score_pct"], reference.label, overall["win"], overall["tie"], overall["loss"],
+        overall["adjusted_win_rate"], overall["adjusted_win_rate_ci"], folder / "results.md",
+    )  # fmt: skip
+    return {"overall": overall, "files": ["results.json", "results.md", *charts]}
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def run(config: EvalConfig) -> dict:
+    steps = {"answer": answer_step, "judge": judge_step, "report": report_step}
+    todo = list(steps) if config.step == "all" else [config.step]
+    return {step: steps[step](config) for step in todo}
+
+
+def cli(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    config = parse_args(argv)
+    summary = run(config)
+    print(json.dumps(summary, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,307 @@
+"""`baize eval`: questions, answers (a local tiny model and an endpoint reference, resumable, per-category
+temperatures), the judge against the loopback OpenAI server (parsing, both orders, the verdict cache), the
+bootstrap math, and the report files."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from helpers import write_jsonl
+from openai_server import OpenAIServer, Reply
+
+from baize import evaluate
+from baize.evaluate import EvalConfig
+
+PAIR = re.compile(r"Assistant 1's Answer\]\n(.*?)\n\[The End.*?Assistant 2's Answer\]\n(.*?)\n\[The End", re.S)
+QUESTION = re.compile(r"\[Conversation\]\nUser: (.*?)\n\n\[The Start", re.S)
+
+
+def config_for(tmp_path: Path, server: OpenAIServer | None = None, **overrides) -> EvalConfig:
+    values = {
+        "output_dir": str(tmp_path / "eval"),
+        "model": "openai:model-under-test",
+        "model_label": "mut",
+        "reference": "openai:reference-model",
+        "reference_label": "ref",
+        "judge_model": "judge-model",
+        "judge_base_url": server.base_url if server else None,
+        "judge_api_key_env": "BAIZE_TEST_UNSET_KEY",
+        "judge_concurrency": 4,
+        "judge_parse_retries": 1,
+        "max_retries": 0,
+        "timeout": 10,
+        "bootstrap_samples": 500,
+        **overrides,
+    }
+    return EvalConfig(**values)
+
+
+def write_answers(config: EvalConfig, role: str, answers: dict[str, tuple[str, str]]) -> None:
+    """answers/<label>.jsonl as the answer step writes it: question_id -> (category, text)."""
+    model, reference = evaluate.contestants(config)
+    contestant = model if role == "model" else reference
+    rows = [
+        evaluate._answer_row(contestant, {"question_id": qid, "category": cat}, 0.0, text, "stop", None)
+        for qid, (cat, text) in answers.items()
+    ]
+    path = evaluate.answers_path(config, contestant)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(path, rows)
+
+
+# --------------------------------------------------------------------------- questions
+
+
+def test_shipped_questions_cover_nine_categories():
+    config = EvalConfig(model="x")
+    questions = evaluate.load_questions(config)
+    counts = {}
+    for q in questions:
+        counts[q["category"]] = counts.get(q["category"], 0) + 1
+    assert len(questions) == 80 and len({q["question"] for q in questions}) == 80
+    assert counts == {
+        "generic": 10, "knowledge": 10, "roleplay": 10, "common-sense": 10, "fermi": 10,
+        "counterfactual": 10, "coding": 7, "math": 3, "writing": 10,
+    }  # fmt: skip
+    quick = evaluate.load_questions(EvalConfig(model="x", limit_per_category=2))
+    assert len(quick) == 18 and [q["question_id"] for q in quick[:2]] == ["1", "2"]
+    assert all(config.temperature(q["category"]) in (0.0, 0.1, 0.7) for q in questions)
+
+
+def test_mt_bench_style_file_dotted_column_and_clear_errors(tmp_path):
+    path = write_jsonl(
+        tmp_path / "mt.jsonl",
+        [
+            {"prompt_id": 81, "category": "writing", "prompt": ["Write a haiku about tea.", "Now in French."]},
+            {"prompt_id": 82, "category": "math", "prompt": ["What is 2 + 2?", "And 3 + 3?"]},
+        ],
+    )
+    config = EvalConfig(model="x", questions_path=str(path), question_column="prompt.0", id_column="prompt_id")
+    assert evaluate.load_questions(config) == [
+        {"question_id": "81", "category": "writing", "question": "Write a haiku about tea."},
+        {"question_id": "82", "category": "math", "question": "What is 2 + 2?"},
+    ]
+    assert config.temperature("writing") == 0.7 and config.temperature("math") == 0.0
+    assert EvalConfig(model="x", category_temperatures='{"math": 0.3}').temperature("math") == 0.3
+
+    with pytest.raises(KeyError, match=r"mt.jsonl: question column 'question' not found"):
+        evaluate.load_questions(EvalConfig(model="x", questions_path=str(path)))
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"question": "ok?"}, {"question": "  "}])
+    with pytest.raises(ValueError, match=r"bad.jsonl: row 2 \(question 2\) has no question text"):
+        evaluate.load_questions(EvalConfig(model="x", questions_path=str(bad)))
+    twice = write_jsonl(
+        tmp_path / "twice.jsonl", [{"question_id": 1, "question": "a"}, {"question_id": 1, "question": "b"}]
+    )
+    with pytest.raises(ValueError, match=r"twice.jsonl: row 2: question id 1 appears twice"):
+        evaluate.load_questions(EvalConfig(model="x", questions_path=str(twice)))
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def test_answers_local_model_and_endpoint_resume_with_category_temperatures(tmp_path, tiny_llama_dir):
+    def responder(request):
+        return Reply(f"Reference answer: {request.last_user}", usage={"prompt_tokens": 10, "completion_tokens": 5})
+
+    with OpenAIServer(responder) as server:
+        config = config_for(
+            tmp_path,
+            server,
+            model=str(tiny_llama_dir),
+            model_label="tiny",
+            limit_per_category=1,
+            max_new_tokens=6,
+            batch_size=4,
+        )
+        report = evaluate.answer_step(config)
+        assert report["tiny"]["answered"] == 9 and report["ref"]["answered"] == 9
+        sent = {r.last_user: r.body for r in server.requests}
+        questions = evaluate.load_questions(config)
+        for q in questions:  # the per-category temperature reached the endpoint
+            assert sent[q["question"]]["temperature"] == config.temperature(q["category"])
+            assert sent[q["question"]]["max_tokens"] == 6
+        model, reference = evaluate.contestants(config)
+        local = evaluate.read_answers(config, model)
+        assert {row["temperature"] for row in local.values()} == {0.0, 0.1, 0.7}
+        assert all(0 < row["new_tokens"] <= 6 and row["contestant"] == str(tiny_llama_dir) for row in local.values())
+        ref = evaluate.read_answers(config, reference)
+        assert ref[questions[0]["question_id"]]["answer"] == f"Reference answer: {questions[0]['question']}"
+
+        # Resume: nothing is asked again; one missing line is answered again, alone.
+        server.reset()
+        report = evaluate.answer_step(config)
+        assert report["ref"]["already_done"] == 9 and not server.requests
+        path = evaluate.answers_path(config, reference)
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(lines[:-1]))
+        evaluate.answer_step(config)
+        assert [r.last_user for r in server.requests] == [json.loads(lines[-1])["answer"].split(": ", 1)[1]]
+
+    # Another model under the same label is an error naming the file, never a silent mix.
+    other = config_for(tmp_path, None, model="openai:someone-else", model_label="tiny", limit_per_category=1)
+    with pytest.raises(ValueError, match=r"answers/tiny.jsonl: line 1 was answered by .* not 'openai:someone-else'"):
+        evaluate.answer_step(other)
+
+
+# --------------------------------------------------------------------------- judge
+
+
+# Scripted judge: category "good" -> the model's answer scores 8 and the reference's 6 in either order (win);
+# "biased" -> Assistant 1 always 9, Assistant 2 always 5 (orders disagree: tie); "bad" -> model 3, reference 7
+# (loss); "messy" -> a reply that does not parse first (no score, then out of range), then a good one.
+def judge_responder(request) -> Reply:
+    first, second = PAIR.search(request.messages[1]["content"]).groups()
+    question = QUESTION.search(request.messages[1]["content"]).group(1)
+    kind = question.split()[0]
+    model_first = first.startswith("MODEL")
+    if kind == "biased":
+        return Reply("9 5\nThe first answer is better.")
+    if kind == "messy" and request.attempt == 1 and len(request.messages) == 2:
+        return Reply("Both answers are fine, I think." if model_first else "11 12\nGreat.")
+    model_score, reference_score = {"good": (8, 6), "bad": (3, 7), "messy": (7, 7), "refuse": (0, 0)}[kind]
+    if kind == "refuse":
+        return Reply("I'm sorry, I cannot help with rating these.")
+    scores = (model_score, reference_score) if model_first else (reference_score, model_score)
+    return Reply(f"Assistant 1: {scores[0]}/10, Assistant 2: {scores[1]}/10\nBecause reasons.")
+
+
+QUESTIONS = {
+    "1": ("alpha", "good question one"),
+    "2": ("alpha", "good question two"),
+    "3": ("beta", "biased question three"),
+    "4": ("beta", "bad question four"),
+    "5": ("gamma", "messy question five"),
+    "6": ("gamma", "refuse question six"),
+}
+
+
+def judged_config(tmp_path: Path, server: OpenAIServer, **overrides) -> EvalConfig:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = write_jsonl(
+        tmp_path / "questions.jsonl",
+        [{"question_id": int(i), "category": c, "question": q} for i, (c, q) in QUESTIONS.items()],
+    )
+    config = config_for(tmp_path, server, questions_path=str(path), **overrides)
+    write_answers(config, "model", {i: (c, f"MODEL answer to {q}") for i, (c, q) in QUESTIONS.items()})
+    write_answers(config, "reference", {i: (c, f"REFERENCE answer to {q} " * 2) for i, (c, q) in QUESTIONS.items()})
+    return config
+
+
+def test_judge_both_orders_parsing_outcomes_and_cache(tmp_path):
+    with OpenAIServer(judge_responder) as server:
+        config = judged_config(tmp_path, server)
+        stats = evaluate.judge_step(config)
+        assert stats["judged"] == 6 and stats["cache_hits"] == 0 and stats["cache_misses"] == 12
+        # The second order really swaps the answers: each question was shown both ways round.
+        shown = {}
+        for request in server.requests:
+            first, second = PAIR.search(request.messages[1]["content"]).groups()
+            question = QUESTION.search(request.messages[1]["content"]).group(1)
+            shown.setdefault(question, set()).add((first.split()[0], second.split()[0]))
+        assert all(pairs == {("MODEL", "REFERENCE"), ("REFERENCE", "MODEL")} for pairs in shown.values())
+
+        rows = {r["question_id"]: r for r in evaluate.read_jsonl(Path(config.output_dir) / "judgements.jsonl")}
+        assert {i: r["outcome"] for i, r in rows.items()} == {
+            "1": "win", "2": "win", "3": "tie", "4": "loss", "5": "tie", "6": None,
+        }  # fmt: skip
+        assert rows["1"]["reference_first"]["value"] == [6, 8]  # reference shown first: (reference, model)
+        assert rows["1"]["model_first"]["value"] == [8, 6]
+        messy = rows["5"]
+        assert messy["model_first"]["errors"] == ["no_score"] and messy["model_first"]["attempts"] == 2
+        assert messy["reference_first"]["errors"] == ["out_of_range"] and messy["reference_first"]["value"] == [7, 7]
+        refused = rows["6"]["reference_first"]
+        assert refused["value"] is None and refused["errors"] == ["refused", "refused"]
+        assert stats["parse_failures"] == 2  # question 6, both orders, after its re-ask
+
+        # A re-run asks the judge nothing: every verdict (the unparseable ones too) comes from the cache.
+        server.reset()
+        again = evaluate.judge_step(config)
+        assert not server.requests and again["cache_hits"] == 12 and again["cache_misses"] == 0
+        rerun = evaluate.read_jsonl(Path(config.output_dir) / "judgements.jsonl")
+        assert {r["question_id"]: r["outcome"] for r in rerun} == {i: r["outcome"] for i, r in rows.items()}
+        assert all(r["reference_first"]["cached"] and r["model_first"]["cached"] for r in rerun)
+
+        # A cache shared by another run: the same judge costs nothing there; another judge is another key.
+        cache = str(Path(config.output_dir) / "judge_cache.jsonl")
+        server.reset()
+        shared = evaluate.judge_step(judged_config(tmp_path / "shared", server, judge_cache=cache))
+        assert shared["cache_hits"] == 12 and not server.requests
+        other = evaluate.judge_step(
+            judged_config(tmp_path / "other", server, judge_cache=cache, judge_model="another-judge")
+        )
+        assert other["cache_misses"] == 12 and len(server.requests) >= 12
+
+        report = evaluate.report_step(config)
+    results = json.loads((Path(config.output_dir) / "results.json").read_text())
+    overall = results["overall"]
+    # Paper metric from the reference-first verdicts that parsed: model 8+8+5+3+7 vs reference 6+6+9+7+7.
+    assert overall["score_pct"] == round(100 * 31 / 35, 1) and overall["scored"] == 5
+    # Both orders: + the model-first verdicts (8, 8, 9, 3, 7 vs 6, 6, 5, 7, 7).
+    assert overall["score_pct_both_orders"] == round(100 * (31 + 35) / (35 + 31), 1)
+    assert (overall["win"], overall["tie"], overall["loss"], overall["unjudged"]) == (2, 2, 1, 1)
+    assert overall["adjusted_win_rate"] == round((2 + 1) / 5, 3)
+    low, high = overall["adjusted_win_rate_ci"]
+    assert 0 <= low <= 0.6 <= high <= 1
+    assert results["categories"]["alpha"]["adjusted_win_rate"] == 1.0
+    assert results["categories"]["alpha"]["adjusted_win_rate_ci"] == [1.0, 1.0]
+    assert overall["model_words"] < overall["reference_words"]  # lengths reported next to the scores
+    folder = Path(config.output_dir)
+    table = (folder / "results.md").read_text()
+    assert "| alpha | 2 |" in table and "| **overall** | 6 | 88.6 |" in table
+    for chart in ("scores_by_category.png", "pairwise_by_category.png"):
+        assert (folder / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report["files"] == ["results.json", "results.md", "scores_by_category.png", "pairwise_by_category.png"]
+
+
+def test_judge_request_failure_is_not_cached_and_retried_next_run(tmp_path):
+    def down(request):
+        return Reply(status=500, message="down")
+
+    with OpenAIServer(down) as server:
+        config = judged_config(tmp_path, server)
+        stats = evaluate.judge_step(config)
+        assert stats["judged"] == 0 and stats["request_errors"] == 6
+        server.responder = judge_responder
+        stats = evaluate.judge_step(config)
+    assert stats["judged"] == 6 and stats["cache_hits"] == 0
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def test_bootstrap_interval_math():
+    assert evaluate.adjusted_win_rate(["win", "tie", "loss", "loss"]) == 0.375
+    assert evaluate.relative_score([(8, 10), (9, 10)]) == 85.0
+    assert evaluate.bootstrap_interval([], evaluate.adjusted_win_rate) is None
+    assert evaluate.bootstrap_interval(["win"] * 30, evaluate.adjusted_win_rate, resamples=200) == (1.0, 1.0)
+    # 200 wins and 200 losses: the mean of 400 fair coin flips, standard error 0.025 -> 95% CI ~ 0.5 +- 0.049.
+    outcomes = ["win", "loss"] * 200
+    low, high = evaluate.bootstrap_interval(outcomes, evaluate.adjusted_win_rate, resamples=4000, seed=1)
+    assert low == pytest.approx(0.451, abs=0.012) and high == pytest.approx(0.549, abs=0.012)
+    # Same seed, same interval; a lower confidence level gives a narrower interval inside it.
+    assert evaluate.bootstrap_interval(outcomes, evaluate.adjusted_win_rate, resamples=4000, seed=1) == (low, high)
+    low80, high80 = evaluate.bootstrap_interval(
+        outcomes, evaluate.adjusted_win_rate, resamples=4000, confidence=0.8, seed=1
+    )
+    assert low < low80 < 0.5 < high80 < high
+    # Question outcome from both orders (values as the judge shows them: Assistant 1 first).
+    assert evaluate.question_outcome((6, 8), (8, 6)) == "win"
+    assert evaluate.question_outcome((8, 6), (6, 8)) == "loss"
+    assert evaluate.question_outcome((9, 5), (9, 5)) == "tie"  # position bias: the orders disagree
+    assert evaluate.question_outcome((7, 7), (8, 6)) == "tie"
+    assert evaluate.question_outcome(None, (8, 6)) is None
+
+
+def test_cli_help_and_bad_config():
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.parse_args(["--help"])
+    assert exit_info.value.code == 0
+    with pytest.raises(ValueError, match="model is not set"):
+        evaluate.contestants(EvalConfig())
+    with pytest.raises(ValueError, match="same label"):
+        evaluate.contestants(EvalConfig(model="a/x", reference="b/x", model_label="x", reference_label="x"))
+    with pytest.raises(ValueError, match="category_temperatures"):
+        EvalConfig(model="x", category_temperatures="writing=0.7")
