@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -47,3 +48,59 @@ def sample_dialogues(n: int = 24) -> list[dict]:
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path
+
+
+def chatty_copy(tiny_llama_dir: Path, dest: Path) -> Path:
+    """A copy of the tiny random Llama that ends replies by itself: a random model almost never says EOS, so a
+    fifth of the vocabulary is made to end a reply, like a chat model would. Sampling on by default."""
+    import shutil
+
+    from transformers import GenerationConfig
+
+    model_dir = Path(shutil.copytree(tiny_llama_dir, dest))
+    generation = GenerationConfig.from_pretrained(model_dir)
+    generation.eos_token_id = [generation.eos_token_id, *range(1000, 49_152, 5)]
+    generation.do_sample = True
+    generation.save_pretrained(model_dir)
+    return model_dir
+
+
+@contextmanager
+def transformers_serve(log_path: Path, ready_timeout: float = 90.0):
+    """A real `transformers serve` on a free loopback port (it loads whatever model a request names);
+    yields its OpenAI base URL and stops it afterwards."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = log_path.open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "transformers.cli.transformers", "serve", "--device", "cpu",
+         "--host", "127.0.0.1", "--port", str(port), "--default-seed", "0"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            assert server.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"transformers serve did not become ready in {ready_timeout:.0f} s"
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()

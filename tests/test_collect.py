@@ -8,18 +8,16 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import chatty_copy, transformers_serve
 from openai_server import OpenAIServer, Reply, hang, openai_server_fixture, rate_limited, server_error  # noqa: F401
 
 from baize.collect import CollectConfig, collect, parse_args
@@ -651,45 +649,15 @@ def test_rate_limiter_rpm_tpm_refund_and_pause():
 # --------------------------------------------------------------------------- a real transformers serve
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_turns_mode_against_transformers_serve(tmp_path, tiny_llama_dir):
-    from transformers import GenerationConfig
-
-    # A random model never says EOS by itself: make a fifth of the vocabulary end a reply, like a chat model would.
-    model_dir = Path(shutil.copytree(tiny_llama_dir, tmp_path / "tiny-chat"))
-    generation = GenerationConfig.from_pretrained(model_dir)
-    generation.eos_token_id = [generation.eos_token_id, *range(1000, 49_152, 5)]
-    generation.do_sample = True
-    generation.save_pretrained(model_dir)
-
-    port = free_port()
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "transformers.cli.transformers", "serve", "--device", "cpu",
-         "--host", "127.0.0.1", "--port", str(port), "--default-seed", "0"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "transformers serve did not become ready in 90 s"
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
+    model_dir = chatty_copy(tiny_llama_dir, tmp_path / "tiny-chat")
+    with transformers_serve(tmp_path / "serve.log") as base_url:
         config = CollectConfig(
             mode="turns",
             seeds_path=str(write_seeds(tmp_path / "seeds.txt", ["tea", "chess openings", "rainbows"])),
             output_dir=str(tmp_path / "out"),
-            base_url=f"http://127.0.0.1:{port}/v1",
+            base_url=base_url,
             teacher_model=str(model_dir),
             max_rounds=2,
             assistant_max_tokens=32,
@@ -703,13 +671,6 @@ def test_turns_mode_against_transformers_serve(tmp_path, tiny_llama_dir):
             max_retries=1,
         )
         report = collect(config)
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
     assert report["failed_this_run"] == 0 and report["stopped"] == "done"
     assert report["kept"] + report["dropped_total"] == 3

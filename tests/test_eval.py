@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import write_jsonl
+from helpers import chatty_copy, transformers_serve, write_jsonl
 from openai_server import OpenAIServer, Reply
 
 from baize import evaluate
@@ -305,3 +305,38 @@ def test_cli_help_and_bad_config():
         evaluate.contestants(EvalConfig(model="a/x", reference="b/x", model_label="x", reference_label="x"))
     with pytest.raises(ValueError, match="category_temperatures"):
         EvalConfig(model="x", category_temperatures="writing=0.7")
+
+
+@pytest.mark.slow
+def test_all_steps_against_transformers_serve(tmp_path, tiny_llama_dir):
+    """The reference and the judge are a real `transformers serve` (a tiny random chat model: its verdicts do
+    not parse, which must be counted, not crash); the model answers locally."""
+    served = chatty_copy(tiny_llama_dir, tmp_path / "tiny-chat")
+    with transformers_serve(tmp_path / "serve.log") as base_url:
+        config = config_for(
+            tmp_path,
+            model=str(tiny_llama_dir),
+            model_label="tiny",
+            reference=f"openai:{served}",
+            reference_label="served",
+            answer_base_url=base_url,
+            judge_base_url=base_url,
+            judge_model=str(served),
+            judge_max_tokens=8,
+            judge_parse_retries=0,
+            judge_concurrency=2,
+            limit_per_category=1,
+            max_new_tokens=8,
+            timeout=60,
+            max_retries=1,
+        )
+        summary = evaluate.run(config)
+    assert summary["answer"]["served"]["answered"] == 9 and summary["answer"]["served"]["usage"]["calls"] == 9
+    judge = summary["judge"]
+    assert judge["judged"] == 9 and judge["request_errors"] == 0 and judge["usage"]["calls"] == 18
+    assert judge["parse_failures"] == sum(
+        (r["reference_first"]["value"] is None) + (r["model_first"]["value"] is None)
+        for r in evaluate.read_jsonl(Path(config.output_dir) / "judgements.jsonl")
+    )
+    results = json.loads((Path(config.output_dir) / "results.json").read_text())
+    assert results["overall"]["questions"] == 9 and len(results["categories"]) == 9

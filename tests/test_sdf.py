@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import chatty_copy, transformers_serve
 from openai_server import OpenAIServer, Reply
 
 from baize import sdf
@@ -356,3 +357,33 @@ def test_dpo_on_exported_preferences_one_step(tmp_path, tiny_llama_dir):
     metrics = dpo_main(*parse_dpo(["--config", str(recipe)]))
     assert metrics["train_loss"] > 0 and (tmp_path / "dpo" / "adapter_model.safetensors").exists()
     assert parse_dpo(["--config", str(REPO / "recipes/baize-v2-7b/dpo.yaml")])[1].beta == 0.1
+
+
+@pytest.mark.slow
+def test_judge_against_transformers_serve(tmp_path, tiny_llama_dir):
+    """The judge step against a real `transformers serve`: every request is accepted and every verdict recorded
+    (a tiny random judge does not give parseable scores: those are counted as unscored, not fatal)."""
+    served = chatty_copy(tiny_llama_dir, tmp_path / "tiny-judge")
+    rows = [
+        {"id": str(i), "messages": [{"role": "user", "content": q}], "candidates": [{"text": a} for a in answers]}
+        for i, (q, answers) in enumerate([("Why is the sky blue?", ["Rayleigh scattering.", "It reflects the sea."])])
+    ]
+    with transformers_serve(tmp_path / "serve.log") as base_url:
+        for mode in ("pointwise", "pairwise"):
+            config = SDFConfig(
+                judge_model=str(served),
+                judge_base_url=base_url,
+                judge_mode=mode,
+                judge_max_tokens=8,
+                judge_parse_retries=1,
+                judge_api_key_env="BAIZE_TEST_UNSET_KEY",
+                timeout=60,
+                max_retries=1,
+            )
+            stats = run_judge(config, rows)
+            assert stats["judged"] == 1 and stats["request_errors"] == 0
+            (row,) = stats["rows"]
+            assert len(row["scores"]) == 2 and stats["usage"]["prompt_tokens"] > 0
+            verdicts = sdf._verdicts(row["judge"])
+            assert stats["usage"]["calls"] == sum(v["attempts"] for v in verdicts)
+            assert stats["unscored_candidates"] == sum(s is None for s in row["scores"])
