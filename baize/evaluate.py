@@ -619,12 +619,12 @@ def markdown_table(results: dict) -> str:
         "",
         f"Judge: `{results['judge']}`, scores 1-10. **Score %**: {model}'s total as a % of {reference}'s, reference "
         f"shown first (the Baize paper's metric). **Win/tie/loss**: asked in both orders; a win or loss needs both "
-        f"orders to agree. **Adj. win rate** = (win + tie/2) / judged. Intervals: {confidence}% bootstrap over "
+        f"orders to agree; **unjudged**: a verdict did not parse. **Adj. win rate** = (win + tie/2) / judged. Intervals: {confidence}% bootstrap over "
         "questions. **Words**: mean answer length.",
         "",
-        f"| category | n | score % | {confidence}% CI | score % (both orders) | win | tie | loss | adj. win rate "
-        f"| {confidence}% CI | words {model} | words {reference} |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| category | n | score % | {confidence}% CI | score % (both orders) | win | tie | loss | unjudged "
+        f"| adj. win rate | {confidence}% CI | words {model} | words {reference} |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def fmt(value, digits=1):
@@ -637,7 +637,7 @@ def markdown_table(results: dict) -> str:
         lines.append(
             f"| {name} | {block['questions']} | {fmt(block['score_pct'])} | {ci(block['score_pct_ci'])} "
             f"| {fmt(block['score_pct_both_orders'])} | {block['win']} | {block['tie']} | {block['loss']} "
-            f"| {fmt(block['adjusted_win_rate'], 3)} | {ci(block['adjusted_win_rate_ci'], 3)} "
+            f"| {block['unjudged']} | {fmt(block['adjusted_win_rate'], 3)} | {ci(block['adjusted_win_rate_ci'], 3)} "
             f"| {fmt(block['model_words'])} | {fmt(block['reference_words'])} |"
         )
     return "\n".join(lines) + "\n"
@@ -680,7 +680,7 @@ def plot_charts(results: dict, folder: Path) -> list[str]:
     ax.set_ylabel("share of judged questions")
     ax.set_ylim(0, 1)
     ax.set_title(f"{model} vs {reference}, both orders (disagreement = tie)")
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")  # outside: never over a bar
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     fig.savefig(folder / "pairwise_by_category.png", dpi=120)
