@@ -15,9 +15,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trl import DatasetMixtureConfig, DPOConfig, ModelConfig, ScriptArguments, TrlParser
+from trl import DatasetMixtureConfig, DPOConfig, ScriptArguments, TrlParser
 
-from baize.train import BAIZE_TEMPLATE, match_precision_to_hardware
+from baize.train import BAIZE_TEMPLATE, BaizeModelConfig, match_precision_to_hardware, prepare_model_loading
 
 
 @dataclass
@@ -33,7 +33,7 @@ class BaizeDPOConfig(DPOConfig):
 
 def parse_args(argv: list[str] | None = None):
     parser = TrlParser(
-        (ScriptArguments, BaizeDPOConfig, ModelConfig, DatasetMixtureConfig),
+        (ScriptArguments, BaizeDPOConfig, BaizeModelConfig, DatasetMixtureConfig),
         prog="baize dpo",
         description="DPO of a new LoRA on SDF preference pairs (baize sdf --step select): "
         "baize dpo --config recipes/baize-v2-7b/dpo.yaml [--key value ...]",
@@ -45,18 +45,20 @@ def main(script_args, training_args, model_args, dataset_args) -> dict:
     from transformers import AutoTokenizer
     from trl import DPOTrainer, get_dataset, get_peft_config
 
+    model_path, quantization_config = prepare_model_loading(model_args, training_args)
     dataset = get_dataset(dataset_args)
-    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
     tokenizer.chat_template = Path(training_args.chat_template_path).read_text()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     columns = ["prompt", "chosen", "rejected"]
     trainer = DPOTrainer(
-        model=model_args.model_name_or_path,
+        model=model_path,
         args=training_args,
         train_dataset=dataset[script_args.dataset_train_split].select_columns(columns),
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
+        quantization_config=quantization_config,  # load_in_8bit / load_in_4bit of the recipe
     )
     result = trainer.train()
     trainer.save_model(training_args.output_dir)

@@ -148,19 +148,16 @@ def run_summary(trainer, train_metrics: dict, wall_seconds: float, data_report, 
     return summary
 
 
-def main(script_args, training_args, model_args, dataset_args, recipe: str | None = None) -> dict:
-    from trl import SFTTrainer, get_peft_config, get_quantization_config
+def prepare_model_loading(model_args, training_args):
+    """(model path, bitsandbytes config) for a TRL trainer that loads the model itself: `pkg:` / GGUF bases
+    resolved (converted once, on the main process first), ModelConfig's loading options put into
+    `model_init_kwargs` (TRL reads them from there when `model` is a path)."""
+    from trl import get_quantization_config
 
-    from baize.data import load_chat_mixture
-    from baize.hub import sft_model_card
     from baize.models import resolve_model_path
-
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    keep_hub_token_out_of_artifacts(training_args)
 
     with training_args.main_process_first(desc="resolve base model"):
         model_path = resolve_model_path(model_args.model_name_or_path, model_args.gguf_file)
-    quantization_config = get_quantization_config(model_args)
     model_init_kwargs = {
         "revision": model_args.model_revision,
         "trust_remote_code": training_args.trust_remote_code,
@@ -168,6 +165,19 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
         "dtype": model_args.dtype,
     }
     training_args.model_init_kwargs = {**model_init_kwargs, **(training_args.model_init_kwargs or {})}
+    return model_path, get_quantization_config(model_args)
+
+
+def main(script_args, training_args, model_args, dataset_args, recipe: str | None = None) -> dict:
+    from trl import SFTTrainer, get_peft_config
+
+    from baize.data import load_chat_mixture
+    from baize.hub import sft_model_card
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    keep_hub_token_out_of_artifacts(training_args)
+
+    model_path, quantization_config = prepare_model_loading(model_args, training_args)
 
     with training_args.main_process_first(desc="load and convert datasets"):
         dataset, data_report = load_chat_mixture(dataset_args, script_args.on_bad_row, seed=training_args.seed)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import chatty_copy, transformers_serve
+from helpers import chatty_copy, transformers_serve, write_jsonl
 from openai_server import OpenAIServer, Reply
 
 from baize import sdf
@@ -387,3 +387,50 @@ def test_judge_against_transformers_serve(tmp_path, tiny_llama_dir):
             verdicts = sdf._verdicts(row["judge"])
             assert stats["usage"]["calls"] == sum(v["attempts"] for v in verdicts)
             assert stats["unscored_candidates"] == sum(s is None for s in row["scores"])
+
+
+def test_dpo_on_preference_pairs_trains_a_new_lora(tmp_path, tiny_llama_dir):
+    """`baize dpo` (TRL's DPOTrainer) on pairs in the format the select step exports: a LoRA comes out and has
+    moved away from its zero init; the recipe's 8-bit option reaches the trainer as a bitsandbytes config."""
+    from safetensors.torch import load_file
+
+    from baize import dpo
+    from baize.train import prepare_model_loading
+
+    pairs = [
+        {
+            "prompt": [{"role": "user", "content": f"Question {i}: why is the sky blue?"}],
+            "chosen": [{"role": "assistant", "content": "Sunlight scatters off air molecules; blue scatters most."}],
+            "rejected": [{"role": "assistant", "content": "Because the sea reflects into it."}],
+        }
+        for i in range(4)
+    ]
+    recipe = {
+        "model_name_or_path": str(tiny_llama_dir),
+        "dtype": "float32",
+        "use_peft": True,
+        "lora_r": 4,
+        "lora_alpha": 8,
+        "lora_target_modules": "all-linear",
+        "datasets": [{"path": "json", "data_files": str(write_jsonl(tmp_path / "preferences.jsonl", pairs))}],
+        "output_dir": str(tmp_path / "dpo"),
+        "max_steps": 2,
+        "per_device_train_batch_size": 2,
+        "learning_rate": 1e-2,
+        "max_length": 128,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+    }
+    (tmp_path / "dpo.yaml").write_text(yaml.safe_dump(recipe))
+    metrics = dpo.main(*dpo.parse_args(["--config", str(tmp_path / "dpo.yaml")]))
+    assert metrics["train_runtime"] > 0
+    weights = load_file(tmp_path / "dpo" / "adapter_model.safetensors")
+    lora_b = [w for name, w in weights.items() if "lora_B" in name]
+    assert lora_b and any(w.abs().sum() > 0 for w in lora_b)  # B starts at zero: DPO updated it
+
+    _, training_args, model_args, _ = dpo.parse_args(
+        ["--config", str(tmp_path / "dpo.yaml"), "--load_in_8bit", "true"]
+    )
+    _, quantization = prepare_model_loading(model_args, training_args)
+    assert quantization is not None and quantization.load_in_8bit
