@@ -100,24 +100,36 @@ class PromptBuilder:
         return [] if self.prompt_format == "native" else list(TURN_TAGS)
 
     def messages(self, history: list[tuple[str, str]], question: str) -> list[dict]:
-        messages = [{"role": "system", "content": self.system}] if self.system else []
+        return self.conversation(_turns(history, question))
+
+    def conversation(self, messages: list[dict]) -> list[dict]:
+        """Chat messages (an optional system message, then user/assistant turns) as this format sends them:
+        the builder's system text when they have none, and in the original format the demo's primer."""
+        has_system = bool(messages) and messages[0]["role"] == "system"
+        head = [messages[0]] if has_system else [{"role": "system", "content": self.system}] if self.system else []
         if self.prompt_format == "original":
-            if not messages:  # the template would put its default header first; keep it before the primer
-                messages = [{"role": "system", "content": "The conversation between human and AI assistant."}]
-            messages += ORIGINAL_PRIMER
-        for user, assistant in history:
-            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
-        return messages + [{"role": "user", "content": question}]
+            if not head:  # the template would put its default header first; keep it before the primer
+                head = [{"role": "system", "content": "The conversation between human and AI assistant."}]
+            head = [*head, *ORIGINAL_PRIMER]
+        return head + list(messages[1 if has_system else 0 :])
 
     def render(self, history: list[tuple[str, str]], question: str) -> str:
+        return self.render_messages(_turns(history, question))
+
+    def render_messages(self, messages: list[dict]) -> str:
+        """The prompt text for chat messages ending with a user turn (see `conversation`)."""
         kwargs = {"baize_format": "original"} if self.prompt_format == "original" else {}
         return self.tokenizer.apply_chat_template(
-            self.messages(history, question),
+            self.conversation(messages),
             chat_template=self.chat_template,
             add_generation_prompt=True,
             tokenize=False,
             **kwargs,
         )
+
+    def encode_messages(self, messages: list[dict]) -> list[int]:
+        """Token ids of the prompt for chat messages, exactly as `baize chat` would send them."""
+        return self.encode(self.render_messages(messages))
 
     def encode(self, text: str) -> list[int]:
         # The Baize and native templates write BOS themselves. In the original format, the demo tokenised the
@@ -144,6 +156,13 @@ class PromptBuilder:
                     break
                 text, ids, kept = candidate_text, candidate_ids, k
         return Prompt(text=text, input_ids=ids, turns_kept=kept, turns_total=len(history))
+
+
+def _turns(history: list[tuple[str, str]], question: str) -> list[dict]:
+    messages = []
+    for user, assistant in history:
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+    return [*messages, {"role": "user", "content": question}]
 
 
 def cut_at_stop(text: str, stop_strings: list[str]) -> tuple[str, bool]:

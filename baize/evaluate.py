@@ -137,7 +137,13 @@ class EvalConfig(JudgeArguments):
         default="auto",
         metadata={"help": "Prompt format of local contestants: auto, baize, original or native (see baize chat)."},
     )
-    system_prompt: str | None = field(default=None, metadata={"help": "A system message before every question."})
+    system_prompt: str | None = field(
+        default=None,
+        metadata={
+            "help": "System message before every question. Default: local Baize-format models get `baize chat`'s "
+            "(how they are served), other models and endpoints none. An empty string: none for all."
+        },
+    )
     dtype: str | None = field(default=None, metadata={"help": "float32 / bfloat16 / float16 for local models."})
     load_in_8bit: bool = field(default=False, metadata={"help": "Load local models in int8 (bitsandbytes)."})
     load_in_4bit: bool = field(default=False, metadata={"help": "Load local models in 4-bit (bitsandbytes)."})
@@ -295,6 +301,15 @@ def _messages(config: EvalConfig, question: str) -> list[dict]:
     return [*system, {"role": "user", "content": question}]
 
 
+def local_system_prompt(config: EvalConfig, prompt_format: str) -> str | None:
+    """The system text of a local model: the configured one, else what `baize chat` uses for Baize formats."""
+    from baize.chat import GUARDRAIL_SYSTEM_PROMPT
+
+    if config.system_prompt is not None:
+        return config.system_prompt or None
+    return GUARDRAIL_SYSTEM_PROMPT if prompt_format in ("baize", "original") else None
+
+
 def _answer_row(contestant: Contestant, question: dict, temperature: float, text: str, finish, tokens) -> dict:
     return {
         "question_id": question["question_id"],
@@ -315,7 +330,7 @@ def answer_locally(config: EvalConfig, contestant: Contestant, todo: list[dict],
     from tqdm.auto import tqdm
 
     from baize.chat import load_chat_model
-    from baize.sdf import generate_candidates, render_prompt
+    from baize.sdf import generate_candidates
 
     chat = load_chat_model(
         contestant.spec,
@@ -326,7 +341,8 @@ def answer_locally(config: EvalConfig, contestant: Contestant, todo: list[dict],
         prompt_format=config.prompt_format,
         dtype=config.dtype,
     )
-    stops = chat.prompt_builder().stop_strings
+    # Prompted exactly as `baize chat` prompts (for original adapters: their demo's primer and turn tags).
+    builder = chat.prompt_builder(system=local_system_prompt(config, chat.prompt_format))
     by_temperature: dict[float, list[dict]] = {}
     for question in todo:
         by_temperature.setdefault(config.temperature(question["category"]), []).append(question)
@@ -337,7 +353,7 @@ def answer_locally(config: EvalConfig, contestant: Contestant, todo: list[dict],
                 batch = questions[first : first + config.batch_size]
                 ids = "".join(q["question_id"] for q in batch)
                 torch.manual_seed((config.seed + int(hashlib.sha256(ids.encode()).hexdigest()[:8], 16)) % 2**31)
-                prompts = [render_prompt(chat, _messages(config, q["question"])) for q in batch]
+                prompts = [builder.encode_messages([{"role": "user", "content": q["question"]}]) for q in batch]
                 results = generate_candidates(
                     chat.model,
                     chat.tokenizer,
@@ -347,7 +363,7 @@ def answer_locally(config: EvalConfig, contestant: Contestant, todo: list[dict],
                     temperature=temperature,
                     top_p=config.top_p,
                     share_prefill=False,  # one sample per prompt: nothing to share
-                    stop_strings=stops,
+                    stop_strings=builder.stop_strings,
                 )
                 for question, (answer,) in zip(batch, results, strict=True):
                     appender.append(

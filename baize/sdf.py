@@ -239,11 +239,9 @@ def load_v1(config: SDFConfig):
 
 
 def render_prompt(chat, messages: list[dict]) -> list[int]:
-    kwargs = {"baize_format": "original"} if chat.prompt_format == "original" else {}
-    ids = chat.tokenizer.apply_chat_template(
-        messages, chat_template=chat.chat_template, add_generation_prompt=True, tokenize=True, **kwargs
-    )
-    return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+    """Prompt token ids as `baize chat` builds them, without its guardrail system text (the v2 data has none):
+    the Baize template's header, or for the original adapters the demo's primer and BOS."""
+    return chat.prompt_builder(system=None).encode_messages(messages)
 
 
 def _batch_seed(seed: int, ids: list[str]) -> int:

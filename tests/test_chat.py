@@ -155,6 +155,15 @@ def test_original_adapter_prompt_and_stop_at_turn_tags(original_adapter, tiny_ll
     reply, _ = scripted(chat, prompt, "Sure.[|AI|]x")
     assert reply.finish == "stop_string" and reply.text == "Sure."
 
+    # SDF sampling and eval answers prompt an original adapter the same way (primer, BOS), minus the guardrail.
+    from baize.sdf import render_prompt
+
+    ids = render_prompt(chat, [{"role": "user", "content": "Tell me more."}])
+    assert ids == chat.prompt_builder(system=None).build([], "Tell me more.").input_ids
+    assert chat.tokenizer.decode(ids, skip_special_tokens=True) == (
+        "The conversation between human and AI assistant.\n[|Human|]Hello!\n[|AI|]Hi!\n[|Human|]Tell me more.\n[|AI|]"
+    )
+
 
 def test_history_budget_keeps_newest_turns(baize_adapter):
     chat = load_chat_model(baize_adapter)
