@@ -619,7 +619,11 @@ def summarize(config: EvalConfig, judged: list[dict], lengths: dict[str, dict[st
         "win": outcomes.count("win"),
         "tie": outcomes.count("tie"),
         "loss": outcomes.count("loss"),
-        "unjudged": len(judged) - len(outcomes),
+        # a verdict that did not parse (with `pairwise: false` there is no second verdict to miss)
+        "unjudged": sum(
+            row["reference_first"]["value"] is None or (row.get("model_first") or {"value": 0})["value"] is None
+            for row in judged
+        ),
         "adjusted_win_rate": round(adjusted_win_rate(outcomes), 3) if outcomes else None,
         "adjusted_win_rate_ci": [round(v, 3) for v in ci_win] if ci_win else None,
         "model_words": _mean([lengths["model"][i] for i in ids if i in lengths["model"]]),

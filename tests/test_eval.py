@@ -256,6 +256,20 @@ def test_judge_both_orders_parsing_outcomes_and_cache(tmp_path):
     assert report["files"] == ["results.json", "results.md", "scores_by_category.png", "pairwise_by_category.png"]
 
 
+def test_paper_only_mode_asks_once_per_question(tmp_path):
+    with OpenAIServer(judge_responder) as server:
+        config = judged_config(tmp_path, server, pairwise=False)
+        stats = evaluate.judge_step(config)
+        assert stats["judged"] == 6 and all(  # one order only: the reference first, as in the paper
+            PAIR.search(r.messages[1]["content"]).group(1).startswith("REFERENCE") for r in server.requests
+        )
+        evaluate.report_step(config)
+    overall = json.loads((Path(config.output_dir) / "results.json").read_text())["overall"]
+    assert overall["score_pct"] == round(100 * 31 / 35, 1) and overall["score_pct_both_orders"] is None
+    assert (overall["win"], overall["tie"], overall["loss"], overall["unjudged"]) == (0, 0, 0, 1)
+    assert overall["adjusted_win_rate"] is None
+
+
 def test_judge_request_failure_is_not_cached_and_retried_next_run(tmp_path):
     def down(request):
         return Reply(status=500, message="down")
