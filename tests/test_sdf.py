@@ -325,40 +325,6 @@ def test_shipped_sdf_recipes_parse():
     assert config.step == "judge" and config.judge_model == "gpt-3.5-turbo" and extra == ["--max_steps", "3"]
 
 
-def test_dpo_on_exported_preferences_one_step(tmp_path, tiny_llama_dir):
-    from baize.dpo import main as dpo_main
-    from baize.dpo import parse_args as parse_dpo
-
-    prefs = tmp_path / "preferences.jsonl"
-    pair = {
-        "chosen": [{"role": "assistant", "content": "A good, detailed answer."}],
-        "rejected": [{"role": "assistant", "content": "No."}],
-    }
-    prefs.write_text(
-        "".join(json.dumps({"prompt": [{"role": "user", "content": f"q{i}?"}], **pair}) + "\n" for i in range(4))
-    )
-    recipe = tmp_path / "dpo.yaml"
-    recipe.write_text(
-        yaml.safe_dump(
-            {
-                "model_name_or_path": str(tiny_llama_dir),
-                "use_peft": True,
-                "lora_target_modules": "all-linear",
-                "datasets": [{"path": "json", "data_files": str(prefs)}],
-                "max_steps": 1,
-                "per_device_train_batch_size": 2,
-                "max_length": 128,
-                "output_dir": str(tmp_path / "dpo"),
-                "report_to": "none",
-                "save_strategy": "no",
-            }
-        )
-    )
-    metrics = dpo_main(*parse_dpo(["--config", str(recipe)]))
-    assert metrics["train_loss"] > 0 and (tmp_path / "dpo" / "adapter_model.safetensors").exists()
-    assert parse_dpo(["--config", str(REPO / "recipes/baize-v2-7b/dpo.yaml")])[1].beta == 0.1
-
-
 @pytest.mark.slow
 def test_judge_against_transformers_serve(tmp_path, tiny_llama_dir):
     """The judge step against a real `transformers serve`: every request is accepted and every verdict recorded
@@ -434,3 +400,4 @@ def test_dpo_on_preference_pairs_trains_a_new_lora(tmp_path, tiny_llama_dir):
     )
     _, quantization = prepare_model_loading(model_args, training_args)
     assert quantization is not None and quantization.load_in_8bit
+    assert dpo.parse_args(["--config", str(REPO / "recipes/baize-v2-7b/dpo.yaml")])[1].beta == 0.1
