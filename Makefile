@@ -1,5 +1,5 @@
 # baize: `make help` lists the targets. Recipes live in recipes/<RECIPE>/<stage>.yaml.
-.PHONY: help install test test-fast quality style train data sdf dpo eval chat merge push bench
+.PHONY: help install test test-fast quality style train data sdf dpo eval chat merge push bench demo
 
 PYTHON ?= python3
 RECIPE ?= baize-smol
@@ -19,6 +19,7 @@ help:
 	@echo "make sdf RECIPE=baize-smol           Baize v2 SDF: sample, judge, select, train (recipes/RECIPE/sdf.yaml)"
 	@echo "make eval RECIPE=baize-smol          judge answers vs a reference: score %, win/tie/loss (recipes/RECIPE/eval.yaml)"
 	@echo "make dpo RECIPE=baize-v2-7b          DPO on SDF preference pairs (recipes/RECIPE/dpo.yaml)"
+	@echo "make demo                            offline on CPU: train baize-smol, SDF v2 and eval, judged by a local transformers serve"
 	@echo "make bench                           ratio benchmarks (packing vs pad-to-512, collection concurrency, ...)"
 
 install:
@@ -75,3 +76,15 @@ bench:
 	$(PYTHON) benchmarks/bench_collect.py
 	$(PYTHON) benchmarks/bench_packing.py
 	$(PYTHON) benchmarks/bench_sdf.py
+
+# The whole offline pipeline on CPU (about 20 minutes on 2 cores): v1 SFT, SDF v2 (6 prompts) and the eval of v1,
+# with SmolLM2-135M-Instruct served by `transformers serve` on port 8000 as the judge and the eval reference.
+# The server is stopped when the demo ends, also on failure.
+demo:
+	mkdir -p runs
+	transformers serve --device cpu --host 127.0.0.1 --port 8000 > runs/demo-serve.log 2>&1 & \
+	server=$$!; trap 'kill $$server' EXIT; \
+	$(MAKE) train RECIPE=baize-smol && \
+	$(MAKE) sdf RECIPE=baize-smol ARGS="--limit 6" && \
+	$(MAKE) eval RECIPE=baize-smol && \
+	echo "demo: v1 runs/baize-smol/sft, v2 runs/baize-smol/sdf/v2, eval runs/baize-smol/eval/results.md"

@@ -675,6 +675,13 @@ def plot_charts(results: dict, folder: Path) -> list[str]:
     model, reference = results["model"], results["reference"]
     written = []
 
+    def mark_unjudged(ax, missing: list[bool]) -> None:
+        # An empty slot would read as a score of 0: say that the judge gave no usable verdict there.
+        for x, empty in enumerate(missing):
+            if empty:
+                ax.text(x, 0.5, "no verdict", transform=ax.get_xaxis_transform(), ha="center", va="center",
+                        rotation=90, color="grey")  # fmt: skip
+
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names)), 4))
     scores = [b["score_pct"] or 0 for b in blocks]
     errors = [
@@ -683,6 +690,7 @@ def plot_charts(results: dict, folder: Path) -> list[str]:
     ]
     ax.bar(names, scores, yerr=errors, capsize=3, color=["tab:blue"] * (len(names) - 1) + ["tab:orange"])
     ax.axhline(100, color="grey", linestyle="--", linewidth=1)
+    mark_unjudged(ax, [b["score_pct"] is None for b in blocks])
     ax.set_ylabel(f"score, % of {reference}")
     ax.set_title(f"{model}: judge score relative to {reference}")
     ax.tick_params(axis="x", rotation=30)
@@ -697,6 +705,7 @@ def plot_charts(results: dict, folder: Path) -> list[str]:
         shares = [b[outcome] / max(1, b["win"] + b["tie"] + b["loss"]) for b in blocks]
         ax.bar(names, shares, bottom=bottom, color=color, label=outcome)
         bottom = [x + y for x, y in zip(bottom, shares, strict=True)]
+    mark_unjudged(ax, [b["win"] + b["tie"] + b["loss"] == 0 for b in blocks])
     ax.set_ylabel("share of judged questions")
     ax.set_ylim(0, 1)
     ax.set_title(f"{model} vs {reference}, both orders (disagreement = tie)")
