@@ -390,7 +390,7 @@ def test_dpo_on_preference_pairs_trains_a_new_lora(tmp_path, tiny_llama_dir):
     }
     (tmp_path / "dpo.yaml").write_text(yaml.safe_dump(recipe))
     metrics = dpo.main(*dpo.parse_args(["--config", str(tmp_path / "dpo.yaml")]))
-    assert metrics["train_runtime"] > 0
+    assert metrics["train_runtime"] > 0 and metrics["train_loss"] > 0
     weights = load_file(tmp_path / "dpo" / "adapter_model.safetensors")
     lora_b = [w for name, w in weights.items() if "lora_B" in name]
     assert lora_b and any(w.abs().sum() > 0 for w in lora_b)  # B starts at zero: DPO updated it
