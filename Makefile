@@ -1,5 +1,5 @@
 # baize: `make help` lists the targets. Recipes live in recipes/<RECIPE>/<stage>.yaml.
-.PHONY: help install test test-fast quality style train data sdf dpo eval chat merge push bench demo
+.PHONY: help install test test-fast quality style train data sdf dpo eval chat merge push bench demo gpu-wheels gpu-check
 
 PYTHON ?= python3
 RECIPE ?= baize-smol
@@ -21,6 +21,8 @@ help:
 	@echo "make dpo RECIPE=baize-v2-7b          DPO on SDF preference pairs (recipes/RECIPE/dpo.yaml)"
 	@echo "make demo                            offline on CPU: train baize-smol, SDF v2 and eval, judged by a local transformers serve"
 	@echo "make bench                           ratio benchmarks (packing vs pad-to-512, collection concurrency, ...)"
+	@echo "make gpu-check [ARGS=--dry-run]      one prepared check on one NVIDIA GPU: recipes on CUDA, FSDP, 7B MFU/memory (docs/gpu.md)"
+	@echo "make gpu-wheels                      wheels + SmolLM2 tokenizer into .gpu/ for an offline GPU machine (docs/gpu.md)"
 
 install:
 	# torch first: on a CPU-only machine this is the CPU build; on a GPU box pip picks the CUDA build.
@@ -47,7 +49,7 @@ style:
 # ACCELERATE=none always runs a plain process. Evaluated lazily: only `make train` pays for importing torch.
 HAS_GPU = $(shell $(PYTHON) -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null)
 ACCELERATE ?= $(if $(filter 1,$(HAS_GPU)),single_gpu,none)
-LAUNCH = $(if $(filter none,$(ACCELERATE)),$(PYTHON) -m,accelerate launch --config_file accelerate_configs/$(ACCELERATE).yaml $(if $(NUM_PROCESSES),--num_processes $(NUM_PROCESSES)) -m)
+LAUNCH = $(if $(filter none,$(ACCELERATE)),$(PYTHON) -m,$(PYTHON) -m accelerate.commands.launch --config_file accelerate_configs/$(ACCELERATE).yaml $(if $(NUM_PROCESSES),--num_processes $(NUM_PROCESSES)) -m)
 
 train:
 	$(LAUNCH) baize.train --config recipes/$(RECIPE)/sft.yaml $(ARGS)
@@ -88,3 +90,11 @@ demo:
 	$(MAKE) sdf RECIPE=baize-smol ARGS="--limit 6" && \
 	$(MAKE) eval RECIPE=baize-smol && \
 	echo "demo: v1 runs/baize-smol/sft, v2 runs/baize-smol/sdf/v2, eval runs/baize-smol/eval/results.md"
+
+# An offline GPU machine with torch/accelerate preinstalled: carry .gpu/ there, install its wheels with --no-deps,
+# then `make gpu-check` (docs/gpu.md). ARGS="--dry-run" runs the same steps at tiny size on CPU.
+gpu-wheels:
+	$(PYTHON) benchmarks/gpu_check.py --bundle .gpu
+
+gpu-check:
+	$(PYTHON) benchmarks/gpu_check.py $(ARGS)

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from trl import DatasetMixtureConfig, DPOConfig, ScriptArguments, TrlParser
 
-from baize.train import BAIZE_TEMPLATE, BaizeModelConfig, match_precision_to_hardware, prepare_model_loading
+from baize import BAIZE_TEMPLATE
+from baize.launch import LaunchError, derive_gradient_accumulation, match_precision_to_hardware, require_saved_model
+from baize.train import BaizeModelConfig, prepare_model_loading, resume_checkpoint
 
 
 @dataclass
@@ -25,9 +27,14 @@ class BaizeDPOConfig(DPOConfig):
     chat_template_path: str | None = field(
         default=BAIZE_TEMPLATE, metadata={"help": "Jinja chat template (the Baize one, as in SFT)."}
     )
+    global_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Pairs per optimizer step over all processes; gradient_accumulation_steps is derived."},
+    )
 
     def __post_init__(self):
         match_precision_to_hardware(self)
+        derive_gradient_accumulation(self)
         super().__post_init__()
 
 
@@ -60,15 +67,23 @@ def main(script_args, training_args, model_args, dataset_args) -> dict:
         peft_config=get_peft_config(model_args),
         quantization_config=quantization_config,  # load_in_8bit / load_in_4bit of the recipe
     )
-    result = trainer.train()
+    # Like SFT: re-running the same command continues from the output dir's last checkpoint.
+    result = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
     trainer.save_model(training_args.output_dir)
-    tokenizer.save_pretrained(training_args.output_dir)
-    Path(training_args.output_dir, "run_summary.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
+    if trainer.is_world_process_zero():
+        require_saved_model(training_args.output_dir, adapter=model_args.use_peft)
+        tokenizer.save_pretrained(training_args.output_dir)
+        Path(training_args.output_dir, "run_summary.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
+    trainer.accelerator.wait_for_everyone()
     return result.metrics
 
 
 def cli(argv: list[str] | None = None) -> None:
-    main(*parse_args(sys.argv[1:] if argv is None else argv))
+    try:
+        main(*parse_args(sys.argv[1:] if argv is None else argv))
+    except LaunchError as error:
+        print(f"baize dpo: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

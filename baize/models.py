@@ -44,7 +44,7 @@ def resolve_model_path(name_or_path: str, gguf_file: str | None = None) -> str:
     """
     if name_or_path.startswith(PACKAGE_PREFIX):
         name_or_path = str(package_dir(name_or_path[len(PACKAGE_PREFIX) :]))
-    if gguf_file is None:
+    if not gguf_file:  # None, or "" to drop a recipe's gguf_file on the command line
         return name_or_path
     return str(convert_gguf(name_or_path, gguf_file))
 

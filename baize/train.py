@@ -24,6 +24,15 @@ from pathlib import Path
 from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
 from baize import BAIZE_TEMPLATE
+from baize.launch import (
+    LaunchError,
+    attention_implementation,
+    check_liger,
+    check_quantization_fits_sharding,
+    derive_gradient_accumulation,
+    match_precision_to_hardware,
+    require_saved_model,
+)
 
 logger = logging.getLogger("baize.train")
 
@@ -62,23 +71,19 @@ class BaizeSFTConfig(SFTConfig):
         default=BAIZE_TEMPLATE,
         metadata={"help": "Jinja chat template used for training (and saved with the adapter for inference)."},
     )
+    global_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Sequences per optimizer step over all processes (the paper: 64). gradient_accumulation_steps "
+            "is derived from it for the number of processes actually launched; a size that cannot be reached "
+            "exactly is refused."
+        },
+    )
 
     def __post_init__(self):
         match_precision_to_hardware(self)
+        derive_gradient_accumulation(self)
         super().__post_init__()
-
-
-def match_precision_to_hardware(config) -> None:
-    """Defaults for a TRL config that work on any machine; call before the config's own __post_init__."""
-    import torch
-
-    # TRL turns bf16 on whenever fp16 is off, which fails on CPUs and pre-Ampere GPUs; when the recipe
-    # does not say, use bf16 exactly where the hardware has it.
-    if config.bf16 is None and not config.fp16:
-        config.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    # Without an accelerator, say so: accelerate then sets up gloo for multi-process CPU runs (torchrun).
-    if not torch.accelerator.is_available():
-        config.use_cpu = True
 
 
 def parse_args(argv: list[str] | None = None):
@@ -142,6 +147,8 @@ def run_summary(trainer, train_metrics: dict, wall_seconds: float, data_report, 
         "tokens_per_second": round(tokens / runtime, 1) if runtime and tokens else None,
         "train_samples": len(trainer.train_dataset),
         "num_processes": trainer.accelerator.num_processes,
+        "mixed_precision": trainer.accelerator.mixed_precision,
+        "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
         "data": {"kept": dict(data_report.kept), "skipped": dict(data_report.skipped)},
         **{k: round(v, 1) for k, v in peak_memory_mb().items()},
     }
@@ -152,20 +159,29 @@ def prepare_model_loading(model_args, training_args):
     """(model path, bitsandbytes config) for a TRL trainer that loads the model itself: `pkg:` / GGUF bases
     resolved (converted once, on the main process first), ModelConfig's loading options put into
     `model_init_kwargs` (TRL reads them from there when `model` is a path)."""
+    import torch
+    from accelerate import PartialState
     from trl import get_quantization_config
 
     from baize.models import resolve_model_path
 
+    check_quantization_fits_sharding(model_args)
+    check_liger(training_args)
     with training_args.main_process_first(desc="resolve base model"):
         model_path = resolve_model_path(model_args.model_name_or_path, model_args.gguf_file)
     model_init_kwargs = {
         "revision": model_args.model_revision,
         "trust_remote_code": training_args.trust_remote_code,
-        "attn_implementation": model_args.attn_implementation,
+        "attn_implementation": attention_implementation(model_args.attn_implementation),
         "dtype": model_args.dtype,
     }
+    quantization_config = get_quantization_config(model_args)
+    if quantization_config is not None and torch.cuda.is_available():
+        # A quantised base lives whole on this process's GPU; TRL's default ("auto") would spread it over all
+        # visible GPUs under FSDP or a plain multi-GPU launch.
+        model_init_kwargs["device_map"] = {"": PartialState().local_process_index}
     training_args.model_init_kwargs = {**model_init_kwargs, **(training_args.model_init_kwargs or {})}
-    return model_path, get_quantization_config(model_args)
+    return model_path, quantization_config
 
 
 def main(script_args, training_args, model_args, dataset_args, recipe: str | None = None) -> dict:
@@ -205,6 +221,7 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
 
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
+        require_saved_model(training_args.output_dir, adapter=model_args.use_peft)
         # The tokenizer carries the Baize chat template, so inference uses the training text exactly.
         trainer.processing_class.save_pretrained(training_args.output_dir)
         card = sft_model_card(
@@ -230,7 +247,11 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
 def cli(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     recipe = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
-    main(*parse_args(argv), recipe=recipe)
+    try:
+        main(*parse_args(argv), recipe=recipe)
+    except LaunchError as error:
+        print(f"baize train: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

