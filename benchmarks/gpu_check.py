@@ -12,6 +12,7 @@ Steps (each recorded, pass or fail, in DIR/gpu_check.json and DIR/gpu_check.md a
              adapter saved and reloaded on its quantised base, bitsandbytes cast warnings counted
   fsdp       one training step under accelerate_configs/fsdp.yaml in one process (adapter saved), a 4-bit one
              under fsdp_qlora.yaml, and the int8 + FSDP refusal
+  liger      two steps with use_liger_kernel (the `liger` extra), where the package is there
   sdf        SDF batched sampling (all prompts x N, shared prefill) vs one prompt at a time
   bench7b    Llama-2-7B dimensions, random init, LoRA on all linear layers, length 512: tokens/s, MFU and peak
              memory for bf16, int8 (the paper recipes' micro-batch 32) and 4-bit (4 x 1024)
@@ -344,28 +345,31 @@ def step_recipe_paths(check: Check, scratch: Path) -> dict:
 
 
 def step_fsdp(check: Check, scratch: Path) -> dict:
-    """One training step under the shipped FSDP configs in one process; the int8 + FSDP combination refused."""
-    if not gpu():
-        # FSDP needs a process group on CUDA (NCCL) as the configs are written; the refusal is checked on CPU.
-        return {"skipped": "FSDP runs on CUDA only", **fsdp_refusal(check, scratch)}
+    """One training step under the shipped FSDP configs in one process; the int8 + FSDP combination refused.
+
+    FSDP2 (fsdp.yaml) also runs on CPU (gloo); FSDP1 (fsdp_qlora.yaml) and 4-bit weights need CUDA."""
     tokenizer_dir, _ = smol_base(scratch)
     model_dir = random_llama(scratch / "llama-fsdp", dict(TINY, hidden_size=256, intermediate_size=512), tokenizer_dir)
     records = {}
-    for config, quant in (("fsdp", {}), ("fsdp_qlora", {"load_in_4bit": True})):
+    runs = [("fsdp", {})] + ([("fsdp_qlora", {"load_in_4bit": True})] if gpu() else [])
+    for config, quant in runs:
         out = scratch / f"{config}-run"
         shutil.rmtree(out, ignore_errors=True)
         recipe = write_recipe(
             "recipes/baize-smol/sft.yaml", scratch / f"{config}.yaml", model_name_or_path=str(model_dir),
-            gguf_file=None, dtype="bfloat16", output_dir=str(out), max_steps=1, eval_strategy="no", save_strategy="no",
-            report_to="none", **quant,
+            gguf_file=None, dtype="bfloat16" if gpu() else "float32", output_dir=str(out), max_steps=1,
+            eval_strategy="no", save_strategy="no", report_to="none", **quant,
         )  # fmt: skip
-        rc, output = check.run([*launcher(config), "baize.train", "--config", str(recipe)], f"{config} one step")
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", f"accelerate_configs/{config}.yaml",
+                   "--num_processes", "1", "-m", "baize.train", "--config", str(recipe)]  # fmt: skip
+        rc, output = check.run(command, f"{config} one step")
         if rc != 0:
             raise RuntimeError(f"{config}: train exited {rc}: {output[-1500:]}")
         saved = sorted(p.name for p in out.iterdir())
         if "adapter_model.safetensors" not in saved:
             raise AssertionError(f"{config}: no adapter saved ({saved})")
-        records[config] = {**summary_of(out), "reloaded_mean_abs_logit": reload_and_score(out, **quant)}
+        dtype = "bfloat16" if gpu() else "float32"
+        records[config] = {**summary_of(out), "reloaded_mean_abs_logit": reload_and_score(out, dtype=dtype, **quant)}
     records.update(fsdp_refusal(check, scratch, model_dir))
     return records
 
@@ -380,6 +384,29 @@ def fsdp_refusal(check: Check, scratch: Path, model_dir: Path | None = None) -> 
     if rc != 2 or len(message) != 1 or "Traceback" in output:
         raise AssertionError(f"int8 + FSDP not refused cleanly (rc {rc}): {output[-800:]}")
     return {"int8_fsdp_refused": message[0][:200]}
+
+
+def step_liger(check: Check, scratch: Path) -> dict:
+    """Two steps of a bf16 LoRA run with Liger's fused kernels (the `liger` extra): finite loss, adapter saved."""
+    import importlib.util
+
+    if not gpu() or importlib.util.find_spec("liger_kernel") is None:
+        return {"skipped": "needs a CUDA GPU and the liger-kernel package"}
+    tokenizer_dir, _ = smol_base(scratch)
+    model_dir = random_llama(scratch / "llama-fsdp", dict(TINY, hidden_size=256, intermediate_size=512), tokenizer_dir)
+    out = scratch / "liger-run"
+    shutil.rmtree(out, ignore_errors=True)
+    recipe = write_recipe(
+        "recipes/baize-smol/sft.yaml", scratch / "liger.yaml", model_name_or_path=str(model_dir), gguf_file=None,
+        dtype="bfloat16", output_dir=str(out), max_steps=2, eval_strategy="no", save_strategy="no",
+        report_to="none", use_liger_kernel=True,
+    )  # fmt: skip
+    rc, output = check.run([*launcher("single_gpu"), "baize.train", "--config", str(recipe)], "liger")
+    if rc != 0:
+        raise RuntimeError(f"liger: train exited {rc}: {output[-1500:]}")
+    summary = summary_of(out)
+    finite_loss(summary)
+    return summary
 
 
 def step_sdf(check: Check, scratch: Path) -> dict:
@@ -580,7 +607,7 @@ def markdown(results: dict) -> str:
 
 # What the lent GPU machine lacks (it has torch, accelerate, huggingface_hub, tokenizers, pyarrow, pandas):
 # the project's own pins of these, as wheels for its Python 3.12, plus the two datasets needs.
-BUNDLE_PACKAGES = ("transformers", "trl", "peft", "datasets", "bitsandbytes", "gguf")
+BUNDLE_PACKAGES = ("transformers", "trl", "peft", "datasets", "bitsandbytes", "gguf", "liger-kernel")
 BUNDLE_EXTRA = ("dill==0.4.1", "multiprocess==0.70.19")
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
              "manylinux2014_x86_64")  # fmt: skip
@@ -593,7 +620,8 @@ def make_bundle(folder: Path) -> None:
     pins = {}
     config = configparser.ConfigParser()
     config.read(REPO / "setup.cfg")
-    for line in config["options"]["install_requires"].split("\n"):
+    requirements = config["options"]["install_requires"] + config["options.extras_require"]["liger"]
+    for line in requirements.split("\n"):
         name = re.split(r"[=<>]", line.strip())[0]
         if name in BUNDLE_PACKAGES:
             pins[name] = line.strip()
@@ -615,7 +643,7 @@ def make_bundle(folder: Path) -> None:
     print(f"{folder}: {size / 2**20:.1f} MiB ({', '.join(sorted(p.name for p in wheels.iterdir()))})")
 
 
-ALL_STEPS = ("env", "smol", "recipes", "fsdp", "sdf", "bench7b")
+ALL_STEPS = ("env", "smol", "recipes", "fsdp", "liger", "sdf", "bench7b")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -645,6 +673,7 @@ def main(argv: list[str] | None = None) -> int:
         "smol": (step_smol, check, scratch),
         "recipes": (step_recipe_paths, check, scratch),
         "fsdp": (step_fsdp, check, scratch),
+        "liger": (step_liger, check, scratch),
         "sdf": (step_sdf, check, scratch),
         "bench7b": (step_bench7b, check, scratch, args.peak_tflops),
     }
