@@ -153,6 +153,7 @@ def sft_model_card(
 
 # Resume state: optimizer/scheduler/RNG states, checkpoints, pickled training arguments, collection journals.
 RESUME_STATE_PATTERNS = [
+    "run_signature.json",  # the local run's settings, with local paths: for resuming here, not for users
     "checkpoint-*",
     "**/checkpoint-*/**",
     "global_step*",

@@ -102,20 +102,34 @@ def _in_range(values: list[float], scale: int) -> bool:
 
 
 def parse_score(text: str | None, scale: int = 100) -> tuple[float | None, str | None]:
-    """(score, None) or (None, reason): reason is empty, out_of_range, refused or no_score.
+    """(score, None) or (None, reason): reason is empty, wrong_scale, out_of_range, refused or no_score.
 
-    Accepted: a first line "85", "Score: 85", "**85/100**"; else "score: 85" / "85/100" / "85 out of 100" anywhere."""
+    A score counts only when it is stated as the verdict on the asked scale: a first line "85", "Score: 85",
+    "**85/100**", "85 out of 100"; else "score: 85" (with the colon) or "85/100" / "85 out of 100" anywhere.
+    "8 out of 10" on a 1-100 scale is wrong_scale, and a number merely mentioned ("a score of 100", echoed from
+    the prompt) is not a verdict (no_score, so the judge is asked again)."""
     text = (text or "").strip()
     if not text:
         return None, "empty"
+    denominator = r"(?:\s*(?:/|out\s+of)\s*(\d+))?"
     match = re.fullmatch(
-        rf"(?:(?:overall\s+)?score\s*[:=]?\s*)?{_NUMBER}\s*(?:/\s*{scale}|out of {scale})?\.?", _first_line(text), re.I
+        rf"(?:(?:overall|final)\s+)?(?:score|rating)?\s*[:=]?\s*{_NUMBER}{denominator}\.?", _first_line(text), re.I
     )
     if match is None:
-        match = re.search(rf"score\s*(?:is|of|:|=)?\s*\**{_NUMBER}|{_NUMBER}\s*(?:/|out of)\s*{scale}\b", text, re.I)
+        match = re.search(rf"\b(?:score|rating)\s*[:=]\s*\**\s*{_NUMBER}{denominator}", text, re.I)
     if match is None:
+        # "NN/scale" or "NN out of scale" anywhere; the same form on another scale is a verdict on the wrong scale
+        stated = re.findall(rf"{_NUMBER}\s*(?:/|out\s+of)\s*(\d+)\b", text, re.I)
+        on_scale = {float(value) for value, of in stated if int(of) == scale}
+        if len(on_scale) == 1:
+            value = on_scale.pop()
+            return (value, None) if _in_range([value], scale) else (None, "out_of_range")
+        if stated and not on_scale:
+            return None, "wrong_scale"
         return None, "refused" if _REFUSAL.search(text) else "no_score"
-    value = float(next(g for g in match.groups() if g is not None))
+    value, of = float(match.group(1)), match.group(2)
+    if of is not None and int(of) != scale:
+        return None, "wrong_scale"
     return (value, None) if _in_range([value], scale) else (None, "out_of_range")
 
 

@@ -766,7 +766,7 @@ def train_step(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
     out = Path(training_args.output_dir)
     (out / "sdf.json").write_text(json.dumps(lineage, indent=2) + "\n")
     card = out / "README.md"
-    if card.exists():
+    if card.exists() and SDF_CARD_HEADING not in card.read_text():  # a re-run of a finished step adds nothing
         card.write_text(card.read_text() + sdf_card_section(lineage))
     return {"train": summary, "lineage": lineage}
 
@@ -776,6 +776,9 @@ def _adapter_base(name_or_path: str) -> str | None:
 
     config = Path(pull(name_or_path)) / "adapter_config.json"
     return json.loads(config.read_text()).get("base_model_name_or_path") if config.exists() else None
+
+
+SDF_CARD_HEADING = "## Baize v2: Self-Distillation with Feedback"
 
 
 def sdf_card_section(lineage: dict) -> str:

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import resource
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from baize.launch import (
     match_precision_to_hardware,
     require_saved_model,
 )
+from baize.runs import SettingsChanged, check_same_settings, write_signature
 
 logger = logging.getLogger("baize.train")
 
@@ -45,6 +47,13 @@ class BaizeScriptArguments(ScriptArguments):
             "help": "What to do with a malformed data row: 'error' stops with the file and row named, "
             "'skip' drops it and counts it in the log and run summary.",
             "choices": ["error", "skip"],
+        },
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Start over: delete output_dir's checkpoints and outputs first. Without it, re-running a finished "
+            "run does nothing, and re-running with other settings is refused."
         },
     )
 
@@ -155,6 +164,53 @@ def run_summary(trainer, train_metrics: dict, wall_seconds: float, data_report, 
     return summary
 
 
+# TrainingArguments that change what a run computes. Logging, saving, evaluation cadence, the output folder and the
+# run length are left out: changing max_steps or num_train_epochs is how a finished run is extended.
+SHAPING_TRAINING_KEYS = (
+    "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio", "weight_decay",
+    "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "optim", "seed", "data_seed", "bf16", "fp16",
+    "max_length", "packing", "packing_strategy", "padding_free", "assistant_only_loss", "completion_only_loss",
+    "neftune_noise_alpha", "use_liger_kernel", "loss_type", "activation_offloading",
+)  # fmt: skip
+
+
+def run_settings(script_args, training_args, model_args, dataset_args) -> dict:
+    """What shapes the adapter: model, data, the training keys above, the effective batch and the template's text
+    (not its path, which differs from one clone to the next)."""
+    import hashlib
+    from dataclasses import asdict
+
+    from baize.runs import normalise
+
+    training = {key: getattr(training_args, key) for key in SHAPING_TRAINING_KEYS if hasattr(training_args, key)}
+    training["effective_batch_size"] = (
+        training_args.per_device_train_batch_size
+        * training_args.gradient_accumulation_steps
+        * training_args.world_size
+    )
+    template = Path(training_args.chat_template_path).read_bytes() if training_args.chat_template_path else b""
+    training["chat_template_sha256"] = hashlib.sha256(template).hexdigest()
+    return normalise(
+        {
+            "model": asdict(model_args),
+            "data": {**asdict(dataset_args), "on_bad_row": script_args.on_bad_row},
+            "training": training,
+        }
+    )
+
+
+def run_length(training_args) -> dict:
+    return {"max_steps": training_args.max_steps, "num_train_epochs": training_args.num_train_epochs}
+
+
+def finished_run_summary(output_dir: str, earlier: dict | None, length: dict) -> dict | None:
+    """The summary of a run that already finished with this length in this folder (nothing to do), else None."""
+    summary = Path(output_dir, "run_summary.json")
+    if earlier and earlier.get("complete") and earlier.get("length") == length and summary.exists():
+        return json.loads(summary.read_text())
+    return None
+
+
 def prepare_model_loading(model_args, training_args):
     """(model path, bitsandbytes config) for a TRL trainer that loads the model itself: `pkg:` / GGUF bases
     resolved (converted once, on the main process first), ModelConfig's loading options put into
@@ -192,6 +248,23 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     keep_hub_token_out_of_artifacts(training_args)
+
+    # Refuse what cannot work before anything is written to output_dir.
+    check_quantization_fits_sharding(model_args)
+    check_liger(training_args)
+    settings, length = run_settings(script_args, training_args, model_args, dataset_args), run_length(training_args)
+    if script_args.overwrite:
+        with training_args.main_process_first(desc="start over"):
+            if training_args.process_index == 0 and Path(training_args.output_dir).exists():
+                logger.info("--overwrite: deleting %s", training_args.output_dir)
+                shutil.rmtree(training_args.output_dir)
+    earlier = check_same_settings(training_args.output_dir, settings, "--overwrite true")
+    finished = finished_run_summary(training_args.output_dir, earlier, length)
+    if finished is not None:
+        print(f"{training_args.output_dir} is already complete ({finished['global_step']} steps): nothing to do.")
+        return finished
+    if training_args.process_index == 0:
+        write_signature(training_args.output_dir, {"settings": settings, "length": length, "complete": False})
 
     model_path, quantization_config = prepare_model_loading(model_args, training_args)
 
@@ -234,6 +307,7 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
         )
         card.save(Path(training_args.output_dir, "README.md"))
         Path(training_args.output_dir, "run_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_signature(training_args.output_dir, {"settings": settings, "length": length, "complete": True})
         print("Run summary:", json.dumps(summary, indent=2), flush=True)
     if push_to_hub and trainer.is_world_process_zero():
         from baize.hub import push_training_output
@@ -249,7 +323,7 @@ def cli(argv: list[str] | None = None) -> None:
     recipe = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
     try:
         main(*parse_args(argv), recipe=recipe)
-    except LaunchError as error:
+    except (LaunchError, SettingsChanged) as error:
         print(f"baize train: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 

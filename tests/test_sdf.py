@@ -128,6 +128,12 @@ def test_shared_prefill_matches_plain_generate(v1_adapter):
         ("I'm sorry, but I cannot evaluate this response.", (None, "refused")),
         ("Rating: excellent", (None, "no_score")),
         ("", (None, "empty")),
+        # numbers that are not a verdict on the asked 1-100 scale
+        ("This answer deserves an overall score of 8 out of 10.", (None, "wrong_scale")),
+        ("8/10\nGood.", (None, "wrong_scale")),
+        ("The user requested a response with a score of 100.", (None, "no_score")),
+        ("Answers 1 to 100 are possible; the score is high.", (None, "no_score")),
+        ("Score: 9 out of 10", (None, "wrong_scale")),
     ],
 )
 def test_pointwise_parsing(text, expected):

@@ -106,6 +106,40 @@ def test_resume_continues_from_last_checkpoint(tmp_path, tiny_llama_dir, chat_js
     assert steps == [1, 2, 3, 4]  # restored history + two new steps, none repeated
 
 
+def test_rerunning_a_finished_run_changes_nothing(tmp_path, tiny_llama_dir, chat_jsonl, capsys):
+    recipe = write_recipe(tmp_path, tiny_llama_dir, chat_jsonl)
+    first = train(recipe)
+    out = tmp_path / "run"
+    files = ("adapter_model.safetensors", "run_summary.json", "README.md", "run_signature.json")
+    before = {name: (out / name).read_bytes() for name in files}
+    checkpoints = sorted(p.name for p in out.glob("checkpoint-*"))
+
+    again = train(recipe)
+    assert again == first and "already complete (3 steps): nothing to do" in capsys.readouterr().out
+    assert {name: (out / name).read_bytes() for name in files} == before
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == checkpoints
+
+
+def test_other_settings_are_refused_in_the_same_folder_unless_overwrite(tmp_path, tiny_llama_dir, chat_jsonl, capsys):
+    from baize.train import cli
+
+    recipe = write_recipe(tmp_path, tiny_llama_dir, chat_jsonl, max_steps=2, save_steps=1)
+    train(recipe)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["--config", str(recipe), "--learning_rate", "1e-3", "--lora_r", "4"])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(error) == 1
+    assert (
+        "learning_rate: 0.005 -> 0.001" in error[0] and "lora_r: 8 -> 4" in error[0] and "--overwrite true" in error[0]
+    )
+
+    summary = train(recipe, "--learning_rate", "1e-3", "--overwrite", "true")
+    assert summary["global_step"] == 2  # started over: no checkpoint of the old run was resumed
+    signature = json.loads((tmp_path / "run" / "run_signature.json").read_text())
+    assert signature["complete"] and signature["settings"]["training"]["learning_rate"] == 1e-3
+
+
 def test_hub_token_never_lands_in_artifacts(tmp_path, tiny_llama_dir, chat_jsonl):
     recipe = write_recipe(tmp_path, tiny_llama_dir, chat_jsonl, max_steps=2, save_steps=1)
     previous = os.environ.get("HF_TOKEN")
