@@ -18,7 +18,14 @@ from pathlib import Path
 from trl import DatasetMixtureConfig, DPOConfig, ScriptArguments, TrlParser
 
 from baize import BAIZE_TEMPLATE
-from baize.launch import LaunchError, derive_gradient_accumulation, match_precision_to_hardware, require_saved_model
+from baize.launch import (
+    LaunchError,
+    check_liger,
+    check_quantization_fits_sharding,
+    derive_gradient_accumulation,
+    match_precision_to_hardware,
+    require_saved_model,
+)
 from baize.train import BaizeModelConfig, prepare_model_loading, resume_checkpoint
 
 
@@ -52,6 +59,8 @@ def main(script_args, training_args, model_args, dataset_args) -> dict:
     from transformers import AutoTokenizer
     from trl import DPOTrainer, get_dataset, get_peft_config
 
+    check_quantization_fits_sharding(model_args)
+    check_liger(training_args)
     model_path, quantization_config = prepare_model_loading(model_args, training_args)
     dataset = get_dataset(dataset_args)
     tokenizer = AutoTokenizer.from_pretrained(model_path)

@@ -212,7 +212,8 @@ def finished_run_summary(output_dir: str, earlier: dict | None, length: dict) ->
 
 
 def prepare_model_loading(model_args, training_args):
-    """(model path, bitsandbytes config) for a TRL trainer that loads the model itself: `pkg:` / GGUF bases
+    """(model path, bitsandbytes config) for a TRL trainer that loads the model itself (after the launch checks):
+    `pkg:` / GGUF bases
     resolved (converted once, on the main process first), ModelConfig's loading options put into
     `model_init_kwargs` (TRL reads them from there when `model` is a path)."""
     import torch
@@ -221,8 +222,6 @@ def prepare_model_loading(model_args, training_args):
 
     from baize.models import resolve_model_path
 
-    check_quantization_fits_sharding(model_args)
-    check_liger(training_args)
     with training_args.main_process_first(desc="resolve base model"):
         model_path = resolve_model_path(model_args.model_name_or_path, model_args.gguf_file)
     model_init_kwargs = {
