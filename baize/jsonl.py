@@ -92,7 +92,12 @@ def read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def write_jsonl_atomically(path: Path, rows: list[dict]) -> None:
+def write_text_atomically(path: Path, text: str) -> None:
+    """A reader (or a crash) never sees half a file: write beside it, then rename over it."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_jsonl_atomically(path: Path, rows: list[dict]) -> None:
+    write_text_atomically(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

@@ -4,9 +4,9 @@ every re-run, so that a finished run is not trained again and a changed setting 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from baize.jsonl import write_text_atomically
 
 SIGNATURE_FILE = "run_signature.json"
 
@@ -29,10 +29,7 @@ def write_signature(folder: str | Path, signature: dict) -> None:
     """Atomically: a crash never leaves half a signature behind."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fd, staging = tempfile.mkstemp(dir=folder, prefix=f".{SIGNATURE_FILE}.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(json.dumps(signature, indent=2, sort_keys=True) + "\n")
-    os.replace(staging, folder / SIGNATURE_FILE)
+    write_text_atomically(folder / SIGNATURE_FILE, json.dumps(signature, indent=2, sort_keys=True) + "\n")
 
 
 def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
