@@ -25,6 +25,7 @@ from baize.launch import (
     derive_gradient_accumulation,
     match_precision_to_hardware,
     require_saved_model,
+    trainable_weights_for_fp16,
 )
 from baize.train import BaizeModelConfig, prepare_model_loading, resume_checkpoint
 
@@ -76,6 +77,7 @@ def main(script_args, training_args, model_args, dataset_args) -> dict:
         peft_config=get_peft_config(model_args),
         quantization_config=quantization_config,  # load_in_8bit / load_in_4bit of the recipe
     )
+    trainable_weights_for_fp16(trainer.model, training_args)
     # Like SFT: re-running the same command continues from the output dir's last checkpoint.
     result = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
     trainer.save_model(training_args.output_dir)

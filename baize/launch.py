@@ -145,6 +145,26 @@ def check_quantization_fits_sharding(model_args, sharding: Sharding | None = Non
     model_args.dtype, model_args.bnb_4bit_quant_storage = dtype, dtype
 
 
+def trainable_weights_for_fp16(model, training_args) -> int:
+    """Put the trainable weights back in fp32 when training in fp16; returns how many tensors changed.
+
+    TRL casts the adapter of a quantised base to bf16 (the QLoRA advice). fp16 training scales the loss, and
+    torch's GradScaler cannot unscale bf16 gradients ("_amp_foreach_non_finite_check_and_unscale_cuda not
+    implemented for 'BFloat16'", seen on an H200 with the int8 recipes). fp32 trainable weights under fp16
+    autocast are the usual mixed-precision pattern and what the original Baize trained with.
+    """
+    if not training_args.fp16:
+        return 0
+    import torch
+
+    changed = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+            changed += 1
+    return changed
+
+
 def attention_implementation(requested: str | None) -> str | None:
     """The recipe's attention kernel, or sdpa (with one warning) where its package is not installed."""
     package = FAST_ATTENTION.get(requested or "")

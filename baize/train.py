@@ -33,6 +33,7 @@ from baize.launch import (
     derive_gradient_accumulation,
     match_precision_to_hardware,
     require_saved_model,
+    trainable_weights_for_fp16,
 )
 from baize.runs import SettingsChanged, check_same_settings, write_signature
 
@@ -284,6 +285,7 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
         quantization_config=quantization_config,
     )
 
+    trainable_weights_for_fp16(trainer.model, training_args)
     checkpoint = resume_checkpoint(training_args)
     resumed = re.search(r"checkpoint-(\d+)/?$", str(checkpoint or ""))
     start_step = int(resumed.group(1)) if resumed else 0

@@ -457,6 +457,9 @@ def train_steps(model, batch: int, length: int, steps: int, autocast_dtype) -> l
     import torch
 
     device = next(model.parameters()).device
+    # from_pretrained returns eval mode, where transformers skips activation checkpointing: without this the
+    # "checkpointing" rows measured no checkpointing (first H200 run, 2026-11-27: same memory, int8 32x512 OOM).
+    model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     scaler = torch.amp.GradScaler(enabled=autocast_dtype == torch.float16)  # fp16 needs loss scaling, as in training
@@ -521,10 +524,11 @@ def step_bench7b(check: Check, scratch: Path, peak_tflops: float) -> dict:
             )
             load_s = time.perf_counter() - start
             model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear"))
-            if quant:  # as TRL does for quantised bases
+            if quant:  # as baize train does: TRL's bf16 adapter for quantised bases, fp32 under fp16 loss scaling
+                adapter_dtype = torch.float32 if autocast == torch.float16 else torch.bfloat16
                 for param in model.parameters():
                     if param.requires_grad:
-                        param.data = param.data.to(torch.bfloat16)
+                        param.data = param.data.to(adapter_dtype)
             if checkpointing:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
                 model.enable_input_require_grads()

@@ -17,6 +17,7 @@ from baize.launch import (
     check_quantization_fits_sharding,
     derive_gradient_accumulation,
     require_saved_model,
+    trainable_weights_for_fp16,
 )
 from baize.train import parse_args
 
@@ -143,3 +144,18 @@ def test_no_card_or_push_without_a_saved_adapter(tmp_path):
         require_saved_model(tmp_path, adapter=True)
     (tmp_path / "adapter_model.safetensors").write_bytes(b"x")
     assert require_saved_model(tmp_path, adapter=True).name == "adapter_model.safetensors"
+
+
+def test_fp16_training_keeps_trainable_weights_in_fp32():
+    # TRL casts a quantised base's adapter to bf16; fp16 loss scaling cannot unscale bf16 gradients on CUDA
+    # (the int8 recipes crashed at their first step on an H200). Only trainable weights change.
+    import torch
+
+    frozen = torch.nn.Linear(4, 4).to(torch.float16).requires_grad_(False)
+    adapter = torch.nn.Linear(4, 4).to(torch.bfloat16)
+    model = torch.nn.Sequential(frozen, adapter)
+    assert trainable_weights_for_fp16(model, SimpleNamespace(fp16=False)) == 0
+    assert adapter.weight.dtype == torch.bfloat16
+    assert trainable_weights_for_fp16(model, SimpleNamespace(fp16=True)) == 2
+    assert adapter.weight.dtype == adapter.bias.dtype == torch.float32
+    assert frozen.weight.dtype == torch.float16
