@@ -19,6 +19,7 @@ def cli(argv: list[str] | None = None) -> None:
     parser.add_argument("dst", help="output file")
     parser.add_argument("--to", choices=["messages", "baize"], default="messages", help="output format")
     parser.add_argument(
+        "--on_bad_row",
         "--on-bad-row",
         choices=["error", "skip"],
         default="error",

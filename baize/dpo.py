@@ -18,8 +18,8 @@ from pathlib import Path
 from trl import DatasetMixtureConfig, DPOConfig, ScriptArguments, TrlParser
 
 from baize import BAIZE_TEMPLATE
+from baize.errors import one_line_errors
 from baize.launch import (
-    LaunchError,
     check_liger,
     check_quantization_fits_sharding,
     derive_gradient_accumulation,
@@ -27,7 +27,26 @@ from baize.launch import (
     require_saved_model,
     trainable_weights_for_fp16,
 )
-from baize.train import BaizeModelConfig, prepare_model_loading, resume_checkpoint
+from baize.training import (
+    BaizeModelConfig,
+    finish_run,
+    keep_hub_token_out_of_artifacts,
+    prepare_model_loading,
+    resume_checkpoint,
+    run_settings,
+    start_run,
+)
+
+
+@dataclass
+class DPOScriptArguments(ScriptArguments):
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Start over: delete output_dir first. Without it, re-running a finished run does nothing, and "
+            "re-running with other settings is refused."
+        },
+    )
 
 
 @dataclass
@@ -48,7 +67,7 @@ class BaizeDPOConfig(DPOConfig):
 
 def parse_args(argv: list[str] | None = None):
     parser = TrlParser(
-        (ScriptArguments, BaizeDPOConfig, BaizeModelConfig, DatasetMixtureConfig),
+        (DPOScriptArguments, BaizeDPOConfig, BaizeModelConfig, DatasetMixtureConfig),
         prog="baize dpo",
         description="DPO of a new LoRA on SDF preference pairs (baize sdf --step select): "
         "baize dpo --config recipes/baize-v2-7b/dpo.yaml [--key value ...]",
@@ -60,8 +79,13 @@ def main(script_args, training_args, model_args, dataset_args) -> dict:
     from transformers import AutoTokenizer
     from trl import DPOTrainer, get_dataset, get_peft_config
 
+    keep_hub_token_out_of_artifacts(training_args)
     check_quantization_fits_sharding(model_args)
     check_liger(training_args)
+    settings = run_settings(script_args, training_args, model_args, dataset_args)
+    finished = start_run(training_args, settings, script_args.overwrite)
+    if finished is not None:
+        return finished
     model_path, quantization_config = prepare_model_loading(model_args, training_args)
     dataset = get_dataset(dataset_args)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -85,16 +109,14 @@ def main(script_args, training_args, model_args, dataset_args) -> dict:
         require_saved_model(training_args.output_dir, adapter=model_args.use_peft)
         tokenizer.save_pretrained(training_args.output_dir)
         Path(training_args.output_dir, "run_summary.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
+    finish_run(training_args, settings)
     trainer.accelerator.wait_for_everyone()
     return result.metrics
 
 
 def cli(argv: list[str] | None = None) -> None:
-    try:
+    with one_line_errors("baize dpo"):
         main(*parse_args(sys.argv[1:] if argv is None else argv))
-    except LaunchError as error:
-        print(f"baize dpo: error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import random
@@ -35,6 +34,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from baize.endpoint import EndpointError, describe_url
+from baize.errors import one_line_errors
 from baize.jsonl import JSONLAppender, read_jsonl, write_jsonl_atomically
 from baize.judge import (
     JudgeArguments,
@@ -47,6 +48,7 @@ from baize.judge import (
     render_context,
     verdict_key,
 )
+from baize.runs import claim_step
 
 logger = logging.getLogger("baize.eval")
 
@@ -140,9 +142,16 @@ class EvalConfig(JudgeArguments):
     system_prompt: str | None = field(
         default=None,
         metadata={
-            "help": "System message before every question. Default: local Baize-format models get `baize chat`'s "
-            "(how they are served), other models and endpoints none. An empty string: none for all."
+            "help": "System message before every question. Default: a local model gets the one it was trained "
+            "with (as `baize chat`), endpoints none. An empty string: none for all."
         },
+    )
+    guardrail: bool = field(
+        default=False, metadata={"help": "Local models get the Baize demo's guardrail system prompt instead."}
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "Answer again when a contestant or an answering setting changed (deletes its answers)."},
     )
     dtype: str | None = field(default=None, metadata={"help": "float32 / bfloat16 / float16 for local models."})
     load_in_8bit: bool = field(default=False, metadata={"help": "Load local models in int8 (bitsandbytes)."})
@@ -210,14 +219,10 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
 
 def load_questions(config: EvalConfig) -> list[dict]:
     """Question rows {question_id, category, question}, in file order, after the limits."""
-    from types import SimpleNamespace
-
-    from baize.collect.seeds import column_values, load_seed_table
+    from baize.seeds import column_values, load_table
 
     path = config.questions_path or str(QUESTIONS_FILE)
-    table = load_seed_table(
-        SimpleNamespace(seeds_path=path, seeds_name=config.questions_name, seeds_split=config.questions_split)
-    )
+    table = load_table(path, config.questions_name, config.questions_split, key="questions_path")
     try:
         texts = column_values(table, config.question_column)
     except KeyError:
@@ -301,13 +306,14 @@ def _messages(config: EvalConfig, question: str) -> list[dict]:
     return [*system, {"role": "user", "content": question}]
 
 
-def local_system_prompt(config: EvalConfig, prompt_format: str) -> str | None:
-    """The system text of a local model: the configured one, else what `baize chat` uses for Baize formats."""
-    from baize.chat import GUARDRAIL_SYSTEM_PROMPT
+def local_system_prompt(config: EvalConfig):
+    """The system text of a local model: the configured one, the guardrail, else (`...`) the one it was trained
+    with (ChatModel.prompt_builder's default, as `baize chat`)."""
+    from baize.prompts import GUARDRAIL_SYSTEM_PROMPT
 
     if config.system_prompt is not None:
         return config.system_prompt or None
-    return GUARDRAIL_SYSTEM_PROMPT if prompt_format in ("baize", "original") else None
+    return GUARDRAIL_SYSTEM_PROMPT if config.guardrail else ...
 
 
 def _answer_row(contestant: Contestant, question: dict, temperature: float, text: str, finish, tokens) -> dict:
@@ -329,8 +335,8 @@ def answer_locally(config: EvalConfig, contestant: Contestant, todo: list[dict],
     import torch
     from tqdm.auto import tqdm
 
-    from baize.chat import load_chat_model
-    from baize.sdf import generate_candidates
+    from baize.generation import batch_seed, generate_candidates
+    from baize.models import load_chat_model
 
     chat = load_chat_model(
         contestant.spec,
@@ -342,7 +348,7 @@ def answer_locally(config: EvalConfig, contestant: Contestant, todo: list[dict],
         dtype=config.dtype,
     )
     # Prompted exactly as `baize chat` prompts (for original adapters: their demo's primer and turn tags).
-    builder = chat.prompt_builder(system=local_system_prompt(config, chat.prompt_format))
+    builder = chat.prompt_builder(system=local_system_prompt(config))
     by_temperature: dict[float, list[dict]] = {}
     for question in todo:
         by_temperature.setdefault(config.temperature(question["category"]), []).append(question)
@@ -351,8 +357,7 @@ def answer_locally(config: EvalConfig, contestant: Contestant, todo: list[dict],
         for temperature, questions in sorted(by_temperature.items()):
             for first in range(0, len(questions), config.batch_size):
                 batch = questions[first : first + config.batch_size]
-                ids = "".join(q["question_id"] for q in batch)
-                torch.manual_seed((config.seed + int(hashlib.sha256(ids.encode()).hexdigest()[:8], 16)) % 2**31)
+                torch.manual_seed(batch_seed(config.seed, [q["question_id"] for q in batch]))
                 prompts = [builder.encode_messages([{"role": "user", "content": q["question"]}]) for q in batch]
                 results = generate_candidates(
                     chat.model,
@@ -406,10 +411,13 @@ async def answer_at_endpoint(
                 )
             except Exception as error:  # openai.APIError after the client's retries
                 stats["request_errors"] += 1
+                stats["last_error"] = f"{type(error).__name__}: {error}"
                 logger.warning("answer: question %s failed: %s", question["question_id"], error)
                 return
-        text = (choice.message.content or "").strip()
-        appender.append(_answer_row(contestant, question, temperature, text, choice.finish_reason, None))
+        text = choice.content.strip()
+        appender.append(
+            _answer_row(contestant, question, temperature, text, choice.finish_reason, choice.completion_tokens)
+        )
         stats["answered"] += 1
         bar.update(1)
 
@@ -418,7 +426,32 @@ async def answer_at_endpoint(
     finally:
         bar.close()
         await client.close()
+    stats["usage"] = stats["usage"].as_dict()
     return stats
+
+
+def answer_settings(config: EvalConfig, contestant: Contestant) -> dict:
+    """What shapes a contestant's answers: who answers (with the weights' fingerprint) and how."""
+    from baize.runs import fingerprint
+
+    settings = {
+        "contestant": contestant.spec,
+        "weights": fingerprint(contestant.spec) if contestant.endpoint_model is None else None,
+        "base": contestant.base,
+        "gguf_file": contestant.gguf_file,
+        "max_new_tokens": config.max_new_tokens,
+        "top_p": config.top_p,
+        "category_temperatures": config.category_temperatures,
+        "default_temperature": config.default_temperature,
+        "seed": config.seed,
+        "system_prompt": config.system_prompt,
+    }
+    if contestant.endpoint_model is None:
+        settings.update(
+            prompt_format=config.prompt_format, guardrail=config.guardrail, dtype=config.dtype,
+            load_in_8bit=config.load_in_8bit, load_in_4bit=config.load_in_4bit,
+        )  # fmt: skip
+    return settings
 
 
 def answer_step(config: EvalConfig) -> dict:
@@ -426,6 +459,9 @@ def answer_step(config: EvalConfig) -> dict:
     questions = load_questions(config)
     report = {}
     for contestant in contestants(config):
+        path = answers_path(config, contestant)
+        claim_step(path.parent, f"{contestant.label}.signature.json", answer_settings(config, contestant), [path],
+                   overwrite=config.overwrite, what=f"answers of {contestant.label}")  # fmt: skip
         done = read_answers(config, contestant)
         todo = [q for q in questions if q["question_id"] not in done]
         stats = {"questions": len(questions), "already_done": len(questions) - len(todo)}
@@ -437,6 +473,12 @@ def answer_step(config: EvalConfig) -> dict:
                     stats.update(answer_locally(config, contestant, todo, appender))
         logger.info("answer %s: %s", contestant.label, stats)
         report[contestant.label] = stats
+        if stats.get("request_errors"):  # the answers that came are kept; a re-run asks only for the rest
+            raise EndpointError(
+                f"{contestant.label} at {describe_url(config.answer_base_url or config.judge_base_url)} failed "
+                f"{stats['request_errors']} of {len(todo)} questions ({stats['last_error']}): check answer_base_url "
+                "and that the server is up, then re-run the same command"
+            )
     return report
 
 
@@ -461,12 +503,12 @@ async def judge_questions(config: EvalConfig, rows: list[dict], client: JudgeCli
     when they are there, and go into it as soon as they arrive."""
     from tqdm.auto import tqdm
 
-    stats = {"judged": 0, "request_errors": 0, "parse_failures": 0, "usage": new_usage()}
+    stats = {"judged": 0, "request_errors": 0, "parse_failures": 0, "parse_errors": {}, "usage": new_usage()}
     semaphore = asyncio.Semaphore(max(1, config.judge_concurrency))
     bar = tqdm(total=len(rows), desc="judge", unit="q")
 
     async def verdict(row: dict, answers: list[str]) -> dict:
-        key = verdict_key(row["question"], answers, client.model, JUDGE_TEMPLATE)
+        key = verdict_key(row["question"], answers, config, JUDGE_TEMPLATE)
         cached = cache.get(key)
         if cached is not None:
             return {**cached, "cached": True}
@@ -491,11 +533,14 @@ async def judge_questions(config: EvalConfig, rows: list[dict], client: JudgeCli
                 results = await asyncio.gather(*calls)
             except Exception as error:  # openai.APIError after the client's retries: the next run asks again
                 stats["request_errors"] += 1
+                stats["last_error"] = f"{type(error).__name__}: {error}"
                 logger.warning("judge: question %s failed: %s", row["question_id"], error)
                 return
         row["reference_first"] = results[0]
         row["model_first"] = results[1] if config.pairwise else None
         stats["parse_failures"] += sum(r["value"] is None for r in results)
+        for reason in (error for r in results if not r.get("cached") for error in r["errors"]):  # re-asks, by reason
+            stats["parse_errors"][reason] = stats["parse_errors"].get(reason, 0) + 1
         stats["judged"] += 1
         bar.update(1)
 
@@ -503,6 +548,7 @@ async def judge_questions(config: EvalConfig, rows: list[dict], client: JudgeCli
         await asyncio.gather(*[judge(row) for row in rows])
     finally:
         bar.close()
+    stats["usage"] = stats["usage"].as_dict()
     return stats
 
 
@@ -557,6 +603,12 @@ def judge_step(config: EvalConfig) -> dict:
     write_jsonl_atomically(Path(config.output_dir) / JUDGEMENTS_FILE, judged)
     stats.update(missing_answers=missing, cache_hits=cache.hits, cache_misses=cache.misses, judge=judge_model)
     logger.info("judge: %s", stats)
+    if stats["request_errors"]:  # every verdict that came is cached; a re-run asks only for the rest
+        raise EndpointError(
+            f"the judge at {describe_url(config.judge_base_url)} failed {stats['request_errors']} of {len(rows)} "
+            f"questions ({stats['last_error']}): check judge_base_url / judge_model and that the server is up, "
+            "then re-run the same command"
+        )
     return stats
 
 
@@ -758,7 +810,7 @@ def report_step(config: EvalConfig) -> dict:
 # --------------------------------------------------------------------------- entry point
 
 
-def run(config: EvalConfig) -> dict:
+def main(config: EvalConfig) -> dict:
     steps = {"answer": answer_step, "judge": judge_step, "report": report_step}
     todo = list(steps) if config.step == "all" else [config.step]
     return {step: steps[step](config) for step in todo}
@@ -769,7 +821,8 @@ def cli(argv: list[str] | None = None) -> None:
     for noisy in ("httpx", "httpcore", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     config = parse_args(argv)
-    summary = run(config)
+    with one_line_errors("baize eval"):
+        summary = main(config)
     print(json.dumps(summary, indent=2, default=str))
 
 

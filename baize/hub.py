@@ -15,134 +15,13 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
 
-from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardData, RepoCard
+from huggingface_hub import DatasetCard, ModelCard, ModelCardData, RepoCard
+
+from baize.cards import adapter_card_for_push, dataset_card, hub_model_id, rewrite_how_to
+from baize.errors import BaizeError
+from baize.models import LEGACY_BASE_MODELS
 
 logger = logging.getLogger(__name__)
-
-CARD_TEMPLATE = """---
-{{ card_data }}
----
-
-# {{ model_name }}
-
-A [Baize](https://arxiv.org/abs/2304.01196) chat adapter: LoRA fine-tuned on self-chat dialogues with
-TRL's `SFTTrainer` by the baize recipes (`{{ recipe }}`), loss on AI turns only.
-
-- **Base model:** `{{ base_model_ref }}`
-- **Method:** {{ method }}
-- **Data:** {{ data }}
-
-## Training
-
-| hyperparameter | value |
-|---|---|
-{% for key, value in hyperparameters.items() -%}
-| {{ key }} | {{ value }} |
-{% endfor %}
-## Results
-
-| metric | value |
-|---|---|
-{% for key, value in metrics.items() -%}
-| {{ key }} | {{ value }} |
-{% endfor %}
-## How to use
-
-The tokenizer in this repository carries the Baize chat template (`[|Human|]` / `[|AI|]` turns, EOS after
-every AI turn), the same text the adapter was trained on.
-
-```python
-from peft import AutoPeftModelForCausalLM
-from transformers import AutoTokenizer
-
-model = AutoPeftModelForCausalLM.from_pretrained("{{ adapter_ref }}")
-tokenizer = AutoTokenizer.from_pretrained("{{ adapter_ref }}")
-inputs = tokenizer.apply_chat_template(
-    [{"role": "user", "content": "How do I undo the last git commit?"}],
-    add_generation_prompt=True, return_tensors="pt", return_dict=True,
-)
-output = model.generate(**inputs, max_new_tokens=256, do_sample=True, top_p=0.95, temperature=1.0)
-print(tokenizer.decode(output[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True))
-```
-"""
-
-
-def hub_model_id(name_or_path: str) -> str | None:
-    """The Hub id of a base model, or None for local folders and pip-shipped files."""
-    if name_or_path.startswith("pkg:") or Path(name_or_path).exists() or name_or_path.count("/") != 1:
-        return None
-    return name_or_path
-
-
-def sft_model_card(
-    output_dir: str | Path,
-    *,
-    recipe: str,
-    model_args,
-    training_args,
-    dataset_args,
-    summary: dict,
-) -> ModelCard:
-    """Card for an SFT adapter folder: metadata for the Hub, hyperparameters, data mix, metrics."""
-    base = hub_model_id(model_args.model_name_or_path)
-    base_ref = model_args.model_name_or_path + (f" ({model_args.gguf_file})" if model_args.gguf_file else "")
-    hub_datasets = sorted({d.path for d in dataset_args.datasets if hub_model_id(d.path)})
-    quantization = "full-precision"
-    if model_args.load_in_8bit:
-        quantization = "int8"
-    elif model_args.load_in_4bit:
-        quantization = f"4-bit {model_args.bnb_4bit_quant_type}"
-    data = "; ".join(
-        f"`{d.path}`"
-        + (f" / `{d.data_files}`" if d.data_files else "")
-        + (f" (fraction {d.fraction})" if d.fraction else "")
-        for d in dataset_args.datasets
-    )
-    card_data = ModelCardData(
-        base_model=base,
-        library_name="peft",
-        pipeline_tag="text-generation",
-        datasets=hub_datasets or None,
-        tags=["baize", "lora", "sft", "self-chat", "trl", "peft"],
-    )
-    steps = training_args.max_steps if training_args.max_steps > 0 else f"{training_args.num_train_epochs} epoch(s)"
-    hyperparameters = {
-        "LoRA r / alpha / dropout": f"{model_args.lora_r} / {model_args.lora_alpha} / {model_args.lora_dropout}",
-        "LoRA target modules": model_args.lora_target_modules,
-        "base quantisation": quantization,
-        "max length": training_args.max_length,
-        "packing": training_args.packing,
-        "learning rate": training_args.learning_rate,
-        "scheduler / warmup steps": f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)} / "
-        f"{training_args.warmup_steps}",
-        "batch (per device x accumulation x processes)": f"{training_args.per_device_train_batch_size} x "
-        f"{training_args.gradient_accumulation_steps} x {summary.get('num_processes', 1)}",
-        "training length": steps,
-        "seed": training_args.seed,
-    }
-    metrics = {
-        k: summary[k]
-        for k in ("global_step", "loss_first", "loss_last", "eval_loss_last", "train_tokens", "tokens_per_second")
-        if summary.get(k) is not None
-    }
-    metrics["dialogues kept / skipped"] = (
-        f"{sum(summary['data']['kept'].values())} / {sum(summary['data']['skipped'].values())}"
-    )
-    return ModelCard.from_template(
-        card_data,
-        template_str=CARD_TEMPLATE,
-        model_name=Path(output_dir).name
-        if Path(output_dir).name not in ("sft", "sdf")
-        else Path(output_dir).parent.name,
-        recipe=recipe,
-        base_model_ref=base_ref,
-        method=f"LoRA (r={model_args.lora_r}) on the {quantization} base",
-        data=data,
-        hyperparameters=hyperparameters,
-        metrics=metrics,
-        adapter_ref=str(output_dir),
-    )
-
 
 # --------------------------------------------------------------------------- push / pull
 #
@@ -187,27 +66,8 @@ SECRET_FILE_PATTERNS = [
 SECRET_REGEX = re.compile(rb"\bhf_[A-Za-z0-9]{30,}\b|\bsk-(?:proj-)?[A-Za-z0-9_\-]{32,}\b")
 SECRET_SCAN_MAX_BYTES = 64 * 2**20  # regex-scan files up to this size; known token values are looked for everywhere
 
-# The released LLaMA-1 repos the original adapters name; the first is gone from the Hub.
-LEGACY_BASE_MODELS = {
-    "decapoda-research/llama-7b-hf": "huggyllama/llama-7b",
-    "decapoda-research/llama-13b-hf": "huggyllama/llama-13b",
-    "decapoda-research/llama-30b-hf": "huggyllama/llama-30b",
-}
 
-PLACEHOLDER_CARD_TEXT = "[More Information Needed]"  # the empty card PEFT writes next to an adapter
-
-USAGE_SECTION = """
-## Chat, merge and serve with baize
-
-```bash
-baize chat {repo_id}                      # streaming chat in the terminal (Baize prompt, /reset, /undo)
-baize merge {repo_id} --output merged     # base + adapter -> one safetensors model folder
-transformers serve merged --device cpu    # or: vllm serve merged  (OpenAI-compatible endpoint)
-```
-"""
-
-
-class HubError(RuntimeError):
+class HubError(BaizeError, RuntimeError):
     """A Hub operation failed for a reason the user can fix; the message says how."""
 
 
@@ -336,111 +196,6 @@ def plan_upload(
     )
 
 
-def _rewrite_how_to(text: str, repo_id: str) -> str:
-    """Point the card's code snippets at the repo instead of the local output dir they were written with."""
-    text = re.sub(r'from_pretrained\(\s*"[^"]*"', f'from_pretrained("{repo_id}"', text)
-    return re.sub(r'(pipeline\([^)]*?model=)"[^"]*"', rf'\g<1>"{repo_id}"', text)
-
-
-def adapter_card_for_push(
-    folder: str | Path,
-    repo_id: str,
-    *,
-    base_model: str | None = None,
-    license: str | None = None,
-    datasets: list[str] | None = None,
-) -> ModelCard:
-    """The adapter's card as it goes to the Hub: the folder's README.md (written by `baize train`) or a new
-    card, with complete metadata (base_model, library_name peft, datasets, license, tags) and a how-to that
-    names the repo."""
-    folder = Path(folder)
-    adapter_config = json.loads((folder / "adapter_config.json").read_text())
-    readme = folder / "README.md"
-    card = ModelCard.load(readme, ignore_metadata_errors=True) if readme.exists() else None
-    if card is None or PLACEHOLDER_CARD_TEXT in card.text:  # none, or PEFT's empty boilerplate card
-        card = _new_adapter_card(folder, repo_id, adapter_config)
-    data = card.data
-    known = data.get("base_model")
-    known = [known] if isinstance(known, str) else list(known or [])
-    if not all(is_repo_id(b) for b in known):  # a local path written by PEFT or TRL
-        known = []
-    base = base_model or (known[0] if len(known) == 1 else known or None)
-    base = base or hub_model_id(adapter_config.get("base_model_name_or_path") or "")
-    base = LEGACY_BASE_MODELS.get(base, base) if isinstance(base, str) else base
-    data.base_model = base
-    data.library_name = "peft"
-    data.pipeline_tag = data.get("pipeline_tag") or "text-generation"
-    known_datasets = data.get("datasets") or []
-    known_datasets = [known_datasets] if isinstance(known_datasets, str) else list(known_datasets)
-    merged = [d for d in dict.fromkeys(known_datasets + list(datasets or [])) if hub_model_id(d)]
-    data.datasets = merged or None
-    if license:
-        data.license = license
-    if not data.get("license"):
-        data.license = "other"
-    if data.license == "other" and not data.get("license_name"):
-        data.license_name = "base-model-license"  # an adapter inherits the terms of its base model and data
-    tags = [t for t in data.get("tags") or [] if not str(t).startswith("base_model:")]  # the Hub derives these
-    for tag in ("baize", "peft", "lora", "text-generation"):
-        if tag not in tags:
-            tags.append(tag)
-    data.tags = tags
-    data.pop("licence", None)  # TRL's generic card misspells it
-    card.text = _rewrite_how_to(card.text, repo_id)
-    if "baize chat" not in card.text:
-        card.text = card.text.rstrip() + "\n" + USAGE_SECTION.format(repo_id=repo_id)
-    return card
-
-
-ADAPTER_CARD_TEMPLATE = """---
-{{ card_data }}
----
-
-# {{ name }}
-
-A LoRA adapter{% if base %} for `{{ base }}`{% endif %} in the [Baize](https://arxiv.org/abs/2304.01196) format
-(`[|Human|]` / `[|AI|]` turns).
-
-| setting | value |
-|---|---|
-{% for key, value in settings.items() -%}
-| {{ key }} | {{ value }} |
-{% endfor %}
-## How to use
-
-```python
-from peft import AutoPeftModelForCausalLM
-from transformers import AutoTokenizer
-
-model = AutoPeftModelForCausalLM.from_pretrained("{{ repo_id }}")
-tokenizer = AutoTokenizer.from_pretrained("{{ repo_id }}")
-```
-"""
-
-
-def _new_adapter_card(folder: Path, repo_id: str, adapter_config: dict) -> ModelCard:
-    settings = {
-        "LoRA r / alpha / dropout": f"{adapter_config.get('r')} / {adapter_config.get('lora_alpha')} / "
-        f"{adapter_config.get('lora_dropout')}",
-        "target modules": ", ".join(sorted(adapter_config.get("target_modules") or [])),
-    }
-    summary_path = folder / "run_summary.json"
-    if summary_path.exists():
-        summary = json.loads(summary_path.read_text())
-        for key in ("global_step", "loss_first", "loss_last", "eval_loss_last", "train_tokens"):
-            if summary.get(key) is not None:
-                settings[key] = summary[key]
-    base = hub_model_id(adapter_config.get("base_model_name_or_path") or "")
-    return ModelCard.from_template(
-        ModelCardData(library_name="peft", base_model=base),
-        template_str=ADAPTER_CARD_TEMPLATE,
-        name=repo_id.split("/")[-1],
-        base=base,
-        settings=settings,
-        repo_id=repo_id,
-    )
-
-
 def plan_adapter_push(
     folder: str | Path,
     repo_id: str,
@@ -501,36 +256,9 @@ def plan_model_push(
         card.data.license_name = "base-model-license"
     tags = list(card.data.get("tags") or [])
     card.data.tags = tags if "baize" in tags else [*tags, "baize"]
-    card.text = _rewrite_how_to(card.text, repo_id)
+    card.text = rewrite_how_to(card.text, repo_id)
     plan.card = card
     return plan
-
-
-def dataset_card(
-    *,
-    pretty_name: str,
-    description: str,
-    license: str = "other",
-    source_datasets: list[str] | None = None,
-    tags: list[str] | None = None,
-    sections: dict[str, str] | None = None,
-    **metadata,
-) -> DatasetCard:
-    """A dataset card from huggingface_hub's card tools, e.g. for SDF scores or a data mix:
-
-    dataset_card(pretty_name="Baize SDF scores", description="...", sections={"Scoring": "..."})
-    """
-    card_data = DatasetCardData(
-        pretty_name=pretty_name,
-        license=license,
-        license_name="seed-dataset-and-teacher-terms" if license == "other" else None,
-        source_datasets=source_datasets or None,
-        task_categories=["text-generation"],
-        tags=list(dict.fromkeys(["baize", *(tags or [])])),
-        **metadata,
-    )
-    body = "\n".join(f"## {title}\n\n{text.strip()}\n" for title, text in (sections or {}).items())
-    return DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n# {pretty_name}\n\n{description.strip()}\n\n{body}")
 
 
 def plan_dataset_push(
@@ -564,25 +292,26 @@ def plan_dataset_push(
     return plan
 
 
-def _stage(plan: PushPlan, staging: Path) -> None:
-    """Hard-link (or copy) the planned files into `staging` and write the generated card / adapter config there."""
-    import os
-    import shutil
+def commit_operations(plan: PushPlan) -> list:
+    """The plan as one commit: the planned files read from the folder as they are, and the generated card and
+    adapter config from memory (the local folder is never modified, and nothing is copied)."""
+    from huggingface_hub import CommitOperationAdd
 
-    for rel in plan.upload:
-        target = staging / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(plan.folder / rel, target)
-        except OSError:
-            shutil.copy2(plan.folder / rel, target)
-    for name, content in (
-        ("README.md", str(plan.card) if plan.card is not None else None),
-        ("adapter_config.json", json.dumps(plan.adapter_config, indent=2) + "\n" if plan.adapter_config else None),
-    ):
-        if content is not None:
-            (staging / name).unlink(missing_ok=True)  # never write through a hard link into the local folder
-            (staging / name).write_text(content, encoding="utf-8")
+    generated = {
+        "README.md": str(plan.card) if plan.card is not None else None,
+        "adapter_config.json": json.dumps(plan.adapter_config, indent=2) + "\n" if plan.adapter_config else None,
+    }
+    operations = [
+        CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(plan.folder / rel))
+        for rel in plan.upload
+        if generated.get(rel) is None
+    ]
+    operations += [
+        CommitOperationAdd(path_in_repo=name, path_or_fileobj=content.encode("utf-8"))
+        for name, content in generated.items()
+        if content is not None
+    ]
+    return operations
 
 
 def _auth_error(error: Exception) -> HubError:
@@ -616,12 +345,10 @@ def push_plan(
     token: str | None = None,
     allow_token_shaped_text: bool = False,
 ) -> PushResult:
-    """Create the repo (and branch) if needed, then upload the plan's files in one commit.
+    """Create the repo (and branch) if needed, then upload the plan's files in one commit (`create_commit`).
 
     Refuses files containing this process's token values, or token-shaped text unless
     `allow_token_shaped_text` (e.g. placeholder keys in collected dialogues about APIs)."""
-    import tempfile
-
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
@@ -643,17 +370,14 @@ def push_plan(
             api.update_repo_settings(plan.repo_id, repo_type=plan.repo_type, private=private)
         if revision and revision != "main" and not create_pr:
             api.create_branch(plan.repo_id, repo_type=plan.repo_type, branch=revision, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="baize-push-") as staging:
-            _stage(plan, Path(staging))
-            commit = api.upload_folder(
-                repo_id=plan.repo_id,
-                repo_type=plan.repo_type,
-                folder_path=staging,
-                revision=None if create_pr else revision,
-                create_pr=create_pr,
-                commit_message=commit_message or f"baize push: {plan.folder.name}",
-                ignore_patterns=SECRET_FILE_PATTERNS + ([] if plan.include_checkpoints else RESUME_STATE_PATTERNS),
-            )
+        commit = api.create_commit(
+            repo_id=plan.repo_id,
+            repo_type=plan.repo_type,
+            operations=commit_operations(plan),
+            revision=None if create_pr else revision,
+            create_pr=create_pr,
+            commit_message=commit_message or f"baize push: {plan.folder.name}",
+        )
     except RepositoryNotFoundError as error:
         raise HubError(f"repository {plan.repo_id} not found or not writable with this token ({error})") from error
     except RevisionNotFoundError as error:
@@ -783,7 +507,16 @@ def default_repo_id(folder: str | Path, token: str | None = None) -> str:
 
 
 def is_repo_id(name: str) -> bool:
-    return bool(re.fullmatch(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+", name))
+    """`owner/name` as the Hub accepts it (huggingface_hub's own check), not a path that exists here."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if Path(name).exists() or name.count("/") != 1:
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 def pull(
@@ -856,10 +589,9 @@ def redundant_weight_patterns(repo_id: str, revision: str | None = None) -> list
     return []
 
 
-def cli(argv: list[str] | None = None) -> None:
+def build_parser():
     """`baize pull REPO_ID`: download an adapter/model (and the base model it names) into the HF cache."""
     import argparse
-    import sys
 
     parser = argparse.ArgumentParser(
         prog="baize pull",
@@ -869,25 +601,37 @@ def cli(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("repo", help="Hub repo id (user/name) or local folder")
     parser.add_argument("--revision", help="branch, tag or commit (default: main)")
-    parser.add_argument("--repo-type", choices=["model", "dataset"], default="model")
+    parser.add_argument("--repo_type", "--repo-type", choices=["model", "dataset"], default="model")
     parser.add_argument("--base", help="base model to fetch instead of the one adapter_config.json names")
-    parser.add_argument("--no-base", action="store_true", help="only download the adapter itself")
-    parser.add_argument("--include-checkpoints", action="store_true", help="also download checkpoint-*/ folders")
-    args = parser.parse_args(argv)
-    try:
-        folder = pull(
-            args.repo, revision=args.revision, repo_type=args.repo_type, include_checkpoints=args.include_checkpoints
-        )
-        print(folder)
-        config_path = folder / "adapter_config.json"
-        if args.repo_type == "model" and config_path.exists() and not args.no_base:
-            base = args.base or json.loads(config_path.read_text()).get("base_model_name_or_path")
-            base = LEGACY_BASE_MODELS.get(base, base)
-            if base and not Path(base).exists() and is_repo_id(base):
-                print(pull(base, ignore_patterns=redundant_weight_patterns(base)))
-    except HubError as error:
-        print(f"baize pull: error: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
+    parser.add_argument("--no_base", "--no-base", action="store_true", help="only download the adapter itself")
+    parser.add_argument(
+        "--include_checkpoints",
+        "--include-checkpoints",
+        action="store_true",
+        help="also download checkpoint-*/ folders",
+    )
+    return parser
+
+
+def cli(argv: list[str] | None = None) -> None:
+    from baize.errors import one_line_errors
+
+    args = build_parser().parse_args(argv)
+    with one_line_errors("baize pull"):
+        main(args)
+
+
+def main(args) -> None:
+    folder = pull(
+        args.repo, revision=args.revision, repo_type=args.repo_type, include_checkpoints=args.include_checkpoints
+    )
+    print(folder)
+    config_path = folder / "adapter_config.json"
+    if args.repo_type == "model" and config_path.exists() and not args.no_base:
+        base = args.base or json.loads(config_path.read_text()).get("base_model_name_or_path")
+        base = LEGACY_BASE_MODELS.get(base, base)
+        if base and not Path(base).exists() and is_repo_id(base):
+            print(pull(base, ignore_patterns=redundant_weight_patterns(base)))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,7 @@
 through the `openai` client, robust score parsing with re-asks, and an on-disk cache of verdicts.
 
 HTTP retries (429, 5xx, time-outs; Retry-After honoured) are the openai client's own. The collection stage's
-rate limiter is shared by all requests, and a response hook pauses it on a 429/503 so that concurrent
-requests back off together.
+rate limiter and usage type are baize.endpoint's (shared with collection): a 429/503 pauses every request.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from baize.endpoint import Completion, Endpoint, RateLimiter, RoleUsage, resolve_model_name
 from baize.jsonl import JSONLAppender, read_jsonl
 
 JUDGE_SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
@@ -152,13 +152,13 @@ def parse_score_pair(text: str | None, scale: int = 100) -> tuple[tuple[float, f
 # --------------------------------------------------------------------------- the client
 
 
-def new_usage() -> dict:
-    return {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
+def new_usage() -> RoleUsage:
+    return RoleUsage()
 
 
 class JudgeClient:
-    """`openai.AsyncOpenAI` (its own HTTP retries) behind the shared rate limiter, plus re-asks when a verdict
-    does not parse. Also answers plain chat requests (`call`), e.g. for a reference model at an endpoint."""
+    """The shared endpoint client (baize.endpoint) asking one model, plus re-asks when a verdict does not parse.
+    Also answers plain chat requests (`complete`), e.g. for a reference model at an endpoint."""
 
     def __init__(
         self,
@@ -168,68 +168,45 @@ class JudgeClient:
         gguf_file: str | None = None,
         base_url: str | None = None,
         api_key_env: str | None = None,
-        client=None,
     ):
-        import openai
-
-        from baize.collect.teacher import RateLimiter, resolve_api_key, retry_after_seconds
-
         self.args = args
-        self.model = model or args.judge_model
-        gguf_file = gguf_file if model else args.judge_gguf_file
-        if self.model.startswith("pkg:") or gguf_file:
-            from baize.models import resolve_model_path
-
-            self.model = resolve_model_path(self.model, gguf_file)
-        base_url = base_url or args.judge_base_url
-        self.limiter = RateLimiter(args.rpm, args.tpm)
-        self._retry_after = retry_after_seconds
-        key_config = type(
-            "KeyConfig", (), {"api_key_env": api_key_env or args.judge_api_key_env, "base_url": base_url}
-        )
-        self.client = client or openai.AsyncOpenAI(
-            base_url=base_url,
-            api_key=resolve_api_key(key_config),
+        self.model = resolve_model_name(model or args.judge_model, gguf_file if model else args.judge_gguf_file)
+        self.base_url = base_url or args.judge_base_url
+        self.endpoint = Endpoint(
+            self.base_url,
+            api_key_env or args.judge_api_key_env,
+            limiter=RateLimiter(args.rpm, args.tpm),
             max_retries=args.max_retries,
             timeout=args.timeout,
-            http_client=openai.DefaultAsyncHttpxClient(event_hooks={"response": [self._on_response]}),
         )
 
-    async def _on_response(self, response) -> None:
-        if response.status_code in (429, 503):
-            self.limiter.pause(self._retry_after(response.headers))
-
     async def call(
-        self, messages: list[dict], usage: dict, *, temperature: float | None = None, max_tokens: int | None = None
+        self,
+        messages: list[dict],
+        usage: RoleUsage,
+        *,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
     ) -> str:
-        choice = await self.complete(messages, usage, temperature=temperature, max_tokens=max_tokens)
-        return choice.message.content or ""
+        return (await self.complete(messages, usage, temperature=temperature, max_tokens=max_tokens)).content
 
     async def complete(
-        self, messages: list[dict], usage: dict, *, temperature: float | None = None, max_tokens: int | None = None
-    ):
-        """One chat completion (its first choice: message and finish_reason); usage is added to `usage`."""
-        from baize.collect.teacher import estimate_prompt_tokens
-
-        max_tokens = max_tokens or self.args.judge_max_tokens
-        reserved = estimate_prompt_tokens(messages) + max_tokens
-        await self.limiter.acquire(reserved)
-        used = 0
-        try:
-            response = await self.client.chat.completions.create(
-                model=self.model,
-                messages=messages,
-                temperature=self.args.judge_temperature if temperature is None else temperature,
-                max_tokens=max_tokens,
-            )
-            usage["calls"] += 1
-            if response.usage is not None:
-                usage["prompt_tokens"] += response.usage.prompt_tokens or 0
-                usage["completion_tokens"] += response.usage.completion_tokens or 0
-                used = (response.usage.prompt_tokens or 0) + (response.usage.completion_tokens or 0)
-        finally:
-            self.limiter.settle(reserved, used)
-        return response.choices[0]
+        self,
+        messages: list[dict],
+        usage: RoleUsage,
+        *,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> Completion:
+        """One chat completion (content, finish_reason, completion_tokens); its usage is added to `usage`."""
+        completion, _ = await self.endpoint.chat(
+            self.model,
+            messages,
+            usage,
+            temperature=self.args.judge_temperature if temperature is None else temperature,
+            max_tokens=max_tokens or self.args.judge_max_tokens,
+        )
+        return completion
 
     async def verdict(self, prompt: str, parse, reminder: str, usage: dict) -> dict:
         """Ask; on an unparseable verdict re-ask with the bad reply and a format reminder. All replies are kept."""
@@ -240,27 +217,29 @@ class JudgeClient:
             value, error = parse(text)
             replies.append(text)
             if error is None:
-                return {"value": value, "rationale": text, "attempts": len(replies), "errors": errors}
+                break
             errors.append(error)
             messages = [*base, {"role": "assistant", "content": text}, {"role": "user", "content": reminder}]
         return {
-            "value": None,
+            "value": value,
             "rationale": replies[-1],
             "attempts": len(replies),
-            "errors": errors,
-            "replies": replies,
+            "errors": errors,  # the reason of every reply that gave no verdict, in order
+            "replies": replies,  # every raw reply, the rejected ones included
         }
 
     async def close(self) -> None:
-        await self.client.close()
+        await self.endpoint.close()
 
 
 # --------------------------------------------------------------------------- the verdict cache
 
 
-def verdict_key(question: str, answers: list[str], judge_model: str, prompt_template: str) -> str:
-    """What makes two verdicts the same: the question, the answers in the order shown, the judge, the prompt."""
-    payload = json.dumps([question, answers, judge_model, prompt_template], ensure_ascii=False)
+def verdict_key(question: str, answers: list[str], judge: JudgeArguments, prompt_template: str) -> str:
+    """What makes two verdicts the same: the question, the answers in the order shown, the judge model and how it
+    is asked (temperature, reply budget, re-asks), the prompt."""
+    asked = [judge.judge_model, judge.judge_temperature, judge.judge_max_tokens, judge.judge_parse_retries]
+    payload = json.dumps([question, answers, asked, prompt_template], ensure_ascii=False)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from baize.errors import BaizeError
+
 logger = logging.getLogger(__name__)
 
 FAST_ATTENTION = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface"}
@@ -20,8 +22,10 @@ ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 MODEL_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
-class LaunchError(ValueError):
+class LaunchError(BaizeError, ValueError):
     """A recipe / accelerate-config combination that cannot work; the message says what does."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)

@@ -66,18 +66,19 @@ def merge_adapter(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from baize.chat import (
-        DEFAULT_MAX_NEW_TOKENS,
-        DEFAULT_TEMPERATURE,
-        DEFAULT_TOP_P,
+    from baize.cards import hub_model_id
+    from baize.generation import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+    from baize.hub import HubError, pull
+    from baize.models import loading, resolve_base
+    from baize.prompts import (
         ORIGINAL_TEMPLATE_HEADER,
         baize_template,
         detect_prompt_format,
         folder_chat_template,
         has_tokenizer,
-        resolve_base,
+        record_system_prompt,
+        trained_system_prompt,
     )
-    from baize.hub import HubError, hub_model_id, pull
 
     output_dir = Path(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()):
@@ -90,8 +91,9 @@ def merge_adapter(
     base_path = resolve_base(folder, base, gguf_file)
 
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype, token=token)
-    model = PeftModel.from_pretrained(model, str(folder))
+    with loading(f"{adapter} (base {base_path})"):
+        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype, token=token)
+        model = PeftModel.from_pretrained(model, str(folder))
     merged = model.merge_and_unload()
 
     tokenizer = AutoTokenizer.from_pretrained(str(folder) if has_tokenizer(folder) else base_path, token=token)
@@ -116,6 +118,7 @@ def merge_adapter(
     shutil.rmtree(staging, ignore_errors=True)
     merged.save_pretrained(staging, max_shard_size=max_shard_size)
     tokenizer.save_pretrained(staging)
+    record_system_prompt(staging, trained_system_prompt(folder, prompt_format))  # the merged model keeps it
     _merged_card(
         staging,
         name=output_dir.name,
@@ -149,7 +152,7 @@ def _adapter_card_base(folder: Path) -> str | None:
 def _merged_card(folder: Path, *, name, adapter, base, base_id, prompt_format, dtype):
     from huggingface_hub import ModelCard, ModelCardData
 
-    from baize.hub import hub_model_id
+    from baize.cards import hub_model_id
 
     data = ModelCardData(
         base_model=base_id,
@@ -189,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("adapter", metavar="ADAPTER", help="adapter folder or Hub repo id")
     parser.add_argument("-o", "--output", required=True, help="folder to write the merged model to")
     parser.add_argument("--base", help="base model (Hub id, folder or pkg:NAME); default: the adapter's")
-    parser.add_argument("--gguf-file", help="GGUF file inside --base (converted once, as in the recipes)")
+    parser.add_argument(
+        "--gguf_file", "--gguf-file", help="GGUF file inside --base (converted once, as in the recipes)"
+    )
     parser.add_argument("--revision", help="branch, tag or commit of a Hub adapter repo")
     parser.add_argument(
         "--dtype",
@@ -197,30 +202,33 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="dtype of the saved weights (default: the base checkpoint's)",
     )
-    parser.add_argument("--max-shard-size", default="5GB", help="largest safetensors shard (default: %(default)s)")
+    parser.add_argument(
+        "--max_shard_size", "--max-shard-size", default="5GB", help="largest safetensors shard (default: %(default)s)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     return parser
 
 
 def cli(argv: list[str] | None = None) -> None:
-    from baize.hub import HubError
+    from baize.errors import one_line_errors
 
     args = build_parser().parse_args(argv)
+    with one_line_errors("baize merge"):
+        main(args)
+
+
+def main(args: argparse.Namespace) -> None:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    try:
-        out = merge_adapter(
-            args.adapter,
-            args.output,
-            base=args.base,
-            gguf_file=args.gguf_file,
-            revision=args.revision,
-            dtype=args.dtype,
-            max_shard_size=args.max_shard_size,
-            overwrite=args.overwrite,
-        )
-    except (HubError, OSError) as error:  # OSError: transformers could not find/download a model file
-        print(f"baize merge: error: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
+    out = merge_adapter(
+        args.adapter,
+        args.output,
+        base=args.base,
+        gguf_file=args.gguf_file,
+        revision=args.revision,
+        dtype=args.dtype,
+        max_shard_size=args.max_shard_size,
+        overwrite=args.overwrite,
+    )
     print(f"Merged model written to {out}\nServe it: transformers serve {out} --device cpu   (or: vllm serve {out})")
 
 

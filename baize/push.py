@@ -37,10 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("folder", help="output folder to upload, e.g. runs/baize-smol/sft")
     parser.add_argument(
-        "--repo-id", help="Hub repo, user/name or org/name (default: <your user>/<folder name, or its parent's>)"
+        "--repo_id",
+        "--repo-id",
+        help="Hub repo, user/name or org/name (default: <your user>/<folder name, or its parent's>)",
     )
     parser.add_argument(
-        "--repo-type", choices=["model", "dataset"], default="model", help="adapter (model) or dataset repo"
+        "--repo_type",
+        "--repo-type",
+        choices=["model", "dataset"],
+        default="model",
+        help="adapter (model) or dataset repo",
     )
     visibility = parser.add_mutually_exclusive_group()
     visibility.add_argument("--private", dest="private", action="store_true", default=None, help="private repo")
@@ -48,8 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--public", dest="private", action="store_false", help="public repo (default for new repos)"
     )
     parser.add_argument("--revision", help="branch to push to (created from main if missing; default: main)")
-    parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
     parser.add_argument(
+        "--create_pr", "--create-pr", action="store_true", help="open a pull request instead of committing"
+    )
+    parser.add_argument(
+        "--base_model",
         "--base-model",
         help="Hub id of the base model, for the card and the uploaded adapter_config.json (needed when the adapter "
         "was trained on a local or GGUF-converted copy)",
@@ -58,79 +67,93 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dataset", action="append", default=[], help="Hub dataset id the adapter was trained on (repeatable)"
     )
-    parser.add_argument("--include-checkpoints", action="store_true", help="also upload checkpoints and resume state")
+    parser.add_argument(
+        "--include_checkpoints",
+        "--include-checkpoints",
+        action="store_true",
+        help="also upload checkpoints and resume state",
+    )
     parser.add_argument(
         "--exclude", action="append", default=[], metavar="GLOB", help="leave out matching files (repeatable)"
     )
     parser.add_argument(
+        "--allow_token_shaped_text",
         "--allow-token-shaped-text",
         action="store_true",
         help="upload files with text shaped like an hf_/sk- key (e.g. placeholders in dialogues about APIs); "
         "files containing your actual token are refused regardless",
     )
-    parser.add_argument("--commit-message", help="commit message (default: 'baize push: <folder>')")
     parser.add_argument(
-        "--dry-run", action="store_true", help="show the files and card that would be uploaded; no network"
+        "--commit_message", "--commit-message", help="commit message (default: 'baize push: <folder>')"
+    )
+    parser.add_argument(
+        "--dry_run",
+        "--dry-run",
+        action="store_true",
+        help="show the files and card that would be uploaded; no network",
     )
     return parser
 
 
 def cli(argv: list[str] | None = None) -> None:
-    from baize.hub import HubError, plan_adapter_push, plan_dataset_push, plan_model_push, push_plan
+    from baize.errors import one_line_errors
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
-    try:
-        repo_id = args.repo_id
-        if repo_id is None:
-            if args.dry_run:
-                repo_id = "<user>/<name>"
-            else:
-                from baize.hub import default_repo_id
+    with one_line_errors("baize push"):
+        main(args)
 
-                repo_id = default_repo_id(args.folder)
-        if args.repo_type == "model" and not (Path(args.folder) / "adapter_config.json").exists():
-            plan = plan_model_push(
-                args.folder,
-                repo_id,
-                base_model=args.base_model,
-                license=args.license,
-                include_checkpoints=args.include_checkpoints,
-                exclude=args.exclude,
-            )
-        elif args.repo_type == "model":
-            plan = plan_adapter_push(
-                args.folder,
-                repo_id,
-                base_model=args.base_model,
-                license=args.license,
-                datasets=args.dataset,
-                include_checkpoints=args.include_checkpoints,
-                exclude=args.exclude,
-            )
-        else:
-            plan = plan_dataset_push(
-                args.folder,
-                repo_id,
-                license=args.license,
-                include_checkpoints=args.include_checkpoints,
-                exclude=args.exclude,
-            )
-        print(plan.describe(), flush=True)
+
+def main(args: argparse.Namespace) -> None:
+    from baize.hub import plan_adapter_push, plan_dataset_push, plan_model_push, push_plan
+
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    repo_id = args.repo_id
+    if repo_id is None:
         if args.dry_run:
-            print("\n--- README.md (card) ---\n" + str(plan.card))
-            return
-        result = push_plan(
-            plan,
-            private=args.private,
-            revision=args.revision,
-            create_pr=args.create_pr,
-            commit_message=args.commit_message,
-            allow_token_shaped_text=args.allow_token_shaped_text,
+            repo_id = "<user>/<name>"
+        else:
+            from baize.hub import default_repo_id
+
+            repo_id = default_repo_id(args.folder)
+    if args.repo_type == "model" and not (Path(args.folder) / "adapter_config.json").exists():
+        plan = plan_model_push(
+            args.folder,
+            repo_id,
+            base_model=args.base_model,
+            license=args.license,
+            include_checkpoints=args.include_checkpoints,
+            exclude=args.exclude,
         )
-    except HubError as error:
-        print(f"baize push: error: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
+    elif args.repo_type == "model":
+        plan = plan_adapter_push(
+            args.folder,
+            repo_id,
+            base_model=args.base_model,
+            license=args.license,
+            datasets=args.dataset,
+            include_checkpoints=args.include_checkpoints,
+            exclude=args.exclude,
+        )
+    else:
+        plan = plan_dataset_push(
+            args.folder,
+            repo_id,
+            license=args.license,
+            include_checkpoints=args.include_checkpoints,
+            exclude=args.exclude,
+        )
+    print(plan.describe(), flush=True)
+    if args.dry_run:
+        print("\n--- README.md (card) ---\n" + str(plan.card))
+        return
+    result = push_plan(
+        plan,
+        private=args.private,
+        revision=args.revision,
+        create_pr=args.create_pr,
+        commit_message=args.commit_message,
+        allow_token_shaped_text=args.allow_token_shaped_text,
+    )
     print(f"Pushed {len(result.files)} file(s) to {result.url} ({result.revision}): {result.commit_url}")
 
 

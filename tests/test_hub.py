@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from baize.hub import hub_model_id
+from baize.cards import hub_model_id
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -7,20 +7,20 @@ would: huggingface_hub reads the endpoint when it is imported, and the download 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import sample_dialogues, write_jsonl
+from helpers import hub_env, make_lora_adapter, sample_dialogues, train, write_jsonl, write_recipe
 from hub_server import HubServer
 from huggingface_hub import ModelCard
-from test_train import train, write_recipe
 
-from baize.chat import GenerationSettings, generate_reply, load_chat_model
-from baize.hub import HubError, dataset_card, find_secrets, plan_adapter_push, push_plan
+from baize.cards import dataset_card
+from baize.generation import GenerationSettings, generate_reply
+from baize.hub import HubError, find_secrets, plan_adapter_push, push_plan
+from baize.models import load_chat_model
 from baize.push import cli as push_cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,28 +32,12 @@ EXPECTED_FILES = {
     "README.md",
     "adapter_config.json",
     "adapter_model.safetensors",
+    "baize_prompt.json",  # the system prompt it was trained with: inference uses it by default
     "chat_template.jinja",
     "run_summary.json",
     "tokenizer.json",
     "tokenizer_config.json",
 }
-
-
-def hub_env(hub: HubServer, home: Path, token: str | None) -> dict:
-    """A user's environment: no HF_* variables of ours, the loopback endpoint, a fresh HF_HOME."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
-    env.update(
-        HF_ENDPOINT=hub.endpoint,
-        HF_HOME=str(home),
-        HF_HUB_OFFLINE="0",
-        HF_HUB_DISABLE_TELEMETRY="1",
-        HF_HUB_DISABLE_PROGRESS_BARS="1",
-        TOKENIZERS_PARALLELISM="false",
-        PYTHONPATH=str(REPO),
-    )
-    if token is not None:
-        env["HF_TOKEN"] = token
-    return env
 
 
 def run(command: list[str], env: dict, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -125,7 +109,8 @@ def test_pushed_card_metadata_and_body(hub, run_dir, pushed):
 
 PULL_SCRIPT = """
 import json, sys
-from baize.chat import GenerationSettings, generate_reply, load_chat_model
+from baize.generation import GenerationSettings, generate_reply
+from baize.models import load_chat_model
 from baize.hub import HubError
 repo, base, question = sys.argv[1:4]
 chat = load_chat_model(repo, revision="v1", base=base)
@@ -185,8 +170,6 @@ def test_private_repo_needs_the_token_and_missing_repo_is_clear(hub, pushed, tmp
 def test_pull_fetches_the_base_from_the_hub_then_chat_works_offline(hub, tiny_llama_dir, tmp_path):
     """A full model repo as the base, an adapter naming it: `baize pull` gets both, `baize chat` runs offline."""
     import shutil
-
-    from test_chat import make_lora_adapter
 
     base = tmp_path / "tiny-base"
     shutil.copytree(tiny_llama_dir, base)

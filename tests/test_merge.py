@@ -9,18 +9,14 @@ import sys
 import pytest
 import torch
 import yaml
-from test_chat import make_lora_adapter
+from helpers import make_lora_adapter
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from baize.chat import (
-    ORIGINAL_TEMPLATE_HEADER,
-    GenerationSettings,
-    detect_prompt_format,
-    generate_reply,
-    load_chat_model,
-)
+from baize.generation import GenerationSettings, generate_reply
 from baize.hub import HubError
 from baize.merge import merge_adapter
+from baize.models import load_chat_model
+from baize.prompts import ORIGINAL_TEMPLATE_HEADER, detect_prompt_format
 
 
 def greedy_tokens(chat, question: str = "Why is the sky blue?", n: int = 16) -> list[int]:

@@ -102,7 +102,7 @@ def test_sampling_gives_n_distinct_candidates_and_resume_skips_done_prompts(tmp_
 
 
 def test_shared_prefill_matches_plain_generate(v1_adapter):
-    from baize.chat import load_chat_model
+    from baize.models import load_chat_model
 
     chat = load_chat_model(v1_adapter)
     prompts = [sdf.render_prompt(chat, [{"role": "user", "content": q}]) for q in ("Hi", "Why is the sky so blue?")]
@@ -249,8 +249,8 @@ def test_selection_picks_argmax_with_deterministic_ties_and_threshold(tmp_path, 
 
 
 def test_end_to_end_v2_lora_trains_on_top_of_frozen_v1(tmp_path, v1_adapter, tiny_llama_dir):
+    from helpers import write_recipe
     from peft import PeftModel
-    from test_train import write_recipe
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     train_yaml = write_recipe(
@@ -282,7 +282,7 @@ def test_end_to_end_v2_lora_trains_on_top_of_frozen_v1(tmp_path, v1_adapter, tin
             train_config=str(train_yaml),
             num_candidates=2,
         )
-        results = sdf.run(config)
+        results = sdf.main(config)
     assert results["sample"]["sampled"] == 4 and results["judge"]["judged"] == 4
     assert results["select"]["selected"] == 4 and results["train"]["train"]["global_step"] == 2
     v2 = tmp_path / "v2"
@@ -313,7 +313,7 @@ def test_end_to_end_v2_lora_trains_on_top_of_frozen_v1(tmp_path, v1_adapter, tin
     # Re-running continues: nothing is sampled or judged twice.
     with OpenAIServer(judge) as server:
         config.judge_base_url, config.step = server.base_url, "judge"
-        again = sdf.run(config)
+        again = sdf.main(config)
         assert again["judge"]["judged"] == 0 and not server.requests
 
 
@@ -398,7 +398,7 @@ def test_dpo_on_preference_pairs_trains_a_new_lora(tmp_path, tiny_llama_dir):
     from safetensors.torch import load_file
 
     from baize import dpo
-    from baize.train import prepare_model_loading
+    from baize.training import prepare_model_loading
 
     write_dpo_recipe(tmp_path, tiny_llama_dir)
     metrics = dpo.main(*dpo.parse_args(["--config", str(tmp_path / "dpo.yaml")]))
@@ -425,3 +425,98 @@ def test_dpo_resumes_from_its_last_checkpoint(tmp_path, tiny_llama_dir):
     dpo.main(*dpo.parse_args(["--config", str(recipe), "--max_steps", "3"]))
     state = json.loads((tmp_path / "dpo" / "checkpoint-3" / "trainer_state.json").read_text())
     assert [entry["step"] for entry in state["log_history"] if "loss" in entry] == [1, 2, 3]
+
+
+def test_candidates_never_keep_a_turn_tag_and_count_their_real_tokens(v1_adapter):
+    from baize.generation import finished_sequence
+    from baize.models import load_chat_model
+
+    chat = load_chat_model(v1_adapter)
+    tok, stops = chat.tokenizer, chat.prompt_builder().stop_strings
+    assert stops == ["[|Human|]", "[|AI|]"]  # the Baize format stops at turn tags too, not only at EOS
+    eos, pad = tok.eos_token_id, tok.pad_token_id or tok.eos_token_id
+
+    def encode(text):
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    invented = encode("Paris.\n[|Human|] And Rome?\n[|AI|] Rome.")
+    result = finished_sequence(tok, invented + [pad] * 3, eos=eos, pad=pad, stops=stops)
+    tag_end = next(n for n in range(1, len(invented) + 1) if "[|Human|]" in tok.decode(invented[:n]))
+    assert result == {"text": "Paris.", "finish_reason": "stop", "new_tokens": tag_end}
+
+    cut_short = encode("Paris is the capital.\n[|Hu")  # max_new_tokens hit inside a tag
+    result = finished_sequence(tok, cut_short, eos=eos, pad=pad, stops=stops)
+    assert result == {"text": "Paris is the capital.", "finish_reason": "length", "new_tokens": len(cut_short)}
+
+    short = encode("Yes.") + [eos] + [pad] * 10  # a 1-word answer in a batch padded to 14 tokens
+    result = finished_sequence(tok, short, eos=eos, pad=pad, stops=stops)
+    assert result == {"text": "Yes.", "finish_reason": "stop", "new_tokens": len(encode("Yes.")) + 1}
+
+
+def test_changed_sampling_or_judging_settings_are_refused_never_mixed(tmp_path, v1_adapter):
+    from baize.runs import SettingsChanged
+
+    config = config_for(tmp_path, v1_adapter, ["What is 2+2?"], num_candidates=2)
+    sdf.sample_step(config)
+    candidates = (Path(config.output_dir) / "candidates.jsonl").read_text()
+    assert sdf.sample_step(config)["already_done"] == 1  # the same settings resume
+    changed = config_for(tmp_path, v1_adapter, ["What is 2+2?"], num_candidates=2, temperature=0.5)
+    with pytest.raises(SettingsChanged, match=r"temperature: 1.0 -> 0.5.*--overwrite true"):
+        sdf.sample_step(changed)
+    assert (Path(config.output_dir) / "candidates.jsonl").read_text() == candidates  # nothing mixed or lost
+    changed.overwrite = True
+    assert sdf.sample_step(changed)["sampled"] == 1
+
+    judged = Path(config.output_dir) / "judged.jsonl"
+    with OpenAIServer(lambda request: Reply("85\nGood.")) as server:
+        judge = config_for(tmp_path, v1_adapter, ["What is 2+2?"], num_candidates=2, temperature=0.5,
+                           judge_base_url=server.base_url)  # fmt: skip
+        sdf.judge_step(judge)
+        first = judged.read_text()
+        judge.judge_temperature = 0.7
+        with pytest.raises(SettingsChanged, match="judge_temperature: 0.0 -> 0.7"):
+            sdf.judge_step(judge)
+    assert judged.read_text() == first
+
+
+def test_an_unreachable_judge_fails_the_run_naming_its_url_and_nothing_is_selected(tmp_path, v1_adapter):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    from baize.runs import claim_step
+    from baize.seeds import seed_id
+
+    config = config_for(tmp_path, v1_adapter, ["What is 2+2?"], judge_base_url=url)
+    folder = Path(config.output_dir)
+    claim_step(folder, sdf.SAMPLE_SIGNATURE, sdf.sample_settings(config), [], overwrite=False, what="candidates")
+    write_jsonl(
+        folder / "candidates.jsonl",
+        [{"id": seed_id("What is 2+2?"), "messages": [{"role": "user", "content": "What is 2+2?"}],
+          "candidates": [{"text": "4", "finish_reason": "stop", "new_tokens": 2}] * 2}],
+    )  # fmt: skip
+    recipe = tmp_path / "sdf.yaml"
+    recipe.write_text(yaml.safe_dump({k: v for k, v in vars(config).items() if v is not None and k != "step"}))
+    for step in ("judge", "all"):
+        result = subprocess.run(
+            [sys.executable, "-m", "baize.sdf", "--config", str(recipe), "--step", step],
+            cwd=REPO, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 1, result.stderr[-2000:]
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("baize sdf: error: the judge at " + url) and "Traceback" not in result.stderr
+    assert not (folder / "selected.jsonl").exists()
+    with pytest.raises(Exception, match=r"1 of 1 sampled prompts have no verdict .* --allow_partial true"):
+        sdf.select_step(config)
+
+
+def test_verdict_cache_key_covers_how_the_judge_is_asked():
+    from baize.judge import JudgeArguments, verdict_key
+
+    asked = [JudgeArguments(), JudgeArguments(judge_temperature=0.5), JudgeArguments(judge_max_tokens=64)]
+    keys = {verdict_key("q", ["a", "b"], judge, "TEMPLATE") for judge in asked}
+    assert len(keys) == 3
+    assert verdict_key("q", ["a", "b"], JudgeArguments(), "TEMPLATE") in keys  # the same asking hits the cache

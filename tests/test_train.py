@@ -8,48 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from helpers import train, write_recipe
 from huggingface_hub import ModelCard
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from baize.train import main, parse_args
-
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "hf_baizeTestSecretTokenThatMustNeverBeWritten"
-
-
-def write_recipe(tmp_path: Path, model_dir: Path, data_file: Path, **overrides) -> Path:
-    recipe = {
-        "model_name_or_path": str(model_dir),
-        "use_peft": True,
-        "lora_r": 8,
-        "lora_alpha": 16,
-        "lora_dropout": 0.0,
-        "lora_target_modules": "all-linear",
-        "datasets": [{"path": "json", "data_files": str(data_file)}],
-        "test_split_size": 4,
-        "max_length": 256,
-        "output_dir": str(tmp_path / "run"),
-        "max_steps": 3,
-        "per_device_train_batch_size": 4,
-        "learning_rate": 5.0e-3,
-        "logging_steps": 1,
-        "eval_strategy": "no",
-        "save_strategy": "steps",
-        "save_steps": 2,
-        "report_to": "none",
-        "activation_checkpointing": False,
-        "dataloader_pin_memory": False,
-        **overrides,
-    }
-    path = tmp_path / "sft.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
-
-
-def train(recipe: Path, *extra: str) -> dict:
-    return main(*parse_args(["--config", str(recipe), *extra]))
 
 
 def last_token_logits(model, tokenizer) -> torch.Tensor:

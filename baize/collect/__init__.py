@@ -40,7 +40,11 @@ def main(config: CollectConfig) -> dict:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    main(parse_args(argv))
+    from baize.errors import one_line_errors
+
+    config = parse_args(argv)
+    with one_line_errors("baize collect"):
+        main(config)
 
 
 if __name__ == "__main__":

@@ -232,6 +232,25 @@ class CollectConfig:
         default=True,
         metadata={"help": "Create the Hub repo private (make it public once you have checked the licences)."},
     )
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Start over when a setting that shapes the dialogues changed (deletes the journal and outputs). "
+            "Without it such a re-run is refused: old and new dialogues are never mixed."
+        },
+    )
+
+    # Settings that shape the dialogues: a re-run must use the same ones (collect_signature.json). Throughput,
+    # limits, sharding and the endpoint URL may change between runs.
+    SHAPING = (
+        "mode seeds_path seeds_name seeds_split seeds_column teacher_model teacher_gguf_file user_model "
+        "assistant_temperature assistant_top_p assistant_max_tokens user_temperature user_top_p user_max_tokens "
+        "user_stop assistant_system_prompt transcript_prompt user_prompt seed_as_first_question max_rounds "
+        "end_marker min_exchanges min_reply_chars on_truncated refusal_patterns"
+    ).split()
+
+    def shaping_settings(self) -> dict:
+        return {name: getattr(self, name) for name in self.SHAPING}
 
     def __post_init__(self):
         if self.mode not in MODES:

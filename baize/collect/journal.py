@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from baize.collect.config import CollectConfig
-from baize.collect.teacher import Usage
+from baize.endpoint import Usage
 from baize.jsonl import JSONLAppender
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from baize.collect.config import CollectConfig
 from baize.collect.selfchat import REASONS
-from baize.collect.teacher import Usage
+from baize.endpoint import Usage
 
 logger = logging.getLogger(__name__)
 
@@ -23,16 +23,6 @@ MODE_DESCRIPTIONS = {
     "it, until the simulator has no more questions or the round limit",
     "alpaca": "Alpaca instructions converted to single-turn dialogues (no teacher call)",
 }
-
-
-def features():
-    """`baize.data.CHAT_FEATURES` plus the token usage of each dialogue."""
-    import datasets
-
-    from baize.data import CHAT_FEATURES
-
-    usage = {name: datasets.Value("int64") for name in ("calls", "prompt_tokens", "completion_tokens", "total_tokens")}
-    return datasets.Features({**CHAT_FEATURES, "usage": {**usage, "cost_usd": datasets.Value("float64")}})
 
 
 def dataset_rows(entries: list[dict]) -> list[dict]:

@@ -10,9 +10,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from baize.collect.config import CollectConfig
-from baize.collect.journal import Journal, JournalState, read_journals
-from baize.collect.output import build_report, push, write_outputs
-from baize.collect.seeds import Seed, load_seeds
+from baize.collect.journal import JOURNAL_GLOB, Journal, JournalState, read_journals
+from baize.collect.output import TRAIN_FILE, build_report, push, write_outputs
+from baize.collect.seeds import load_seeds
 from baize.collect.selfchat import (
     Cleaner,
     Dialogue,
@@ -22,7 +22,10 @@ from baize.collect.selfchat import (
     transcript_dialogue,
     turns_dialogue,
 )
-from baize.collect.teacher import RateLimiter, Teacher, Usage
+from baize.collect.teacher import Teacher
+from baize.endpoint import EndpointError, RateLimiter, Usage
+from baize.runs import claim_step
+from baize.seeds import Seed
 
 logger = logging.getLogger("baize.collect")
 
@@ -199,6 +202,12 @@ class Collector:
 def collect(config: CollectConfig) -> dict:
     """Collect (or resume collecting) into `config.output_dir`; write the outputs; push if asked. Returns the report."""
     output_dir = Path(config.output_dir)
+    outputs = [
+        *output_dir.glob(JOURNAL_GLOB),
+        *(output_dir / name for name in (TRAIN_FILE, "report.json", "README.md")),
+    ]
+    claim_step(output_dir, "collect_signature.json", config.shaping_settings(), outputs, overwrite=config.overwrite,
+               what="dialogues")  # fmt: skip
     seeds, seed_stats = load_seeds(config)
     if config.max_cost is not None and config.mode != "alpaca" and config.price(config.teacher_model) is None:
         raise ValueError(f"max_cost is set but `prices` has no entry for {config.teacher_model!r}")
@@ -232,7 +241,7 @@ def collect(config: CollectConfig) -> dict:
         run["failed"], run["stopped"], f"{report['tokens']['total']:,}", report["cost_usd"], paths["train"],
     )  # fmt: skip
     if collector.fatal:
-        raise SystemExit(f"baize collect stopped: {collector.fatal}")
+        raise EndpointError(f"stopped: {collector.fatal}")
     if run["stopped"] == "interrupted":
         raise KeyboardInterrupt
     if config.push_to_hub:

@@ -1,128 +1,18 @@
-"""Seeds: a column of a Hub dataset or a local file, de-duplicated, sharded by index, limited."""
+"""The collection stage's seeds: its config's table, column, mode, shard and limit, read by baize.seeds."""
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-from pathlib import Path
-
 from baize.collect.config import CollectConfig
-
-LOCAL_BUILDERS = {
-    ".txt": "text",
-    ".text": "text",
-    ".jsonl": "json",
-    ".json": "json",
-    ".parquet": "parquet",
-    ".csv": "csv",
-}
-ALPACA_COLUMNS = ("instruction", "input", "output")
-
-
-@dataclass(frozen=True)
-class Seed:
-    id: str  # stable across runs and machines: the resume key
-    text: str
-    row: dict | None = None  # alpaca mode: the instruction/input/output row
-
-
-@dataclass
-class SeedStats:
-    read: int = 0
-    empty: int = 0
-    duplicate: int = 0
-    other_shards: int = 0
-    over_limit: int = 0
-    selected: int = 0
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-def normalize(text: str) -> str:
-    """What counts as the same seed: case and whitespace do not matter."""
-    return " ".join(text.split()).casefold()
-
-
-def seed_id(text: str) -> str:
-    return hashlib.sha256(normalize(text).encode()).hexdigest()[:20]
-
-
-def load_seed_table(config: CollectConfig):
-    """The seed rows as a `datasets.Dataset` (Hub id, local dataset folder, or a single local file)."""
-    import datasets
-
-    if not config.seeds_path:
-        raise ValueError("seeds_path is not set: give a Hub dataset id or a local .txt/.jsonl file")
-    path = Path(config.seeds_path)
-    if path.is_file():
-        builder = LOCAL_BUILDERS.get(path.suffix.lower())
-        if builder is None:
-            raise ValueError(f"{path}: unsupported seed file type (use one of {', '.join(LOCAL_BUILDERS)})")
-        return datasets.load_dataset(builder, data_files=str(path), split="train")
-    if path.suffix.lower() in LOCAL_BUILDERS and not path.exists():
-        raise FileNotFoundError(f"seed file not found: {path} (relative to {Path.cwd()})")
-    return datasets.load_dataset(config.seeds_path, name=config.seeds_name, split=config.seeds_split)
-
-
-def column_values(table, column: str) -> list:
-    """Values of a (dotted) column path: `title`, or `questions.text.0` into nested dicts and lists."""
-    head, *rest = column.split(".")
-    if head not in table.column_names:
-        raise KeyError(f"seed column {head!r} not found; the dataset has {table.column_names}")
-    values = table[head]
-    for key in rest:
-        values = [_step(value, key) for value in values]
-    return values
-
-
-def _step(value, key: str):
-    if isinstance(value, dict):
-        return value.get(key)
-    if isinstance(value, list | tuple) and key.isdigit():
-        return value[int(key)] if int(key) < len(value) else None
-    return None
-
-
-def select_seeds(table, config: CollectConfig) -> tuple[list[Seed], SeedStats]:
-    """De-duplicate (first occurrence wins), keep this shard's indices, then apply the limit."""
-    stats = SeedStats()
-    if config.mode == "alpaca":
-        missing = [c for c in ("instruction", "output") if c not in table.column_names]
-        if missing:
-            raise KeyError(f"alpaca mode needs columns {ALPACA_COLUMNS}; missing {missing} in {table.column_names}")
-        columns = {c: table[c] if c in table.column_names else [None] * len(table) for c in ALPACA_COLUMNS}
-        rows = [dict(zip(ALPACA_COLUMNS, values, strict=True)) for values in zip(*columns.values(), strict=True)]
-        texts = [f"{row['instruction'] or ''}\n{row['input'] or ''}".strip() for row in rows]
-    else:
-        column = "text" if "text" in table.column_names and len(table.column_names) == 1 else config.seeds_column
-        texts = ["" if v is None else str(v) for v in column_values(table, column)]
-        rows = [None] * len(texts)
-
-    seen: set[str] = set()
-    unique: list[Seed] = []
-    for text, row in zip(texts, rows, strict=True):
-        stats.read += 1
-        text = text.strip()
-        if not text:
-            stats.empty += 1
-            continue
-        key = seed_id(text)
-        if key in seen:
-            stats.duplicate += 1
-            continue
-        seen.add(key)
-        unique.append(Seed(key, row["instruction"].strip() if row else text, row))
-
-    # Shards are taken by index of the de-duplicated list: every machine computes the same list.
-    shard = unique[config.shard_index :: config.num_shards]
-    stats.other_shards = len(unique) - len(shard)
-    if config.limit is not None and len(shard) > config.limit:
-        stats.over_limit = len(shard) - config.limit
-        shard = shard[: config.limit]
-    stats.selected = len(shard)
-    return shard, stats
+from baize.seeds import Seed, SeedStats, load_table, select_seeds
 
 
 def load_seeds(config: CollectConfig) -> tuple[list[Seed], SeedStats]:
-    return select_seeds(load_seed_table(config), config)
+    table = load_table(config.seeds_path, config.seeds_name, config.seeds_split)
+    return select_seeds(
+        table,
+        config.seeds_column,
+        alpaca=config.mode == "alpaca",
+        shard_index=config.shard_index,
+        num_shards=config.num_shards,
+        limit=config.limit,
+    )

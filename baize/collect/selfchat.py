@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from baize.collect.config import CollectConfig
-from baize.collect.seeds import Seed
-from baize.collect.teacher import Teacher, Usage
+from baize.collect.teacher import Teacher
 from baize.data import DataFormatError, alpaca_to_messages
+from baize.endpoint import Usage
+from baize.seeds import Seed
 
 # The v1 template (our wording of the Baize collector's instructions), ending with the same two primer lines.
 PRIMER_HUMAN = "Hello!"

@@ -1,0 +1,283 @@
+"""Model and dataset cards (huggingface_hub's card tools): the SFT adapter card written at train time, the card an
+adapter gets when pushed (metadata completed, how-to pointed at the repo), and dataset cards."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardData
+
+from baize.models import LEGACY_BASE_MODELS
+
+CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ model_name }}
+
+A [Baize](https://arxiv.org/abs/2304.01196) chat adapter: LoRA fine-tuned on self-chat dialogues with
+TRL's `SFTTrainer` by the baize recipes (`{{ recipe }}`), loss on AI turns only.
+
+- **Base model:** `{{ base_model_ref }}`
+- **Method:** {{ method }}
+- **Data:** {{ data }}
+
+## Training
+
+| hyperparameter | value |
+|---|---|
+{% for key, value in hyperparameters.items() -%}
+| {{ key }} | {{ value }} |
+{% endfor %}
+## Results
+
+| metric | value |
+|---|---|
+{% for key, value in metrics.items() -%}
+| {{ key }} | {{ value }} |
+{% endfor %}
+## How to use
+
+The tokenizer in this repository carries the Baize chat template (`[|Human|]` / `[|AI|]` turns, EOS after
+every AI turn), the same text the adapter was trained on.
+
+```python
+from peft import AutoPeftModelForCausalLM
+from transformers import AutoTokenizer
+
+model = AutoPeftModelForCausalLM.from_pretrained("{{ adapter_ref }}")
+tokenizer = AutoTokenizer.from_pretrained("{{ adapter_ref }}")
+inputs = tokenizer.apply_chat_template(
+    [{"role": "user", "content": "How do I undo the last git commit?"}],
+    add_generation_prompt=True, return_tensors="pt", return_dict=True,
+)
+output = model.generate(**inputs, max_new_tokens=256, do_sample=True, top_p=0.95, temperature=1.0)
+print(tokenizer.decode(output[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+```
+"""
+
+
+def hub_model_id(name_or_path: str) -> str | None:
+    """The Hub id of a base model, or None for local folders and pip-shipped files."""
+    if name_or_path.startswith("pkg:") or Path(name_or_path).exists() or name_or_path.count("/") != 1:
+        return None
+    return name_or_path
+
+
+def sft_model_card(
+    output_dir: str | Path,
+    *,
+    recipe: str,
+    model_args,
+    training_args,
+    dataset_args,
+    summary: dict,
+) -> ModelCard:
+    """Card for an SFT adapter folder: metadata for the Hub, hyperparameters, data mix, metrics."""
+    base = hub_model_id(model_args.model_name_or_path)
+    base_ref = model_args.model_name_or_path + (f" ({model_args.gguf_file})" if model_args.gguf_file else "")
+    hub_datasets = sorted({d.path for d in dataset_args.datasets if hub_model_id(d.path)})
+    quantization = "full-precision"
+    if model_args.load_in_8bit:
+        quantization = "int8"
+    elif model_args.load_in_4bit:
+        quantization = f"4-bit {model_args.bnb_4bit_quant_type}"
+    data = "; ".join(
+        f"`{d.path}`"
+        + (f" / `{d.data_files}`" if d.data_files else "")
+        + (f" (fraction {d.fraction})" if d.fraction else "")
+        for d in dataset_args.datasets
+    )
+    card_data = ModelCardData(
+        base_model=base,
+        library_name="peft",
+        pipeline_tag="text-generation",
+        datasets=hub_datasets or None,
+        tags=["baize", "lora", "sft", "self-chat", "trl", "peft"],
+    )
+    steps = training_args.max_steps if training_args.max_steps > 0 else f"{training_args.num_train_epochs} epoch(s)"
+    hyperparameters = {
+        "LoRA r / alpha / dropout": f"{model_args.lora_r} / {model_args.lora_alpha} / {model_args.lora_dropout}",
+        "LoRA target modules": model_args.lora_target_modules,
+        "base quantisation": quantization,
+        "max length": training_args.max_length,
+        "packing": training_args.packing,
+        "learning rate": training_args.learning_rate,
+        "scheduler / warmup steps": f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)} / "
+        f"{training_args.warmup_steps}",
+        "batch (per device x accumulation x processes)": f"{training_args.per_device_train_batch_size} x "
+        f"{training_args.gradient_accumulation_steps} x {summary.get('num_processes', 1)}",
+        "training length": steps,
+        "seed": training_args.seed,
+    }
+    metrics = {
+        k: summary[k]
+        for k in ("global_step", "loss_first", "loss_last", "eval_loss_last", "train_tokens", "tokens_per_second")
+        if summary.get(k) is not None
+    }
+    metrics["dialogues kept / skipped"] = (
+        f"{sum(summary['data']['kept'].values())} / {sum(summary['data']['skipped'].values())}"
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_str=CARD_TEMPLATE,
+        model_name=Path(output_dir).name
+        if Path(output_dir).name not in ("sft", "sdf")
+        else Path(output_dir).parent.name,
+        recipe=recipe,
+        base_model_ref=base_ref,
+        method=f"LoRA (r={model_args.lora_r}) on the {quantization} base",
+        data=data,
+        hyperparameters=hyperparameters,
+        metrics=metrics,
+        adapter_ref=str(output_dir),
+    )
+
+
+PLACEHOLDER_CARD_TEXT = "[More Information Needed]"  # the empty card PEFT writes next to an adapter
+
+USAGE_SECTION = """
+## Chat, merge and serve with baize
+
+```bash
+baize chat {repo_id}                      # streaming chat in the terminal (Baize prompt, /reset, /undo)
+baize merge {repo_id} --output merged     # base + adapter -> one safetensors model folder
+transformers serve merged --device cpu    # or: vllm serve merged  (OpenAI-compatible endpoint)
+```
+"""
+
+
+def rewrite_how_to(text: str, repo_id: str) -> str:
+    """Point the card's code snippets at the repo instead of the local output dir they were written with."""
+    text = re.sub(r'from_pretrained\(\s*"[^"]*"', f'from_pretrained("{repo_id}"', text)
+    return re.sub(r'(pipeline\([^)]*?model=)"[^"]*"', rf'\g<1>"{repo_id}"', text)
+
+
+def adapter_card_for_push(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    base_model: str | None = None,
+    license: str | None = None,
+    datasets: list[str] | None = None,
+) -> ModelCard:
+    """The adapter's card as it goes to the Hub: the folder's README.md (written by `baize train`) or a new
+    card, with complete metadata (base_model, library_name peft, datasets, license, tags) and a how-to that
+    names the repo."""
+    folder = Path(folder)
+    adapter_config = json.loads((folder / "adapter_config.json").read_text())
+    readme = folder / "README.md"
+    from baize.hub import is_repo_id
+
+    card = ModelCard.load(readme, ignore_metadata_errors=True) if readme.exists() else None
+    if card is None or PLACEHOLDER_CARD_TEXT in card.text:  # none, or PEFT's empty boilerplate card
+        card = _new_adapter_card(folder, repo_id, adapter_config)
+    data = card.data
+    known = data.get("base_model")
+    known = [known] if isinstance(known, str) else list(known or [])
+    if not all(is_repo_id(b) for b in known):  # a local path written by PEFT or TRL
+        known = []
+    base = base_model or (known[0] if len(known) == 1 else known or None)
+    base = base or hub_model_id(adapter_config.get("base_model_name_or_path") or "")
+    base = LEGACY_BASE_MODELS.get(base, base) if isinstance(base, str) else base
+    data.base_model = base
+    data.library_name = "peft"
+    data.pipeline_tag = data.get("pipeline_tag") or "text-generation"
+    known_datasets = data.get("datasets") or []
+    known_datasets = [known_datasets] if isinstance(known_datasets, str) else list(known_datasets)
+    merged = [d for d in dict.fromkeys(known_datasets + list(datasets or [])) if hub_model_id(d)]
+    data.datasets = merged or None
+    if license:
+        data.license = license
+    if not data.get("license"):
+        data.license = "other"
+    if data.license == "other" and not data.get("license_name"):
+        data.license_name = "base-model-license"  # an adapter inherits the terms of its base model and data
+    tags = [t for t in data.get("tags") or [] if not str(t).startswith("base_model:")]  # the Hub derives these
+    for tag in ("baize", "peft", "lora", "text-generation"):
+        if tag not in tags:
+            tags.append(tag)
+    data.tags = tags
+    data.pop("licence", None)  # TRL's generic card misspells it
+    card.text = rewrite_how_to(card.text, repo_id)
+    if "baize chat" not in card.text:
+        card.text = card.text.rstrip() + "\n" + USAGE_SECTION.format(repo_id=repo_id)
+    return card
+
+
+ADAPTER_CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ name }}
+
+A LoRA adapter{% if base %} for `{{ base }}`{% endif %} in the [Baize](https://arxiv.org/abs/2304.01196) format
+(`[|Human|]` / `[|AI|]` turns).
+
+| setting | value |
+|---|---|
+{% for key, value in settings.items() -%}
+| {{ key }} | {{ value }} |
+{% endfor %}
+## How to use
+
+```python
+from peft import AutoPeftModelForCausalLM
+from transformers import AutoTokenizer
+
+model = AutoPeftModelForCausalLM.from_pretrained("{{ repo_id }}")
+tokenizer = AutoTokenizer.from_pretrained("{{ repo_id }}")
+```
+"""
+
+
+def _new_adapter_card(folder: Path, repo_id: str, adapter_config: dict) -> ModelCard:
+    settings = {
+        "LoRA r / alpha / dropout": f"{adapter_config.get('r')} / {adapter_config.get('lora_alpha')} / "
+        f"{adapter_config.get('lora_dropout')}",
+        "target modules": ", ".join(sorted(adapter_config.get("target_modules") or [])),
+    }
+    summary_path = folder / "run_summary.json"
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        for key in ("global_step", "loss_first", "loss_last", "eval_loss_last", "train_tokens"):
+            if summary.get(key) is not None:
+                settings[key] = summary[key]
+    base = hub_model_id(adapter_config.get("base_model_name_or_path") or "")
+    return ModelCard.from_template(
+        ModelCardData(library_name="peft", base_model=base),
+        template_str=ADAPTER_CARD_TEMPLATE,
+        name=repo_id.split("/")[-1],
+        base=base,
+        settings=settings,
+        repo_id=repo_id,
+    )
+
+
+def dataset_card(
+    *,
+    pretty_name: str,
+    description: str,
+    license: str = "other",
+    source_datasets: list[str] | None = None,
+    tags: list[str] | None = None,
+    sections: dict[str, str] | None = None,
+    **metadata,
+) -> DatasetCard:
+    """A dataset card from huggingface_hub's card tools, e.g. for SDF scores or a data mix:
+
+    dataset_card(pretty_name="Baize SDF scores", description="...", sections={"Scoring": "..."})
+    """
+    card_data = DatasetCardData(
+        pretty_name=pretty_name,
+        license=license,
+        license_name="seed-dataset-and-teacher-terms" if license == "other" else None,
+        source_datasets=source_datasets or None,
+        task_categories=["text-generation"],
+        tags=list(dict.fromkeys(["baize", *(tags or [])])),
+        **metadata,
+    )
+    body = "\n".join(f"## {title}\n\n{text.strip()}\n" for title, text in (sections or {}).items())
+    return DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n# {pretty_name}\n\n{description.strip()}\n\n{body}")

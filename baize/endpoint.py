@@ -1,0 +1,283 @@
+"""The one OpenAI-compatible client wrapper: `openai.AsyncOpenAI` behind a shared RPM/TPM limiter, one usage type,
+and a bounded gather. The collection teacher, the judge and eval's endpoint answers all go through `Endpoint`.
+
+Retries (429, 5xx, time-outs, connection errors; Retry-After honoured) are the openai client's own. What
+it cannot do, because each request retries on its own, is make the *other* requests back off: a response
+hook sees every 429/503 with Retry-After and pauses the limiter, so a rate limit does not turn into a
+storm of 429s from all the concurrent requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from baize.errors import BaizeError
+
+logger = logging.getLogger(__name__)
+
+
+class EndpointError(BaizeError, RuntimeError):
+    """An endpoint that cannot be used (no API key, unreachable): the message names the URL and what to do."""
+
+
+# --------------------------------------------------------------------------- rate limiting
+
+
+class TokenBucket:
+    """`per_minute` refilled continuously; at most one second's worth is spent in a burst.
+
+    Providers enforce per-minute limits over shorter windows too, so the bucket is kept small. A cost
+    larger than the bucket is let through when the bucket is full (it then goes into debt), so no
+    request waits forever.
+    """
+
+    def __init__(self, per_minute: float, clock: Callable[[], float]):
+        self.rate = per_minute / 60.0
+        self.capacity = self.rate  # one second's worth
+        self.level = self.capacity
+        self.clock = clock
+        self.updated = clock()
+
+    def refill(self) -> None:
+        now = self.clock()
+        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+        self.updated = now
+
+    def wait_time(self, cost: float) -> float:
+        self.refill()
+        needed = min(cost, self.capacity)
+        return 0.0 if self.level >= needed else (needed - self.level) / self.rate
+
+
+class RateLimiter:
+    """Requests- and tokens-per-minute limits shared by every call, and a shared pause after a 429."""
+
+    def __init__(
+        self,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable] = asyncio.sleep,
+    ):
+        self.requests = TokenBucket(rpm, clock) if rpm else None
+        self.tokens = TokenBucket(tpm, clock) if tpm else None
+        self.clock, self.sleep = clock, sleep
+        self.paused_until = 0.0
+        self._lock = asyncio.Lock()  # waiters are served in order
+
+    async def acquire(self, tokens: int) -> None:
+        async with self._lock:
+            while True:
+                wait = max(
+                    self.paused_until - self.clock(),
+                    self.requests.wait_time(1) if self.requests else 0.0,
+                    self.tokens.wait_time(tokens) if self.tokens else 0.0,
+                )
+                if wait <= 0:
+                    break
+                await self.sleep(wait)
+            if self.requests:
+                self.requests.level -= 1
+            if self.tokens:
+                self.tokens.level -= tokens
+
+    def settle(self, reserved: int, used: int) -> None:
+        """A call reserved `reserved` tokens and its usage says `used`: give back (or charge) the difference."""
+        if self.tokens:
+            self.tokens.refill()
+            self.tokens.level = min(self.tokens.capacity, self.tokens.level + reserved - used)
+
+    def pause(self, seconds: float) -> None:
+        self.paused_until = max(self.paused_until, self.clock() + seconds)
+
+
+# --------------------------------------------------------------------------- usage and cost
+
+
+@dataclass
+class RoleUsage:
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, other: RoleUsage) -> None:
+        self.calls += other.calls
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.cost_usd += other.cost_usd
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Usage:
+    """Token usage and cost by role (`user` simulator, `assistant` turns / `transcript` calls)."""
+
+    roles: dict[str, RoleUsage] = field(default_factory=dict)
+
+    def add(self, role: str, usage: RoleUsage) -> None:
+        self.roles.setdefault(role, RoleUsage()).add(usage)
+
+    def merge(self, other: Usage) -> None:
+        for role, usage in other.roles.items():
+            self.add(role, usage)
+
+    @property
+    def total(self) -> RoleUsage:
+        total = RoleUsage()
+        for usage in self.roles.values():
+            total.add(usage)
+        return total
+
+    def summary(self) -> dict:
+        """The `usage` column: totals over both roles."""
+        total = self.total
+        return {
+            "calls": total.calls,
+            "prompt_tokens": total.prompt_tokens,
+            "completion_tokens": total.completion_tokens,
+            "total_tokens": total.prompt_tokens + total.completion_tokens,
+            "cost_usd": round(total.cost_usd, 8),
+        }
+
+    def by_role(self) -> dict:
+        return {role: dict(usage.__dict__) for role, usage in self.roles.items()}
+
+    @classmethod
+    def from_by_role(cls, data: dict) -> Usage:
+        return cls({role: RoleUsage(**values) for role, values in (data or {}).items()})
+
+
+# --------------------------------------------------------------------------- the client
+
+
+@dataclass
+class Completion:
+    content: str
+    finish_reason: str | None
+    completion_tokens: int | None = None  # None when the server sends no usage
+
+
+def estimate_prompt_tokens(messages: list[dict]) -> int:
+    """A generous guess before the call (3 characters a token); the usage fields settle the difference."""
+    return sum(len(m["content"]) // 3 + 4 for m in messages) + 3
+
+
+def retry_after_seconds(headers) -> float:
+    """The server's requested pause (`retry-after-ms` as OpenAI sends it, or `retry-after` seconds); else 1 s."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            seconds = float(headers.get(name)) / scale
+        except (TypeError, ValueError):  # absent, or an HTTP date: the client's own back-off handles those
+            continue
+        if math.isfinite(seconds):
+            return min(max(seconds, 0.0), 120.0)
+    return 1.0
+
+
+def resolve_api_key(api_key_env: str, base_url: str | None) -> str:
+    key = os.environ.get(api_key_env)
+    if key:
+        return key
+    if base_url is None:
+        raise EndpointError(f"set the {api_key_env} environment variable (the API key is read from it only)")
+    return "not-needed"  # local servers (transformers serve, vLLM) accept any key
+
+
+def resolve_model_name(model: str, gguf_file: str | None = None) -> str:
+    """`pkg:NAME` + GGUF -> the converted local folder, which is the model name `transformers serve` loads."""
+    if model.startswith("pkg:") or gguf_file:
+        from baize.models import resolve_model_path
+
+        return resolve_model_path(model, gguf_file)
+    return model
+
+
+def describe_url(base_url: str | None) -> str:
+    return base_url or "https://api.openai.com/v1"
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """The endpoint could not be reached at all (after the client's retries), as opposed to a bad request."""
+    import openai
+
+    return isinstance(error, openai.APIConnectionError)
+
+
+class Endpoint:
+    """One base URL: chat completions through the shared limiter, usage charged to a `RoleUsage`."""
+
+    def __init__(
+        self,
+        base_url: str | None,
+        api_key_env: str,
+        *,
+        limiter: RateLimiter | None = None,
+        max_retries: int = 6,
+        timeout: float = 120.0,
+    ):
+        import openai
+
+        self.base_url = base_url
+        self.limiter = limiter or RateLimiter()
+        self.rate_limited = 0  # 429 answers seen (retries included)
+        self.calls_without_usage = 0
+        self.client = openai.AsyncOpenAI(
+            base_url=base_url,
+            api_key=resolve_api_key(api_key_env, base_url),
+            max_retries=max_retries,
+            timeout=timeout,
+            http_client=openai.DefaultAsyncHttpxClient(event_hooks={"response": [self._on_response]}),
+        )
+
+    async def _on_response(self, response) -> None:
+        if response.status_code not in (429, 503):
+            return
+        self.rate_limited += response.status_code == 429
+        self.limiter.pause(retry_after_seconds(response.headers))
+
+    async def chat(
+        self, model: str, messages: list[dict], usage: RoleUsage | None = None, **params
+    ) -> tuple[Completion, RoleUsage]:
+        """One chat completion (first choice); returns it and this call's usage (also added to `usage`).
+        `params`: temperature, top_p, max_tokens, stop, seed... (None values are not sent)."""
+        params = {name: value for name, value in params.items() if value is not None}
+        reserved = estimate_prompt_tokens(messages) + params.get("max_tokens", 0)
+        await self.limiter.acquire(reserved)
+        call = RoleUsage(calls=1)
+        try:
+            response = await self.client.chat.completions.create(model=model, messages=messages, **params)
+            if response.usage is None:
+                self.calls_without_usage += 1
+            else:
+                call.prompt_tokens = response.usage.prompt_tokens or 0
+                call.completion_tokens = response.usage.completion_tokens or 0
+        finally:
+            self.limiter.settle(reserved, call.prompt_tokens + call.completion_tokens)
+        if usage is not None:
+            usage.add(call)
+        choice = response.choices[0]
+        tokens = call.completion_tokens if response.usage is not None else None
+        return Completion(choice.message.content or "", choice.finish_reason, tokens), call
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+async def gather_bounded(coroutines: Iterable[Awaitable], limit: int) -> list:
+    """`asyncio.gather` with at most `limit` awaiting at once; results in order, exceptions returned."""
+    semaphore = asyncio.Semaphore(max(1, limit))
+
+    async def bounded(coroutine):
+        async with semaphore:
+            return await coroutine
+
+    return await asyncio.gather(*(bounded(c) for c in coroutines), return_exceptions=True)

@@ -1,0 +1,127 @@
+"""Question tables: a column of a Hub dataset or a local file, de-duplicated, sharded by index, limited.
+
+Collection seeds, SDF prompts and eval questions are all read here."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+LOCAL_BUILDERS = {
+    ".txt": "text",
+    ".text": "text",
+    ".jsonl": "json",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".csv": "csv",
+}
+ALPACA_COLUMNS = ("instruction", "input", "output")
+
+
+@dataclass(frozen=True)
+class Seed:
+    id: str  # stable across runs and machines: the resume key
+    text: str
+    row: dict | None = None  # alpaca mode: the instruction/input/output row
+
+
+@dataclass
+class SeedStats:
+    read: int = 0
+    empty: int = 0
+    duplicate: int = 0
+    other_shards: int = 0
+    over_limit: int = 0
+    selected: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def normalize(text: str) -> str:
+    """What counts as the same seed: case and whitespace do not matter."""
+    return " ".join(text.split()).casefold()
+
+
+def seed_id(text: str) -> str:
+    return hashlib.sha256(normalize(text).encode()).hexdigest()[:20]
+
+
+def load_table(name_or_path: str | None, name: str | None = None, split: str = "train", key: str = "seeds_path"):
+    """The rows as a `datasets.Dataset` (Hub id, local dataset folder, or a single local file); `key` names the
+    setting in messages."""
+    import datasets
+
+    if not name_or_path:
+        raise ValueError(f"{key} is not set: give a Hub dataset id or a local .txt/.jsonl file")
+    path = Path(name_or_path)
+    if path.is_file():
+        builder = LOCAL_BUILDERS.get(path.suffix.lower())
+        if builder is None:
+            raise ValueError(f"{path}: unsupported seed file type (use one of {', '.join(LOCAL_BUILDERS)})")
+        return datasets.load_dataset(builder, data_files=str(path), split="train")
+    if path.suffix.lower() in LOCAL_BUILDERS and not path.exists():
+        raise FileNotFoundError(f"{key}: file not found: {path} (relative to {Path.cwd()})")
+    return datasets.load_dataset(name_or_path, name=name, split=split)
+
+
+def column_values(table, column: str) -> list:
+    """Values of a (dotted) column path: `title`, or `questions.text.0` into nested dicts and lists."""
+    head, *rest = column.split(".")
+    if head not in table.column_names:
+        raise KeyError(f"seed column {head!r} not found; the dataset has {table.column_names}")
+    values = table[head]
+    for key in rest:
+        values = [_step(value, key) for value in values]
+    return values
+
+
+def _step(value, key: str):
+    if isinstance(value, dict):
+        return value.get(key)
+    if isinstance(value, list | tuple) and key.isdigit():
+        return value[int(key)] if int(key) < len(value) else None
+    return None
+
+
+def select_seeds(
+    table, column: str, *, alpaca: bool = False, shard_index: int = 0, num_shards: int = 1, limit: int | None = None
+) -> tuple[list[Seed], SeedStats]:
+    """De-duplicate (first occurrence wins), keep this shard's indices, then apply the limit."""
+    stats = SeedStats()
+    if alpaca:
+        missing = [c for c in ("instruction", "output") if c not in table.column_names]
+        if missing:
+            raise KeyError(f"alpaca mode needs columns {ALPACA_COLUMNS}; missing {missing} in {table.column_names}")
+        columns = {c: table[c] if c in table.column_names else [None] * len(table) for c in ALPACA_COLUMNS}
+        rows = [dict(zip(ALPACA_COLUMNS, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+        texts = [f"{row['instruction'] or ''}\n{row['input'] or ''}".strip() for row in rows]
+    else:
+        column = "text" if "text" in table.column_names and len(table.column_names) == 1 else column
+        texts = ["" if v is None else str(v) for v in column_values(table, column)]
+        rows = [None] * len(texts)
+
+    seen: set[str] = set()
+    unique: list[Seed] = []
+    for text, row in zip(texts, rows, strict=True):
+        stats.read += 1
+        text = text.strip()
+        if not text:
+            stats.empty += 1
+            continue
+        key = seed_id(text)
+        if key in seen:
+            stats.duplicate += 1
+            continue
+        seen.add(key)
+        unique.append(Seed(key, row["instruction"].strip() if row else text, row))
+
+    # Shards are taken by index of the de-duplicated list: every machine computes the same list.
+    shard = unique[shard_index::num_shards]
+    stats.other_shards = len(unique) - len(shard)
+    if limit is not None and len(shard) > limit:
+        stats.over_limit = len(shard) - limit
+        shard = shard[:limit]
+    stats.selected = len(shard)
+    return shard, stats

