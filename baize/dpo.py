@@ -18,6 +18,7 @@ from pathlib import Path
 from trl import DatasetMixtureConfig, DPOConfig, ScriptArguments, TrlParser
 
 from baize import BAIZE_TEMPLATE
+from baize.arguments import parse_recipe
 from baize.errors import one_line_errors
 from baize.launch import (
     check_liger,
@@ -72,7 +73,7 @@ def parse_args(argv: list[str] | None = None):
         description="DPO of a new LoRA on SDF preference pairs (baize sdf --step select): "
         "baize dpo --config recipes/baize-v2-7b/dpo.yaml [--key value ...]",
     )
-    return parser.parse_args_and_config(argv)
+    return parse_recipe(parser, sys.argv[1:] if argv is None else argv)
 
 
 def main(script_args, training_args, model_args, dataset_args) -> dict:

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from baize.errors import BaizeError
+from baize.secrets import redact, register_key_variable
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +185,7 @@ def retry_after_seconds(headers) -> float:
 
 
 def resolve_api_key(api_key_env: str, base_url: str | None) -> str:
+    register_key_variable(api_key_env)  # its value is redacted from every message and log line from now on
     key = os.environ.get(api_key_env)
     if key:
         return key
@@ -199,6 +201,11 @@ def resolve_model_name(model: str, gguf_file: str | None = None) -> str:
 
         return resolve_model_path(model, gguf_file)
     return model
+
+
+def describe_error(error: BaseException) -> str:
+    """`Type: message` for reports and files, with any key an endpoint echoed back redacted."""
+    return redact(f"{type(error).__name__}: {error}")
 
 
 def describe_url(base_url: str | None) -> str:

@@ -34,8 +34,9 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from baize.endpoint import EndpointError, describe_url
-from baize.errors import one_line_errors
+from baize.arguments import parse_recipe
+from baize.endpoint import EndpointError, describe_error, describe_url
+from baize.errors import MissingColumn, UsageError, configure_logging, one_line_errors
 from baize.jsonl import JSONLAppender, read_jsonl, write_jsonl_atomically
 from baize.judge import (
     JudgeArguments,
@@ -188,11 +189,11 @@ class EvalConfig(JudgeArguments):
             try:
                 self.category_temperatures = json.loads(self.category_temperatures)
             except json.JSONDecodeError as error:
-                raise ValueError(f"category_temperatures: not a JSON mapping: {error}") from None
+                raise UsageError(f"category_temperatures: not a JSON mapping: {error}") from None
         if self.category_temperatures is not None and not isinstance(self.category_temperatures, dict):
-            raise ValueError("category_temperatures must be a mapping of category -> temperature")
+            raise UsageError("category_temperatures must be a mapping of category -> temperature")
         if not 0 < self.confidence < 1:
-            raise ValueError("confidence must be between 0 and 1")
+            raise UsageError("confidence must be between 0 and 1")
 
     def temperature(self, category: str) -> float:
         temperatures = {**CATEGORY_TEMPERATURES, **(self.category_temperatures or {})}
@@ -210,7 +211,7 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
         "orders (win/tie/loss, adjusted win rate with a bootstrap interval). "
         "baize eval --config recipes/baize-smol/eval.yaml [--step answer|judge|report|all] [--model ...]",
     )
-    (config,) = parser.parse_args_and_config(list(sys.argv[1:] if argv is None else argv))
+    (config,) = parse_recipe(parser, list(sys.argv[1:] if argv is None else argv))
     return config
 
 
@@ -226,7 +227,7 @@ def load_questions(config: EvalConfig) -> list[dict]:
     try:
         texts = column_values(table, config.question_column)
     except KeyError:
-        raise KeyError(
+        raise MissingColumn(
             f"{path}: question column {config.question_column!r} not found; columns: {table.column_names} "
             "(set question_column)"
         ) from None
@@ -236,9 +237,9 @@ def load_questions(config: EvalConfig) -> list[dict]:
     for row, text in enumerate(texts):
         question_id = str(ids[row] if ids is not None else row + 1)
         if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"{path}: row {row + 1} (question {question_id}) has no question text")
+            raise UsageError(f"{path}: row {row + 1} (question {question_id}) has no question text")
         if question_id in seen:
-            raise ValueError(f"{path}: row {row + 1}: question id {question_id} appears twice")
+            raise UsageError(f"{path}: row {row + 1}: question id {question_id} appears twice")
         seen.add(question_id)
         category = str(categories[row]) if categories is not None and categories[row] else "all"
         per_category[category] = per_category.get(category, 0) + 1
@@ -270,7 +271,7 @@ def default_label(spec: str) -> str:
 
 def contestants(config: EvalConfig) -> tuple[Contestant, Contestant]:
     if not config.model:
-        raise ValueError("model is not set: give the adapter / model to evaluate (--model or `model:` in the recipe)")
+        raise UsageError("model is not set: give the adapter / model to evaluate (--model or `model:` in the recipe)")
     model = Contestant(
         "model", config.model, config.model_label or default_label(config.model), config.model_base,
         config.model_gguf_file,
@@ -280,7 +281,7 @@ def contestants(config: EvalConfig) -> tuple[Contestant, Contestant]:
         config.reference_base, config.reference_gguf_file,
     )  # fmt: skip
     if model.label == reference.label:
-        raise ValueError(f"model and reference have the same label {model.label!r}: set model_label / reference_label")
+        raise UsageError(f"model and reference have the same label {model.label!r}: set model_label / reference_label")
     return model, reference
 
 
@@ -294,7 +295,7 @@ def read_answers(config: EvalConfig, contestant: Contestant) -> dict[str, dict]:
     rows = read_jsonl(path)
     for number, row in enumerate(rows, 1):
         if row.get("contestant") != contestant.spec:
-            raise ValueError(
+            raise UsageError(
                 f"{path}: line {number} was answered by {row.get('contestant')!r}, not {contestant.spec!r}: "
                 f"give this {contestant.role} another {contestant.role}_label, or delete the file"
             )
@@ -411,7 +412,7 @@ async def answer_at_endpoint(
                 )
             except Exception as error:  # openai.APIError after the client's retries
                 stats["request_errors"] += 1
-                stats["last_error"] = f"{type(error).__name__}: {error}"
+                stats["last_error"] = describe_error(error)
                 logger.warning("answer: question %s failed: %s", question["question_id"], error)
                 return
         text = choice.content.strip()
@@ -533,7 +534,7 @@ async def judge_questions(config: EvalConfig, rows: list[dict], client: JudgeCli
                 results = await asyncio.gather(*calls)
             except Exception as error:  # openai.APIError after the client's retries: the next run asks again
                 stats["request_errors"] += 1
-                stats["last_error"] = f"{type(error).__name__}: {error}"
+                stats["last_error"] = describe_error(error)
                 logger.warning("judge: question %s failed: %s", row["question_id"], error)
                 return
         row["reference_first"] = results[0]
@@ -712,6 +713,13 @@ def markdown_table(results: dict) -> str:
             f"| {block['unjudged']} | {fmt(block['adjusted_win_rate'], 3)} | {ci(block['adjusted_win_rate_ci'], 3)} "
             f"| {fmt(block['model_words'])} | {fmt(block['reference_words'])} |"
         )
+    cut = results.get("cut_at_max_new_tokens")
+    if cut:
+        lines += [
+            "",
+            f"Answers cut at max_new_tokens ({cut['max_new_tokens']}, the same budget for both): {model} "
+            f"{cut['model']}, {reference} {cut['reference']}.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -775,12 +783,12 @@ def report_step(config: EvalConfig) -> dict:
     folder = Path(config.output_dir)
     judged = read_jsonl(folder / JUDGEMENTS_FILE)
     if not judged:
-        raise FileNotFoundError(f"{folder / JUDGEMENTS_FILE}: no judgements yet (run the judge step first)")
+        raise UsageError(f"{folder / JUDGEMENTS_FILE}: no judgements yet (run the judge step first)")
     model, reference = contestants(config)
-    lengths = {
-        role: {i: row["words"] for i, row in read_answers(config, contestant).items()}
-        for role, contestant in (("model", model), ("reference", reference))
-    }
+    answers = {role: read_answers(config, c) for role, c in (("model", model), ("reference", reference))}
+    lengths = {role: {i: row["words"] for i, row in rows.items()} for role, rows in answers.items()}
+    # Answers cut at max_new_tokens: a reference cut more often than the model is judged on unfinished text.
+    cut = {role: sum(row.get("finish_reason") == "length" for row in rows.values()) for role, rows in answers.items()}
     categories: dict[str, list[dict]] = {}
     for row in judged:
         categories.setdefault(row["category"], []).append(row)
@@ -793,6 +801,7 @@ def report_step(config: EvalConfig) -> dict:
         "confidence": config.confidence,
         "categories": {name: summarize(config, rows, lengths) for name, rows in categories.items()},
         "overall": summarize(config, judged, lengths),
+        "cut_at_max_new_tokens": {**cut, "max_new_tokens": config.max_new_tokens},
         "config": {k: v for k, v in asdict(config).items() if "api_key" not in k},
     }
     (folder / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -817,12 +826,9 @@ def main(config: EvalConfig) -> dict:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpcore", "openai"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    config = parse_args(argv)
+    configure_logging()
     with one_line_errors("baize eval"):
-        summary = main(config)
+        summary = main(parse_args(argv))
     print(json.dumps(summary, indent=2, default=str))
 
 

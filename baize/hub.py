@@ -20,6 +20,7 @@ from huggingface_hub import DatasetCard, ModelCard, ModelCardData, RepoCard
 from baize.cards import adapter_card_for_push, dataset_card, hub_model_id, rewrite_how_to
 from baize.errors import BaizeError
 from baize.models import LEGACY_BASE_MODELS
+from baize.secrets import SECRET_REGEX, known_secret_values
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ SECRET_FILE_PATTERNS = [
     ".git/**",
 ]
 # Token shapes of the Hub and of OpenAI-compatible teachers (the collect stage uses those).
-SECRET_REGEX = re.compile(rb"\bhf_[A-Za-z0-9]{30,}\b|\bsk-(?:proj-)?[A-Za-z0-9_\-]{32,}\b")
+SECRET_BYTES_REGEX = re.compile(SECRET_REGEX.pattern.encode())
 SECRET_SCAN_MAX_BYTES = 64 * 2**20  # regex-scan files up to this size; known token values are looked for everywhere
 
 
@@ -115,12 +116,7 @@ def _matches(path: str, patterns: list[str]) -> bool:
 
 def _known_secret_values() -> list[bytes]:
     """The tokens this process could use: they must never appear in an uploaded file."""
-    import os
-
-    from huggingface_hub import get_token
-
-    values = [get_token(), os.environ.get("HF_TOKEN"), os.environ.get("OPENAI_API_KEY")]
-    return [v.encode() for v in values if v and len(v) >= 8]
+    return [value.encode() for value in known_secret_values()]
 
 
 def _stream_contains(path: Path, values: list[bytes], chunk_size: int = 8 * 2**20) -> bool:
@@ -148,7 +144,7 @@ def find_secrets(folder: str | Path, files: list[str]) -> dict[str, str]:
             data = path.read_bytes()
             if any(value in data for value in known):
                 found[rel] = "token value"
-            elif SECRET_REGEX.search(data):
+            elif SECRET_BYTES_REGEX.search(data):
                 found[rel] = "token-shaped text"
         elif known and _stream_contains(path, known):
             found[rel] = "token value"

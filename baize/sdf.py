@@ -38,8 +38,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from baize.endpoint import EndpointError, describe_url
-from baize.errors import BaizeError, one_line_errors
+from baize.arguments import parse_recipe
+from baize.endpoint import EndpointError, describe_error, describe_url
+from baize.errors import BaizeError, configure_logging, one_line_errors
 from baize.generation import batch_seed, generate_candidates
 from baize.jsonl import JSONLAppender, read_jsonl, write_jsonl_atomically
 from baize.judge import (
@@ -182,7 +183,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[SDFConfig, list[str]]:
         "with an LLM judge, keep the best, train a new LoRA on top of v1. "
         "baize sdf --config recipes/baize-smol/sdf.yaml [--step sample|judge|select|train|all] [-- SFT overrides]",
     )
-    (config,) = parser.parse_args_and_config(argv)
+    (config,) = parse_recipe(parser, argv)
     return config, train_argv
 
 
@@ -289,7 +290,10 @@ def sample_step(config: SDFConfig) -> dict:
             stats["too_long"] += 1
         else:
             encoded.append((prompt, ids))
-    with JSONLAppender(out, writer="`baize sdf`") as appender:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(encoded), desc="sample", unit="prompt")
+    with bar, JSONLAppender(out, writer="`baize sdf`") as appender:
         for first in range(0, len(encoded), config.batch_size):
             batch = encoded[first : first + config.batch_size]
             torch.manual_seed(batch_seed(config.seed, [p["id"] for p, _ in batch]))
@@ -320,7 +324,7 @@ def sample_step(config: SDFConfig) -> dict:
                     }
                 )
                 stats["sampled"] += 1
-            logger.info("sample: %d/%d prompts", stats["sampled"], len(encoded))
+            bar.update(len(batch))
     elapsed = time.perf_counter() - start
     stats["candidates_per_second"] = round(stats["sampled"] * config.num_candidates / elapsed, 2)
     return stats
@@ -430,10 +434,13 @@ async def judge_rows(config: SDFConfig, rows: list[dict], appender: JSONLAppende
         "parse_errors": {},
         "usage": new_usage(),
     }
+    from tqdm.auto import tqdm
+
     queue: asyncio.Queue = asyncio.Queue()
     for row in rows:
         queue.put_nowait(row)
     judged: list[dict] = []
+    bar = tqdm(total=len(rows), desc="judge", unit="prompt")
 
     async def worker():
         while not queue.empty():
@@ -446,11 +453,12 @@ async def judge_rows(config: SDFConfig, rows: list[dict], appender: JSONLAppende
                     result = await judge.pairwise(row, usage)
             except Exception as error:  # openai.APIError after retries, timeouts: retried on the next run
                 stats["request_errors"] += 1
-                stats["last_error"] = f"{type(error).__name__}: {error}"
+                stats["last_error"] = describe_error(error)
                 logger.warning("judge: prompt %s failed: %s", row["id"], error)
                 continue
             finally:
                 stats["usage"].add(usage)
+                bar.update(1)
             out = {
                 **row,
                 "scores": result.pop("scores"),
@@ -465,7 +473,10 @@ async def judge_rows(config: SDFConfig, rows: list[dict], appender: JSONLAppende
             judged.append(out)
             stats["judged"] += 1
 
-    await asyncio.gather(*[worker() for _ in range(max(1, config.judge_concurrency))])
+    try:
+        await asyncio.gather(*[worker() for _ in range(max(1, config.judge_concurrency))])
+    finally:
+        bar.close()
     stats["rows"] = judged
     stats["usage"] = stats["usage"].as_dict()
     return stats
@@ -725,7 +736,7 @@ base (`baize merge {lineage["v1_parent"]} --output v1-merged`), then this adapte
 
 
 def main(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    configure_logging()
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     steps = STEPS[:-1] if config.step == "all" else (config.step,)
     results = {}
@@ -742,8 +753,8 @@ def main(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    config, train_argv = parse_args(argv)
     with one_line_errors("baize sdf"):
+        config, train_argv = parse_args(argv)
         results = main(config, train_argv)
     print(json.dumps({k: v for k, v in results.items() if k != "train"}, indent=2, default=str), flush=True)
 

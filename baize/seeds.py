@@ -8,6 +8,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from baize.errors import MissingColumn, UsageError
+
 LOCAL_BUILDERS = {
     ".txt": "text",
     ".text": "text",
@@ -54,23 +56,37 @@ def load_table(name_or_path: str | None, name: str | None = None, split: str = "
     import datasets
 
     if not name_or_path:
-        raise ValueError(f"{key} is not set: give a Hub dataset id or a local .txt/.jsonl file")
+        raise UsageError(f"{key} is not set: give a Hub dataset id or a local .txt/.jsonl file")
     path = Path(name_or_path)
     if path.is_file():
         builder = LOCAL_BUILDERS.get(path.suffix.lower())
         if builder is None:
-            raise ValueError(f"{path}: unsupported seed file type (use one of {', '.join(LOCAL_BUILDERS)})")
-        return datasets.load_dataset(builder, data_files=str(path), split="train")
+            raise UsageError(f"{path}: unsupported seed file type (use one of {', '.join(LOCAL_BUILDERS)})")
+        if not path.read_bytes().strip():
+            raise UsageError(
+                f"{key} {path}: the file is empty (one question per line in .txt, one JSON object in .jsonl)"
+            )
+        try:
+            return datasets.load_dataset(builder, data_files=str(path), split="train")
+        except datasets.exceptions.DatasetGenerationError as error:
+            cause = error.__cause__ or error
+            raise UsageError(f"{key} {path}: cannot be read as {builder}: {cause}") from error
     if path.suffix.lower() in LOCAL_BUILDERS and not path.exists():
-        raise FileNotFoundError(f"{key}: file not found: {path} (relative to {Path.cwd()})")
-    return datasets.load_dataset(name_or_path, name=name, split=split)
+        raise UsageError(f"{key}: file not found: {path} (relative to {Path.cwd()})")
+    try:
+        return datasets.load_dataset(name_or_path, name=name, split=split)
+    except (datasets.exceptions.DatasetNotFoundError, FileNotFoundError) as error:
+        raise UsageError(
+            f"{key} {name_or_path}: no such local path, and not found on the Hub ({error}); check the name, or log in "
+            "for a private or gated dataset"
+        ) from error
 
 
 def column_values(table, column: str) -> list:
     """Values of a (dotted) column path: `title`, or `questions.text.0` into nested dicts and lists."""
     head, *rest = column.split(".")
     if head not in table.column_names:
-        raise KeyError(f"seed column {head!r} not found; the dataset has {table.column_names}")
+        raise MissingColumn(f"seed column {head!r} not found; the dataset has {table.column_names}")
     values = table[head]
     for key in rest:
         values = [_step(value, key) for value in values]
@@ -93,7 +109,9 @@ def select_seeds(
     if alpaca:
         missing = [c for c in ("instruction", "output") if c not in table.column_names]
         if missing:
-            raise KeyError(f"alpaca mode needs columns {ALPACA_COLUMNS}; missing {missing} in {table.column_names}")
+            raise MissingColumn(
+                f"alpaca mode needs columns {ALPACA_COLUMNS}; missing {missing} in {table.column_names}"
+            )
         columns = {c: table[c] if c in table.column_names else [None] * len(table) for c in ALPACA_COLUMNS}
         rows = [dict(zip(ALPACA_COLUMNS, values, strict=True)) for values in zip(*columns.values(), strict=True)]
         texts = [f"{row['instruction'] or ''}\n{row['input'] or ''}".strip() for row in rows]

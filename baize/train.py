@@ -23,7 +23,8 @@ from pathlib import Path
 from trl import DatasetMixtureConfig, ScriptArguments, SFTConfig, TrlParser
 
 from baize import BAIZE_TEMPLATE
-from baize.errors import one_line_errors
+from baize.arguments import parse_recipe
+from baize.errors import configure_logging, one_line_errors
 from baize.launch import (
     check_liger,
     check_quantization_fits_sharding,
@@ -97,7 +98,7 @@ def parse_args(argv: list[str] | None = None):
         description="Fine-tune a Baize chat model (LoRA SFT with TRL) from a YAML recipe: "
         "baize train --config recipes/baize-smol/sft.yaml [--key value ...]",
     )
-    return parser.parse_args_and_config(argv)
+    return parse_recipe(parser, sys.argv[1:] if argv is None else argv)
 
 
 def peak_memory_mb() -> dict[str, float]:
@@ -144,7 +145,7 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
     from baize.cards import sft_model_card
     from baize.data import load_chat_mixture
 
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    configure_logging()
     keep_hub_token_out_of_artifacts(training_args)
 
     # Refuse what cannot work before anything is written to output_dir.

@@ -24,6 +24,7 @@ from baize.collect import CollectConfig, collect, parse_args
 from baize.collect.seeds import load_seeds
 from baize.collect.selfchat import REASONS, Cleaner, Rejected, parse_transcript
 from baize.endpoint import EndpointError, RateLimiter, resolve_model_name
+from baize.errors import BaizeError
 from baize.runs import SettingsChanged
 from baize.seeds import seed_id
 
@@ -158,7 +159,12 @@ FAULT_SEEDS = [
 def test_transcript_faults_exact_counts_and_resume(openai_server, tmp_path):
     openai_server.responder = transcript_faults
     config = config_for(openai_server, tmp_path, FAULT_SEEDS)
-    report = collect(config)
+    # A run that failed part of its work fails, after writing everything it got and the failed seeds.
+    with pytest.raises(EndpointError, match=r"1 seeds failed at .*kept 7, dropped 8, failed 1.*failed_seeds.jsonl"):
+        collect(config)
+    report = json.loads(Path(config.output_dir, "report.json").read_text())
+    failed = [json.loads(line) for line in Path(config.output_dir, "failed_seeds.jsonl").read_text().splitlines()]
+    assert [(f["seed"], f["reason"].split(":")[0]) for f in failed] == [("s-down", "InternalServerError")]
 
     assert report["kept"] == 7  # good, one, primer, 429, 500, hang, one of the duplicates
     assert report["dropped"] == {
@@ -197,6 +203,7 @@ def test_transcript_faults_exact_counts_and_resume(openai_server, tmp_path):
     report = collect(config)
     assert [seed_of(r) for r in openai_server.requests] == ["s-down"]
     assert report["kept"] == 8 and report["failed_this_run"] == 0 and report["dropped_total"] == 8
+    assert Path(config.output_dir, "failed_seeds.jsonl").read_text() == ""
     rows = [json.loads(line) for line in Path(config.output_dir, "train.jsonl").read_text().splitlines()]
     assert len(rows) == 8 and len({row["seed"] for row in rows}) == 8
     assert set(rows[0]) == {"messages", "seed", "source", "teacher", "mode", "usage"}
@@ -366,6 +373,24 @@ def test_api_key_comes_from_the_environment_and_is_never_written(openai_server, 
         assert "7f3a9c" not in path.read_text(errors="replace"), path
 
 
+def test_a_key_echoed_back_by_the_endpoint_is_redacted_everywhere(openai_server, tmp_path):
+    secret = "my-teacher-key-" + "4d2b" * 6  # not token-shaped: only its value identifies it
+    openai_server.responder = lambda r: Reply(status=400, message=f"bad request with key {r.headers['authorization']}")
+    output = str(tmp_path / "out")
+    command = [sys.executable, "-m", "baize.collect", "--mode", "transcript", "--base_url", openai_server.base_url,
+               "--seeds_path", str(write_seeds(tmp_path / "seeds.txt", ["one", "two"])), "--output_dir", output,
+               "--teacher_model", "test-teacher", "--api_key_env", "BAIZE_TEST_TEACHER_KEY", "--max_retries", "0"]  # fmt: skip
+    env = {**os.environ, "BAIZE_TEST_TEACHER_KEY": secret, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert {r.headers["authorization"] for r in openai_server.requests} == {f"Bearer {secret}"}
+    journal_text = (Path(output) / "journal.jsonl").read_text()
+    assert "bad request with key Bearer ***" in journal_text  # the reason is kept, the key is not
+    for path in Path(output).rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(errors="replace"), path
+    assert secret not in result.stdout + result.stderr
+
+
 # --------------------------------------------------------------------------- resume, shards, SIGKILL
 
 
@@ -427,7 +452,7 @@ def test_one_collector_per_journal(tmp_path):
 
     config = CollectConfig(output_dir=str(tmp_path))
     with Journal(tmp_path, config):
-        with pytest.raises(SystemExit, match="another `baize collect`"):
+        with pytest.raises(BaizeError, match="another `baize collect`"):
             Journal(tmp_path, config)
     Journal(tmp_path, config).close()  # released with the first one
 

@@ -14,6 +14,7 @@ from baize.data import (
     load_chat_mixture,
     messages_to_baize,
 )
+from baize.errors import UsageError
 
 ORIGINAL = (
     "The conversation between human and AI assistant.\n"
@@ -93,7 +94,7 @@ def test_bad_rows_skipped_and_counted(tmp_path):
 
 def test_missing_file_is_named(tmp_path):
     mixture = DatasetMixtureConfig(datasets=[DatasetConfig(path="json", data_files=str(tmp_path / "nope.json"))])
-    with pytest.raises(FileNotFoundError, match="nope.json"):
+    with pytest.raises(UsageError, match="dataset file not found: .*nope.json"):
         load_chat_mixture(mixture)
 
 

@@ -260,8 +260,10 @@ def test_judge_both_orders_parsing_outcomes_and_cache(tmp_path):
     assert results["categories"]["alpha"]["adjusted_win_rate"] == 1.0
     assert results["categories"]["alpha"]["adjusted_win_rate_ci"] == [1.0, 1.0]
     assert overall["model_words"] < overall["reference_words"]  # lengths reported next to the scores
+    assert results["cut_at_max_new_tokens"] == {"model": 0, "reference": 0, "max_new_tokens": 512}
     folder = Path(config.output_dir)
     table = (folder / "results.md").read_text()
+    assert "Answers cut at max_new_tokens (512, the same budget for both)" in table
     assert "| alpha | 2 |" in table and "| **overall** | 6 | 88.6 |" in table
     for chart in ("scores_by_category.png", "pairwise_by_category.png"):
         assert (folder / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

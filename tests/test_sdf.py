@@ -433,7 +433,7 @@ def test_candidates_never_keep_a_turn_tag_and_count_their_real_tokens(v1_adapter
 
     chat = load_chat_model(v1_adapter)
     tok, stops = chat.tokenizer, chat.prompt_builder().stop_strings
-    assert stops == ["[|Human|]", "[|AI|]"]  # the Baize format stops at turn tags too, not only at EOS
+    assert stops == ["[|Human|]", "[|AI|]", "\n[|"]  # the Baize format stops at turn tags too, not only at EOS
     eos, pad = tok.eos_token_id, tok.pad_token_id or tok.eos_token_id
 
     def encode(text):
@@ -441,10 +441,13 @@ def test_candidates_never_keep_a_turn_tag_and_count_their_real_tokens(v1_adapter
 
     invented = encode("Paris.\n[|Human|] And Rome?\n[|AI|] Rome.")
     result = finished_sequence(tok, invented + [pad] * 3, eos=eos, pad=pad, stops=stops)
-    tag_end = next(n for n in range(1, len(invented) + 1) if "[|Human|]" in tok.decode(invented[:n]))
+    tag_end = next(n for n in range(1, len(invented) + 1) if "\n[|" in tok.decode(invented[:n]))
     assert result == {"text": "Paris.", "finish_reason": "stop", "new_tokens": tag_end}
 
-    cut_short = encode("Paris is the capital.\n[|Hu")  # max_new_tokens hit inside a tag
+    made_up = encode("Paris.\n[|Machine|] Humans made it.")  # a turn of the model's own invention (make demo)
+    assert finished_sequence(tok, made_up, eos=eos, pad=pad, stops=stops)["text"] == "Paris."
+
+    cut_short = encode("Paris is the capital. [|Hu")  # max_new_tokens hit inside a tag
     result = finished_sequence(tok, cut_short, eos=eos, pad=pad, stops=stops)
     assert result == {"text": "Paris is the capital.", "finish_reason": "length", "new_tokens": len(cut_short)}
 

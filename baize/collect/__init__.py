@@ -15,7 +15,6 @@ modes, parsing, cleaning), `journal` (crash-safe resume), `output` (report, card
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from baize.collect.config import CollectConfig, parse_args
@@ -30,10 +29,9 @@ def collect(config: CollectConfig) -> dict:
 
 
 def main(config: CollectConfig) -> dict:
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    # The client logs every retried request at INFO; the progress bar and the report already count them.
-    logging.getLogger("openai").setLevel(logging.WARNING)
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    from baize.errors import configure_logging
+
+    configure_logging()  # the client's per-request lines are off: the progress bar and the report count them
     report = collect(config)
     print(f"report: {config.output_dir}/report.json (kept {report['kept']}, dropped {report['dropped_total']})")
     return report
@@ -42,9 +40,8 @@ def main(config: CollectConfig) -> dict:
 def cli(argv: list[str] | None = None) -> None:
     from baize.errors import one_line_errors
 
-    config = parse_args(argv)
     with one_line_errors("baize collect"):
-        main(config)
+        main(parse_args(argv))
 
 
 if __name__ == "__main__":

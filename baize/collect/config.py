@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 
 MODES = ("transcript", "turns", "alpaca")
@@ -294,6 +295,8 @@ class CollectConfig:
 def parse_args(argv: list[str] | None = None) -> CollectConfig:
     from trl import TrlParser
 
+    from baize.arguments import parse_recipe
+
     parser = TrlParser(
         (CollectConfig,),
         prog="baize collect",
@@ -301,5 +304,5 @@ def parse_args(argv: list[str] | None = None) -> CollectConfig:
         "dataset: baize collect --config recipes/selfchat-quora/collect.yaml [--key value ...]. "
         "The API key comes from the environment variable named by --api_key_env only.",
     )
-    (config,) = parser.parse_args_and_config(argv)
+    (config,) = parse_recipe(parser, sys.argv[1:] if argv is None else argv)
     return config

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from baize.collect.config import CollectConfig
 from baize.endpoint import Usage
+from baize.errors import UsageError
 from baize.jsonl import JSONLAppender
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def read_journals(output_dir: Path) -> list[dict]:
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: corrupt journal line ({error})") from None
+                raise UsageError(f"{path}:{number}: corrupt journal line ({error})") from None
             if entry["id"] not in seen:
                 seen.add(entry["id"])
                 entries.append(entry)

@@ -23,9 +23,13 @@ from baize.collect.selfchat import (
     turns_dialogue,
 )
 from baize.collect.teacher import Teacher
-from baize.endpoint import EndpointError, RateLimiter, Usage
+from baize.endpoint import EndpointError, RateLimiter, Usage, describe_error, describe_url
+from baize.errors import UsageError
+from baize.jsonl import write_jsonl_atomically
 from baize.runs import claim_step
 from baize.seeds import Seed
+
+FAILED_SEEDS_FILE = "failed_seeds.jsonl"
 
 logger = logging.getLogger("baize.collect")
 
@@ -39,6 +43,7 @@ class Collector:
         self.config, self.journal, self.state = config, journal, state
         self.cleaner = Cleaner(config)
         self.kept = self.dropped = self.failed = 0
+        self.failures: list[dict] = []  # this run's failed seeds: retried by the next run
         self.stopped = "done"
         self.fatal: str | None = None
         self.teacher: Teacher | None = None
@@ -65,6 +70,10 @@ class Collector:
         return self.budget_spent()
 
     # ------------------------------------------------------------------ one seed
+
+    def fail(self, seed: Seed, reason: str) -> None:
+        self.failed += 1
+        self.failures.append({"id": seed.id, "seed": seed.text, "reason": reason})
 
     def record(self, seed: Seed, usage: Usage, dialogue: Dialogue | None = None, rejected: Rejected | None = None):
         """Journal a finished seed. Runs without awaiting, so the duplicate check and the append are atomic."""
@@ -124,20 +133,20 @@ class Collector:
             openai.NotFoundError,
             openai.UnprocessableEntityError,
         ) as error:  # every other seed would fail the same way: stop the run
-            self.fatal = self.fatal or f"{type(error).__name__}: {error}"
-            self.failed += 1
+            self.fatal = self.fatal or describe_error(error)
+            self.fail(seed, describe_error(error))
             self.tick()
             return
         except openai.BadRequestError as error:  # this request (e.g. too long a context), not the endpoint
-            self.record(seed, usage, rejected=Rejected("api_error", f"{type(error).__name__}: {error}"))
+            self.record(seed, usage, rejected=Rejected("api_error", describe_error(error)))
             return
         except openai.APIError as error:  # 429/5xx/time-outs/connection errors left after the client's retries
-            self.failed += 1
+            self.fail(seed, describe_error(error))
             logger.warning("seed %s failed after retries (retried on the next run): %s", seed.id, error)
             self.tick()
             return
-        except Exception:
-            self.failed += 1
+        except Exception as error:
+            self.fail(seed, describe_error(error))
             logger.exception("seed %s failed with an unexpected error (retried on the next run)", seed.id)
             self.tick()
             return
@@ -210,7 +219,7 @@ def collect(config: CollectConfig) -> dict:
                what="dialogues")  # fmt: skip
     seeds, seed_stats = load_seeds(config)
     if config.max_cost is not None and config.mode != "alpaca" and config.price(config.teacher_model) is None:
-        raise ValueError(f"max_cost is set but `prices` has no entry for {config.teacher_model!r}")
+        raise UsageError(f"max_cost is set but `prices` has no entry for {config.teacher_model!r}")
     with Journal(output_dir, config) as journal:  # opening repairs a torn last line before anything is read
         state = JournalState.from_entries(read_journals(output_dir))
         todo = [seed for seed in seeds if seed.id not in state.done]
@@ -240,10 +249,18 @@ def collect(config: CollectConfig) -> dict:
         report["kept"], report["dropped_total"], {k: v for k, v in report["dropped"].items() if v},
         run["failed"], run["stopped"], f"{report['tokens']['total']:,}", report["cost_usd"], paths["train"],
     )  # fmt: skip
+    failed_path = output_dir / FAILED_SEEDS_FILE
+    write_jsonl_atomically(failed_path, collector.failures)  # this run's failures (the next run retries them)
+    counts = f"kept {report['kept']}, dropped {report['dropped_total']}, failed {run['failed']}"
     if collector.fatal:
-        raise EndpointError(f"stopped: {collector.fatal}")
+        raise EndpointError(f"stopped ({counts}): {collector.fatal}")
     if run["stopped"] == "interrupted":
         raise KeyboardInterrupt
+    if run["failed"]:
+        raise EndpointError(
+            f"{run['failed']} seeds failed at {describe_url(config.base_url)} ({counts}; stop: "
+            f"{run['stopped'] or 'none'}); they are listed in {failed_path}: re-run the same command to retry them"
+        )
     if config.push_to_hub:
         push(config, report)
     return report

@@ -1,0 +1,61 @@
+"""Recipe + command line -> TRL dataclasses, for every `--config` command (train, dpo, sdf, eval, collect).
+
+`TrlParser` does the parsing; this wraps it so that a mistake is one line naming the recipe or flag at fault:
+an unknown key or flag gets "did you mean ...", a missing recipe file or a refused value names the file.
+A model given on the command line also drops the recipe's GGUF file that belonged to the recipe's model.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from baize.errors import BaizeError, UsageError
+
+# A model key and the recipe key that only makes sense with the recipe's own model.
+MODEL_COMPANIONS = {
+    "model_name_or_path": "gguf_file",
+    "teacher_model": "teacher_gguf_file",
+    "judge_model": "judge_gguf_file",
+    "model": "model_gguf_file",
+    "reference": "reference_gguf_file",
+}
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def parse_recipe(parser, argv: list[str]) -> tuple:
+    """`parser.parse_args_and_config(argv)` with one-line errors; returns the dataclasses."""
+    argv = list(argv)
+    recipe = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
+    if recipe is not None and not Path(recipe).is_file():
+        raise UsageError(f"recipe {recipe} not found: pass an existing YAML file (recipes/<name>/<stage>.yaml)")
+    flags = [name[2:] for name in parser._option_string_actions if name.startswith("--")]
+    try:
+        *outputs, from_recipe, from_command_line = parser.parse_args_and_config(
+            argv, return_remaining_strings=True, separate_remaining_strings=True
+        )
+    except BaizeError:  # already one line (e.g. a launch that cannot work, with its own exit code)
+        raise
+    except ValueError as error:  # a dataclass refused a value (__post_init__), or a malformed recipe
+        where = f"recipe {recipe}" if recipe else "command line"
+        raise UsageError(f"{where}: {error}") from error
+    unknown_keys = [s[2:] for s in from_recipe if s.startswith("--")]
+    if unknown_keys:
+        key = unknown_keys[0]
+        raise UsageError(f"recipe {recipe}: unknown key {key!r}{did_you_mean(key, flags)}; see --help for the keys")
+    unknown_flags = [s for s in from_command_line if s.startswith("-")]
+    if unknown_flags or from_command_line:
+        flag = (unknown_flags or from_command_line)[0]
+        hint = did_you_mean(flag.lstrip("-").split("=")[0], flags).replace("'", "'--", 1) if unknown_flags else ""
+        raise UsageError(f"unknown argument {flag}{hint}; see --help")
+    given = {s[2:].split("=")[0].replace("-", "_") for s in argv if s.startswith("--")}
+    for model_key, companion in MODEL_COMPANIONS.items():
+        if model_key in given and companion not in given:
+            for output in outputs:  # the recipe's GGUF file belongs to the recipe's model, not this one
+                if hasattr(output, model_key) and hasattr(output, companion):
+                    setattr(output, companion, None)
+    return tuple(outputs)
