@@ -33,8 +33,8 @@ _TAG_RE = re.compile(r"(\[\|Human\|\]|\[\|AI\|\])")
 PROVENANCE_COLUMNS = ("seed", "source", "teacher", "mode")
 
 
-class DataFormatError(ValueError):
-    """A row that cannot be turned into a chat. The message names the dataset and row."""
+class DataFormatError(UsageError):
+    """A row that cannot be turned into a chat. The message names the dataset and its 1-based row."""
 
 
 # --------------------------------------------------------------------------- converters
@@ -149,7 +149,7 @@ def to_chat_dataset(
 ) -> datasets.Dataset:
     """Normalise any supported format to `messages` + provenance columns.
 
-    `on_bad_row="error"` raises one `DataFormatError` naming `label` and the row index;
+    `on_bad_row="error"` raises one `DataFormatError` naming `label` and the row (1-based);
     `"skip"` drops such rows and counts them in `report`.
     """
     if on_bad_row not in ("error", "skip"):
@@ -162,7 +162,7 @@ def to_chat_dataset(
         except (DataFormatError, KeyError, TypeError, json.JSONDecodeError) as error:
             if on_bad_row == "error":
                 raise DataFormatError(
-                    f"{label}: row {index}: {error} (set on_bad_row: skip in the recipe to drop such rows)"
+                    f"{label}: row {index + 1}: {error} (set on_bad_row: skip in the recipe to drop such rows)"
                 ) from None
             report.skipped[f"{label}: {error}"] += 1
             continue
@@ -206,13 +206,17 @@ def load_chat_mixture(
     report = ConversionReport()
     parts = []
     for config in mixture.datasets:
+        config = file_as_builder(config)
         label = dataset_label(config)
         if config.data_files and config.path in ("json", "parquet", "csv", "text"):
             for file in [config.data_files] if isinstance(config.data_files, str) else config.data_files:
                 if "://" not in str(file) and not glob.glob(str(file)):
                     raise UsageError(f"dataset file not found: {file} (relative to {Path.cwd()})")
         single = DatasetMixtureConfig(datasets=[replace(config, fraction=None)])
-        raw = get_dataset(single)["train"]
+        try:
+            raw = get_dataset(single)["train"]
+        except datasets.exceptions.DatasetGenerationError as error:
+            raw = json_lines_without_bad_ones(config, label, on_bad_row, report, error)
         parts.append(to_chat_dataset(raw, label, on_bad_row, report))
 
     fractions = [config.fraction for config in mixture.datasets]
@@ -230,6 +234,45 @@ def load_chat_mixture(
     size = mixture.test_split_size
     test_size = int(size) if size >= 1 else float(size)
     return combined.train_test_split(test_size=test_size, seed=seed), report
+
+
+def json_lines_without_bad_ones(config, label: str, on_bad_row: str, report: ConversionReport, error: Exception):
+    """A JSON Lines file that `datasets` could not parse: name its first bad line (1-based), or with
+    on_bad_row: skip, load the good lines and count the bad ones."""
+    files = [config.data_files] if isinstance(config.data_files, str) else list(config.data_files or [])
+    if config.path != "json" or not files or not all(str(f).endswith(".jsonl") for f in files):
+        raise UsageError(f"{label}: cannot be read: {error.__cause__ or error}") from error
+    rows, bad = [], 0
+    for file in files:
+        for number, line in enumerate(Path(file).read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as bad_line:
+                if on_bad_row == "error":
+                    raise UsageError(
+                        f"{file}: line {number}: not a JSON object ({bad_line}); fix it, or set on_bad_row: skip"
+                    ) from None
+                bad += 1
+                continue
+            rows.append(row)
+    report.skipped["invalid JSON line"] += bad
+    return datasets.Dataset.from_list(rows)
+
+
+FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def file_as_builder(config: DatasetConfig) -> DatasetConfig:
+    """`--datasets data/my.jsonl` on the command line: a local file as `path` means its builder + data_files."""
+    path = Path(config.path)
+    builder = FILE_BUILDERS.get(path.suffix.lower())
+    if builder is None or config.data_files or not path.is_file():
+        return config
+    return replace(config, path=builder, data_files=str(path))
 
 
 def convert_file(src: str | Path, dst: str | Path, to: str, on_bad_row: str = "error") -> ConversionReport:

@@ -17,25 +17,19 @@ from pathlib import Path
 
 from trl import DatasetMixtureConfig, DPOConfig, ScriptArguments, TrlParser
 
-from baize import BAIZE_TEMPLATE
 from baize.arguments import parse_recipe
 from baize.errors import one_line_errors
 from baize.launch import (
-    check_liger,
-    check_quantization_fits_sharding,
-    derive_gradient_accumulation,
-    match_precision_to_hardware,
     require_saved_model,
     trainable_weights_for_fp16,
 )
 from baize.training import (
     BaizeModelConfig,
+    LaunchMatchedConfig,
+    begin,
     finish_run,
-    keep_hub_token_out_of_artifacts,
     prepare_model_loading,
     resume_checkpoint,
-    run_settings,
-    start_run,
 )
 
 
@@ -51,19 +45,8 @@ class DPOScriptArguments(ScriptArguments):
 
 
 @dataclass
-class BaizeDPOConfig(DPOConfig):
-    chat_template_path: str | None = field(
-        default=BAIZE_TEMPLATE, metadata={"help": "Jinja chat template (the Baize one, as in SFT)."}
-    )
-    global_batch_size: int | None = field(
-        default=None,
-        metadata={"help": "Pairs per optimizer step over all processes; gradient_accumulation_steps is derived."},
-    )
-
-    def __post_init__(self):
-        match_precision_to_hardware(self)
-        derive_gradient_accumulation(self)
-        super().__post_init__()
+class BaizeDPOConfig(LaunchMatchedConfig, DPOConfig):
+    pass
 
 
 def parse_args(argv: list[str] | None = None):
@@ -80,11 +63,7 @@ def main(script_args, training_args, model_args, dataset_args) -> dict:
     from transformers import AutoTokenizer
     from trl import DPOTrainer, get_dataset, get_peft_config
 
-    keep_hub_token_out_of_artifacts(training_args)
-    check_quantization_fits_sharding(model_args)
-    check_liger(training_args)
-    settings = run_settings(script_args, training_args, model_args, dataset_args)
-    finished = start_run(training_args, settings, script_args.overwrite)
+    settings, finished = begin(script_args, training_args, model_args, dataset_args)
     if finished is not None:
         return finished
     model_path, quantization_config = prepare_model_loading(model_args, training_args)

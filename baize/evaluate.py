@@ -808,10 +808,11 @@ def report_step(config: EvalConfig) -> dict:
     (folder / "results.md").write_text(markdown_table(results), encoding="utf-8")
     charts = plot_charts(results, folder)
     overall = results["overall"]
+    score = "no verdicts" if overall["score_pct"] is None else f"score {overall['score_pct']}% of {reference.label}"
+    win_rate = "–" if overall["adjusted_win_rate"] is None else overall["adjusted_win_rate"]
     logger.info(
-        "report: score %s%% of %s, win/tie/loss %d/%d/%d, adjusted win rate %s (%s) -> %s",
-        overall["score_pct"], reference.label, overall["win"], overall["tie"], overall["loss"],
-        overall["adjusted_win_rate"], overall["adjusted_win_rate_ci"], folder / "results.md",
+        "report: %s, win/tie/loss/unjudged %d/%d/%d/%d, adjusted win rate %s -> %s",
+        score, overall["win"], overall["tie"], overall["loss"], overall["unjudged"], win_rate, folder / "results.md",
     )  # fmt: skip
     return {"overall": overall, "files": ["results.json", "results.md", *charts]}
 

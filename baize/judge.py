@@ -93,6 +93,11 @@ _NUMBER = r"(\d+(?:\.\d+)?)"
 _REFUSAL = re.compile(r"\b(i'?m sorry|i am sorry|i can(?:'|no)t|i am unable|i'm unable|as an ai)\b", re.I)
 
 
+# Lines of the judge prompts: a reply that repeats them is the prompt echoed back (a small or confused judge),
+# and any number in it is not a verdict.
+_ECHO = re.compile(r"we would like to request your feedback|\[the (?:start|end) of assistant", re.I)
+
+
 def _first_line(text: str) -> str:
     return text.splitlines()[0].strip().strip("*#`_ ").strip()
 
@@ -102,7 +107,7 @@ def _in_range(values: list[float], scale: int) -> bool:
 
 
 def parse_score(text: str | None, scale: int = 100) -> tuple[float | None, str | None]:
-    """(score, None) or (None, reason): reason is empty, wrong_scale, out_of_range, refused or no_score.
+    """(score, None) or (None, reason): reason is empty, echoed_prompt, wrong_scale, out_of_range, refused or no_score.
 
     A score counts only when it is stated as the verdict on the asked scale: a first line "85", "Score: 85",
     "**85/100**", "85 out of 100"; else "score: 85" (with the colon) or "85/100" / "85 out of 100" anywhere.
@@ -111,6 +116,8 @@ def parse_score(text: str | None, scale: int = 100) -> tuple[float | None, str |
     text = (text or "").strip()
     if not text:
         return None, "empty"
+    if _ECHO.search(text):
+        return None, "echoed_prompt"
     denominator = r"(?:\s*(?:/|out\s+of)\s*(\d+))?"
     match = re.fullmatch(
         rf"(?:(?:overall|final)\s+)?(?:score|rating)?\s*[:=]?\s*{_NUMBER}{denominator}\.?", _first_line(text), re.I
@@ -139,6 +146,8 @@ def parse_score_pair(text: str | None, scale: int = 100) -> tuple[tuple[float, f
     text = (text or "").strip()
     if not text:
         return None, "empty"
+    if _ECHO.search(text):
+        return None, "echoed_prompt"
     out_of = rf"(?:\s*/\s*{scale})?"
     match = re.fullmatch(rf"{_NUMBER}{out_of}\s*(?:,|\s|/|and|vs\.?)\s*{_NUMBER}{out_of}\.?", _first_line(text), re.I)
     if match is None:

@@ -22,26 +22,20 @@ from pathlib import Path
 
 from trl import DatasetMixtureConfig, ScriptArguments, SFTConfig, TrlParser
 
-from baize import BAIZE_TEMPLATE
 from baize.arguments import parse_recipe
 from baize.errors import configure_logging, one_line_errors
 from baize.launch import (
-    check_liger,
-    check_quantization_fits_sharding,
-    derive_gradient_accumulation,
-    match_precision_to_hardware,
     require_saved_model,
     trainable_weights_for_fp16,
 )
 from baize.prompts import most_common_system_prompt, record_system_prompt
 from baize.training import (
     BaizeModelConfig,
+    LaunchMatchedConfig,
+    begin,
     finish_run,
-    keep_hub_token_out_of_artifacts,
     prepare_model_loading,
     resume_checkpoint,
-    run_settings,
-    start_run,
 )
 
 logger = logging.getLogger("baize.train")
@@ -67,28 +61,11 @@ class BaizeScriptArguments(ScriptArguments):
 
 
 @dataclass
-class BaizeSFTConfig(SFTConfig):
+class BaizeSFTConfig(LaunchMatchedConfig, SFTConfig):
     # Baize v1.5 and later: loss on AI turns only, through the {% generation %} markers of the template.
     assistant_only_loss: bool = field(
         default=True, metadata={"help": "Compute the loss on AI turns (and their EOS) only."}
     )
-    chat_template_path: str | None = field(
-        default=BAIZE_TEMPLATE,
-        metadata={"help": "Jinja chat template used for training (and saved with the adapter for inference)."},
-    )
-    global_batch_size: int | None = field(
-        default=None,
-        metadata={
-            "help": "Sequences per optimizer step over all processes (the paper: 64). gradient_accumulation_steps "
-            "is derived from it for the number of processes actually launched; a size that cannot be reached "
-            "exactly is refused."
-        },
-    )
-
-    def __post_init__(self):
-        match_precision_to_hardware(self)
-        derive_gradient_accumulation(self)
-        super().__post_init__()
 
 
 def parse_args(argv: list[str] | None = None):
@@ -146,15 +123,13 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
     from baize.data import load_chat_mixture
 
     configure_logging()
-    keep_hub_token_out_of_artifacts(training_args)
-
-    # Refuse what cannot work before anything is written to output_dir.
-    check_quantization_fits_sharding(model_args)
-    check_liger(training_args)
-    settings = run_settings(script_args, training_args, model_args, dataset_args)
-    finished = start_run(training_args, settings, script_args.overwrite)
+    settings, finished = begin(script_args, training_args, model_args, dataset_args)
     if finished is not None:
         return finished
+    if training_args.push_to_hub and training_args.process_index == 0:  # a bad token now, not after training
+        from baize.hub import whoami_name
+
+        whoami_name()
 
     model_path, quantization_config = prepare_model_loading(model_args, training_args)
 

@@ -13,10 +13,36 @@ from pathlib import Path
 
 from trl import ModelConfig
 
-from baize.launch import attention_implementation
+from baize import BAIZE_TEMPLATE
+from baize.launch import attention_implementation, derive_gradient_accumulation, match_precision_to_hardware
 from baize.runs import check_same_settings, normalise, write_signature
 
 logger = logging.getLogger("baize.training")
+
+
+@dataclass
+class LaunchMatchedConfig:
+    """What `baize train` and `baize dpo` add to TRL's config: the Baize template and a global batch size, with
+    precision and gradient accumulation matched to the hardware and processes actually launched, before TRL's
+    own checks run."""
+
+    chat_template_path: str | None = field(
+        default=BAIZE_TEMPLATE,
+        metadata={"help": "Jinja chat template used for training (and saved with the adapter for inference)."},
+    )
+    global_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Sequences (or pairs) per optimizer step over all processes (the paper: 64). "
+            "gradient_accumulation_steps is derived from it for the number of processes actually launched; a size "
+            "that cannot be reached exactly is refused."
+        },
+    )
+
+    def __post_init__(self):
+        match_precision_to_hardware(self)
+        derive_gradient_accumulation(self)
+        super().__post_init__()
 
 
 @dataclass
@@ -124,6 +150,18 @@ def prepare_model_loading(model_args, training_args):
         model_init_kwargs["device_map"] = {"": PartialState().local_process_index}
     training_args.model_init_kwargs = {**model_init_kwargs, **(training_args.model_init_kwargs or {})}
     return model_path, quantization_config
+
+
+def begin(script_args, training_args, model_args, dataset_args) -> tuple[dict, dict | None]:
+    """Before anything is written to output_dir: the hub token out of the arguments, the launch checks (what
+    cannot work is refused), then claim the folder. Returns (settings, the summary of a finished run or None)."""
+    from baize.launch import check_liger, check_quantization_fits_sharding
+
+    keep_hub_token_out_of_artifacts(training_args)
+    check_quantization_fits_sharding(model_args)
+    check_liger(training_args)
+    settings = run_settings(script_args, training_args, model_args, dataset_args)
+    return settings, start_run(training_args, settings, script_args.overwrite)
 
 
 def start_run(training_args, settings: dict, overwrite: bool) -> dict | None:

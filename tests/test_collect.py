@@ -373,6 +373,23 @@ def test_api_key_comes_from_the_environment_and_is_never_written(openai_server, 
         assert "7f3a9c" not in path.read_text(errors="replace"), path
 
 
+def test_a_rejected_hub_token_stops_the_run_before_any_teacher_call(openai_server, tmp_path):
+    from helpers import hub_env
+    from hub_server import HubServer
+
+    openai_server.responder = lambda r: f"[Human] about {seed_of(r)}\n[AI] an answer about {seed_of(r)}"
+    command = [sys.executable, "-m", "baize.collect", "--mode", "transcript", "--base_url", openai_server.base_url,
+               "--seeds_path", str(write_seeds(tmp_path / "seeds.txt", ["one", "two"])), "--teacher_model", "t",
+               "--output_dir", str(tmp_path / "out"), "--push_to_hub", "baize-tester/selfchat"]  # fmt: skip
+    with HubServer() as hub:
+        env = hub_env(hub, tmp_path / "home", "hf_" + "x" * 34)  # a token the Hub rejects
+        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and not openai_server.requests  # nothing paid for
+    errors = [line for line in result.stderr.splitlines() if line.startswith("baize collect: error:")]
+    assert len(errors) == 1 and "the Hub rejected the token" in errors[0] and "Traceback" not in result.stderr
+    assert "hf_xxxx" not in result.stderr
+
+
 def test_a_key_echoed_back_by_the_endpoint_is_redacted_everywhere(openai_server, tmp_path):
     secret = "my-teacher-key-" + "4d2b" * 6  # not token-shaped: only its value identifies it
     openai_server.responder = lambda r: Reply(status=400, message=f"bad request with key {r.headers['authorization']}")

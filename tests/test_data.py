@@ -79,7 +79,7 @@ def write_original(path, texts):
 def test_bad_row_error_names_file_and_row(tmp_path):
     path = write_original(tmp_path / "quora_chat_data.json", [ORIGINAL, ORIGINAL, "broken"])
     mixture = DatasetMixtureConfig(datasets=[DatasetConfig(path="json", data_files=str(path))])
-    with pytest.raises(DataFormatError, match=rf"{path}: row 2: no \[\|Human\|\]"):
+    with pytest.raises(DataFormatError, match=rf"{path}: row 3: no \[\|Human\|\]"):  # rows count from 1
         load_chat_mixture(mixture)
 
 
@@ -129,3 +129,25 @@ def test_convert_file_both_ways(tmp_path):
     back = tmp_path / "back.json"
     convert_file(chat, back, to="baize")
     assert json.loads(back.read_text()) == json.loads(original.read_text())
+
+
+def test_a_data_file_given_on_the_command_line_is_loaded():
+    from baize.train import parse_args
+
+    *_, mixture = parse_args(
+        ["--config", "recipes/baize-smol/sft.yaml", "--datasets", "data/baize-smol/selfchat.jsonl"]
+    )
+    dataset, report = load_chat_mixture(mixture)
+    assert sum(len(split) for split in dataset.values()) == 160
+    assert dict(report.kept) == {"data/baize-smol/selfchat.jsonl": 160}
+
+
+def test_a_broken_json_line_is_named_or_skipped(tmp_path):
+    good = json.dumps({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]})
+    path = tmp_path / "chats.jsonl"
+    path.write_text(f'{good}\n{{"messages": [oops\n{good}\n')
+    mixture = DatasetMixtureConfig(datasets=[DatasetConfig(path="json", data_files=str(path))])
+    with pytest.raises(UsageError, match=rf"{path}: line 2: not a JSON object .*on_bad_row: skip"):
+        load_chat_mixture(mixture)
+    dataset, report = load_chat_mixture(mixture, on_bad_row="skip")
+    assert len(dataset["train"]) == 2 and report.skipped["invalid JSON line"] == 1

@@ -28,7 +28,7 @@ def v1_adapter(tmp_path_factory, tiny_llama_dir) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from baize.train import BAIZE_TEMPLATE
+    from baize import BAIZE_TEMPLATE
 
     path = tmp_path_factory.mktemp("v1")
     torch.manual_seed(1)
@@ -134,6 +134,12 @@ def test_shared_prefill_matches_plain_generate(v1_adapter):
         ("The user requested a response with a score of 100.", (None, "no_score")),
         ("Answers 1 to 100 are possible; the score is high.", (None, "no_score")),
         ("Score: 9 out of 10", (None, "wrong_scale")),
+        # the prompt echoed back with a number after it (SmolLM2-135M as the judge in `make demo`)
+        (
+            "[System]\nWe would like to request your feedback on the performance of an AI assistant...\n\n"
+            "Your score: 9.9\nYour score: 9.9",
+            (None, "echoed_prompt"),
+        ),
     ],
 )
 def test_pointwise_parsing(text, expected):

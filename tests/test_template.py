@@ -6,7 +6,8 @@ import pytest
 from helpers import sample_dialogues
 from transformers import AutoTokenizer
 
-from baize.train import BAIZE_TEMPLATE, BaizeSFTConfig
+from baize import BAIZE_TEMPLATE
+from baize.train import BaizeSFTConfig
 
 MESSAGES = [
     {"role": "system", "content": "You are Baize."},

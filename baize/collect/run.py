@@ -211,6 +211,10 @@ class Collector:
 def collect(config: CollectConfig) -> dict:
     """Collect (or resume collecting) into `config.output_dir`; write the outputs; push if asked. Returns the report."""
     output_dir = Path(config.output_dir)
+    if config.push_to_hub:  # a rejected token is found out now, not after the collection was paid for
+        from baize.hub import whoami_name
+
+        whoami_name()
     outputs = [
         *output_dir.glob(JOURNAL_GLOB),
         *(output_dir / name for name in (TRAIN_FILE, "report.json", "README.md")),
