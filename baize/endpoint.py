@@ -246,7 +246,12 @@ class Endpoint:
         )
 
     async def _on_response(self, response) -> None:
-        if response.status_code not in (429, 503):
+        # A 429 (or a 503 that says when to come back) is about everyone's load: every request pauses. A bare 503
+        # is one request's bad luck: only that request is retried, by the client.
+        overloaded = response.status_code == 503 and any(
+            h in response.headers for h in ("retry-after", "retry-after-ms")
+        )
+        if response.status_code != 429 and not overloaded:
             return
         self.rate_limited += response.status_code == 429
         self.limiter.pause(retry_after_seconds(response.headers))

@@ -706,6 +706,26 @@ def test_rate_limiter_rpm_tpm_refund_and_pause():
     asyncio.run(scenario())
 
 
+def test_a_bare_503_does_not_pause_every_request_but_a_429_does(openai_server):
+    from openai_server import rate_limited, server_error
+
+    from baize.endpoint import Endpoint
+
+    async def scenario(reply) -> float:
+        endpoint = Endpoint(openai_server.base_url, "BAIZE_TEST_UNSET_KEY", max_retries=0)
+        openai_server.responder = lambda r: reply
+        try:
+            await endpoint.chat("m", [{"role": "user", "content": "hi"}])
+        except Exception:  # the error itself is the client's to raise; the pause is what is checked
+            pass
+        finally:
+            await endpoint.close()
+        return endpoint.limiter.paused_until - endpoint.limiter.clock()
+
+    assert asyncio.run(scenario(server_error(503))) <= 0  # one request's bad luck
+    assert asyncio.run(scenario(rate_limited(2.0))) > 1.0  # everyone's load: all requests wait
+
+
 # --------------------------------------------------------------------------- a real transformers serve
 
 
