@@ -242,8 +242,17 @@ class Endpoint:
             api_key=resolve_api_key(api_key_env, base_url),
             max_retries=max_retries,
             timeout=timeout,
-            http_client=openai.DefaultAsyncHttpxClient(event_hooks={"response": [self._on_response]}),
+            http_client=openai.DefaultAsyncHttpxClient(
+                event_hooks={"request": [self._before_request], "response": [self._on_response]}
+            ),
         )
+
+    async def _before_request(self, request) -> None:
+        """Every HTTP attempt, the client's own retries included, waits out a shared pause (a 429's Retry-After)."""
+        wait = self.limiter.paused_until - self.limiter.clock()
+        while wait > 0:
+            await self.limiter.sleep(wait)
+            wait = self.limiter.paused_until - self.limiter.clock()
 
     async def _on_response(self, response) -> None:
         # A 429 (or a 503 that says when to come back) is about everyone's load: every request pauses. A bare 503

@@ -726,6 +726,43 @@ def test_a_bare_503_does_not_pause_every_request_but_a_429_does(openai_server):
     assert asyncio.run(scenario(rate_limited(2.0))) > 1.0  # everyone's load: all requests wait
 
 
+def test_client_retries_wait_out_the_shared_pause_of_a_429(openai_server):
+    from openai_server import rate_limited, server_error
+
+    from baize.endpoint import Endpoint
+
+    seen: dict[str, int] = {}
+
+    def responder(request):
+        seen[request.last_user] = seen.get(request.last_user, 0) + 1
+        if seen[request.last_user] > 1:
+            return "fine now"
+        return rate_limited(2.0) if request.last_user == "b" else server_error(500)
+
+    openai_server.responder = responder
+
+    async def scenario():
+        endpoint = Endpoint(openai_server.base_url, "BAIZE_TEST_UNSET_KEY", max_retries=2)
+        try:
+
+            async def ask(text, delay):
+                await asyncio.sleep(delay)
+                return await endpoint.chat("m", [{"role": "user", "content": text}])
+
+            await asyncio.gather(
+                ask("a", 0.0), ask("b", 0.1)
+            )  # a's 500 first; b's 429 (Retry-After: 2) while a backs off
+        finally:
+            await endpoint.close()
+
+    asyncio.run(scenario())
+    times = {}
+    for request in openai_server.requests:
+        times.setdefault(request.last_user, []).append(request.received_at)
+    # a's retry (the client's own back-off is under a second) waits until b's pause is over, like b's retry
+    assert times["a"][1] - times["b"][0] >= 1.9 and times["b"][1] - times["b"][0] >= 1.9
+
+
 # --------------------------------------------------------------------------- a real transformers serve
 
 
