@@ -10,6 +10,7 @@ storm of 429s from all the concurrent requests.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import os
@@ -25,6 +26,11 @@ logger = logging.getLogger(__name__)
 
 class EndpointError(BaizeError, RuntimeError):
     """An endpoint that cannot be used (no API key, unreachable): the message names the URL and what to do."""
+
+
+class MalformedReply(EndpointError):
+    """HTTP 200, but not a completion, after the retries: a transient provider fault (the request is retried by
+    the next run)."""
 
 
 # --------------------------------------------------------------------------- rate limiting
@@ -234,6 +240,7 @@ class Endpoint:
         import openai
 
         self.base_url = base_url
+        self.max_retries = max_retries
         self.limiter = limiter or RateLimiter()
         self.rate_limited = 0  # 429 answers seen (retries included)
         self.calls_without_usage = 0
@@ -275,7 +282,7 @@ class Endpoint:
         await self.limiter.acquire(reserved)
         call = RoleUsage(calls=1)
         try:
-            response = await self.client.chat.completions.create(model=model, messages=messages, **params)
+            response = await self._create(model, messages, params)
             if response.usage is None:
                 self.calls_without_usage += 1
             else:
@@ -288,6 +295,23 @@ class Endpoint:
         choice = response.choices[0]
         tokens = call.completion_tokens if response.usage is not None else None
         return Completion(choice.message.content or "", choice.finish_reason, tokens), call
+
+    async def _create(self, model: str, messages: list[dict], params: dict):
+        """The request; a 200 whose body is not a completion (no choices, cut or malformed JSON) is retried like a
+        transient error, which the client only does for HTTP errors."""
+        import openai
+
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = await self.client.chat.completions.create(model=model, messages=messages, **params)
+                if response.choices:
+                    return response
+                problem = "a completion without choices"
+            except (json.JSONDecodeError, openai.APIResponseValidationError) as error:
+                problem = f"a malformed completion ({error})"
+            if attempt < self.max_retries:
+                await self.limiter.sleep(min(8.0, 0.5 * 2**attempt))
+        raise MalformedReply(f"{describe_url(self.base_url)} sent {problem}, {self.max_retries + 1} times")
 
     async def close(self) -> None:
         await self.client.close()

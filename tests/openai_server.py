@@ -52,6 +52,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering, on top of the server's latency
     message: str = ""  # error message for status >= 400
+    raw: bytes | None = None  # a 200 with this body as it is (a malformed or empty reply from a flaky provider)
 
 
 def rate_limited(retry_after: float = 1.0) -> Reply:
@@ -255,8 +256,8 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args) -> None:  # quiet: pytest shows failures, not access logs
         pass
 
-    def _send(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
+    def _send(self, status: int, payload: dict | bytes, headers: dict[str, str] | None = None) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -295,6 +296,10 @@ class _Handler(BaseHTTPRequestHandler):
             owner._settle(reserved, 0)
             error_type = "rate_limit_exceeded" if reply.status == 429 else "server_error"
             self._send(reply.status, {"error": {"message": reply.message, "type": error_type}}, reply.headers)
+            return
+        if reply.raw is not None:
+            owner._settle(reserved, 0)
+            self._send(200, reply.raw, reply.headers)
             return
         payload = owner._completion(request, reply)
         owner._settle(reserved, payload["usage"]["total_tokens"])

@@ -706,6 +706,30 @@ def test_rate_limiter_rpm_tpm_refund_and_pause():
     asyncio.run(scenario())
 
 
+def test_empty_or_malformed_completions_are_retried_then_fail_the_seed_quietly(openai_server, tmp_path, caplog):
+    no_choices = json.dumps({"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": []})
+
+    def responder(request):
+        if "s-flaky" in request.prompt and request.attempt <= 2:  # no choices, then a cut body, then fine
+            return Reply(raw=no_choices.encode() if request.attempt == 1 else b'{"id": "x", "choi')
+        if "s-broken" in request.prompt:
+            return Reply(raw=b"")
+        return f"[Human] about {seed_of(request)}\n[AI] an answer about {seed_of(request)}"
+
+    openai_server.responder = responder
+    config = config_for(openai_server, tmp_path, ["s-flaky", "s-broken"])
+    with pytest.raises(EndpointError, match="1 seeds failed"):
+        collect(config)
+    assert [e["seed"] for e in journal(config)] == ["s-flaky"]  # retried to success
+    failed = [json.loads(line) for line in Path(config.output_dir, "failed_seeds.jsonl").read_text().splitlines()]
+    assert (
+        failed[0]["seed"] == "s-broken"
+        and "MalformedReply" in failed[0]["reason"]
+        and "3 times" in failed[0]["reason"]
+    )
+    assert "Traceback" not in caplog.text
+
+
 def test_a_bare_503_does_not_pause_every_request_but_a_429_does(openai_server):
     from openai_server import rate_limited, server_error
 

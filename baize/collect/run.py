@@ -23,7 +23,7 @@ from baize.collect.selfchat import (
     turns_dialogue,
 )
 from baize.collect.teacher import Teacher
-from baize.endpoint import EndpointError, RateLimiter, Usage, describe_error, describe_url
+from baize.endpoint import EndpointError, MalformedReply, RateLimiter, Usage, describe_error, describe_url
 from baize.errors import UsageError
 from baize.jsonl import write_jsonl_atomically
 from baize.runs import claim_step
@@ -140,7 +140,7 @@ class Collector:
         except openai.BadRequestError as error:  # this request (e.g. too long a context), not the endpoint
             self.record(seed, usage, rejected=Rejected("api_error", describe_error(error)))
             return
-        except openai.APIError as error:  # 429/5xx/time-outs/connection errors left after the client's retries
+        except (openai.APIError, MalformedReply) as error:  # transient errors left after the retries
             self.fail(seed, describe_error(error))
             logger.warning("seed %s failed after retries (retried on the next run): %s", seed.id, error)
             self.tick()
