@@ -212,16 +212,19 @@ def test_transcript_faults_exact_counts_and_resume(openai_server, tmp_path):
 def test_truncated_drop_or_trim(openai_server, tmp_path):
     cut_in_ai = "[Human] q1 about {}\n[AI] a complete answer\n[Human] q2\n[AI] an answer that was cu"
     cut_in_human = "[Human] q1 about {}\n[AI] a complete answer\n[Human] q2 was cu"
-    openai_server.responder = lambda r: Reply(
-        (cut_in_ai if seed_of(r) == "cut-ai" else cut_in_human).format(seed_of(r)), finish_reason="length"
-    )
-    seeds = ["cut-ai", "cut-human"]
+    cut_after_tag = "[Human] q1 about {}\n[AI] a complete answer\n[Human] q2\n[AI]"  # the next answer never began
+    cut_in_first = "[Human] q1 about {}\n[AI] an answer that was cu"  # nothing complete before the cut
+    texts = {"cut-ai": cut_in_ai, "cut-human": cut_in_human, "cut-tag": cut_after_tag, "cut-first": cut_in_first}
+    openai_server.responder = lambda r: Reply(texts[seed_of(r)].format(seed_of(r)), finish_reason="length")
+    seeds = ["cut-ai", "cut-human", "cut-tag", "cut-first"]
     report = collect(config_for(openai_server, tmp_path / "drop", seeds))
-    assert report["kept"] == 0 and report["dropped"]["truncated"] == 2
+    assert report["kept"] == 0 and report["dropped"]["truncated"] == 4
     config = config_for(openai_server, tmp_path / "trim", seeds, on_truncated="trim")
     report = collect(config)
-    assert report["kept"] == 2
-    for entry in journal(config):
+    assert report["kept"] == 3 and report["dropped"]["truncated"] == 1  # every complete exchange is kept
+    entries = {entry["seed"]: entry for entry in journal(config)}
+    assert entries.pop("cut-first")["reason"] == "truncated"
+    for entry in entries.values():
         assert [m["content"] for m in entry["messages"]] == [f"q1 about {entry['seed']}", "a complete answer"]
         assert entry["stop"] == "truncated"
 

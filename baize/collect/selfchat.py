@@ -151,9 +151,16 @@ async def transcript_dialogue(teacher: Teacher, seed: Seed, config: CollectConfi
     if reply.finish_reason == "length":
         if config.on_truncated == "drop":
             raise Rejected("truncated", "the transcript hit assistant_max_tokens", reply.content)
-        messages = parse_transcript(reply.content)
-        if _TAG.findall(reply.content)[-1].lower() == "ai":  # cut inside an AI turn: drop that exchange
+        try:
+            messages = parse_transcript(reply.content)
+        except Rejected as rejected:  # nothing answered before the cut
+            raise Rejected(
+                "truncated", f"no complete exchange before the cut ({rejected.detail})", reply.content
+            ) from None
+        pieces = _TAG.split(reply.content)
+        if pieces[-2].lower() == "ai" and pieces[-1].strip():  # cut inside an AI answer: that exchange is incomplete
             messages = messages[:-2]
+        # (an [AI] tag with nothing after it, or a cut inside a question, was already left out by the parser)
         if not messages:
             raise Rejected("truncated", "no complete exchange before the cut", reply.content)
         return Dialogue(messages, "truncated", reply.content)
