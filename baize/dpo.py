@@ -51,12 +51,14 @@ class BaizeDPOConfig(LaunchMatchedConfig, DPOConfig):
 
 def parse_args(argv: list[str] | None = None):
     parser = TrlParser(
-        (DPOScriptArguments, BaizeDPOConfig, BaizeModelConfig, DatasetMixtureConfig),
+        # the Baize and model keys first in --help, then TRL's hundreds of training arguments
+        (DPOScriptArguments, BaizeModelConfig, DatasetMixtureConfig, BaizeDPOConfig),
         prog="baize dpo",
         description="DPO of a new LoRA on SDF preference pairs (baize sdf --step select): "
         "baize dpo --config recipes/baize-v2-7b/dpo.yaml [--key value ...]",
     )
-    return parse_recipe(parser, sys.argv[1:] if argv is None else argv)
+    script_args, model_args, dataset_args, training_args = parse_recipe(parser, sys.argv[1:] if argv is None else argv)
+    return script_args, training_args, model_args, dataset_args
 
 
 def main(script_args, training_args, model_args, dataset_args) -> dict:

@@ -92,7 +92,7 @@ class EvalConfig(JudgeArguments):
     questions_path: str | None = field(
         default=None,
         metadata={
-            "help": "Hub dataset id or local .jsonl/.parquet/.csv of questions (default: the project's own 80 "
+            "help": "Hub dataset id or local .jsonl/.parquet/.csv of questions (unset: the project's own 80 "
             "questions over 9 categories, baize/eval_questions.jsonl)."
         },
     )
@@ -104,7 +104,7 @@ class EvalConfig(JudgeArguments):
     )
     category_column: str = field(default="category", metadata={"help": "Column with the category, if any."})
     id_column: str = field(
-        default="question_id", metadata={"help": "Column with a question id (default: the row number)."}
+        default="question_id", metadata={"help": "Column with a question id (unset: the row number)."}
     )
     limit: int | None = field(default=None, metadata={"help": "Use only the first N questions."})
     limit_per_category: int | None = field(
@@ -119,7 +119,7 @@ class EvalConfig(JudgeArguments):
         },
     )
     model_label: str | None = field(default=None, metadata={"help": "Its name in files and tables."})
-    model_base: str | None = field(default=None, metadata={"help": "Base of an adapter (default: its own)."})
+    model_base: str | None = field(default=None, metadata={"help": "Base of an adapter (unset: its own)."})
     model_gguf_file: str | None = field(default=None, metadata={"help": "GGUF file of the base (pkg:NAME)."})
     reference: str = field(
         default="openai:gpt-3.5-turbo",
@@ -131,10 +131,10 @@ class EvalConfig(JudgeArguments):
         default=None, metadata={"help": "GGUF file of the reference (pkg:NAME, local folder or openai:pkg:NAME)."}
     )
     answer_base_url: str | None = field(
-        default=None, metadata={"help": "Endpoint of openai:MODEL contestants (default: judge_base_url)."}
+        default=None, metadata={"help": "Endpoint of openai:MODEL contestants (unset: judge_base_url)."}
     )
     answer_api_key_env: str | None = field(
-        default=None, metadata={"help": "Environment variable with their API key (default: judge_api_key_env)."}
+        default=None, metadata={"help": "Environment variable with their API key (unset: judge_api_key_env)."}
     )
     prompt_format: str = field(
         default="auto",
@@ -179,7 +179,7 @@ class EvalConfig(JudgeArguments):
     )
     judge_cache: str | None = field(
         default=None,
-        metadata={"help": "Verdict cache file, can be shared by runs (default: OUTPUT_DIR/judge_cache.jsonl)."},
+        metadata={"help": "Verdict cache file, can be shared by runs (unset: OUTPUT_DIR/judge_cache.jsonl)."},
     )
     bootstrap_samples: int = field(default=10_000, metadata={"help": "Bootstrap resamples for the intervals."})
     confidence: float = field(default=0.95, metadata={"help": "Confidence level of the intervals."})

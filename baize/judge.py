@@ -70,7 +70,7 @@ class JudgeArguments:
         },
     )
     judge_base_url: str | None = field(
-        default=None, metadata={"help": "OpenAI-compatible endpoint (default: api.openai.com)."}
+        default=None, metadata={"help": "OpenAI-compatible endpoint (unset: api.openai.com)."}
     )
     judge_api_key_env: str = field(
         default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the judge API key (never a file)."}

@@ -94,7 +94,7 @@ def merge_adapter(
     with loading(f"{adapter} (base {base_path})"):
         model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype, token=token)
         model = PeftModel.from_pretrained(model, str(folder))
-    merged = model.merge_and_unload()
+    merged = model.merge_and_unload(progressbar=True)  # a bar per layer: a 30B merge takes minutes
 
     tokenizer = AutoTokenizer.from_pretrained(str(folder) if has_tokenizer(folder) else base_path, token=token)
     prompt_format = detect_prompt_format(folder)

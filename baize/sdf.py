@@ -86,12 +86,12 @@ class SDFConfig(JudgeArguments):
         metadata={"help": "The v1 model: a LoRA adapter folder / Hub id (loaded on its base), or a full model."},
     )
     base_model: str | None = field(
-        default=None, metadata={"help": "Base of the v1 adapter (default: the one in its adapter_config.json)."}
+        default=None, metadata={"help": "Base of the v1 adapter (unset: the one in its adapter_config.json)."}
     )
     gguf_file: str | None = field(default=None, metadata={"help": "GGUF file of the base (e.g. for pkg:NAME)."})
     dtype: str | None = field(
         default=None,
-        metadata={"help": "float32 / bfloat16 / float16 for sampling (default: bf16 on GPU, fp32 on CPU)."},
+        metadata={"help": "float32 / bfloat16 / float16 for sampling (unset: bf16 on GPU, fp32 on CPU)."},
     )
     load_in_8bit: bool = field(default=False, metadata={"help": "Sample from an int8 base (bitsandbytes)."})
     # ------------------------------------------------------------------ prompts
@@ -150,7 +150,7 @@ class SDFConfig(JudgeArguments):
         },
     )
     merged_dir: str | None = field(
-        default=None, metadata={"help": "Where v1 is merged into its base (default: OUTPUT_DIR/v1-merged)."}
+        default=None, metadata={"help": "Where v1 is merged into its base (unset: OUTPUT_DIR/v1-merged)."}
     )
     merge_dtype: str = field(default="auto", metadata={"help": "dtype of the merged v1 (auto keeps the base's)."})
     # ------------------------------------------------------------------ re-runs

@@ -70,12 +70,14 @@ class BaizeSFTConfig(LaunchMatchedConfig, SFTConfig):
 
 def parse_args(argv: list[str] | None = None):
     parser = TrlParser(
-        (BaizeScriptArguments, BaizeSFTConfig, BaizeModelConfig, DatasetMixtureConfig),
+        # the Baize and model keys first in --help, then TRL's hundreds of training arguments
+        (BaizeScriptArguments, BaizeModelConfig, DatasetMixtureConfig, BaizeSFTConfig),
         prog="baize train",
         description="Fine-tune a Baize chat model (LoRA SFT with TRL) from a YAML recipe: "
         "baize train --config recipes/baize-smol/sft.yaml [--key value ...]",
     )
-    return parse_recipe(parser, sys.argv[1:] if argv is None else argv)
+    script_args, model_args, dataset_args, training_args = parse_recipe(parser, sys.argv[1:] if argv is None else argv)
+    return script_args, training_args, model_args, dataset_args
 
 
 def peak_memory_mb() -> dict[str, float]:

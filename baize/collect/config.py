@@ -62,7 +62,7 @@ class CollectConfig:
         default=None, metadata={"help": "Licence of the seed dataset, copied into the dataset card (e.g. cc-by-4.0)."}
     )
     source: str | None = field(
-        default=None, metadata={"help": "Value of the `source` column and the card's source (default: seeds_path)."}
+        default=None, metadata={"help": "Value of the `source` column and the card's source (unset: seeds_path)."}
     )
     limit: int | None = field(
         default=None, metadata={"help": "Use at most this many seeds (of this shard, after de-duplication)."}
@@ -81,7 +81,7 @@ class CollectConfig:
         default=None,
         metadata={
             "help": "OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 for `transformers serve` or vLLM "
-            "(default: the OpenAI API)."
+            "(unset: the OpenAI API)."
         },
     )
     teacher_model: str = field(
@@ -95,10 +95,10 @@ class CollectConfig:
         default=None, metadata={"help": "GGUF file inside teacher_model (`pkg:` or a local folder), as in training."}
     )
     teacher_label: str | None = field(
-        default=None, metadata={"help": "Name recorded in the `teacher` column and the card (default: teacher_model)."}
+        default=None, metadata={"help": "Name recorded in the `teacher` column and the card (unset: teacher_model)."}
     )
     user_model: str | None = field(
-        default=None, metadata={"help": "turns mode: model of the user simulator (default: the teacher model)."}
+        default=None, metadata={"help": "turns mode: model of the user simulator (unset: the teacher model)."}
     )
     api_key_env: str = field(
         default="OPENAI_API_KEY",
