@@ -536,6 +536,10 @@ def test_sigkill_at_random_points_then_resume_exactly_once(tmp_path):
     # a kill loses at most the dialogues in flight: seeds started more than once <= kills x concurrency
     starts = Counter(seed_of(r) for r in server.requests if is_simulator(r) and r.last_user.count("\n[AI] ") == 1)
     assert sum(n - 1 for n in starts.values()) <= kills * config.concurrency
+    # The budget counts what was billed, also for dialogues lost to a kill: every call is reserved on disk before
+    # it is sent, and a call never settled counts at its reservation.
+    report = json.loads(Path(config.output_dir, "report.json").read_text())
+    assert report["billed"]["total_tokens"] >= server.tokens_served > report["tokens"]["total"]
 
 
 # --------------------------------------------------------------------------- seeds, alpaca, outputs, recipes

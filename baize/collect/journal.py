@@ -12,19 +12,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from baize.collect.config import CollectConfig
-from baize.endpoint import Usage
+from baize.endpoint import RoleUsage, Usage
 from baize.errors import UsageError
 from baize.jsonl import JSONLAppender
 
 logger = logging.getLogger(__name__)
 
 JOURNAL_GLOB = "journal*.jsonl"
+LEDGER_GLOB = "spend*.jsonl"
 
 
-def journal_name(config: CollectConfig) -> str:
+def journal_name(config: CollectConfig, stem: str = "journal") -> str:
     if config.num_shards == 1:
-        return "journal.jsonl"
-    return f"journal-{config.shard_index:05d}-of-{config.num_shards:05d}.jsonl"
+        return f"{stem}.jsonl"
+    return f"{stem}-{config.shard_index:05d}-of-{config.num_shards:05d}.jsonl"
+
+
+def read_ledgers(output_dir: Path) -> Usage:
+    """Everything the endpoint may have billed this output dir, by role: every settled call at its usage, and every
+    call that was sent but never settled (the process was killed while it ran) at its reservation, so that
+    max_tokens / max_cost hold across kills and restarts."""
+    calls: dict[str, dict] = {}
+    for path in sorted(Path(output_dir).glob(LEDGER_GLOB)):
+        for line in path.read_bytes().split(b"\n")[:-1]:  # a torn last line (a kill mid-write) is ignored
+            if line.strip():
+                entry = json.loads(line)
+                calls.setdefault(entry["call"], {}).update(entry)
+    spent = Usage()
+    for call in calls.values():
+        if "prompt_tokens" in call:  # settled
+            usage = RoleUsage(1, call["prompt_tokens"], call["completion_tokens"], call.get("cost_usd", 0.0))
+        else:
+            usage = RoleUsage(1, call["reserved_tokens"], 0, call.get("reserved_cost_usd", 0.0))
+        spent.add(call["role"], usage)
+    return spent
 
 
 def read_journals(output_dir: Path) -> list[dict]:
@@ -64,6 +85,13 @@ class JournalState:
                 state.kept_hashes.add(entry["hash"])
             state.spent.merge(Usage.from_by_role(entry.get("usage_by_role")))
         return state
+
+
+class Ledger(JSONLAppender):
+    """This shard's spend ledger: a line when a call is sent (its reservation), a line when it is settled."""
+
+    def __init__(self, output_dir: Path, config: CollectConfig):
+        super().__init__(Path(output_dir) / journal_name(config, "spend"), writer="`baize collect`")
 
 
 class Journal(JSONLAppender):

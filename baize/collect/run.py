@@ -10,7 +10,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from baize.collect.config import CollectConfig
-from baize.collect.journal import JOURNAL_GLOB, Journal, JournalState, read_journals
+from baize.collect.journal import JOURNAL_GLOB, LEDGER_GLOB, Journal, JournalState, Ledger, read_journals, read_ledgers
 from baize.collect.output import TRAIN_FILE, build_report, push, write_outputs
 from baize.collect.seeds import load_seeds
 from baize.collect.selfchat import (
@@ -47,6 +47,7 @@ class Collector:
         self.stopped = "done"
         self.fatal: str | None = None
         self.teacher: Teacher | None = None
+        self.ledger: Ledger | None = None  # set by collect(): every teacher call is reserved there first
         self.progress = tqdm(total=todo, desc=f"collect ({config.mode})", unit="dialogue", mininterval=0.5)
 
     # ------------------------------------------------------------------ stop rules
@@ -155,7 +156,8 @@ class Collector:
     # ------------------------------------------------------------------ the runs
 
     async def run_teacher(self, todo: list[Seed]) -> None:
-        self.teacher = Teacher(self.config, RateLimiter(self.config.rpm, self.config.tpm), self.state.spent)
+        limiter = RateLimiter(self.config.rpm, self.config.tpm)
+        self.teacher = Teacher(self.config, limiter, self.state.spent, ledger=self.ledger)
         slots = asyncio.Semaphore(self.config.concurrency)
         tasks: set[asyncio.Task] = set()
 
@@ -217,6 +219,7 @@ def collect(config: CollectConfig) -> dict:
         whoami_name()
     outputs = [
         *output_dir.glob(JOURNAL_GLOB),
+        *output_dir.glob(LEDGER_GLOB),
         *(output_dir / name for name in (TRAIN_FILE, "report.json", "README.md")),
     ]
     claim_step(output_dir, "collect_signature.json", config.shaping_settings(), outputs, overwrite=config.overwrite,
@@ -224,14 +227,17 @@ def collect(config: CollectConfig) -> dict:
     seeds, seed_stats = load_seeds(config)
     if config.max_cost is not None and config.mode != "alpaca" and config.price(config.teacher_model) is None:
         raise UsageError(f"max_cost is set but `prices` has no entry for {config.teacher_model!r}")
-    with Journal(output_dir, config) as journal:  # opening repairs a torn last line before anything is read
+    # Opening repairs a torn last line before anything is read.
+    with Journal(output_dir, config) as journal, Ledger(output_dir, config) as ledger:
         state = JournalState.from_entries(read_journals(output_dir))
+        state.spent = read_ledgers(output_dir)  # every call billed, also those of failed or killed dialogues
         todo = [seed for seed in seeds if seed.id not in state.done]
         logger.info(
             "%d seeds selected, %d already done in %s, %d to collect (%s mode)",
             len(seeds), len(seeds) - len(todo), output_dir, len(todo), config.mode,
         )  # fmt: skip
         collector = Collector(config, journal, state, len(todo))
+        collector.ledger = ledger
         start = time.perf_counter()
         try:
             if config.mode == "alpaca":
@@ -247,6 +253,7 @@ def collect(config: CollectConfig) -> dict:
     entries = read_journals(output_dir)
     seed_stats = {**seed_stats.as_dict(), "done_before_run": len(seeds) - len(todo)}
     report = build_report(entries, config, seed_stats, run)
+    report["billed"] = state.spent.summary()  # what the budget counts: every call, kept dialogue or not
     paths = write_outputs(entries, config, report)
     logger.info(
         "kept %d, dropped %d %s, failed this run %d, stopped: %s; %s tokens, $%.4f -> %s",

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 from baize.collect.config import CollectConfig
-from baize.endpoint import Completion, Endpoint, RateLimiter, RoleUsage, Usage, resolve_model_name
+from baize.endpoint import (
+    Completion,
+    Endpoint,
+    RateLimiter,
+    RoleUsage,
+    Usage,
+    estimate_prompt_tokens,
+    resolve_model_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -13,9 +22,10 @@ logger = logging.getLogger(__name__)
 class Teacher:
     """Chat calls by role, each through the limiter, with usage and cost charged to the dialogue and to the run."""
 
-    def __init__(self, config: CollectConfig, limiter: RateLimiter, spent: Usage):
+    def __init__(self, config: CollectConfig, limiter: RateLimiter, spent: Usage, ledger=None):
         self.config = config
-        self.spent = spent  # everything this output dir has spent: journal totals + this run's calls
+        self.spent = spent  # everything this output dir may have been billed: the ledgers + this run's calls
+        self.ledger = ledger  # baize.collect.journal.Ledger: every call reserved before it is sent
         self.unpriced: set[str] = set()
         model = resolve_model_name(config.teacher_model, config.teacher_gguf_file)
         self.models = {"assistant": model, "transcript": model, "user": config.user_model or model}
@@ -44,13 +54,28 @@ class Teacher:
         }
 
     async def chat(self, role: str, messages: list[dict], usage: Usage, stop: list[str] | None = None) -> Completion:
-        completion, call = await self.endpoint.chat(
-            self.models[role], messages, **self.sampling(role), stop=stop or None
-        )
-        self.charge(role, call, usage)
-        return completion
+        sampling = self.sampling(role)
+        call_id = uuid.uuid4().hex
+        if self.ledger is not None:  # on disk before the request leaves: a kill cannot hide what it may cost
+            prompt, completion = estimate_prompt_tokens(messages), sampling.get("max_tokens") or 0
+            reserved = RoleUsage(1, prompt, completion)
+            self.price(role, reserved)
+            self.ledger.append(
+                {"call": call_id, "role": role, "reserved_tokens": prompt + completion,
+                 "reserved_cost_usd": reserved.cost_usd}
+            )  # fmt: skip
+        call = RoleUsage(calls=1)  # a request that failed (an HTTP error after the retries) was not billed
+        try:
+            completion_reply, call = await self.endpoint.chat(
+                self.models[role], messages, **sampling, stop=stop or None
+            )
+            self.charge(role, call, usage)
+        finally:
+            if self.ledger is not None:
+                self.ledger.append({"call": call_id, "role": role, **call.as_dict()})
+        return completion_reply
 
-    def charge(self, role: str, call: RoleUsage, usage: Usage) -> None:
+    def price(self, role: str, call: RoleUsage) -> None:
         name = self.config.user_model if role == "user" and self.config.user_model else self.config.teacher_model
         price = self.config.price(name)
         if price is None:
@@ -59,6 +84,9 @@ class Teacher:
             call.cost_usd = (
                 call.prompt_tokens * price.get("prompt", 0.0) + call.completion_tokens * price.get("completion", 0.0)
             ) / 1e6
+
+    def charge(self, role: str, call: RoleUsage, usage: Usage) -> None:
+        self.price(role, call)
         usage.add(role, call)
         self.spent.add(role, call)
 
