@@ -33,6 +33,10 @@ def parse_recipe(parser, argv: list[str]) -> tuple:
     recipe = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
     if recipe is not None and not Path(recipe).is_file():
         raise UsageError(f"recipe {recipe} not found: pass an existing YAML file (recipes/<name>/<stage>.yaml)")
+    for action in parser._actions:  # HfArgumentParser gives `--no_x` the help text of `--x`
+        negated = next((o for o in action.option_strings if o.startswith("--no_")), None)
+        if negated:
+            action.help = f"turn --{negated[5:]} off (it is on by default)"
     flags = [name[2:] for name in parser._option_string_actions if name.startswith("--")]
     try:
         *outputs, from_recipe, from_command_line = parser.parse_args_and_config(

@@ -79,3 +79,12 @@ def test_a_model_on_the_command_line_drops_the_recipes_gguf_file():
     assert config.teacher_model == "gpt-4o-mini" and config.teacher_gguf_file is None
     recipe = parse_args(["--config", "recipes/baize-smol/collect.yaml"])
     assert recipe.teacher_gguf_file  # the recipe's own model keeps its file
+
+
+def test_train_help_leads_with_the_baize_keys_and_explains_no_flags():
+    result = run(sys.executable, "-m", "baize.train", "--help")
+    assert result.returncode == 0
+    text = result.stdout
+    assert text.index("--on_bad_row") < text.index("--model_name_or_path") < text.index("--learning_rate")
+    assert "turn --gradient_checkpointing off (it is on by default)" in " ".join(text.split())
+    assert "(default: None) (default" not in text
