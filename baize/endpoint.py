@@ -273,16 +273,17 @@ class Endpoint:
         self.limiter.pause(retry_after_seconds(response.headers))
 
     async def chat(
-        self, model: str, messages: list[dict], usage: RoleUsage | None = None, **params
+        self, model: str, messages: list[dict], usage: RoleUsage | None = None, retries: int | None = None, **params
     ) -> tuple[Completion, RoleUsage]:
         """One chat completion (first choice); returns it and this call's usage (also added to `usage`).
-        `params`: temperature, top_p, max_tokens, stop, seed... (None values are not sent)."""
+        `retries` overrides the client's max_retries for this call; `params`: temperature, top_p, max_tokens, stop,
+        seed... (None values are not sent)."""
         params = {name: value for name, value in params.items() if value is not None}
         reserved = estimate_prompt_tokens(messages) + params.get("max_tokens", 0)
         await self.limiter.acquire(reserved)
         call = RoleUsage(calls=1)
         try:
-            response = await self._create(model, messages, params)
+            response = await self._create(model, messages, params, self.max_retries if retries is None else retries)
             if response.usage is None:
                 self.calls_without_usage += 1
             else:
@@ -296,22 +297,23 @@ class Endpoint:
         tokens = call.completion_tokens if response.usage is not None else None
         return Completion(choice.message.content or "", choice.finish_reason, tokens), call
 
-    async def _create(self, model: str, messages: list[dict], params: dict):
+    async def _create(self, model: str, messages: list[dict], params: dict, retries: int):
         """The request; a 200 whose body is not a completion (no choices, cut or malformed JSON) is retried like a
         transient error, which the client only does for HTTP errors."""
         import openai
 
-        for attempt in range(self.max_retries + 1):
+        client = self.client if retries == self.max_retries else self.client.with_options(max_retries=retries)
+        for attempt in range(retries + 1):
             try:
-                response = await self.client.chat.completions.create(model=model, messages=messages, **params)
+                response = await client.chat.completions.create(model=model, messages=messages, **params)
                 if response.choices:
                     return response
                 problem = "a completion without choices"
             except (json.JSONDecodeError, openai.APIResponseValidationError) as error:
                 problem = f"a malformed completion ({error})"
-            if attempt < self.max_retries:
+            if attempt < retries:
                 await self.limiter.sleep(min(8.0, 0.5 * 2**attempt))
-        raise MalformedReply(f"{describe_url(self.base_url)} sent {problem}, {self.max_retries + 1} times")
+        raise MalformedReply(f"{describe_url(self.base_url)} sent {problem}, {retries + 1} times")
 
     async def close(self) -> None:
         await self.client.close()

@@ -729,12 +729,33 @@ def test_empty_or_malformed_completions_are_retried_then_fail_the_seed_quietly(o
         collect(config)
     assert [e["seed"] for e in journal(config)] == ["s-flaky"]  # retried to success
     failed = [json.loads(line) for line in Path(config.output_dir, "failed_seeds.jsonl").read_text().splitlines()]
-    assert (
-        failed[0]["seed"] == "s-broken"
-        and "MalformedReply" in failed[0]["reason"]
-        and "3 times" in failed[0]["reason"]
-    )
+    assert failed[0]["seed"] == "s-broken" and "MalformedReply" in failed[0]["reason"]
+    attempts = [r for r in openai_server.requests if "s-broken" in r.prompt]
+    assert len(attempts) == 1 + config.max_retries  # one try in the first pass, the retries after the rest
     assert "Traceback" not in caplog.text
+
+
+def test_failing_seeds_do_not_hold_the_slots_while_fresh_seeds_wait(openai_server, tmp_path):
+    from openai_server import server_error
+
+    def responder(request):
+        if seed_of(request).startswith("bad"):
+            return server_error(500)
+        return f"[Human] about {seed_of(request)}\n[AI] an answer about {seed_of(request)}"
+
+    openai_server.responder = responder
+    seeds = ["bad 0", "bad 1"] + [f"good {i}" for i in range(6)]
+    config = config_for(openai_server, tmp_path, seeds, concurrency=2, max_retries=2)
+    with pytest.raises(EndpointError, match="2 seeds failed"):
+        collect(config)
+    first_try, retries = {}, []
+    for request in openai_server.requests:
+        first_try.setdefault(seed_of(request), request.received_at)
+        if seed_of(request).startswith("bad") and request.attempt > 1:
+            retries.append(request.received_at)
+    good = [t for seed, t in first_try.items() if seed.startswith("good")]
+    assert len(good) == 6 and max(good) < min(retries)  # every fresh seed went out before any retry
+    assert len([r for r in openai_server.requests if seed_of(r) == "bad 0"]) == 1 + config.max_retries
 
 
 def test_a_bare_503_does_not_pause_every_request_but_a_429_does(openai_server):

@@ -48,6 +48,8 @@ class Collector:
         self.fatal: str | None = None
         self.teacher: Teacher | None = None
         self.ledger: Ledger | None = None  # set by collect(): every teacher call is reserved there first
+        self.deferring = False  # first pass: a seed whose call fails goes to `deferred`, tried again after the rest
+        self.deferred: list[Seed] = []
         self.progress = tqdm(total=todo, desc=f"collect ({config.mode})", unit="dialogue", mininterval=0.5)
 
     # ------------------------------------------------------------------ stop rules
@@ -142,6 +144,9 @@ class Collector:
             self.record(seed, usage, rejected=Rejected("api_error", describe_error(error)))
             return
         except (openai.APIError, MalformedReply) as error:  # transient errors left after the retries
+            if self.deferring:  # first pass: to the back of the queue instead of holding a slot through its retries
+                self.deferred.append(seed)
+                return
             self.fail(seed, describe_error(error))
             logger.warning("seed %s failed after retries (retried on the next run): %s", seed.id, error)
             self.tick()
@@ -156,8 +161,28 @@ class Collector:
     # ------------------------------------------------------------------ the runs
 
     async def run_teacher(self, todo: list[Seed]) -> None:
+        """Two passes: every seed once with a single try per call, so that fresh seeds do not wait behind failing
+        ones, then the seeds that failed with the remaining retries (the same number of attempts in all)."""
         limiter = RateLimiter(self.config.rpm, self.config.tpm)
         self.teacher = Teacher(self.config, limiter, self.state.spent, ledger=self.ledger)
+        try:
+            self.deferring = self.config.max_retries > 0
+            self.teacher.retries = 0 if self.deferring else None
+            await self.run_pass(todo)
+            self.deferring, again, self.deferred = False, self.deferred, []
+            if again and self.stopped == "done" and not self.fatal:
+                self.teacher.retries = self.config.max_retries - 1
+                await self.run_pass(again)
+            elif again:  # the run stopped before their second try: failed this run, retried by the next one
+                for seed in again:
+                    self.fail(seed, f"not tried again: the run stopped ({self.stopped})")
+                    self.tick()
+            if self.stopped == "done" and self.fatal:
+                self.stopped = "error"
+        finally:
+            await self.teacher.close()
+
+    async def run_pass(self, seeds: list[Seed]) -> None:
         slots = asyncio.Semaphore(self.config.concurrency)
         tasks: set[asyncio.Task] = set()
 
@@ -165,22 +190,17 @@ class Collector:
             tasks.discard(task)
             slots.release()
 
-        try:
-            for seed in todo:
-                await slots.acquire()
-                reason = self.stop_reason()
-                if reason:
-                    slots.release()
-                    self.stopped = reason
-                    break
-                task = asyncio.create_task(self.one(seed))
-                tasks.add(task)
-                task.add_done_callback(done)
-            await asyncio.gather(*tasks)
-            if self.stopped == "done" and self.fatal:
-                self.stopped = "error"
-        finally:
-            await self.teacher.close()
+        for seed in seeds:
+            await slots.acquire()
+            reason = self.stop_reason()
+            if reason:
+                slots.release()
+                self.stopped = reason
+                break
+            task = asyncio.create_task(self.one(seed))
+            tasks.add(task)
+            task.add_done_callback(done)
+        await asyncio.gather(*tasks)
 
     def run_alpaca(self, todo: list[Seed]) -> None:
         for seed in todo:

@@ -26,6 +26,7 @@ class Teacher:
         self.config = config
         self.spent = spent  # everything this output dir may have been billed: the ledgers + this run's calls
         self.ledger = ledger  # baize.collect.journal.Ledger: every call reserved before it is sent
+        self.retries: int | None = None  # HTTP retries per call (None: the client's max_retries)
         self.unpriced: set[str] = set()
         model = resolve_model_name(config.teacher_model, config.teacher_gguf_file)
         self.models = {"assistant": model, "transcript": model, "user": config.user_model or model}
@@ -67,7 +68,7 @@ class Teacher:
         call = RoleUsage(calls=1)  # a request that failed (an HTTP error after the retries) was not billed
         try:
             completion_reply, call = await self.endpoint.chat(
-                self.models[role], messages, **sampling, stop=stop or None
+                self.models[role], messages, retries=self.retries, **sampling, stop=stop or None
             )
             self.charge(role, call, usage)
         finally:
