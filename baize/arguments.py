@@ -33,6 +33,9 @@ def parse_recipe(parser, argv: list[str]) -> tuple:
     recipe = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
     if recipe is not None and not Path(recipe).is_file():
         raise UsageError(f"recipe {recipe} not found: pass an existing YAML file (recipes/<name>/<stage>.yaml)")
+    # TrlParser reads --config before argparse sees it, so argparse's usage line would not mention it, and would
+    # list every one of TRL's hundreds of options.
+    parser.usage = f"{parser.prog} --config RECIPE.yaml [--key value ...]   (every key below works in both)"
     for action in parser._actions:  # HfArgumentParser gives `--no_x` the help text of `--x`
         negated = next((o for o in action.option_strings if o.startswith("--no_")), None)
         if negated:

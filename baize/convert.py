@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from baize.data import convert_file
+from baize.errors import UsageError, one_line_errors
 
 
-def cli(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="baize convert",
         description="Convert a data file. Input may be the original Baize JSON ({topic, input} with "
@@ -25,6 +27,23 @@ def cli(argv: list[str] | None = None) -> None:
         default="error",
         help="stop at the first malformed row (naming it), or skip such rows and report how many",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(args: argparse.Namespace) -> None:
+    from baize.data import convert_file
+
+    if not Path(args.src).is_file():
+        raise UsageError(f"{args.src}: no such file (relative to {Path.cwd()})")
     report = convert_file(args.src, args.dst, to=args.to, on_bad_row=args.on_bad_row)
     print(f"wrote {args.dst}: {report.summary()}")
+
+
+def cli(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    with one_line_errors("baize convert"):
+        main(args)
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])

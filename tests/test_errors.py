@@ -85,6 +85,80 @@ def test_train_help_leads_with_the_baize_keys_and_explains_no_flags():
     result = run(sys.executable, "-m", "baize.train", "--help")
     assert result.returncode == 0
     text = result.stdout
+    assert text.startswith("usage: baize train --config RECIPE.yaml [--key value ...]")
     assert text.index("--on_bad_row") < text.index("--model_name_or_path") < text.index("--learning_rate")
     assert "turn --gradient_checkpointing off (it is on by default)" in " ".join(text.split())
     assert "(default: None) (default" not in text
+
+
+BAD_MODELS = [
+    (["baize.chat", "/nonexistent/folder", "-m", "hi"], "baize chat", 1, "'/nonexistent/folder' is neither a local folder"),
+    (["baize.merge", "/nonexistent/folder", "--output", "{out}"], "baize merge", 1, "is neither a local folder nor a Hub"),
+    (["baize.push", "/nonexistent/folder", "--dry-run"], "baize push", 1, "has neither adapter_config.json nor config"),
+    (["baize.hub", "not/a/repo"], "baize pull", 1, "'not/a/repo' is neither a local folder nor a Hub repo id"),
+    (["baize.convert", "/nonexistent.json", "{out}"], "baize convert", 2, "/nonexistent.json: no such file"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("command", "prog", "code", "says"), BAD_MODELS, ids=[m[1] for m in BAD_MODELS])
+def test_a_missing_model_repo_or_file_is_one_line(tmp_path, command, prog, code, says):
+    command = [arg.format(out=tmp_path / "out") for arg in command]
+    result = run(sys.executable, "-m", *command)
+    assert result.returncode == code, result.stderr[-3000:]
+    assert says in one_line(result, prog)
+
+
+def collect_command(server, tmp_path, seeds: list[str], *extra: str) -> list[str]:
+    seeds_file = tmp_path / "seeds.txt"
+    seeds_file.write_text("".join(s + "\n" for s in seeds))
+    return [sys.executable, "-m", "baize.collect", "--mode", "transcript", "--base_url", server.base_url,
+            "--teacher_model", "t", "--seeds_path", str(seeds_file), "--output_dir", str(tmp_path / "out"),
+            "--max_retries", "1", *extra]  # fmt: skip
+
+
+def test_failed_seeds_exit_1_with_a_summary_and_the_list_and_keep_the_rest(tmp_path):
+    from openai_server import OpenAIServer, Reply
+
+    def responder(request):
+        if "down" in request.prompt:
+            return Reply(status=500, message="down")
+        return f"[Human] q {abs(hash(request.prompt))}\n[AI] an answer long enough to keep"
+
+    with OpenAIServer(responder) as server:
+        result = run(*collect_command(server, tmp_path, ["up 1", "down 1", "up 2"]))
+    assert result.returncode == 1
+    line = one_line(result, "baize collect")
+    assert "1 seeds failed at http://127.0.0.1" in line and "kept 2, dropped 0, failed 1" in line
+    failed = (tmp_path / "out" / "failed_seeds.jsonl").read_text()
+    assert '"seed": "down 1"' in failed and "InternalServerError" in failed
+    assert len((tmp_path / "out" / "train.jsonl").read_text().splitlines()) == 2  # what was collected is kept
+
+
+def test_ctrl_c_is_one_line_exit_130_and_keeps_every_finished_dialogue(tmp_path):
+    import signal
+    import time
+
+    from openai_server import OpenAIServer
+
+    def responder(request):
+        return f"[Human] q {abs(hash(request.prompt))}\n[AI] an answer long enough to keep"
+
+    with OpenAIServer(responder, latency=0.3) as server:
+        command = collect_command(server, tmp_path, [f"seed {i}" for i in range(40)], "--concurrency", "2")
+        env = {**os.environ, "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        journal = tmp_path / "out" / "journal.jsonl"
+        deadline = time.monotonic() + 120
+        while (not journal.exists() or len(journal.read_text().splitlines()) < 2) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    lines = [line for line in stderr.splitlines() if line.startswith("baize collect:")]
+    assert lines == ["baize collect: interrupted; what was done is kept: re-run the same command to continue"]
+    assert "Traceback" not in stderr
+    kept = journal.read_text().splitlines()
+    assert len(kept) >= 2 and all(line.startswith("{") and line.endswith("}") for line in kept)
+    assert len((tmp_path / "out" / "train.jsonl").read_text().splitlines()) == len(kept)  # outputs written
