@@ -218,13 +218,6 @@ def describe_url(base_url: str | None) -> str:
     return base_url or "https://api.openai.com/v1"
 
 
-def is_unreachable(error: BaseException) -> bool:
-    """The endpoint could not be reached at all (after the client's retries), as opposed to a bad request."""
-    import openai
-
-    return isinstance(error, openai.APIConnectionError)
-
-
 class Endpoint:
     """One base URL: chat completions through the shared limiter, usage charged to a `RoleUsage`."""
 
@@ -320,11 +313,12 @@ class Endpoint:
 
 
 async def gather_bounded(coroutines: Iterable[Awaitable], limit: int) -> list:
-    """`asyncio.gather` with at most `limit` awaiting at once; results in order, exceptions returned."""
+    """`asyncio.gather` with at most `limit` awaiting at once; results in order (an exception propagates: the
+    callers handle the request errors they expect, anything else is a bug)."""
     semaphore = asyncio.Semaphore(max(1, limit))
 
     async def bounded(coroutine):
         async with semaphore:
             return await coroutine
 
-    return await asyncio.gather(*(bounded(c) for c in coroutines), return_exceptions=True)
+    return await asyncio.gather(*(bounded(c) for c in coroutines))

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from baize.arguments import parse_recipe
-from baize.endpoint import EndpointError, describe_error, describe_url
+from baize.endpoint import EndpointError, describe_error, describe_url, gather_bounded
 from baize.errors import MissingColumn, UsageError, configure_logging, one_line_errors
 from baize.jsonl import JSONLAppender, read_jsonl, write_jsonl_atomically
 from baize.judge import (
@@ -397,24 +397,22 @@ async def answer_at_endpoint(
         api_key_env=config.answer_api_key_env,
     )
     stats = {"answered": 0, "request_errors": 0, "usage": new_usage()}
-    semaphore = asyncio.Semaphore(max(1, config.judge_concurrency))
     bar = tqdm(total=len(todo), desc=f"answers: {contestant.label}", unit="q")
 
     async def answer(question: dict) -> None:
         temperature = config.temperature(question["category"])
-        async with semaphore:
-            try:
-                choice = await client.complete(
-                    _messages(config, question["question"]),
-                    stats["usage"],
-                    temperature=temperature,
-                    max_tokens=config.max_new_tokens,
-                )
-            except Exception as error:  # openai.APIError after the client's retries
-                stats["request_errors"] += 1
-                stats["last_error"] = describe_error(error)
-                logger.warning("answer: question %s failed: %s", question["question_id"], error)
-                return
+        try:
+            choice = await client.complete(
+                _messages(config, question["question"]),
+                stats["usage"],
+                temperature=temperature,
+                max_tokens=config.max_new_tokens,
+            )
+        except Exception as error:  # openai.APIError after the client's retries
+            stats["request_errors"] += 1
+            stats["last_error"] = describe_error(error)
+            logger.warning("answer: question %s failed: %s", question["question_id"], error)
+            return
         text = choice.content.strip()
         appender.append(
             _answer_row(contestant, question, temperature, text, choice.finish_reason, choice.completion_tokens)
@@ -423,7 +421,7 @@ async def answer_at_endpoint(
         bar.update(1)
 
     try:
-        await asyncio.gather(*[answer(q) for q in todo])
+        await gather_bounded((answer(q) for q in todo), config.judge_concurrency)
     finally:
         bar.close()
         await client.close()
@@ -505,7 +503,6 @@ async def judge_questions(config: EvalConfig, rows: list[dict], client: JudgeCli
     from tqdm.auto import tqdm
 
     stats = {"judged": 0, "request_errors": 0, "parse_failures": 0, "parse_errors": {}, "usage": new_usage()}
-    semaphore = asyncio.Semaphore(max(1, config.judge_concurrency))
     bar = tqdm(total=len(rows), desc="judge", unit="q")
 
     async def verdict(row: dict, answers: list[str]) -> dict:
@@ -526,17 +523,16 @@ async def judge_questions(config: EvalConfig, rows: list[dict], client: JudgeCli
 
     async def judge(row: dict) -> None:
         model, reference = row["answers"]["model"], row["answers"]["reference"]
-        async with semaphore:
-            try:
-                calls = [verdict(row, [reference, model])]
-                if config.pairwise:
-                    calls.append(verdict(row, [model, reference]))
-                results = await asyncio.gather(*calls)
-            except Exception as error:  # openai.APIError after the client's retries: the next run asks again
-                stats["request_errors"] += 1
-                stats["last_error"] = describe_error(error)
-                logger.warning("judge: question %s failed: %s", row["question_id"], error)
-                return
+        try:
+            calls = [verdict(row, [reference, model])]
+            if config.pairwise:
+                calls.append(verdict(row, [model, reference]))
+            results = await asyncio.gather(*calls)
+        except Exception as error:  # openai.APIError after the client's retries: the next run asks again
+            stats["request_errors"] += 1
+            stats["last_error"] = describe_error(error)
+            logger.warning("judge: question %s failed: %s", row["question_id"], error)
+            return
         row["reference_first"] = results[0]
         row["model_first"] = results[1] if config.pairwise else None
         stats["parse_failures"] += sum(r["value"] is None for r in results)
@@ -546,7 +542,7 @@ async def judge_questions(config: EvalConfig, rows: list[dict], client: JudgeCli
         bar.update(1)
 
     try:
-        await asyncio.gather(*[judge(row) for row in rows])
+        await gather_bounded((judge(row) for row in rows), config.judge_concurrency)
     finally:
         bar.close()
     stats["usage"] = stats["usage"].as_dict()
