@@ -70,20 +70,20 @@ def read_journals(output_dir: Path) -> list[dict]:
 
 @dataclass
 class JournalState:
-    """What the journals say has been done: the resume set, kept dialogues' hashes, and the money spent."""
+    """What the output dir says has been done: the resume set and kept dialogues' hashes (journals), and what the
+    endpoint may have billed (ledgers)."""
 
     done: set[str] = field(default_factory=set)
     kept_hashes: set[str] = field(default_factory=set)
     spent: Usage = field(default_factory=Usage)
 
     @classmethod
-    def from_entries(cls, entries: list[dict]) -> JournalState:
-        state = cls()
+    def from_entries(cls, entries: list[dict], spent: Usage) -> JournalState:
+        state = cls(spent=spent)
         for entry in entries:
             state.done.add(entry["id"])
             if entry["status"] == "kept":
                 state.kept_hashes.add(entry["hash"])
-            state.spent.merge(Usage.from_by_role(entry.get("usage_by_role")))
         return state
 
 

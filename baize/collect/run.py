@@ -249,8 +249,8 @@ def collect(config: CollectConfig) -> dict:
         raise UsageError(f"max_cost is set but `prices` has no entry for {config.teacher_model!r}")
     # Opening repairs a torn last line before anything is read.
     with Journal(output_dir, config) as journal, Ledger(output_dir, config) as ledger:
-        state = JournalState.from_entries(read_journals(output_dir))
-        state.spent = read_ledgers(output_dir)  # every call billed, also those of failed or killed dialogues
+        # spent: every call billed, also those of failed or killed dialogues
+        state = JournalState.from_entries(read_journals(output_dir), read_ledgers(output_dir))
         todo = [seed for seed in seeds if seed.id not in state.done]
         logger.info(
             "%d seeds selected, %d already done in %s, %d to collect (%s mode)",
