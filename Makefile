@@ -1,5 +1,5 @@
 # baize: `make help` lists the targets. Recipes live in recipes/<RECIPE>/<stage>.yaml.
-.PHONY: help install test test-fast quality style train data sdf dpo eval chat merge push bench demo gpu-wheels gpu-check
+.PHONY: help install browser web test test-fast quality style train data sdf dpo eval chat merge push bench demo gpu-wheels gpu-check
 
 PYTHON ?= python3
 RECIPE ?= baize-smol
@@ -15,6 +15,8 @@ help:
 	@echo "                                     the same through accelerate launch (configs in accelerate_configs/)"
 	@echo "make data RECIPE=selfchat-quora      self-chat collection from recipes/RECIPE/collect.yaml (resumable)"
 	@echo "make chat RECIPE=baize-smol          chat with runs/RECIPE/sft (or ADAPTER=hub-id-or-folder)"
+	@echo "make web RECIPE=baize-smol           the same in the browser (Gradio) at http://127.0.0.1:7860"
+	@echo "make browser                         Debian's chromium for the web demo's browser test (root, apt-get)"
 	@echo "make merge RECIPE=baize-smol         merge the adapter into its base: runs/RECIPE/merged"
 	@echo "make push RECIPE=baize-smol ARGS='--repo_id me/baize-smol'   upload runs/RECIPE/sft (or ADAPTER=folder) to the Hub"
 	@echo "make sdf RECIPE=baize-smol           Baize v2 SDF: sample, judge, select, train (recipes/RECIPE/sdf.yaml)"
@@ -62,6 +64,13 @@ ADAPTER ?= runs/$(RECIPE)/sft
 
 chat:
 	$(PYTHON) -m baize.chat $(ADAPTER) $(ARGS)
+
+web:
+	$(PYTHON) -m baize.web $(ADAPTER) $(ARGS)
+
+# The browser test drives Debian's chromium (a test tool's own browser download needs the internet).
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 
 merge:
 	$(PYTHON) -m baize.merge $(ADAPTER) --output runs/$(RECIPE)/merged $(ARGS)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardData
 
-from baize.models import LEGACY_BASE_MODELS
+from baize.models import LEGACY_BASE_MODELS, hub_model_id
 
 CARD_TEMPLATE = """---
 {{ card_data }}
@@ -57,13 +57,6 @@ output = model.generate(**inputs, max_new_tokens=256, do_sample=True, top_p=0.95
 print(tokenizer.decode(output[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True))
 ```
 """
-
-
-def hub_model_id(name_or_path: str) -> str | None:
-    """The Hub id of a base model, or None for local folders and pip-shipped files."""
-    if name_or_path.startswith("pkg:") or Path(name_or_path).exists() or name_or_path.count("/") != 1:
-        return None
-    return name_or_path
 
 
 def sft_model_card(

@@ -23,6 +23,10 @@ STAGES = {
     "push": ("baize.push", "upload an adapter, model or data folder to the Hub (checkpoints and secrets left out)"),
     "pull": ("baize.hub", "download an adapter (and its base model) from the Hub into the HF cache"),
     "chat": ("baize.chat", "streaming terminal chat with an adapter or model (Baize prompt, /reset, /undo)"),
+    "web": (
+        "baize.web",
+        "the chat demo in the browser (Gradio): a local adapter or model, or an OpenAI-compatible endpoint",
+    ),
     "merge": ("baize.merge", "merge a LoRA adapter into its base: one model folder for transformers serve / vLLM"),
     "convert": ("baize.convert", "convert data files between the original Baize format and chat JSONL"),
 }

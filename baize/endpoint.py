@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from baize.errors import BaizeError
@@ -289,6 +289,24 @@ class Endpoint:
         choice = response.choices[0]
         tokens = call.completion_tokens if response.usage is not None else None
         return Completion(choice.message.content or "", choice.finish_reason, tokens), call
+
+    async def stream_chat(self, model: str, messages: list[dict], **params) -> AsyncIterator[str]:
+        """One chat completion streamed (the web demo): yields the text as it arrives. Closing the iterator (a
+        Stop in the page) closes the HTTP stream, which is what tells the server to stop generating."""
+        params = {name: value for name, value in params.items() if value is not None}
+        reserved = estimate_prompt_tokens(messages) + params.get("max_tokens", 0)
+        await self.limiter.acquire(reserved)
+        used = 0
+        try:
+            stream = await self.client.chat.completions.create(model=model, messages=messages, stream=True, **params)
+            async with stream:
+                async for chunk in stream:
+                    if chunk.usage is not None:
+                        used = (chunk.usage.prompt_tokens or 0) + (chunk.usage.completion_tokens or 0)
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        yield chunk.choices[0].delta.content
+        finally:
+            self.limiter.settle(reserved, used or reserved)
 
     async def _create(self, model: str, messages: list[dict], params: dict, retries: int):
         """The request; a 200 whose body is not a completion (no choices, cut or malformed JSON) is retried like a

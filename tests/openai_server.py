@@ -20,6 +20,8 @@ What it answers is scripted by a *responder*: a function that receives each requ
   when it arrives and the reply's usage settles it; over the limit the server answers 429 with
   `Retry-After` and `retry-after-ms`. `tokens_served` sums the usage of the 200 answers.
 - Usage defaults to whitespace word counts of the prompt messages and the reply.
+- A request with `"stream": true` gets the reply as server-sent events, one word a chunk (`Reply.chunk_delay`
+  apart), then a usage chunk and `[DONE]`; `server.streams_closed_early` counts streams the client hung up on.
 - `server.requests` lists every request received (429s included); `server.statuses` counts answers by status.
 
 The pytest fixture `openai_server` yields a started server with an echo responder: import
@@ -31,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import threading
 import time
 from collections import Counter
@@ -53,6 +56,7 @@ class Reply:
     delay: float = 0.0  # seconds before answering, on top of the server's latency
     message: str = ""  # error message for status >= 400
     raw: bytes | None = None  # a 200 with this body as it is (a malformed or empty reply from a flaky provider)
+    chunk_delay: float = 0.0  # with `stream: true`, seconds between the streamed pieces (one word each)
 
 
 def rate_limited(retry_after: float = 1.0) -> Reply:
@@ -128,7 +132,7 @@ class _Bucket:
 
 
 class OpenAIServer:
-    """`/v1/chat/completions` (non-streaming), `/v1/models` and `/health` on 127.0.0.1, in a thread."""
+    """`/v1/chat/completions` (also streamed), `/v1/models` and `/health` on 127.0.0.1, in a thread."""
 
     def __init__(
         self,
@@ -145,6 +149,7 @@ class OpenAIServer:
         self.requests: list[ChatRequest] = []
         self.statuses: Counter = Counter()
         self.tokens_served = 0  # prompt + completion tokens of the 200 answers
+        self.streams_closed_early = 0  # streamed replies the client stopped reading (a Stop in the web demo)
         self._rpm = _Bucket(rpm, burst_seconds) if rpm else None
         self._tpm = _Bucket(tpm, burst_seconds) if tpm else None
         self._attempts: Counter = Counter()
@@ -303,7 +308,37 @@ class _Handler(BaseHTTPRequestHandler):
             return
         payload = owner._completion(request, reply)
         owner._settle(reserved, payload["usage"]["total_tokens"])
-        self._send(200, payload, reply.headers)
+        if body.get("stream"):
+            self._stream(payload, reply)
+        else:
+            self._send(200, payload, reply.headers)
+
+    def _stream(self, payload: dict, reply: Reply) -> None:
+        """The completion as OpenAI streams it: role, one word a chunk, finish reason, usage, [DONE]."""
+        base = {k: payload[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+
+        def chunk(delta: dict, finish: str | None = None, usage: dict | None = None) -> bytes:
+            choices = [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]
+            return b"data: " + json.dumps(base | {"choices": choices, "usage": usage}).encode() + b"\n\n"
+
+        words = re.findall(r"\s*\S+", reply.content or "")
+        events = [chunk({"role": "assistant", "content": ""})]
+        events += [chunk({"content": word}) for word in words]
+        events += [chunk({}, reply.finish_reason), chunk({}, usage=payload["usage"]), b"data: [DONE]\n\n"]
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            for event in events:
+                self.wfile.write(event)
+                self.wfile.flush()
+                if reply.chunk_delay and self.owner._stopping.wait(reply.chunk_delay):
+                    return
+        except (BrokenPipeError, ConnectionResetError):
+            with self.owner._lock:
+                self.owner.streams_closed_early += 1
+        self.close_connection = True
 
 
 @pytest.fixture(name="openai_server")

@@ -1,0 +1,350 @@
+"""`baize web`: the Baize chat demo in the browser (Gradio), for a local model or an OpenAI-compatible endpoint.
+
+    baize web runs/baize-smol/sft                          # an adapter folder written by `baize train`
+    baize web me/baize-smol                                 # an adapter repo on the Hub
+    baize web project-baize/baize-lora-7B --load_in_8bit    # an original Baize adapter
+    baize web --endpoint http://127.0.0.1:8000/v1 --model runs/baize-smol/merged   # `vllm serve` / `transformers serve`
+
+The page is gradio's ChatInterface: replies stream in, Stop ends one, and the chat's own buttons regenerate
+(retry), undo the last exchange and clear. Each browser session keeps its own history; requests queue as
+gradio queues them (one generation at a time on a local model, `--concurrency` at once on an endpoint).
+Prompts come from baize.prompts and local generation from baize.generation, as in `baize chat`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from baize.errors import UsageError, configure_logging, one_line_errors
+from baize.generation import (
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_P,
+    GenerationSettings,
+    generate_reply,
+)
+from baize.models import hub_model_id
+from baize.prompts import (
+    DEFAULT_MAX_HISTORY_TOKENS,
+    GUARDRAIL_SYSTEM_PROMPT,
+    PROMPT_FORMATS,
+    TURN_TAG_START,
+    TURN_TAGS,
+    printable_prefix,
+    trained_system_prompt,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ReplySettings:
+    """What the page's controls set for one reply (the original demo's controls, the paper's defaults)."""
+
+    system: str | None = None
+    guardrail: bool = False
+    top_p: float = DEFAULT_TOP_P
+    temperature: float = DEFAULT_TEMPERATURE
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    max_history_tokens: int = DEFAULT_MAX_HISTORY_TOKENS
+
+    @property
+    def system_prompt(self) -> str | None:
+        return GUARDRAIL_SYSTEM_PROMPT if self.guardrail else (self.system or None)
+
+    def generation(self) -> GenerationSettings:
+        return GenerationSettings(
+            max_new_tokens=int(self.max_new_tokens),
+            temperature=self.temperature,
+            top_p=self.top_p,
+            do_sample=self.temperature > 0,
+        )
+
+
+def message_text(content) -> str:
+    """A gradio chat message's text (a string, or a list of content parts in gradio 6)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return content.get("text") or ""
+    if isinstance(content, list | tuple):
+        return "".join(message_text(part) for part in content)
+    return ""
+
+
+def exchanges(history: list[dict]) -> list[tuple[str, str]]:
+    """gradio's message list as (question, answer) pairs; an unanswered question (a stopped reply) is dropped."""
+    pairs, question = [], None
+    for message in history:
+        text = message_text(message.get("content"))
+        if message.get("role") == "user":
+            question = text
+        elif message.get("role") == "assistant" and question is not None:
+            pairs.append((question, text))
+            question = None
+    return pairs
+
+
+class LocalBackend:
+    """A model loaded in this process (`baize.models.load_chat_model`): one reply at a time, streamed."""
+
+    concurrency = 1  # one generate() at a time on the one model; other users wait in gradio's queue
+
+    def __init__(self, chat):
+        self.chat = chat
+        self.lock = threading.Lock()
+        self.name = str(chat.source)
+        self.trained_system = chat.system_prompt
+        base = (hub_model_id(chat.base) or Path(chat.base).name) if chat.base else None
+        self.description = f"{'adapter on ' + base if base else 'model'}, prompt format {chat.prompt_format}"
+
+    async def reply(self, history: list[tuple[str, str]], question: str, settings: ReplySettings):
+        builder = self.chat.prompt_builder(
+            system=settings.system_prompt, max_history_tokens=settings.max_history_tokens
+        )
+        prompt = builder.build(history, question)
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue = asyncio.Queue()
+        interrupt = threading.Event()
+
+        def generate():
+            try:
+                with self.lock:  # a stopped reply's last token, and the next reply's first
+                    generate_reply(
+                        self.chat,
+                        prompt,
+                        settings.generation(),
+                        stop_strings=builder.stop_strings,
+                        on_text=lambda text: loop.call_soon_threadsafe(chunks.put_nowait, text),
+                        interrupt=interrupt,
+                    )
+            finally:
+                loop.call_soon_threadsafe(chunks.put_nowait, None)
+
+        worker = loop.run_in_executor(None, generate)
+        try:
+            while (chunk := await chunks.get()) is not None:
+                yield chunk
+            await worker  # a generation error surfaces here
+        finally:
+            interrupt.set()  # Stop in the page (the task is cancelled) ends generate() at its next token
+
+
+class EndpointBackend:
+    """An OpenAI-compatible server (vLLM, `transformers serve`, Ollama) through the shared endpoint client; the
+    server applies the model's chat template (a merged Baize model carries the Baize one)."""
+
+    def __init__(self, base_url: str, model: str, api_key_env: str, concurrency: int, prompt_format: str):
+        from baize.endpoint import Endpoint, resolve_model_name
+
+        self.endpoint = Endpoint(base_url, api_key_env)
+        self.model = resolve_model_name(model)
+        self.name = f"{model} at {base_url}"
+        self.concurrency = concurrency
+        self.stops = [] if prompt_format == "native" else [*TURN_TAGS, TURN_TAG_START]
+        folder = Path(self.model)
+        self.trained_system = trained_system_prompt(folder, "baize") if folder.is_dir() else None
+        self.description = "OpenAI-compatible endpoint"
+
+    def messages(self, history: list[tuple[str, str]], question: str, settings: ReplySettings) -> list[dict]:
+        """System text, then the newest exchanges that fit in max_history_tokens (estimated), then the question."""
+        from baize.endpoint import estimate_prompt_tokens
+
+        head = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
+        tail = [{"role": "user", "content": question}]
+        for user, assistant in reversed(history):
+            turn = [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+            if estimate_prompt_tokens(head + turn + tail) > settings.max_history_tokens:
+                break
+            tail = turn + tail
+        return head + tail
+
+    async def reply(self, history: list[tuple[str, str]], question: str, settings: ReplySettings):
+        stream = self.endpoint.stream_chat(
+            self.model,
+            self.messages(history, question, settings),
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            max_tokens=int(settings.max_new_tokens),
+            stop=self.stops or None,
+        )
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()
+
+
+async def stream_answer(backend, history: list[dict], message: str, settings: ReplySettings):
+    """The growing answer, as ChatInterface shows it: never a turn tag nor the start of one, no leading space."""
+    text = ""
+    stops = [*TURN_TAGS, TURN_TAG_START]
+    async for chunk in backend.reply(exchanges(history), message, settings):
+        text += chunk
+        shown = text[: printable_prefix(text, stops)].lstrip()
+        if shown:
+            yield shown
+    final = text[: printable_prefix(text, stops)].strip()
+    yield final or "(no answer: the model ended its turn at once; Regenerate to sample again)"
+
+
+def build_app(backend, *, title: str | None = None, defaults: ReplySettings | None = None):
+    """The Gradio Blocks of the demo for `backend` (LocalBackend or EndpointBackend)."""
+    import gradio as gr
+
+    defaults = defaults or ReplySettings(system=backend.trained_system)
+
+    async def respond(message, history, system, guardrail, top_p, temperature, max_new_tokens, max_history_tokens):
+        settings = ReplySettings(system, guardrail, top_p, temperature, max_new_tokens, max_history_tokens)
+        async for answer in stream_answer(backend, history, message, settings):
+            yield answer
+
+    controls = [
+        gr.Textbox(
+            value=defaults.system or "",
+            label="System prompt (default: the one the model was trained with; empty: the template's header)",
+            lines=2,
+        ),
+        gr.Checkbox(
+            value=defaults.guardrail, label="Guardrail: the Baize demo's system prompt (declines sensitive topics)"
+        ),
+        gr.Slider(0.0, 1.0, value=defaults.top_p, step=0.05, label="Top-p"),
+        gr.Slider(0.0, 2.0, value=defaults.temperature, step=0.1, label="Temperature (0: greedy)"),
+        gr.Slider(1, 2048, value=defaults.max_new_tokens, step=1, label="Max new tokens"),
+        gr.Slider(128, 4096, value=defaults.max_history_tokens, step=64, label="Max history tokens"),
+    ]
+    return gr.ChatInterface(
+        respond,
+        chatbot=gr.Chatbot(label="Baize", height=480, buttons=["copy"], render_markdown=True),
+        additional_inputs=controls,
+        additional_inputs_accordion=gr.Accordion("Settings", open=False),
+        title=title or f"Baize: {backend.name}",
+        description=f"{backend.description}. Replies stream in; Stop ends one. The chat's buttons regenerate, "
+        "undo and clear. Each visitor has their own history.",
+        concurrency_limit=backend.concurrency,
+        fill_height=True,
+    )
+
+
+# --------------------------------------------------------------------------- the CLI
+
+DESCRIPTION = """\
+The Baize chat demo in the browser: a Gradio page with streamed replies, Stop, Regenerate, Undo and Clear, and
+the original demo's controls (top-p, temperature, max new tokens, max history tokens; the paper's defaults).
+
+MODEL is what `baize chat` takes: an adapter folder from `baize train`, an adapter repo on the Hub (yours or an
+original project-baize one), or a merged model. With --endpoint, replies come from an OpenAI-compatible server
+instead (`vllm serve MERGED`, `transformers serve`), and --model names the model there.
+
+The system prompt defaults to the one the adapter was trained with; the page has a guardrail toggle.
+Open the printed URL in a browser; Ctrl-C stops the server.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="baize web", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("adapter_or_model", metavar="MODEL", nargs="?", help="local folder or Hub repo id")
+    model = parser.add_argument_group("local model (as `baize chat`)")
+    model.add_argument("--base", help="base model for an adapter (Hub id, folder or pkg:NAME); default: the adapter's")
+    model.add_argument("--gguf_file", "--gguf-file", help="GGUF file inside --base")
+    model.add_argument("--revision", help="branch, tag or commit of a Hub repo")
+    quant = model.add_mutually_exclusive_group()
+    quant.add_argument("--load_in_8bit", "--load-in-8bit", action="store_true", help="int8 base (bitsandbytes)")
+    quant.add_argument("--load_in_4bit", "--load-in-4bit", action="store_true", help="4-bit NF4 base (bitsandbytes)")
+    model.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype")
+    model.add_argument(
+        "--prompt_format", "--prompt-format", choices=PROMPT_FORMATS, default="auto", help="as in `baize chat`"
+    )
+    remote = parser.add_argument_group("endpoint")
+    remote.add_argument("--endpoint", help="base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    remote.add_argument("--model", help="the model name at --endpoint (a served folder's path for transformers serve)")
+    remote.add_argument(
+        "--api_key_env",
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        help="variable holding the key (default: %(default)s)",
+    )
+    remote.add_argument(
+        "--concurrency", type=int, default=8, help="replies generated at once at the endpoint (default: %(default)s)"
+    )
+    page = parser.add_argument_group("page")
+    page.add_argument(
+        "--system", help="default system prompt in the page (default: the one the model was trained with)"
+    )
+    page.add_argument("--guardrail", action="store_true", help="start with the guardrail toggle on")
+    page.add_argument("--top_p", "--top-p", type=float, default=DEFAULT_TOP_P, help="default: %(default)s")
+    page.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE, help="default: %(default)s")
+    page.add_argument(
+        "--max_new_tokens", "--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="default: %(default)s"
+    )
+    page.add_argument(
+        "--max_history_tokens",
+        "--max-history-tokens",
+        type=int,
+        default=DEFAULT_MAX_HISTORY_TOKENS,
+        help="default: %(default)s",
+    )
+    page.add_argument("--title", help="page title (default: Baize: MODEL)")
+    server = parser.add_argument_group("server")
+    server.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve the network (default: %(default)s)")
+    server.add_argument("--port", type=int, default=7860, help="default: %(default)s")
+    server.add_argument("--share", action="store_true", help="a temporary public gradio.live link")
+    return parser
+
+
+def make_backend(args: argparse.Namespace):
+    if args.endpoint:
+        if not args.model:
+            raise UsageError("--endpoint needs --model: the model's name at that server")
+        return EndpointBackend(args.endpoint, args.model, args.api_key_env, args.concurrency, args.prompt_format)
+    if not args.adapter_or_model:
+        raise UsageError("give MODEL (an adapter or model folder or Hub id) or --endpoint URL --model NAME")
+    from baize.chat import quiet_libraries
+    from baize.models import load_chat_model
+
+    quiet_libraries()
+    chat = load_chat_model(
+        args.adapter_or_model,
+        load_in_8bit=args.load_in_8bit,
+        load_in_4bit=args.load_in_4bit,
+        base=args.base,
+        gguf_file=args.gguf_file,
+        revision=args.revision,
+        prompt_format=args.prompt_format,
+        dtype=args.dtype,
+    )
+    return LocalBackend(chat)
+
+
+def cli(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    with one_line_errors("baize web"):
+        main(args)
+
+
+def main(args: argparse.Namespace) -> None:
+    configure_logging(logging.WARNING, timestamps=False)
+    backend = make_backend(args)
+    defaults = ReplySettings(
+        system=args.system if args.system is not None else backend.trained_system,
+        guardrail=args.guardrail,
+        top_p=args.top_p,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        max_history_tokens=args.max_history_tokens,
+    )
+    app = build_app(backend, title=args.title, defaults=defaults)
+    print(f"Baize web demo for {backend.name}: http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    app.queue().launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True, quiet=True)
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])
