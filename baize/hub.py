@@ -290,6 +290,37 @@ def plan_dataset_push(
     return plan
 
 
+def plan_space_push(
+    adapter: str,
+    space_id: str,
+    *,
+    base_model: str | None = None,
+    license: str | None = None,
+    title: str | None = None,
+    load_in_8bit: bool = False,
+) -> PushPlan:
+    """Files and card of a Gradio Space running `baize web` on the adapter repo `adapter` (baize.space). The
+    staged folder is temporary: `push_plan` reads it, the caller removes `plan.folder` afterwards."""
+    from baize.space import space_staging
+
+    if not is_repo_id(adapter):
+        raise HubError(
+            f"a Space loads its adapter from the Hub: {adapter!r} is not a repo id (push the adapter first)"
+        )
+    if base_model is None:
+        try:
+            base_model = ModelCard.load(adapter).data.get("base_model")
+        except Exception as error:  # the card is only for the Space's metadata: go on without a base
+            logger.warning("could not read %s's card for its base model (%s)", adapter, error)
+    folder, card = space_staging(
+        adapter, base_model=base_model, license=license, title=title, load_in_8bit=load_in_8bit
+    )
+    plan = plan_upload(folder, space_id, repo_type="space")
+    plan.upload.remove("README.md")
+    plan.card = card
+    return plan
+
+
 def commit_operations(plan: PushPlan) -> list:
     """The plan as one commit: the planned files read from the folder as they are, and the generated card and
     adapter config from memory (the local folder is never modified, and nothing is copied)."""
@@ -363,7 +394,13 @@ def push_plan(
     api = HfApi(token=token)
     whoami_name(api)
     try:
-        url = api.create_repo(plan.repo_id, repo_type=plan.repo_type, private=private, exist_ok=True)
+        url = api.create_repo(
+            plan.repo_id,
+            repo_type=plan.repo_type,
+            private=private,
+            exist_ok=True,
+            space_sdk="gradio" if plan.repo_type == "space" else None,
+        )
         if private is not None and api.repo_info(plan.repo_id, repo_type=plan.repo_type).private != private:
             api.update_repo_settings(plan.repo_id, repo_type=plan.repo_type, private=private)
         if revision and revision != "main" and not create_pr:

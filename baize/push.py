@@ -2,6 +2,7 @@
 
     baize push runs/baize-smol/sft --repo-id me/baize-smol --base-model HuggingFaceTB/SmolLM2-135M-Instruct
     baize push runs/selfchat-quora/collect --repo-type dataset --private
+    baize push runs/baize-smol/sft --repo-id me/baize-smol --space me/baize-smol-chat   # + a Space running `baize web`
     python -m baize.push FOLDER --dry-run       # what would go up, without touching the network
 
 The work is done by `baize.hub.push_adapter` / `push_dataset`; this module is only the command line.
@@ -87,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--commit_message", "--commit-message", help="commit message (default: 'baize push: <folder>')"
     )
     parser.add_argument(
+        "--space",
+        metavar="SPACE_ID",
+        help="also create/update a Gradio Space running `baize web` on the adapter (FOLDER is pushed first; or give "
+        "an adapter repo id as FOLDER for the Space alone)",
+    )
+    parser.add_argument(
         "--dry_run",
         "--dry-run",
         action="store_true",
@@ -108,6 +115,9 @@ def main(args: argparse.Namespace) -> None:
     from baize.hub import plan_adapter_push, plan_dataset_push, plan_model_push, push_plan
 
     configure_logging(logging.WARNING, timestamps=False)
+    if args.space and not Path(args.folder).exists():  # an adapter already on the Hub: the Space alone
+        push_space(args, args.folder, base_model=args.base_model)
+        return
     repo_id = args.repo_id
     if repo_id is None:
         if args.dry_run:
@@ -156,6 +166,25 @@ def main(args: argparse.Namespace) -> None:
         allow_token_shaped_text=args.allow_token_shaped_text,
     )
     print(f"Pushed {len(result.files)} file(s) to {result.url} ({result.revision}): {result.commit_url}")
+    if args.space:
+        push_space(args, repo_id, base_model=plan.card.data.get("base_model") if plan.card else None)
+
+
+def push_space(args: argparse.Namespace, adapter: str, base_model: str | None) -> None:
+    import shutil
+
+    from baize.hub import plan_space_push, push_plan
+
+    plan = plan_space_push(adapter, args.space, base_model=base_model, license=args.license)
+    try:
+        print(plan.describe(), flush=True)
+        if args.dry_run:
+            print("\n--- README.md (Space card) ---\n" + str(plan.card))
+            return
+        result = push_plan(plan, private=args.private, commit_message=args.commit_message)
+        print(f"Pushed the Space {result.url}: {len(result.files)} file(s), running `baize web {adapter}`")
+    finally:
+        shutil.rmtree(plan.folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ would: huggingface_hub reads the endpoint when it is imported, and the download 
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -294,3 +295,30 @@ def test_push_help_is_for_newcomers():
     result = subprocess.run([sys.executable, "-m", "baize.push", "--help"], capture_output=True, text=True, cwd=REPO)
     for words in ("hf auth login", "HF_TOKEN", "--include-checkpoints", "--private", "--revision", "dataset"):
         assert words in result.stdout
+
+
+def test_push_space_runs_baize_web_on_the_adapter(hub, pushed, tmp_path):
+    """`baize push REPO --space SPACE`: a Gradio Space whose app is `baize web REPO`, pinned, no secrets."""
+    from baize.web import build_parser
+
+    space_id = "baize-tester/tiny-baize-chat"
+    env = hub_env(hub, tmp_path / "home", hub.token) | {"OPENAI_API_KEY": "sk-spaceTestKey0123456789abcdefghij"}
+    command = [sys.executable, "-m", "baize.push", REPO_ID, "--space", space_id, "--base-model", BASE_ID]
+    result = run(command + ["--license", "apache-2.0"], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    files = hub.repo_files(space_id, repo_type="space")
+    assert {"app.py", "requirements.txt", "README.md", "baize/web.py", "baize/prompts.py"} <= set(files)
+    assert not any(name.endswith(".pyc") for name in files)
+    header = card_header(files["README.md"])
+    assert header["sdk"] == "gradio" and header["app_file"] == "app.py"
+    assert header["models"] == [REPO_ID, BASE_ID] and header["license"] == "apache-2.0"
+    # the app is `baize web REPO` on the Space's port, with arguments the web command accepts
+    app = files["app.py"].decode()
+    argv = ast.literal_eval(app.split("cli(", 1)[1].rsplit(")", 1)[0])  # the list written into app.py
+    args = build_parser().parse_args(argv)
+    assert (args.adapter_or_model, args.host, args.port) == (REPO_ID, "0.0.0.0", 7860)
+    requirements = files["requirements.txt"].decode().split()
+    assert "gradio==6.31.0" in requirements and "transformers==5.23.0" in requirements
+    assert all("==" in r or ">=" in r for r in requirements)  # pinned
+    for name, data in files.items():  # neither the Hub token nor an API key from the environment
+        assert hub.token.encode() not in data and b"sk-spaceTestKey" not in data, name
