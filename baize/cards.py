@@ -9,7 +9,7 @@ from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardData
 
-from baize.models import LEGACY_BASE_MODELS, hub_model_id
+from baize.models import LEGACY_BASE_MODELS, hub_model_id, model_source
 
 CARD_TEMPLATE = """---
 {{ card_data }}
@@ -20,7 +20,7 @@ CARD_TEMPLATE = """---
 A [Baize](https://arxiv.org/abs/2304.01196) chat adapter: LoRA fine-tuned on self-chat dialogues with
 TRL's `SFTTrainer` by the baize recipes (`{{ recipe }}`), loss on AI turns only.
 
-- **Base model:** `{{ base_model_ref }}`
+- **Base model:** {{ base_model_ref }}
 - **Method:** {{ method }}
 - **Data:** {{ data }}
 
@@ -31,6 +31,8 @@ TRL's `SFTTrainer` by the baize recipes (`{{ recipe }}`), loss on AI turns only.
 {% for key, value in hyperparameters.items() -%}
 | {{ key }} | {{ value }} |
 {% endfor %}
+The full resolved recipe is in `recipe.yaml` (`baize train --config recipe.yaml` repeats the run).
+
 ## Results
 
 | metric | value |
@@ -38,6 +40,9 @@ TRL's `SFTTrainer` by the baize recipes (`{{ recipe }}`), loss on AI turns only.
 {% for key, value in metrics.items() -%}
 | {{ key }} | {{ value }} |
 {% endfor %}
+{% if loss_plot %}
+![Training loss (and evaluation loss) against step, learning rate on the right axis]({{ loss_plot }})
+{% endif %}
 ## How to use
 
 The tokenizer in this repository carries the Baize chat template (`[|Human|]` / `[|AI|]` turns, EOS after
@@ -58,6 +63,74 @@ print(tokenizer.decode(output[0][inputs["input_ids"].shape[1]:], skip_special_to
 ```
 """
 
+LOSS_PLOT = "loss.png"
+
+
+def card_base_model(name_or_path: str) -> str | None:
+    """The Hub id a card names as the base: the model's own (repo id, packaged or converted model), or for a local
+    model folder with a card (a merged v1) the base that card names."""
+    hub_id = hub_model_id(name_or_path)
+    readme = Path(name_or_path) / "README.md"
+    if hub_id is None and readme.is_file():
+        base = ModelCard.load(readme, ignore_metadata_errors=True).data.get("base_model")
+        hub_id = hub_model_id(base) if isinstance(base, str) else None  # a local path some writer put there: none
+    return hub_id
+
+
+def model_reference(name_or_path: str, gguf_file: str | None = None) -> str:
+    """How a card's text names a model: a Hub link, never a local path (a folder goes by its name)."""
+    hub_id = hub_model_id(name_or_path)
+    if hub_id:
+        note = f" (de-quantised once from its GGUF file `{gguf_file}`)" if gguf_file else ""
+        return f"[{hub_id}](https://huggingface.co/{hub_id}){note}"
+    base = card_base_model(name_or_path)
+    kind = "adapter" if (Path(name_or_path) / "adapter_config.json").exists() else "model"
+    where = f" over [{base}](https://huggingface.co/{base})" if base else ""
+    return f"`{model_title(name_or_path)}` (a local {kind} folder{where})"
+
+
+def base_license(name_or_path: str) -> str | None:
+    """The license of a base model, which an adapter or a merge inherits: a packaged/converted model's record, a
+    local folder's card, or the Hub's card when it can be reached."""
+    source = model_source(name_or_path)
+    if source.get("license"):
+        return source["license"]
+    readme = Path(name_or_path) / "README.md"
+    if readme.is_file():
+        return ModelCard.load(readme, ignore_metadata_errors=True).data.get("license")
+    if source.get("hub_id"):
+        try:
+            return ModelCard.load(source["hub_id"]).data.get("license")
+        except Exception:  # offline, gated or gone: the card says "other" instead
+            return None
+    return None
+
+
+def model_title(output_dir: str | Path) -> str:
+    """A run's model name from its folder: runs/baize-smol/sft -> baize-smol, runs/baize-smol/sdf/v2 -> baize-smol-v2."""
+    path = Path(output_dir).resolve()
+    if path.name == "sft":
+        return path.parent.name
+    if path.name.startswith("v") and path.name[1:].isdigit() and path.parent.name in ("sdf", "dpo"):
+        return f"{path.parent.parent.name}-{path.name}"
+    return path.name
+
+
+def how_to_path(output_dir: str | Path) -> str:
+    """The output folder as the how-to snippet names it: relative to where the run started (the repo root for
+    `make train`), so it works pasted there."""
+    path = Path(output_dir)
+    if path.is_absolute():
+        try:
+            return path.relative_to(Path.cwd()).as_posix()
+        except ValueError:
+            return path.name
+    return path.as_posix()
+
+
+def _rounded(value, digits: int = 3):
+    return f"{value:.{digits}f}" if isinstance(value, float) else value
+
 
 def sft_model_card(
     output_dir: str | Path,
@@ -68,9 +141,8 @@ def sft_model_card(
     dataset_args,
     summary: dict,
 ) -> ModelCard:
-    """Card for an SFT adapter folder: metadata for the Hub, hyperparameters, data mix, metrics."""
-    base = hub_model_id(model_args.model_name_or_path)
-    base_ref = model_args.model_name_or_path + (f" ({model_args.gguf_file})" if model_args.gguf_file else "")
+    """Card for an SFT adapter folder: metadata for the Hub, hyperparameters, data mix, metrics, loss plot."""
+    base = card_base_model(model_args.model_name_or_path)
     hub_datasets = sorted({d.path for d in dataset_args.datasets if hub_model_id(d.path)})
     quantization = "full-precision"
     if model_args.load_in_8bit:
@@ -79,53 +151,74 @@ def sft_model_card(
         quantization = f"4-bit {model_args.bnb_4bit_quant_type}"
     data = "; ".join(
         f"`{d.path}`"
-        + (f" / `{d.data_files}`" if d.data_files else "")
+        + (f" / `{Path(str(d.data_files)).name}`" if d.data_files and Path(str(d.data_files)).is_absolute() else "")
+        + (f" / `{d.data_files}`" if d.data_files and not Path(str(d.data_files)).is_absolute() else "")
         + (f" (fraction {d.fraction})" if d.fraction else "")
         for d in dataset_args.datasets
     )
+    license = base_license(model_args.model_name_or_path)
     card_data = ModelCardData(
         base_model=base,
         library_name="peft",
         pipeline_tag="text-generation",
+        license=license or "other",
+        license_name=None if license and license != "other" else "base-model-license",
         datasets=hub_datasets or None,
         tags=["baize", "lora", "sft", "self-chat", "trl", "peft"],
     )
-    steps = training_args.max_steps if training_args.max_steps > 0 else f"{training_args.num_train_epochs} epoch(s)"
+    steps = (
+        f"{training_args.max_steps} steps"
+        if training_args.max_steps > 0
+        else f"{training_args.num_train_epochs:g} epoch(s)"
+    )
     hyperparameters = {
         "LoRA r / alpha / dropout": f"{model_args.lora_r} / {model_args.lora_alpha} / {model_args.lora_dropout}",
         "LoRA target modules": model_args.lora_target_modules,
         "base quantisation": quantization,
-        "max length": training_args.max_length,
+        "max length": f"{training_args.max_length} tokens",
         "packing": training_args.packing,
-        "learning rate": training_args.learning_rate,
-        "scheduler / warmup steps": f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)} / "
-        f"{training_args.warmup_steps}",
+        "learning rate": f"{training_args.learning_rate:g}",
+        "scheduler / warmup": f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)} / "
+        f"{training_args.warmup_steps} steps",
         "batch (per device x accumulation x processes)": f"{training_args.per_device_train_batch_size} x "
-        f"{training_args.gradient_accumulation_steps} x {summary.get('num_processes', 1)}",
+        f"{training_args.gradient_accumulation_steps} x {summary.get('num_processes', 1)} sequences",
         "training length": steps,
         "seed": training_args.seed,
     }
-    metrics = {
-        k: summary[k]
-        for k in ("global_step", "loss_first", "loss_last", "eval_loss_last", "train_tokens", "tokens_per_second")
-        if summary.get(k) is not None
-    }
+    metrics = {"steps trained": f"{summary['global_step']} steps"}
+    if summary.get("loss_first") is not None:
+        metrics["training loss, first -> last step"] = (
+            f"{_rounded(summary['loss_first'])} -> {_rounded(summary['loss_last'])}"
+        )
+    if summary.get("eval_loss_last") is not None:
+        metrics["evaluation loss (last)"] = _rounded(summary["eval_loss_last"])
+    if summary.get("train_tokens"):
+        metrics["training tokens"] = f"{int(summary['train_tokens']):,}"
+    if summary.get("tokens_per_second"):
+        metrics["throughput"] = f"{summary['tokens_per_second']:,.0f} tokens/s"
+    if summary.get("train_runtime_s") is not None:
+        metrics["training time"] = f"{summary['train_runtime_s']:,.0f} s"
+    if summary.get("cpu_peak_rss_mb") is not None:
+        metrics["peak memory (CPU RSS)"] = f"{summary['cpu_peak_rss_mb']:,.0f} MB"
+    if summary.get("gpu_peak_allocated_mb") is not None:
+        metrics["peak memory (GPU, allocated)"] = f"{summary['gpu_peak_allocated_mb']:,.0f} MB"
+    if summary.get("mixed_precision"):
+        metrics["precision"] = {"no": "fp32"}.get(summary["mixed_precision"], summary["mixed_precision"])
     metrics["dialogues kept / skipped"] = (
         f"{sum(summary['data']['kept'].values())} / {sum(summary['data']['skipped'].values())}"
     )
     return ModelCard.from_template(
         card_data,
         template_str=CARD_TEMPLATE,
-        model_name=Path(output_dir).name
-        if Path(output_dir).name not in ("sft", "sdf")
-        else Path(output_dir).parent.name,
-        recipe=recipe,
-        base_model_ref=base_ref,
+        model_name=model_title(output_dir),
+        recipe=how_to_path(recipe) if recipe.endswith((".yaml", ".yml")) else recipe,
+        base_model_ref=model_reference(model_args.model_name_or_path, model_args.gguf_file),
         method=f"LoRA (r={model_args.lora_r}) on the {quantization} base",
         data=data,
         hyperparameters=hyperparameters,
         metrics=metrics,
-        adapter_ref=str(output_dir),
+        loss_plot=LOSS_PLOT if (Path(output_dir) / LOSS_PLOT).exists() else None,
+        adapter_ref=how_to_path(output_dir),
     )
 
 

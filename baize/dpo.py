@@ -28,8 +28,10 @@ from baize.training import (
     LaunchMatchedConfig,
     begin,
     finish_run,
+    plot_loss,
     prepare_model_loading,
     resume_checkpoint,
+    write_resolved_recipe,
 )
 
 
@@ -90,6 +92,8 @@ def main(script_args, training_args, model_args, dataset_args) -> dict:
     if trainer.is_world_process_zero():
         require_saved_model(training_args.output_dir, adapter=model_args.use_peft)
         tokenizer.save_pretrained(training_args.output_dir)
+        plot_loss(trainer.state.log_history, Path(training_args.output_dir, "loss.png"))
+        write_resolved_recipe(training_args.output_dir, script_args, model_args, dataset_args, training_args)
         Path(training_args.output_dir, "run_summary.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
     finish_run(training_args, settings)
     trainer.accelerator.wait_for_everyone()

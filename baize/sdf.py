@@ -707,19 +707,27 @@ SDF_CARD_HEADING = "## Baize v2: Self-Distillation with Feedback"
 
 
 def sdf_card_section(lineage: dict) -> str:
+    from baize.cards import model_reference, model_title
+    from baize.models import hub_model_id
+
     select = lineage["selection"]
     best, every = select.get("best_score", {}), select.get("all_scores", {})
+    v1_id = hub_model_id(lineage["v1_parent"]) or model_title(lineage["v1_parent"])
+    v1 = model_reference(lineage["v1_parent"])
+    v1_base = model_reference(lineage["v1_base"]) if lineage["v1_base"] else "unknown"
+    judge_id = hub_model_id(lineage["judge_model"]) or lineage["judge_model"]
+    judge = f"[{judge_id}](https://huggingface.co/{judge_id})" if hub_model_id(judge_id) else f"`{judge_id}`"
     return f"""
 ## Baize v2: Self-Distillation with Feedback
 
 This adapter is the **v2 LoRA** of [Baize](https://arxiv.org/abs/2304.01196) section 3.3. The v1 parent
-`{lineage["v1_parent"]}` (base `{lineage["v1_base"]}`) sampled {lineage["num_candidates"]} answers per prompt;
-the judge `{lineage["judge_model"]}` ({lineage["judge_mode"]}) scored each one 1-100 for helpfulness, relevance,
+{v1} (base {v1_base}) sampled {lineage["num_candidates"]} answers per prompt;
+the judge {judge} ({lineage["judge_mode"]}) scored each one 1-100 for helpfulness, relevance,
 accuracy and level of detail; the best answer per prompt (score >= {lineage["min_score"]}) was used for SFT.
 
-The v1 LoRA is frozen: it was merged into its base (`{lineage["merged_v1"]}`, PEFT `merge_and_unload`) and this
-NEW LoRA was trained on top, so h = W0 x + B1 A1 x + B2 A2 x as in the paper. To use it, load the merged v1 as the
-base (`baize merge {lineage["v1_parent"]} --output v1-merged`), then this adapter.
+The v1 LoRA is frozen: it was merged into its base (PEFT `merge_and_unload`) and this NEW LoRA was trained on
+top, so h = W0 x + B1 A1 x + B2 A2 x as in the paper. To use it, load the merged v1 as the base
+(`baize merge {v1_id} --output v1-merged`), then this adapter.
 
 | | value |
 |---|---|

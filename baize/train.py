@@ -34,8 +34,11 @@ from baize.training import (
     LaunchMatchedConfig,
     begin,
     finish_run,
+    plot_loss,
     prepare_model_loading,
     resume_checkpoint,
+    trackio_hint,
+    write_resolved_recipe,
 )
 
 logger = logging.getLogger("baize.train")
@@ -121,7 +124,7 @@ def run_summary(trainer, train_metrics: dict, wall_seconds: float, data_report, 
 def main(script_args, training_args, model_args, dataset_args, recipe: str | None = None) -> dict:
     from trl import SFTTrainer, get_peft_config
 
-    from baize.cards import sft_model_card
+    from baize.cards import LOSS_PLOT, model_title, sft_model_card
     from baize.data import load_chat_mixture
 
     configure_logging()
@@ -134,6 +137,9 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
         whoami_name()
 
     model_path, quantization_config = prepare_model_loading(model_args, training_args)
+    training_args.run_name = training_args.run_name or model_title(training_args.output_dir)  # trackio/wandb run
+    if (hint := trackio_hint(training_args)) and training_args.process_index == 0:
+        logger.info("%s (live, while this run trains)", hint)
 
     with training_args.main_process_first(desc="load and convert datasets"):
         dataset, data_report = load_chat_mixture(dataset_args, script_args.on_bad_row, seed=training_args.seed)
@@ -163,6 +169,10 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
         require_saved_model(training_args.output_dir, adapter=model_args.use_peft)
+        plot_loss(
+            trainer.state.log_history, Path(training_args.output_dir, LOSS_PLOT), model_title(training_args.output_dir)
+        )
+        write_resolved_recipe(training_args.output_dir, script_args, model_args, dataset_args, training_args)
         # The tokenizer carries the Baize chat template, so inference uses the training text exactly.
         trainer.processing_class.save_pretrained(training_args.output_dir)
         # Inference defaults to the system text the adapter was trained with (baize.prompts).
@@ -178,6 +188,8 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
         card.save(Path(training_args.output_dir, "README.md"))
         Path(training_args.output_dir, "run_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         print("Run summary:", json.dumps(summary, indent=2), flush=True)
+        if hint := trackio_hint(training_args):
+            print(hint, flush=True)
     finish_run(training_args, settings)
     if push_to_hub and trainer.is_world_process_zero():
         from baize.hub import push_training_output

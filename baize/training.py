@@ -190,3 +190,91 @@ def finish_run(training_args, settings: dict) -> None:
         write_signature(
             training_args.output_dir, {"settings": settings, "length": run_length(training_args), "complete": True}
         )
+
+
+# --------------------------------------------------------------------------- what a run leaves beside its adapter
+
+RESOLVED_RECIPE = "recipe.yaml"
+
+
+def resolved_recipe(*configs) -> dict:
+    """Every key of the parsed dataclasses (ScriptArguments, ModelConfig, DatasetMixtureConfig, the TRL config) as
+    one flat mapping that `--config` reads back; token fields are dropped and any key value is redacted."""
+    import dataclasses
+
+    from baize.secrets import redact
+
+    def plain(value):
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if hasattr(value, "value") and not isinstance(value, str | int | float | bool):  # enums
+            return value.value
+        if isinstance(value, str):
+            return redact(value)
+        return value if value is None or isinstance(value, str | int | float | bool) else str(value)
+
+    recipe = {}
+    for config in configs:
+        for f in dataclasses.fields(config):
+            if f.init and not f.name.endswith("_token") and not f.name.startswith("_"):
+                recipe.setdefault(f.name, plain(getattr(config, f.name)))
+    return recipe
+
+
+def write_resolved_recipe(output_dir: str | Path, *configs) -> Path:
+    import yaml
+
+    path = Path(output_dir) / RESOLVED_RECIPE
+    header = "# The resolved recipe of this run: every key, as parsed (recipe + command line). Secrets removed.\n"
+    path.write_text(header + yaml.safe_dump(resolved_recipe(*configs), sort_keys=False, allow_unicode=True))
+    return path
+
+
+def plot_loss(log_history: list[dict], path: str | Path, title: str | None = None) -> Path | None:
+    """Training loss (and evaluation loss) against step, learning rate on a second axis, as a PNG; None when the
+    run logged no loss."""
+    train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
+    evals = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e and "step" in e]
+    rates = [(e["step"], e["learning_rate"]) for e in log_history if "learning_rate" in e and "step" in e]
+    if not train and not evals:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on training machines
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    figure, loss_axis = plt.subplots(figsize=(7, 4), dpi=120)
+    if train:
+        loss_axis.plot(*zip(*train, strict=True), marker="." if len(train) < 50 else None, label="training loss")
+    if evals:
+        loss_axis.plot(*zip(*evals, strict=True), marker="o", linestyle="--", label="evaluation loss")
+    loss_axis.set_xlabel("step")
+    loss_axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    loss_axis.set_ylabel("loss")
+    loss_axis.grid(alpha=0.3)
+    handles, labels = loss_axis.get_legend_handles_labels()
+    if rates:
+        rate_axis = loss_axis.twinx()
+        (line,) = rate_axis.plot(*zip(*rates, strict=True), color="grey", alpha=0.6, label="learning rate")
+        rate_axis.set_ylabel("learning rate")
+        rate_axis.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+        handles, labels = handles + [line], labels + ["learning rate"]
+    loss_axis.legend(handles, labels, loc="upper right")
+    loss_axis.set_title(f"{title or Path(path).parent.name}: loss by step")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return Path(path)
+
+
+def trackio_hint(training_args) -> str | None:
+    """How to open the dashboard of a run that reports to trackio (TRL's local-first tracker)."""
+    report_to = training_args.report_to or []
+    if "trackio" not in (report_to if isinstance(report_to, list) else [report_to]):
+        return None
+    return f"Training curves: `trackio show --project {training_args.project}` opens the local dashboard"

@@ -35,6 +35,8 @@ EXPECTED_FILES = {
     "adapter_model.safetensors",
     "baize_prompt.json",  # the system prompt it was trained with: inference uses it by default
     "chat_template.jinja",
+    "loss.png",  # the loss plot the card embeds
+    "recipe.yaml",  # the resolved recipe, secrets removed
     "run_summary.json",
     "tokenizer.json",
     "tokenizer_config.json",
@@ -104,7 +106,7 @@ def test_pushed_card_metadata_and_body(hub, run_dir, pushed):
     assert ModelCard(readme.decode()).data.base_model == BASE_ID  # huggingface_hub parses it too
     body = readme.decode()
     assert f'from_pretrained("{REPO_ID}")' in body and str(run_dir) not in body  # how-to names the repo
-    assert "| global_step | 2 |" in body and "LoRA r / alpha / dropout" in body  # metrics, hyperparameters
+    assert "| steps trained | 2 steps |" in body and "LoRA r / alpha / dropout" in body  # metrics, hyperparameters
     assert f"baize chat {REPO_ID}" in body
 
 

@@ -293,7 +293,8 @@ def test_end_to_end_v2_lora_trains_on_top_of_frozen_v1(tmp_path, v1_adapter, tin
     assert results["select"]["selected"] == 4 and results["train"]["train"]["global_step"] == 2
     v2 = tmp_path / "v2"
     card = (v2 / "README.md").read_text()
-    assert str(v1_adapter) in card and "test-judge" in card and "2 answers per prompt" in card
+    assert f"`{v1_adapter.name}` (a local adapter folder" in card and "`test-judge`" in card
+    assert "2 answers per prompt" in card and str(tmp_path) not in card  # names, never local paths
     merged = Path(config.output_dir) / "v1-merged"
     assert json.loads((v2 / "adapter_config.json").read_text())["base_model_name_or_path"] == str(merged)
 

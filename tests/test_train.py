@@ -47,7 +47,7 @@ def test_lora_sft_adapter_reloads_and_changes_the_model(tmp_path, tiny_llama_dir
     }
     card = ModelCard.load(out / "README.md")
     assert card.data.library_name == "peft" and "baize" in card.data.tags
-    assert "| global_step | 3 |" in card.text
+    assert "| steps trained | 3 steps |" in card.text
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert "[|AI|]" in tokenizer.chat_template  # the Baize template travels with the adapter
 
@@ -143,3 +143,61 @@ def test_smol_recipe_runs_a_few_steps(tmp_path):
     summary = json.loads((out / "run_summary.json").read_text())
     assert summary["global_step"] == 2 and summary["loss_first"] > 0
     assert (out / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_run_writes_loss_plot_recipe_and_trackio_curves(tmp_path, tiny_llama_dir, chat_jsonl):
+    """`baize train` as a user runs it (from the project folder, relative output_dir, default trackio): a loss
+    plot in the card, the resolved recipe without secrets, curves that `trackio` lists, a how-to that runs."""
+    import re
+
+    import yaml
+
+    recipe = write_recipe(
+        tmp_path, tiny_llama_dir, chat_jsonl, output_dir="runs/tiny-baize/sft", report_to="trackio",
+        project="tiny-baize", eval_strategy="steps", eval_steps=2, max_steps=4,
+    )  # fmt: skip
+    env = {**os.environ, "TRACKIO_DIR": str(tmp_path / "trackio"), "HF_TOKEN": SECRET, "PYTHONPATH": str(REPO)}
+    run = subprocess.run(
+        [sys.executable, "-m", "baize.train", "--config", str(recipe)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "trackio show --project tiny-baize" in run.stdout
+    out = tmp_path / "runs" / "tiny-baize" / "sft"
+
+    # trackio's own CLI lists the run, named after the model, and its loss curve
+    def trackio(*args):
+        listed = subprocess.run(["trackio", *args], env=env, capture_output=True, text=True, timeout=120)
+        assert listed.returncode == 0, listed.stderr[-2000:]
+        return listed.stdout
+
+    assert "tiny-baize" in trackio("list", "runs", "--project", "tiny-baize")
+    metrics = trackio("list", "metrics", "--project", "tiny-baize", "--run", "tiny-baize")
+    assert "train/loss" in metrics and "eval/loss" in metrics
+
+    # the loss plot, embedded in the card
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    card = (out / "README.md").read_text()
+    assert "](loss.png)" in card
+    # units, rounded losses, no local paths, license of the base (its card's, or "other")
+    assert "| training length | 4 steps |" in card and "| steps trained | 4 steps |" in card
+    first_last = re.search(r"\| training loss, first -> last step \| (\S+) -> (\S+) \|", card)
+    assert first_last and all(re.fullmatch(r"\d+\.\d{3}", value) for value in first_last.groups())
+    assert str(tmp_path) not in card and str(Path.home()) not in card
+    assert ModelCard(card).data.license == "other" and ModelCard(card).data.license_name == "base-model-license"
+
+    # the resolved recipe: every key, no secret, and `--config recipe.yaml` reads it back as the same run
+    resolved = yaml.safe_load((out / "recipe.yaml").read_text())
+    assert SECRET not in (out / "recipe.yaml").read_text()
+    assert resolved["max_steps"] == 4 and resolved["report_to"] == ["trackio"] and "hub_token" not in resolved
+    from baize.train import parse_args
+
+    _, training_args, model_args, dataset_args = parse_args(["--config", str(out / "recipe.yaml")])
+    assert (training_args.learning_rate, model_args.lora_r) == (5.0e-3, 8)
+    assert dataset_args.datasets[0].data_files == str(chat_jsonl)
+
+    # the card's how-to, pasted into Python where the run was started, loads the adapter and generates
+    snippet = re.search(r"```python\n(.*?)```", card, re.S).group(1).replace("max_new_tokens=256", "max_new_tokens=8")
+    pasted = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert pasted.returncode == 0, pasted.stderr[-2000:]

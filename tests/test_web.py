@@ -240,7 +240,7 @@ def test_web_page_in_chromium(web_server, tmp_path):
             time.sleep(1.5)
             assert bot_texts(page)[-1] == stopped, "the reply kept growing after Stop"
             assert len(stopped) < 4000  # far from what 1,500 tokens would have written
-            page.screenshot(path=str(artefacts / "web-demo.png"), full_page=True)
+            page.screenshot(path=str(artefacts / "web-demo-stopped.png"), full_page=True)
 
             # Regenerate: a new reply to the same question.
             page.get_by_role("button", name="Retry").last.click()
@@ -269,5 +269,14 @@ def test_web_page_in_chromium(web_server, tmp_path):
             time.sleep(1)
             assert user_texts(other) == [] and bot_texts(other) == []
             assert len(user_texts(page)) == 1
+
+            # ... and their own reply runs to its end (EOS or max new tokens): the README's screenshot.
+            other.fill("textarea", "What is a good name for a cat?")
+            other.keyboard.press("Enter")
+            streamed_states(other, 2)
+            wait_for(lambda: stop_button(other) is None, timeout=300, what="the reply to finish")
+            assert user_texts(other) == ["What is a good name for a cat?"] and bot_texts(other)[-1].strip()
+            assert len(user_texts(page)) == 1
+            other.screenshot(path=str(artefacts / "web-demo.png"), full_page=True)
         finally:
             browser.close()
