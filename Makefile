@@ -1,5 +1,5 @@
 # baize: `make help` lists the targets. Recipes live in recipes/<RECIPE>/<stage>.yaml.
-.PHONY: help install browser web test test-fast quality style train data sdf dpo eval chat merge push bench demo gpu-wheels gpu-check
+.PHONY: help install browser web mt-bench test test-fast quality style train data sdf dpo eval chat merge push bench demo gpu-wheels gpu-check
 
 PYTHON ?= python3
 RECIPE ?= baize-smol
@@ -21,6 +21,7 @@ help:
 	@echo "make push RECIPE=baize-smol ARGS='--repo_id me/baize-smol'   upload runs/RECIPE/sft (or ADAPTER=folder) to the Hub"
 	@echo "make sdf RECIPE=baize-smol           Baize v2 SDF: sample, judge, select, train (recipes/RECIPE/sdf.yaml)"
 	@echo "make eval RECIPE=baize-smol          judge answers vs a reference: score %, win/tie/loss (recipes/RECIPE/eval.yaml)"
+	@echo "make mt-bench RECIPE=baize-v2-7b     MT-Bench: two turns, single-answer grades and pairwise per turn (mt_bench.yaml)"
 	@echo "make dpo RECIPE=baize-v2-7b          DPO on SDF preference pairs (recipes/RECIPE/dpo.yaml)"
 	@echo "make demo                            offline on CPU: train baize-smol, SDF v2 and eval, judged by a local transformers serve"
 	@echo "make bench                           ratio benchmarks (packing vs pad-to-512, collection concurrency, ...)"
@@ -83,6 +84,9 @@ sdf:
 
 eval:
 	$(PYTHON) -m baize.evaluate --config $(call recipe,eval) $(ARGS)
+
+mt-bench:
+	$(PYTHON) -m baize.evaluate --config $(call recipe,mt_bench) $(ARGS)
 
 dpo:
 	$(LAUNCH) baize.dpo --config $(call recipe,dpo) $(ARGS)

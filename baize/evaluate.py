@@ -45,8 +45,11 @@ from baize.judge import (
     new_usage,
     pair_reminder,
     pair_template,
+    parse_score,
     parse_score_pair,
     render_context,
+    single_reminder,
+    single_template,
     verdict_key,
 )
 from baize.runs import claim_step
@@ -55,10 +58,14 @@ logger = logging.getLogger("baize.eval")
 
 STEPS = ("answer", "judge", "report", "all")
 QUESTIONS_FILE = Path(__file__).with_name("eval_questions.jsonl")
+# Two turns per question (the first is QUESTIONS_FILE's question of the same id), reference answers for math,
+# coding and one Fermi question: `questions_path` set to it and `question_column: turns`.
+TWO_TURN_QUESTIONS_FILE = Path(__file__).with_name("eval_questions_2turn.jsonl")
 OPENAI_PREFIX = "openai:"
 SCALE = 10  # the paper's (and Vicuna's) 1-10 scores
 JUDGE_TEMPLATE = pair_template(scale=SCALE)
 JUDGE_REMINDER = pair_reminder(scale=SCALE)
+SINGLE_REMINDER = single_reminder(scale=SCALE)
 JUDGEMENTS_FILE = "judgements.jsonl"
 # Sampling temperature per category: creative ones sampled, ones with a right answer greedy (0 = greedy).
 # The Vicuna-style categories of the shipped set, plus MT-Bench's (the values FastChat uses for it).
@@ -100,7 +107,18 @@ class EvalConfig(JudgeArguments):
     questions_split: str = field(default="train", metadata={"help": "Dataset split."})
     question_column: str = field(
         default="question",
-        metadata={"help": "Column with the question; dotted paths reach into lists (MT-Bench: prompt.0)."},
+        metadata={
+            "help": "Column with the question: a string (one turn) or a list of turns (two-turn sets: `turns`; "
+            "MT-Bench: `prompt`). Turn 2 is asked with the model's own turn-1 answer in the history. Dotted "
+            "paths reach into lists (prompt.0: the first turn only)."
+        },
+    )
+    reference_column: str = field(
+        default="reference",
+        metadata={
+            "help": "Column with reference answers (one per turn), if any: shown to the single-answer judge in "
+            "reference_guided_categories."
+        },
     )
     category_column: str = field(default="category", metadata={"help": "Column with the category, if any."})
     id_column: str = field(
@@ -177,6 +195,17 @@ class EvalConfig(JudgeArguments):
         default=True,
         metadata={"help": "Also ask with the model's answer first (pairwise win/tie/loss); false: paper only."},
     )
+    single_grading: bool = field(
+        default=False,
+        metadata={
+            "help": "Also grade every answer on its own, 1-10 per turn (MT-Bench's single-answer grading), with the "
+            "reference answer shown in reference_guided_categories."
+        },
+    )
+    reference_guided_categories: list[str] = field(
+        default_factory=lambda: ["math", "reasoning", "coding", "fermi"],
+        metadata={"help": "Categories whose single-answer grading shows the question's reference answer."},
+    )
     judge_cache: str | None = field(
         default=None,
         metadata={"help": "Verdict cache file, can be shared by runs (unset: OUTPUT_DIR/judge_cache.jsonl)."},
@@ -226,18 +255,29 @@ def load_questions(config: EvalConfig) -> list[dict]:
     table = load_table(path, config.questions_name, config.questions_split, key="questions_path")
     try:
         texts = column_values(table, config.question_column)
-    except KeyError:
+    except (KeyError, MissingColumn):
         raise MissingColumn(
             f"{path}: question column {config.question_column!r} not found; columns: {table.column_names} "
             "(set question_column)"
         ) from None
     categories = table[config.category_column] if config.category_column in table.column_names else None
     ids = table[config.id_column] if config.id_column in table.column_names else None
+    try:
+        references = column_values(table, config.reference_column)
+    except MissingColumn:
+        references = None
     questions, seen, per_category = [], set(), {}
     for row, text in enumerate(texts):
         question_id = str(ids[row] if ids is not None else row + 1)
-        if not isinstance(text, str) or not text.strip():
+        turns = list(text) if isinstance(text, list | tuple) else [text]
+        if not turns or not isinstance(turns[0], str) or not turns[0].strip():
             raise UsageError(f"{path}: row {row + 1} (question {question_id}) has no question text")
+        for number, turn in enumerate(turns, 1):
+            if not isinstance(turn, str) or not turn.strip():
+                raise UsageError(
+                    f"{path}: row {row + 1} (question {question_id}): turn {number} is missing or empty; every "
+                    f"turn in {config.question_column!r} needs text"
+                )
         if question_id in seen:
             raise UsageError(f"{path}: row {row + 1}: question id {question_id} appears twice")
         seen.add(question_id)
@@ -245,8 +285,41 @@ def load_questions(config: EvalConfig) -> list[dict]:
         per_category[category] = per_category.get(category, 0) + 1
         if config.limit_per_category is not None and per_category[category] > config.limit_per_category:
             continue
-        questions.append({"question_id": question_id, "category": category, "question": text.strip()})
+        reference = references[row] if references is not None else None
+        reference = [reference] if isinstance(reference, str) else list(reference or [])
+        questions.append(
+            {
+                "question_id": question_id,
+                "category": category,
+                "question": turns[0].strip(),
+                "turns": [turn.strip() for turn in turns],
+                "references": [r.strip() if isinstance(r, str) else None for r in reference],
+            }
+        )
     return questions[: config.limit] if config.limit is not None else questions
+
+
+def conversation(question: dict, turn: int, answers: dict) -> list[dict]:
+    """The chat messages that ask `turn` (1-based) of a question: every earlier turn with the contestant's own
+    answer to it (`answers`: (question_id, turn) -> answer row), then the turn's question."""
+    messages = []
+    for earlier in range(1, turn):
+        messages.append({"role": "user", "content": question["turns"][earlier - 1]})
+        messages.append({"role": "assistant", "content": answers[(question["question_id"], earlier)]["answer"]})
+    return [*messages, {"role": "user", "content": question["turns"][turn - 1]}]
+
+
+def turns_to_answer(questions: list[dict], done: dict) -> list[tuple[dict, int]]:
+    """(question, turn) pairs not answered yet whose earlier turns are: turn 2 waits for the turn-1 answer."""
+    todo = []
+    for question in questions:
+        for turn in range(1, len(question["turns"]) + 1):
+            if (question["question_id"], turn) in done:
+                continue
+            if turn == 1 or (question["question_id"], turn - 1) in done:
+                todo.append((question, turn))
+            break
+    return todo
 
 
 # --------------------------------------------------------------------------- step 1: answer
@@ -289,8 +362,8 @@ def answers_path(config: EvalConfig, contestant: Contestant) -> Path:
     return Path(config.output_dir) / "answers" / f"{contestant.label}.jsonl"
 
 
-def read_answers(config: EvalConfig, contestant: Contestant) -> dict[str, dict]:
-    """question_id -> answer row; answers of another contestant under the same label are an error."""
+def read_answers(config: EvalConfig, contestant: Contestant) -> dict[tuple[str, int], dict]:
+    """(question_id, turn) -> answer row; answers of another contestant under the same label are an error."""
     path = answers_path(config, contestant)
     rows = read_jsonl(path)
     for number, row in enumerate(rows, 1):
@@ -299,12 +372,12 @@ def read_answers(config: EvalConfig, contestant: Contestant) -> dict[str, dict]:
                 f"{path}: line {number} was answered by {row.get('contestant')!r}, not {contestant.spec!r}: "
                 f"give this {contestant.role} another {contestant.role}_label, or delete the file"
             )
-    return {row["question_id"]: row for row in rows}
+    return {(row["question_id"], row.get("turn", 1)): row for row in rows}
 
 
-def _messages(config: EvalConfig, question: str) -> list[dict]:
+def _messages(config: EvalConfig, messages: list[dict]) -> list[dict]:
     system = [{"role": "system", "content": config.system_prompt}] if config.system_prompt else []
-    return [*system, {"role": "user", "content": question}]
+    return [*system, *messages]
 
 
 def local_system_prompt(config: EvalConfig):
@@ -317,9 +390,12 @@ def local_system_prompt(config: EvalConfig):
     return GUARDRAIL_SYSTEM_PROMPT if config.guardrail else ...
 
 
-def _answer_row(contestant: Contestant, question: dict, temperature: float, text: str, finish, tokens) -> dict:
+def _answer_row(
+    contestant: Contestant, question: dict, turn: int, temperature: float, text: str, finish, tokens
+) -> dict:
     return {
         "question_id": question["question_id"],
+        "turn": turn,
         "category": question["category"],
         "contestant": contestant.spec,
         "label": contestant.label,
@@ -331,8 +407,11 @@ def _answer_row(contestant: Contestant, question: dict, temperature: float, text
     }
 
 
-def answer_locally(config: EvalConfig, contestant: Contestant, todo: list[dict], appender: JSONLAppender) -> dict:
-    """Batched generation with transformers: questions grouped by temperature, `batch_size` per generate call."""
+def answer_locally(
+    config: EvalConfig, contestant: Contestant, questions: list[dict], done: dict, appender: JSONLAppender
+) -> dict:
+    """Batched generation with transformers, turn by turn (turn 2 with the model's own turn-1 answer in the
+    history): questions grouped by temperature, `batch_size` per generate call."""
     import torch
     from tqdm.auto import tqdm
 
@@ -350,43 +429,47 @@ def answer_locally(config: EvalConfig, contestant: Contestant, todo: list[dict],
     )
     # Prompted exactly as `baize chat` prompts (for original adapters: their demo's primer and turn tags).
     builder = chat.prompt_builder(system=local_system_prompt(config))
-    by_temperature: dict[float, list[dict]] = {}
-    for question in todo:
-        by_temperature.setdefault(config.temperature(question["category"]), []).append(question)
     stats = {"answered": 0}
-    with tqdm(total=len(todo), desc=f"answers: {contestant.label}", unit="q") as bar:
-        for temperature, questions in sorted(by_temperature.items()):
-            for first in range(0, len(questions), config.batch_size):
-                batch = questions[first : first + config.batch_size]
-                torch.manual_seed(batch_seed(config.seed, [q["question_id"] for q in batch]))
-                prompts = [builder.encode_messages([{"role": "user", "content": q["question"]}]) for q in batch]
-                results = generate_candidates(
-                    chat.model,
-                    chat.tokenizer,
-                    prompts,
-                    1,
-                    max_new_tokens=config.max_new_tokens,
-                    temperature=temperature,
-                    top_p=config.top_p,
-                    share_prefill=False,  # one sample per prompt: nothing to share
-                    stop_strings=builder.stop_strings,
-                )
-                for question, (answer,) in zip(batch, results, strict=True):
-                    appender.append(
-                        _answer_row(
-                            contestant, question, temperature, answer["text"], answer["finish_reason"],
+    total = sum((q["question_id"], t) not in done for q in questions for t in range(1, len(q["turns"]) + 1))
+    with tqdm(total=total, desc=f"answers: {contestant.label}", unit="turn") as bar:
+        while todo := turns_to_answer(questions, done):
+            by_temperature: dict[float, list[tuple[dict, int]]] = {}
+            for question, turn in todo:
+                by_temperature.setdefault(config.temperature(question["category"]), []).append((question, turn))
+            for temperature, items in sorted(by_temperature.items()):
+                for first in range(0, len(items), config.batch_size):
+                    batch = items[first : first + config.batch_size]
+                    ids = [f"{q['question_id']}/{turn}" if turn > 1 else q["question_id"] for q, turn in batch]
+                    torch.manual_seed(batch_seed(config.seed, ids))
+                    prompts = [builder.encode_messages(conversation(q, turn, done)) for q, turn in batch]
+                    results = generate_candidates(
+                        chat.model,
+                        chat.tokenizer,
+                        prompts,
+                        1,
+                        max_new_tokens=config.max_new_tokens,
+                        temperature=temperature,
+                        top_p=config.top_p,
+                        share_prefill=False,  # one sample per prompt: nothing to share
+                        stop_strings=builder.stop_strings,
+                    )
+                    for (question, turn), (answer,) in zip(batch, results, strict=True):
+                        row = _answer_row(
+                            contestant, question, turn, temperature, answer["text"], answer["finish_reason"],
                             answer["new_tokens"],
-                        )
-                    )  # fmt: skip
-                    stats["answered"] += 1
-                bar.update(len(batch))
+                        )  # fmt: skip
+                        appender.append(row)
+                        done[(question["question_id"], turn)] = row
+                        stats["answered"] += 1
+                    bar.update(len(batch))
     return stats
 
 
 async def answer_at_endpoint(
-    config: EvalConfig, contestant: Contestant, todo: list[dict], appender: JSONLAppender
+    config: EvalConfig, contestant: Contestant, questions: list[dict], done: dict, appender: JSONLAppender
 ) -> dict:
-    """Chat completions at answer_base_url, `judge_concurrency` at a time; a failed request is retried next run."""
+    """Chat completions at answer_base_url, `judge_concurrency` at a time, turn by turn; a failed request is
+    retried next run (and its later turns wait for it)."""
     from tqdm.auto import tqdm
 
     client = JudgeClient(
@@ -397,13 +480,14 @@ async def answer_at_endpoint(
         api_key_env=config.answer_api_key_env,
     )
     stats = {"answered": 0, "request_errors": 0, "usage": new_usage()}
-    bar = tqdm(total=len(todo), desc=f"answers: {contestant.label}", unit="q")
+    bar = tqdm(desc=f"answers: {contestant.label}", unit="turn")
+    failed: set[str] = set()
 
-    async def answer(question: dict) -> None:
+    async def answer(question: dict, turn: int) -> None:
         temperature = config.temperature(question["category"])
         try:
             choice = await client.complete(
-                _messages(config, question["question"]),
+                _messages(config, conversation(question, turn, done)),
                 stats["usage"],
                 temperature=temperature,
                 max_tokens=config.max_new_tokens,
@@ -411,17 +495,21 @@ async def answer_at_endpoint(
         except Exception as error:  # openai.APIError after the client's retries
             stats["request_errors"] += 1
             stats["last_error"] = describe_error(error)
-            logger.warning("answer: question %s failed: %s", question["question_id"], error)
+            failed.add(question["question_id"])
+            logger.warning("answer: question %s turn %d failed: %s", question["question_id"], turn, error)
             return
         text = choice.content.strip()
-        appender.append(
-            _answer_row(contestant, question, temperature, text, choice.finish_reason, choice.completion_tokens)
+        row = _answer_row(
+            contestant, question, turn, temperature, text, choice.finish_reason, choice.completion_tokens
         )
+        appender.append(row)
+        done[(question["question_id"], turn)] = row
         stats["answered"] += 1
         bar.update(1)
 
     try:
-        await gather_bounded((answer(q) for q in todo), config.judge_concurrency)
+        while todo := [(q, t) for q, t in turns_to_answer(questions, done) if q["question_id"] not in failed]:
+            await gather_bounded((answer(q, t) for q, t in todo), config.judge_concurrency)
     finally:
         bar.close()
         await client.close()
@@ -462,20 +550,22 @@ def answer_step(config: EvalConfig) -> dict:
         claim_step(path.parent, f"{contestant.label}.signature.json", answer_settings(config, contestant), [path],
                    overwrite=config.overwrite, what=f"answers of {contestant.label}")  # fmt: skip
         done = read_answers(config, contestant)
-        todo = [q for q in questions if q["question_id"] not in done]
-        stats = {"questions": len(questions), "already_done": len(questions) - len(todo)}
+        wanted = sum(len(q["turns"]) for q in questions)
+        already = sum((q["question_id"], t) in done for q in questions for t in range(1, len(q["turns"]) + 1))
+        stats = {"questions": len(questions), "turns": wanted, "already_done": already}
+        todo = wanted - already
         if todo:
             with JSONLAppender(answers_path(config, contestant), writer="`baize eval`") as appender:
                 if contestant.endpoint_model is not None:
-                    stats.update(asyncio.run(answer_at_endpoint(config, contestant, todo, appender)))
+                    stats.update(asyncio.run(answer_at_endpoint(config, contestant, questions, done, appender)))
                 else:
-                    stats.update(answer_locally(config, contestant, todo, appender))
+                    stats.update(answer_locally(config, contestant, questions, done, appender))
         logger.info("answer %s: %s", contestant.label, stats)
         report[contestant.label] = stats
         if stats.get("request_errors"):  # the answers that came are kept; a re-run asks only for the rest
             raise EndpointError(
                 f"{contestant.label} at {describe_url(config.answer_base_url or config.judge_base_url)} failed "
-                f"{stats['request_errors']} of {len(todo)} questions ({stats['last_error']}): check answer_base_url "
+                f"{stats['request_errors']} of {todo} answers ({stats['last_error']}): check answer_base_url "
                 "and that the server is up, then re-run the same command"
             )
     return report
@@ -497,44 +587,73 @@ def question_outcome(reference_first: tuple | None, model_first: tuple | None) -
     return orders.pop() if len(orders) == 1 and "tie" not in orders else "tie"
 
 
+def pair_inputs(row: dict) -> tuple[str, str, str]:
+    """(context, model answer, reference answer) as the pair judge sees one turn. Turn 1: the question and the two
+    answers, as the paper asked. A later turn: each side's own conversation (its earlier answers differ), judged
+    on its answer to the last question."""
+    if row["turn"] == 1:
+        return render_context([{"role": "user", "content": row["turns"][0]}]), row["model"], row["reference"]
+    asked = "\n".join(f"{n}. {text}" for n, text in enumerate(row["turns"][: row["turn"]], 1))
+    context = (
+        f"The user asked these {row['turn']} questions in turn, each assistant answering in its own conversation:"
+        f"\n{asked}\nJudge each assistant's answer to the LAST question, given its own earlier answers."
+    )
+
+    def side(role: str) -> str:
+        return render_context(row["conversations"][role] + [{"role": "assistant", "content": row[role]}])
+
+    return context, side("model"), side("reference")
+
+
 async def judge_questions(config: EvalConfig, rows: list[dict], client: JudgeClient, cache: VerdictCache) -> dict:
-    """Both orders for every question (reference first = the paper's call); verdicts come from the cache
-    when they are there, and go into it as soon as they arrive."""
+    """Both orders for every (question, turn) (reference first = the paper's call), and with single_grading each
+    answer on its own; verdicts come from the cache when they are there, and go into it as soon as they arrive."""
     from tqdm.auto import tqdm
 
     stats = {"judged": 0, "request_errors": 0, "parse_failures": 0, "parse_errors": {}, "usage": new_usage()}
-    bar = tqdm(total=len(rows), desc="judge", unit="q")
+    bar = tqdm(total=len(rows), desc="judge", unit="turn")
 
-    async def verdict(row: dict, answers: list[str]) -> dict:
-        key = verdict_key(row["question"], answers, config, JUDGE_TEMPLATE)
+    async def cached_verdict(key: str, prompt: str, parse, reminder: str) -> dict:
         cached = cache.get(key)
         if cached is not None:
             return {**cached, "cached": True}
-        prompt = JUDGE_TEMPLATE.format(
-            context=render_context([{"role": "user", "content": row["question"]}]),
-            answer_1=answers[0],
-            answer_2=answers[1],
-        )
-        result = await client.verdict(
-            prompt, lambda text: parse_score_pair(text, SCALE), JUDGE_REMINDER, stats["usage"]
-        )
+        result = await client.verdict(prompt, parse, reminder, stats["usage"])
         cache.put(key, result)
         return {**result, "cached": False}
 
+    async def pair_verdict(row: dict, order: tuple[str, str]) -> dict:
+        context, model_text, reference_text = pair_inputs(row)
+        shown = {"model": model_text, "reference": reference_text}
+        answers = [shown[order[0]], shown[order[1]]]
+        # the turn-1 key is the question text, as before multi-turn evaluation: old caches keep working
+        key = verdict_key(row["turns"][0] if row["turn"] == 1 else context, answers, config, JUDGE_TEMPLATE)
+        prompt = JUDGE_TEMPLATE.format(context=context, answer_1=answers[0], answer_2=answers[1])
+        return await cached_verdict(key, prompt, lambda text: parse_score_pair(text, SCALE), JUDGE_REMINDER)
+
+    async def single_verdict(row: dict, role: str) -> dict:
+        reference = row["reference_answer"]
+        template = single_template(SCALE, reference=reference is not None)
+        context = render_context(row["conversations"][role])
+        key = verdict_key(context, [row[role], reference or ""], config, template)
+        prompt = template.format(context=context, answer=row[role], reference=reference or "")
+        return await cached_verdict(key, prompt, lambda text: parse_score(text, SCALE), SINGLE_REMINDER)
+
     async def judge(row: dict) -> None:
-        model, reference = row["answers"]["model"], row["answers"]["reference"]
+        calls = [pair_verdict(row, ("reference", "model"))]
+        if config.pairwise:
+            calls.append(pair_verdict(row, ("model", "reference")))
+        if config.single_grading:
+            calls += [single_verdict(row, "model"), single_verdict(row, "reference")]
         try:
-            calls = [verdict(row, [reference, model])]
-            if config.pairwise:
-                calls.append(verdict(row, [model, reference]))
             results = await asyncio.gather(*calls)
         except Exception as error:  # openai.APIError after the client's retries: the next run asks again
             stats["request_errors"] += 1
             stats["last_error"] = describe_error(error)
-            logger.warning("judge: question %s failed: %s", row["question_id"], error)
+            logger.warning("judge: question %s turn %d failed: %s", row["question_id"], row["turn"], error)
             return
         row["reference_first"] = results[0]
         row["model_first"] = results[1] if config.pairwise else None
+        row["single"] = dict(zip(("model", "reference"), results[-2:], strict=True)) if config.single_grading else None
         stats["parse_failures"] += sum(r["value"] is None for r in results)
         for reason in (error for r in results if not r.get("cached") for error in r["errors"]):  # re-asks, by reason
             stats["parse_errors"][reason] = stats["parse_errors"].get(reason, 0) + 1
@@ -549,25 +668,41 @@ async def judge_questions(config: EvalConfig, rows: list[dict], client: JudgeCli
     return stats
 
 
+def judge_rows(config: EvalConfig, questions: list[dict], answers: dict[str, dict]) -> list[dict]:
+    """One row per (question, turn) answered by both contestants: the answers, each side's conversation up to that
+    turn (its own earlier answers) and the reference answer the single-answer judge may see."""
+    rows = []
+    for question in questions:
+        for turn in range(1, len(question["turns"]) + 1):
+            key = (question["question_id"], turn)
+            if key not in answers["model"] or key not in answers["reference"]:
+                continue
+            references = question.get("references") or []
+            guided = question["category"] in config.reference_guided_categories
+            rows.append(
+                {
+                    **question,
+                    "turn": turn,
+                    "model": answers["model"][key]["answer"],
+                    "reference": answers["reference"][key]["answer"],
+                    "conversations": {
+                        role: conversation(question, turn, answers[role]) for role in ("model", "reference")
+                    },
+                    "reference_answer": references[turn - 1] if guided and len(references) >= turn else None,
+                }
+            )
+    return rows
+
+
 def judge_step(config: EvalConfig) -> dict:
-    """Step 2: judgements.jsonl, one row per question with both verdicts (scores, rationales, retries)."""
+    """Step 2: judgements.jsonl, one row per (question, turn) with every verdict (scores, rationales, retries)."""
     model, reference = contestants(config)
-    model_answers, reference_answers = read_answers(config, model), read_answers(config, reference)
+    answers = {"model": read_answers(config, model), "reference": read_answers(config, reference)}
     questions = load_questions(config)
-    rows = [
-        {
-            **q,
-            "answers": {
-                "model": model_answers[q["question_id"]]["answer"],
-                "reference": reference_answers[q["question_id"]]["answer"],
-            },
-        }
-        for q in questions
-        if q["question_id"] in model_answers and q["question_id"] in reference_answers
-    ]
-    missing = len(questions) - len(rows)
+    rows = judge_rows(config, questions, answers)
+    missing = sum(len(q["turns"]) for q in questions) - len(rows)
     if missing:
-        logger.warning("judge: %d questions lack an answer (run the answer step): not judged", missing)
+        logger.warning("judge: %d question turns lack an answer (run the answer step): not judged", missing)
     cache = VerdictCache(config.judge_cache or Path(config.output_dir) / "judge_cache.jsonl")
 
     async def run():
@@ -584,6 +719,7 @@ def judge_step(config: EvalConfig) -> dict:
     judged = [
         {
             "question_id": r["question_id"],
+            "turn": r["turn"],
             "category": r["category"],
             "model": model.label,
             "reference": reference.label,
@@ -593,6 +729,8 @@ def judge_step(config: EvalConfig) -> dict:
             "outcome": question_outcome(
                 r["reference_first"]["value"], r["model_first"]["value"] if r["model_first"] else None
             ),
+            "single": r["single"],
+            "reference_guided": r["reference_answer"] is not None,
         }
         for r in rows
         if "reference_first" in r
@@ -603,7 +741,7 @@ def judge_step(config: EvalConfig) -> dict:
     if stats["request_errors"]:  # every verdict that came is cached; a re-run asks only for the rest
         raise EndpointError(
             f"the judge at {describe_url(config.judge_base_url)} failed {stats['request_errors']} of {len(rows)} "
-            f"questions ({stats['last_error']}): check judge_base_url / judge_model and that the server is up, "
+            f"question turns ({stats['last_error']}): check judge_base_url / judge_model and that the server is up, "
             "then re-run the same command"
         )
     return stats
@@ -656,7 +794,17 @@ def summarize(config: EvalConfig, judged: list[dict], lengths: dict[str, dict[st
     interval = {"resamples": config.bootstrap_samples, "confidence": config.confidence, "seed": config.seed}
     ci_paper = bootstrap_interval(paper, relative_score, **interval)
     ci_win = bootstrap_interval(outcomes, adjusted_win_rate, **interval)
-    ids = [row["question_id"] for row in judged]
+    ids = [(row["question_id"], row.get("turn", 1)) for row in judged]
+    single = {}
+    graded = [row["single"] for row in judged if row.get("single")]
+    if graded:
+        for role in ("model", "reference"):
+            scores = [g[role]["value"] for g in graded if g[role]["value"] is not None]
+            ci = bootstrap_interval(scores, statistics.mean, **interval)
+            single[f"{role}_single_score"] = _mean(scores)
+            single[f"{role}_single_score_ci"] = [round(v, 2) for v in ci] if ci else None
+        single["single_unparsed"] = sum(g[role]["value"] is None for g in graded for role in ("model", "reference"))
+        single["reference_guided"] = sum(bool(row.get("reference_guided")) for row in judged)
     return {
         "questions": len(judged),
         "score_pct": round(relative_score(paper), 1) if paper else None,
@@ -677,6 +825,7 @@ def summarize(config: EvalConfig, judged: list[dict], lengths: dict[str, dict[st
         "adjusted_win_rate_ci": [round(v, 3) for v in ci_win] if ci_win else None,
         "model_words": _mean([lengths["model"][i] for i in ids if i in lengths["model"]]),
         "reference_words": _mean([lengths["reference"][i] for i in ids if i in lengths["reference"]]),
+        **single,
     }
 
 
@@ -696,19 +845,16 @@ def markdown_table(results: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
-    def fmt(value, digits=1):
-        return "–" if value is None else f"{value:.{digits}f}"
-
-    def ci(values, digits=1):
-        return "–" if values is None else f"{values[0]:.{digits}f}–{values[1]:.{digits}f}"
-
-    for name, block in [*results["categories"].items(), ("**overall**", results["overall"])]:
-        lines.append(
-            f"| {name} | {block['questions']} | {fmt(block['score_pct'])} | {ci(block['score_pct_ci'])} "
-            f"| {fmt(block['score_pct_both_orders'])} | {block['win']} | {block['tie']} | {block['loss']} "
-            f"| {block['unjudged']} | {fmt(block['adjusted_win_rate'], 3)} | {ci(block['adjusted_win_rate_ci'], 3)} "
-            f"| {fmt(block['model_words'])} | {fmt(block['reference_words'])} |"
-        )
+    lines += score_rows(results)
+    for turn, blocks in (results.get("turns") or {}).items():
+        lines += ["", f"## Turn {turn}", "", *lines[4:6], *score_rows(blocks)]
+    if results["overall"].get("model_single_score") is not None:
+        lines += single_grading_table(results)
+    lines += [
+        "",
+        f"Unparsed verdicts: {results['unparsed_verdicts']} of {results['verdicts']} (counted as unjudged, never as "
+        "a score).",
+    ]
     cut = results.get("cut_at_max_new_tokens")
     if cut:
         lines += [
@@ -717,6 +863,61 @@ def markdown_table(results: dict) -> str:
             f"{cut['model']}, {reference} {cut['reference']}.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _fmt(value, digits=1):
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _ci(values, digits=1):
+    return "–" if values is None else f"{values[0]:.{digits}f}–{values[1]:.{digits}f}"
+
+
+def score_rows(results: dict) -> list[str]:
+    fmt, ci = _fmt, _ci
+    lines = []
+    for name, block in [*results["categories"].items(), ("**overall**", results["overall"])]:
+        lines.append(
+            f"| {name} | {block['questions']} | {fmt(block['score_pct'])} | {ci(block['score_pct_ci'])} "
+            f"| {fmt(block['score_pct_both_orders'])} | {block['win']} | {block['tie']} | {block['loss']} "
+            f"| {block['unjudged']} | {fmt(block['adjusted_win_rate'], 3)} | {ci(block['adjusted_win_rate_ci'], 3)} "
+            f"| {fmt(block['model_words'])} | {fmt(block['reference_words'])} |"
+        )
+    return lines
+
+
+def single_grading_table(results: dict) -> list[str]:
+    """Single-answer grades (1-10) per category and turn, MT-Bench style."""
+    model, reference = results["model"], results["reference"]
+    turns = list(results.get("turns") or {"1": results})
+    confidence = int(results["confidence"] * 100)
+    head = " | ".join(f"turn {t} {who}" for t in turns for who in (model, reference))
+    lines = [
+        "",
+        "## Single-answer grading",
+        "",
+        f"Each answer graded on its own, 1-10, by `{results['judge']}` (MT-Bench's single-answer grading; the "
+        f"question's reference answer shown in {', '.join(results['reference_guided_categories'])}). Mean grade; "
+        f"overall with its {confidence}% bootstrap interval.",
+        "",
+        f"| category | {head} | all turns {model} | all turns {reference} |",
+        "|---|" + "---|" * (2 * len(turns) + 2),
+    ]
+    blocks = {t: (results.get("turns") or {"1": results})[t] for t in turns}
+    for name in [*results["categories"], "overall"]:
+        cells = []
+        for t in turns:
+            block = blocks[t]["overall"] if name == "overall" else blocks[t]["categories"].get(name, {})
+            cells += [_fmt(block.get("model_single_score")), _fmt(block.get("reference_single_score"))]
+        pooled = results["overall"] if name == "overall" else results["categories"][name]
+        both = [_fmt(pooled.get("model_single_score")), _fmt(pooled.get("reference_single_score"))]
+        if name == "overall":
+            both = [
+                f"{b} ({_ci(pooled.get(f'{role}_single_score_ci'), 2)})"
+                for b, role in zip(both, ("model", "reference"), strict=True)
+            ]
+        lines.append(f"| {'**overall**' if name == 'overall' else name} | {' | '.join(cells + both)} |")
+    return lines
 
 
 def plot_charts(results: dict, folder: Path) -> list[str]:
@@ -774,6 +975,44 @@ def plot_charts(results: dict, folder: Path) -> list[str]:
     return written
 
 
+def plot_turn_charts(results: dict, folder: Path) -> list[str]:
+    """Per turn, a bar per category: single-answer grades of both contestants (with single_grading), else the
+    paper's score %. Only for multi-turn sets or single grading."""
+    turns = results.get("turns") or ({"1": results} if results["overall"].get("model_single_score") else {})
+    if not turns:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for turn, blocks in turns.items():
+        names = [*blocks["categories"], "overall"]
+        rows = [*blocks["categories"].values(), blocks["overall"]]
+        fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names)), 4))
+        positions = range(len(names))
+        if results["overall"].get("model_single_score") is not None:
+            for offset, role in ((-0.2, "model"), (0.2, "reference")):
+                values = [b.get(f"{role}_single_score") or 0 for b in rows]
+                ax.bar([p + offset for p in positions], values, width=0.4, label=results[role])
+            ax.set_ylim(0, SCALE)
+            ax.set_ylabel(f"mean single-answer grade (1-{SCALE})")
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+        else:
+            ax.bar(names, [b["score_pct"] or 0 for b in rows])
+            ax.axhline(100, color="grey", linestyle="--", linewidth=1)
+            ax.set_ylabel(f"score, % of {results['reference']}")
+        ax.set_xticks(list(positions), names, rotation=30)
+        ax.set_title(f"{results['model']} vs {results['reference']}: turn {turn}, by category")
+        fig.tight_layout()
+        name = f"turn{turn}_by_category.png"
+        fig.savefig(folder / name, dpi=120)
+        plt.close(fig)
+        written.append(name)
+    return written
+
+
 def report_step(config: EvalConfig) -> dict:
     """Step 3: results.json, results.md and the charts, from judgements.jsonl and the answer files."""
     folder = Path(config.output_dir)
@@ -785,9 +1024,23 @@ def report_step(config: EvalConfig) -> dict:
     lengths = {role: {i: row["words"] for i, row in rows.items()} for role, rows in answers.items()}
     # Answers cut at max_new_tokens: a reference cut more often than the model is judged on unfinished text.
     cut = {role: sum(row.get("finish_reason") == "length" for row in rows.values()) for role, rows in answers.items()}
-    categories: dict[str, list[dict]] = {}
-    for row in judged:
-        categories.setdefault(row["category"], []).append(row)
+
+    def blocks(rows: list[dict]) -> dict:
+        categories: dict[str, list[dict]] = {}
+        for row in rows:
+            categories.setdefault(row["category"], []).append(row)
+        return {
+            "categories": {name: summarize(config, group, lengths) for name, group in categories.items()},
+            "overall": summarize(config, rows, lengths),
+        }
+
+    turns = sorted({row.get("turn", 1) for row in judged})
+    verdicts = [
+        v
+        for row in judged
+        for v in (row["reference_first"], row.get("model_first"), *(row.get("single") or {}).values())
+        if v is not None
+    ]
     results = {
         "model": model.label,
         "model_spec": model.spec,
@@ -795,22 +1048,34 @@ def report_step(config: EvalConfig) -> dict:
         "reference_spec": reference.spec,
         "judge": judged[0]["judge"],
         "confidence": config.confidence,
-        "categories": {name: summarize(config, rows, lengths) for name, rows in categories.items()},
-        "overall": summarize(config, judged, lengths),
+        **blocks(judged),  # all turns together
+        "turns": {str(t): blocks([r for r in judged if r.get("turn", 1) == t]) for t in turns}
+        if len(turns) > 1
+        else None,
+        "verdicts": len(verdicts),
+        "unparsed_verdicts": sum(v["value"] is None for v in verdicts),
+        "reference_guided_categories": config.reference_guided_categories,
         "cut_at_max_new_tokens": {**cut, "max_new_tokens": config.max_new_tokens},
         "config": {k: v for k, v in asdict(config).items() if "api_key" not in k},
     }
     (folder / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (folder / "results.md").write_text(markdown_table(results), encoding="utf-8")
-    charts = plot_charts(results, folder)
+    charts = plot_charts(results, folder) + plot_turn_charts(results, folder)
     overall = results["overall"]
     score = "no verdicts" if overall["score_pct"] is None else f"score {overall['score_pct']}% of {reference.label}"
     win_rate = "–" if overall["adjusted_win_rate"] is None else overall["adjusted_win_rate"]
     logger.info(
-        "report: %s, win/tie/loss/unjudged %d/%d/%d/%d, adjusted win rate %s -> %s",
-        score, overall["win"], overall["tie"], overall["loss"], overall["unjudged"], win_rate, folder / "results.md",
+        "report: %s, win/tie/loss/unjudged %d/%d/%d/%d, adjusted win rate %s, %d of %d verdicts unparsed -> %s",
+        score, overall["win"], overall["tie"], overall["loss"], overall["unjudged"], win_rate,
+        results["unparsed_verdicts"], results["verdicts"], folder / "results.md",
     )  # fmt: skip
-    return {"overall": overall, "files": ["results.json", "results.md", *charts]}
+    return {
+        "overall": overall,
+        "turns": {turn: blocks["overall"] for turn, blocks in (results["turns"] or {}).items()} or None,
+        "unparsed_verdicts": results["unparsed_verdicts"],
+        "verdicts": results["verdicts"],
+        "files": ["results.json", "results.md", *charts],
+    }
 
 
 # --------------------------------------------------------------------------- entry point

@@ -40,6 +40,46 @@ explanation of your evaluation, avoiding any potential bias and ensuring that th
 were presented does not affect your judgment."""
 
 
+# One answer graded on its own (MT-Bench's single-answer grading), optionally against a reference answer.
+SINGLE_TEMPLATE = """[Conversation]
+{context}
+{reference_block}
+[The Start of the Assistant's Answer]
+{answer}
+[The End of the Assistant's Answer]
+
+[System]
+Please act as an impartial judge and evaluate the quality of the assistant's answer to the user's last message in \
+the conversation displayed above. Consider its helpfulness, relevance, accuracy, depth, creativity and level of \
+detail{reference_instruction}. Be as objective as possible.
+Please first output a single line containing only the score, an integer from 1 to {scale}, where a higher score \
+indicates a better answer. In the subsequent line, please explain your evaluation."""
+
+REFERENCE_BLOCK = """
+[The Start of Reference Answer]
+{reference}
+[The End of Reference Answer]
+"""
+REFERENCE_INSTRUCTION = (
+    ". The reference answer is correct: compare the assistant's answer with it, identify any mistakes, and let "
+    "correctness weigh most"
+)
+
+
+def single_template(scale: int, reference: bool) -> str:
+    """SINGLE_TEMPLATE on a 1-`scale` scale, with or without the reference answer, still with {context},
+    {answer} (and {reference}) to fill."""
+    return (
+        SINGLE_TEMPLATE.replace("{scale}", str(scale))
+        .replace("{reference_block}", REFERENCE_BLOCK if reference else "")
+        .replace("{reference_instruction}", REFERENCE_INSTRUCTION if reference else "")
+    )
+
+
+def single_reminder(scale: int) -> str:
+    return f"Please answer again: the first line must contain only the score, an integer from 1 to {scale}."
+
+
 def pair_template(scale: int) -> str:
     """PAIR_TEMPLATE on a 1-`scale` scale, still with {context}, {answer_1} and {answer_2} to fill."""
     return PAIR_TEMPLATE.replace("{scale}", str(scale))
@@ -95,7 +135,10 @@ _REFUSAL = re.compile(r"\b(i'?m sorry|i am sorry|i can(?:'|no)t|i am unable|i'm 
 
 # Lines of the judge prompts: a reply that repeats them is the prompt echoed back (a small or confused judge),
 # and any number in it is not a verdict.
-_ECHO = re.compile(r"we would like to request your feedback|\[the (?:start|end) of assistant", re.I)
+_ECHO = re.compile(
+    r"we would like to request your feedback|please act as an impartial judge|\[the (?:start|end) of (?:the )?assistant",
+    re.I,
+)
 
 
 def _first_line(text: str) -> str:
@@ -118,6 +161,7 @@ def parse_score(text: str | None, scale: int = 100) -> tuple[float | None, str |
         return None, "empty"
     if _ECHO.search(text):
         return None, "echoed_prompt"
+    text = re.sub(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]", r"\1", text)  # MT-Bench judges write "Rating: [[8]]"
     denominator = r"(?:\s*(?:/|out\s+of)\s*(\d+))?"
     match = re.fullmatch(
         rf"(?:(?:overall|final)\s+)?(?:score|rating)?\s*[:=]?\s*{_NUMBER}{denominator}\.?", _first_line(text), re.I

@@ -41,14 +41,17 @@ def config_for(tmp_path: Path, server: OpenAIServer | None = None, **overrides) 
     return EvalConfig(**values)
 
 
-def write_answers(config: EvalConfig, role: str, answers: dict[str, tuple[str, str]]) -> None:
-    """answers/<label>.jsonl as the answer step writes it: question_id -> (category, text)."""
+def write_answers(config: EvalConfig, role: str, answers: dict) -> None:
+    """answers/<label>.jsonl as the answer step writes it: question_id (or (question_id, turn)) -> (category, text)."""
     model, reference = evaluate.contestants(config)
     contestant = model if role == "model" else reference
     rows = [
-        evaluate._answer_row(contestant, {"question_id": qid, "category": cat}, 0.0, text, "stop", None)
-        for qid, (cat, text) in answers.items()
-    ]
+        evaluate._answer_row(
+            contestant, {"question_id": key[0] if isinstance(key, tuple) else key, "category": cat},
+            key[1] if isinstance(key, tuple) else 1, 0.0, text, "stop", None,
+        )
+        for key, (cat, text) in answers.items()
+    ]  # fmt: skip
     path = evaluate.answers_path(config, contestant)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(path, rows)
@@ -78,14 +81,22 @@ def test_mt_bench_style_file_dotted_column_and_clear_errors(tmp_path):
         tmp_path / "mt.jsonl",
         [
             {"prompt_id": 81, "category": "writing", "prompt": ["Write a haiku about tea.", "Now in French."]},
-            {"prompt_id": 82, "category": "math", "prompt": ["What is 2 + 2?", "And 3 + 3?"]},
+            {"prompt_id": 82, "category": "math", "prompt": ["What is 2 + 2?", "And 3 + 3?"], "reference": ["4", "6"]},
         ],
     )
     config = EvalConfig(model="x", questions_path=str(path), question_column="prompt.0", id_column="prompt_id")
-    assert evaluate.load_questions(config) == [
-        {"question_id": "81", "category": "writing", "question": "Write a haiku about tea."},
-        {"question_id": "82", "category": "math", "question": "What is 2 + 2?"},
+    assert [(q["question_id"], q["category"], q["turns"]) for q in evaluate.load_questions(config)] == [
+        ("81", "writing", ["Write a haiku about tea."]),
+        ("82", "math", ["What is 2 + 2?"]),
     ]
+    # the whole list: two turns, with the reference answers (one per turn) where the file has them
+    two_turns = evaluate.load_questions(EvalConfig(model="x", questions_path=str(path), question_column="prompt",
+                                                   id_column="prompt_id"))  # fmt: skip
+    assert two_turns[0]["turns"] == ["Write a haiku about tea.", "Now in French."] and two_turns[0]["references"] == []
+    assert two_turns[1]["references"] == ["4", "6"] and two_turns[1]["question"] == "What is 2 + 2?"
+    gap = write_jsonl(tmp_path / "gap.jsonl", [{"turns": ["one?", "two?"]}, {"turns": ["one?", ""]}])
+    with pytest.raises(ValueError, match=r"gap.jsonl: row 2 \(question 2\): turn 2 is missing or empty"):
+        evaluate.load_questions(EvalConfig(model="x", questions_path=str(gap), question_column="turns"))
     assert config.temperature("writing") == 0.7 and config.temperature("math") == 0.0
     assert EvalConfig(model="x", category_temperatures='{"math": 0.3}').temperature("math") == 0.3
 
@@ -130,7 +141,7 @@ def test_answers_local_model_and_endpoint_resume_with_category_temperatures(tmp_
         assert {row["temperature"] for row in local.values()} == {0.0, 0.1, 0.7}
         assert all(0 < row["new_tokens"] <= 6 and row["contestant"] == str(tiny_llama_dir) for row in local.values())
         ref = evaluate.read_answers(config, reference)
-        assert ref[questions[0]["question_id"]]["answer"] == f"Reference answer: {questions[0]['question']}"
+        assert ref[(questions[0]["question_id"], 1)]["answer"] == f"Reference answer: {questions[0]['question']}"
         # the endpoint's own finish reason and token count, as for local answers
         assert all(row["new_tokens"] == 5 and row["finish_reason"] == "stop" for row in ref.values())
 
@@ -369,3 +380,91 @@ def test_all_steps_against_transformers_serve(tmp_path, tiny_llama_dir):
     )
     results = json.loads((Path(config.output_dir) / "results.json").read_text())
     assert results["overall"]["questions"] == 9 and len(results["categories"]) == 9
+
+
+# --------------------------------------------------------------------------- two-turn questions (MT-Bench style)
+
+
+def two_turn_responder(request) -> Reply:
+    """Answerers echo who they are and what they were asked; the judge prefers the model under test, grades its
+    answers 7 and the reference's 5, and never gives a usable grade to the reference's turn-2 math answer."""
+    model, prompt = request.body["model"], request.prompt
+    if model != "judge-model":
+        return Reply(f"{model} says: {request.last_user}")
+    if "[The Start of the Assistant's Answer]" in prompt:  # single-answer grading
+        answer = prompt.split("[The Start of the Assistant's Answer]\n", 1)[1]
+        if answer.startswith("reference-model says: And what is 3 + 3?"):
+            return Reply("A fine answer overall.")  # no score, also when asked again
+        return Reply("7\nclear" if answer.startswith("model-under-test") else "5\nthin")
+    first, second = PAIR.search(prompt).groups()
+    return Reply("8 6\nfirst better" if "model-under-test says" in first.splitlines()[-1] else "6 8\nsecond better")
+
+
+def test_two_turn_answers_single_grading_reference_and_per_turn_report(tmp_path):
+    questions = write_jsonl(
+        tmp_path / "two.jsonl",
+        [
+            {"question_id": 1, "category": "writing", "turns": ["Write a haiku about tea.", "Now make it rhyme."]},
+            {"question_id": 2, "category": "math", "turns": ["What is 2 + 2?", "And what is 3 + 3?"],
+             "reference": ["4", "6"]},
+        ],
+    )  # fmt: skip
+    with OpenAIServer(two_turn_responder) as server:
+        config = config_for(
+            tmp_path, server, questions_path=str(questions), question_column="turns", single_grading=True,
+            answer_base_url=server.base_url,
+        )  # fmt: skip
+        summary = evaluate.main(config)
+        asked = [r for r in server.requests if r.body["model"] != "judge-model"]
+        judge_prompts = [r.prompt for r in server.requests if r.body["model"] == "judge-model"]
+
+        # Turn 2 is asked with the contestant's own turn-1 answer in the history.
+        turn2 = [r for r in asked if r.last_user == "Now make it rhyme."]
+        assert {r.body["model"] for r in turn2} == {"model-under-test", "reference-model"}
+        for request in turn2:
+            assert request.messages[:-1] == [
+                {"role": "user", "content": "Write a haiku about tea."},
+                {"role": "assistant", "content": f"{request.body['model']} says: Write a haiku about tea."},
+            ]
+        assert summary["answer"]["mut"]["answered"] == 4 and summary["judge"]["judged"] == 4
+
+        # The reference answer is shown to the single-answer judge for math only, turn by turn.
+        single = [p for p in judge_prompts if "[The Start of the Assistant's Answer]" in p]
+        shown = [p for p in single if "[The Start of Reference Answer]" in p]
+        assert len(single) >= 8 and all("What is 2 + 2?" in p for p in shown)
+        assert any("[The Start of Reference Answer]\n6\n" in p for p in shown)
+        assert not any("haiku" in p for p in shown)
+        # The turn-2 pair verdict shows each side's own conversation.
+        pair_turn2 = [p for p in judge_prompts if "Assistant 1's Answer" in p and "Now make it rhyme." in p]
+        assert pair_turn2 and all("model-under-test says: Write a haiku" in p for p in pair_turn2)
+
+        # Re-run: every verdict comes from the cache.
+        server.reset()
+        again = evaluate.main(config)
+        assert not server.requests and again["judge"]["cache_misses"] == 0 and again["judge"]["cache_hits"] == 16
+
+    results = json.loads((Path(config.output_dir) / "results.json").read_text())
+    first, second = results["turns"]["1"], results["turns"]["2"]
+    assert first["overall"]["win"] == 2 and second["overall"]["win"] == 2 and results["overall"]["questions"] == 4
+    assert first["overall"]["model_single_score"] == 7.0 and first["overall"]["reference_single_score"] == 5.0
+    # the unparsed grade is left out of the mean and counted, never turned into a score
+    assert second["categories"]["math"]["reference_single_score"] is None
+    assert second["overall"]["single_unparsed"] == 1 and results["unparsed_verdicts"] == 1
+    assert results["overall"]["reference_guided"] == 2  # math, both turns
+    assert summary["report"]["unparsed_verdicts"] == 1 and summary["report"]["verdicts"] == 16
+    report = (Path(config.output_dir) / "results.md").read_text()
+    assert "## Turn 2" in report and "## Single-answer grading" in report and "Unparsed verdicts: 1 of 16" in report
+    for chart in ("turn1_by_category.png", "turn2_by_category.png"):
+        assert (Path(config.output_dir) / chart).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_shipped_two_turn_questions():
+    config = EvalConfig(model="x", questions_path=str(evaluate.TWO_TURN_QUESTIONS_FILE), question_column="turns")
+    questions = evaluate.load_questions(config)
+    assert len(questions) == 18 and all(len(q["turns"]) == 2 for q in questions)
+    assert len({q["category"] for q in questions}) == 9
+    guided = [q for q in questions if q["category"] in config.reference_guided_categories]
+    assert all(len(q["references"]) == 2 for q in guided if q["category"] in ("math", "coding"))
+    # the first turn is the project's own single-turn question of the same id
+    single = {q["question_id"]: q["question"] for q in evaluate.load_questions(EvalConfig(model="x"))}
+    assert all(single[q["question_id"]] == q["turns"][0] for q in questions)

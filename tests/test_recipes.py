@@ -19,6 +19,7 @@ PARSERS = {
     "sdf-train.yaml": parse_sft,
     "dpo.yaml": parse_dpo,
     "eval.yaml": parse_eval,
+    "mt_bench.yaml": parse_eval,
 }
 RECIPES = sorted(p for p in (REPO / "recipes").glob("*/*.yaml"))
 

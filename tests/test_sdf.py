@@ -134,6 +134,10 @@ def test_shared_prefill_matches_plain_generate(v1_adapter):
         ("The user requested a response with a score of 100.", (None, "no_score")),
         ("Answers 1 to 100 are possible; the score is high.", (None, "no_score")),
         ("Score: 9 out of 10", (None, "wrong_scale")),
+        ("Rating: [[78]]\nThorough.", (78.0, None)),  # MT-Bench's judges' format
+        ("[[780]]", (None, "out_of_range")),
+        # the single-answer (MT-Bench style) prompt echoed back
+        ("Please act as an impartial judge and evaluate the quality... 9", (None, "echoed_prompt")),
         # the prompt echoed back with a number after it (SmolLM2-135M as the judge in `make demo`)
         (
             "[System]\nWe would like to request your feedback on the performance of an AI assistant...\n\n"
