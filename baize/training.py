@@ -222,6 +222,8 @@ def resolved_recipe(*configs) -> dict:
         for f in dataclasses.fields(config):
             if f.init and not f.name.endswith("_token") and not f.name.startswith("_"):
                 recipe.setdefault(f.name, plain(getattr(config, f.name)))
+    if recipe.get("chat_template_path") == str(BAIZE_TEMPLATE):  # the shipped template: its default, not this
+        del recipe["chat_template_path"]  # machine's path to the installed package
     return recipe
 
 
