@@ -668,8 +668,17 @@ def train_step(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
         )
     folder = Path(config.output_dir)
     selected = folder / SELECTED_FILE
-    if not selected.exists() or not selected.read_text().strip():
-        raise BaizeError(f"{selected} is missing or empty: run the select step first (or lower min_score)")
+    if not selected.exists():
+        raise BaizeError(f"{selected} is missing: run the select step first")
+    if not selected.read_text().strip():
+        summary = folder / "select_summary.json"
+        stats = json.loads(summary.read_text()) if summary.exists() else {}
+        raise BaizeError(
+            f"the select step chose no answer to train on: of {stats.get('judged_prompts', '?')} judged prompts, "
+            f"{stats.get('unscored', '?')} have no parsable score and {stats.get('below_min_score', '?')} are below "
+            f"min_score {config.min_score} ({summary}); point judge_model / judge_base_url at a capable judge, or "
+            "lower min_score"
+        )
     script_args, training_args, model_args, dataset_args = parse_train(
         ["--config", config.train_config, *(train_argv or [])]
     )
