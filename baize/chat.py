@@ -23,11 +23,10 @@ from baize.generation import (
     GenerationSettings,
     generate_reply,
 )
-from baize.models import ChatModel, load_chat_model
+from baize.models import ChatModel, add_chat_model_arguments, chat_model_from_args
 from baize.prompts import (
     DEFAULT_MAX_HISTORY_TOKENS,
     GUARDRAIL_SYSTEM_PROMPT,
-    PROMPT_FORMATS,
     TURN_TAGS,
     PromptBuilder,
 )
@@ -63,33 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="baize chat", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("adapter_or_model", metavar="ADAPTER_OR_MODEL", help="local folder or Hub repo id")
-    model = parser.add_argument_group("model")
-    model.add_argument("--base", help="base model for an adapter (Hub id, folder or pkg:NAME); default: the adapter's")
-    model.add_argument(
-        "--gguf_file", "--gguf-file", help="GGUF file inside --base (converted once, as in the recipes)"
-    )
-    model.add_argument("--revision", help="branch, tag or commit of a Hub repo")
-    quant = model.add_mutually_exclusive_group()
-    quant.add_argument(
-        "--load_in_8bit",
-        "--load-in-8bit",
-        action="store_true",
-        help="int8 base (bitsandbytes; the original Baize ran LLaMA in int8)",
-    )
-    quant.add_argument("--load_in_4bit", "--load-in-4bit", action="store_true", help="4-bit NF4 base (bitsandbytes)")
-    model.add_argument(
-        "--dtype",
-        choices=["auto", "float32", "bfloat16", "float16"],
-        help="weights dtype (default: float32 on CPU, bfloat16/float16 on GPU)",
-    )
-    model.add_argument(
-        "--prompt_format",
-        "--prompt-format",
-        choices=PROMPT_FORMATS,
-        default="auto",
-        help="baize (template saved with the adapter), original (project-baize adapters), native (tokenizer's own "
-        "template); auto picks from the folder",
-    )
+    add_chat_model_arguments(parser)
     prompt = parser.add_argument_group("prompt")
     system = prompt.add_mutually_exclusive_group()
     system.add_argument("--system", help="system text instead of the one the adapter was trained with")
@@ -205,19 +178,6 @@ class ChatSession:
         return reply
 
 
-def quiet_libraries() -> None:
-    """No loading bars or deprecation chatter between the user and the chat."""
-    import warnings
-
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # int8 on CPU warns about casts on every matmul
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning)
-
-
 def cli(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     with one_line_errors("baize chat"):
@@ -226,21 +186,11 @@ def cli(argv: list[str] | None = None) -> None:
 
 def main(args: argparse.Namespace) -> None:
     configure_logging(logging.WARNING, timestamps=False)
-    quiet_libraries()
     if args.seed is not None:
         from transformers import set_seed
 
         set_seed(args.seed)
-    chat = load_chat_model(
-        args.adapter_or_model,
-        load_in_8bit=args.load_in_8bit,
-        load_in_4bit=args.load_in_4bit,
-        base=args.base,
-        gguf_file=args.gguf_file,
-        revision=args.revision,
-        prompt_format=args.prompt_format,
-        dtype=args.dtype,
-    )
+    chat = chat_model_from_args(args)
     system = ...  # the adapter's own (ChatModel.prompt_builder)
     if args.system is not None or args.no_guardrail:
         system = args.system

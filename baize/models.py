@@ -320,3 +320,65 @@ def load_chat_model(
         chat_template=template if resolved != "native" else None,
         system_prompt=trained_system_prompt(folder, resolved) if resolved != "native" else None,
     )
+
+
+# --------------------------------------------------------------------------- the commands that load a chat model
+
+
+def add_chat_model_arguments(parser) -> None:
+    """The flags of `baize chat` and `baize web` that say which model to load and how (load_chat_model's)."""
+    model = parser.add_argument_group("model")
+    model.add_argument("--base", help="base model for an adapter (Hub id, folder or pkg:NAME); default: the adapter's")
+    model.add_argument(
+        "--gguf_file", "--gguf-file", help="GGUF file inside --base (converted once, as in the recipes)"
+    )
+    model.add_argument("--revision", help="branch, tag or commit of a Hub repo")
+    quant = model.add_mutually_exclusive_group()
+    quant.add_argument(
+        "--load_in_8bit",
+        "--load-in-8bit",
+        action="store_true",
+        help="int8 base (bitsandbytes; the original Baize ran LLaMA in int8)",
+    )
+    quant.add_argument("--load_in_4bit", "--load-in-4bit", action="store_true", help="4-bit NF4 base (bitsandbytes)")
+    model.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="weights dtype (default: float32 on CPU, bfloat16/float16 on GPU)",
+    )
+    model.add_argument(
+        "--prompt_format",
+        "--prompt-format",
+        choices=PROMPT_FORMATS,
+        default="auto",
+        help="baize (template saved with the adapter), original (project-baize adapters), native (tokenizer's own "
+        "template); auto picks from the folder",
+    )
+
+
+def chat_model_from_args(args) -> ChatModel:
+    """load_chat_model with the flags of add_chat_model_arguments, libraries quiet (a chat, not a training log)."""
+    quiet_libraries()
+    return load_chat_model(
+        args.adapter_or_model,
+        load_in_8bit=args.load_in_8bit,
+        load_in_4bit=args.load_in_4bit,
+        base=args.base,
+        gguf_file=args.gguf_file,
+        revision=args.revision,
+        prompt_format=args.prompt_format,
+        dtype=args.dtype,
+    )
+
+
+def quiet_libraries() -> None:
+    """No loading bars or deprecation chatter between the user and the chat."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # int8 on CPU warns about casts on every matmul
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)

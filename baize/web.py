@@ -29,11 +29,10 @@ from baize.generation import (
     GenerationSettings,
     generate_reply,
 )
-from baize.models import hub_model_id
+from baize.models import add_chat_model_arguments, chat_model_from_args, hub_model_id
 from baize.prompts import (
     DEFAULT_MAX_HISTORY_TOKENS,
     GUARDRAIL_SYSTEM_PROMPT,
-    PROMPT_FORMATS,
     TURN_TAG_START,
     TURN_TAGS,
     printable_prefix,
@@ -252,17 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="baize web", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("adapter_or_model", metavar="MODEL", nargs="?", help="local folder or Hub repo id")
-    model = parser.add_argument_group("local model (as `baize chat`)")
-    model.add_argument("--base", help="base model for an adapter (Hub id, folder or pkg:NAME); default: the adapter's")
-    model.add_argument("--gguf_file", "--gguf-file", help="GGUF file inside --base")
-    model.add_argument("--revision", help="branch, tag or commit of a Hub repo")
-    quant = model.add_mutually_exclusive_group()
-    quant.add_argument("--load_in_8bit", "--load-in-8bit", action="store_true", help="int8 base (bitsandbytes)")
-    quant.add_argument("--load_in_4bit", "--load-in-4bit", action="store_true", help="4-bit NF4 base (bitsandbytes)")
-    model.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype")
-    model.add_argument(
-        "--prompt_format", "--prompt-format", choices=PROMPT_FORMATS, default="auto", help="as in `baize chat`"
-    )
+    add_chat_model_arguments(parser)  # as `baize chat`
     remote = parser.add_argument_group("endpoint")
     remote.add_argument("--endpoint", help="base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     remote.add_argument("--model", help="the model name at --endpoint (a served folder's path for transformers serve)")
@@ -307,20 +296,7 @@ def make_backend(args: argparse.Namespace):
         return EndpointBackend(args.endpoint, args.model, args.api_key_env, args.concurrency, args.prompt_format)
     if not args.adapter_or_model:
         raise UsageError("give MODEL (an adapter or model folder or Hub id) or --endpoint URL --model NAME")
-    from baize.chat import quiet_libraries
-    from baize.models import load_chat_model
-
-    quiet_libraries()
-    chat = load_chat_model(
-        args.adapter_or_model,
-        load_in_8bit=args.load_in_8bit,
-        load_in_4bit=args.load_in_4bit,
-        base=args.base,
-        gguf_file=args.gguf_file,
-        revision=args.revision,
-        prompt_format=args.prompt_format,
-        dtype=args.dtype,
-    )
+    chat = chat_model_from_args(args)
     return LocalBackend(chat)
 
 
