@@ -176,9 +176,12 @@ def test_golden_path_through_the_hub(tmp_path, tiny_llama_dir):
         assert results["overall"]["questions"] == 2 and results["overall"]["tie"] == 2
         assert (work / "runs/med-baize/eval/results.md").exists()
 
-    # What the test created, for the closing note.
-    summary = {repo: sorted(hub.repo_files(repo, repo_type=kind)) for repo, kind in
-               ((DATA, "dataset"), (BASE, "model"), (V1, "model"), (V2, "model"))}  # fmt: skip
+    # What the test created (files and card headers), for the closing note.
+    summary = {}
+    for repo, kind in ((DATA, "dataset"), (BASE, "model"), (V1, "model"), (V2, "model")):
+        files, header = check_repo(hub, repo, kind, forbidden)
+        summary[repo] = {"files": sorted(files), "card": header}
+    assert summary[BASE]["card"]["license"] == "apache-2.0"
     (tmp_path / "repos.json").write_text(json.dumps(summary, indent=2))
     if os.environ.get("BAIZE_TEST_ARTEFACTS"):
         Path(os.environ["BAIZE_TEST_ARTEFACTS"], "golden-path-repos.json").write_text(json.dumps(summary, indent=2))
