@@ -128,7 +128,7 @@ demo: $(SETUP_STAMP)
 	{ $(MAKE) sdf RECIPE=baize-smol ARGS="--limit 6" || \
 	  echo "demo: SDF trained no v2 (the 135M judge may score no answer: see above); going on with the evaluation of v1"; } && \
 	$(MAKE) eval RECIPE=baize-smol && \
-	echo "demo: v1 runs/baize-smol/sft, v2 runs/baize-smol/sdf/v2, eval runs/baize-smol/eval/results.md"
+	echo "demo: v1 runs/baize-smol/sft, v2 runs/baize-smol/sdf/v2 (when SDF selected answers), eval runs/baize-smol/eval/results.md"
 
 # An offline GPU machine with torch/accelerate preinstalled: carry .gpu/ there, install its wheels with --no-deps,
 # then `make gpu-check` (docs/gpu.md). ARGS="--dry-run" runs the same steps at tiny size on CPU.
