@@ -5,7 +5,7 @@ PYTHON ?= python3
 # VENV=.venv: a project virtualenv, created on first use; unset: the active Python environment.
 VENV ?=
 ifneq ($(VENV),)
-PYTHON := $(VENV)/bin/python
+override PYTHON := $(VENV)/bin/python
 SETUP_STAMP ?= $(VENV)/.baize-setup.stamp
 endif
 # Set-up happens once per environment: the stamp is named after the interpreter's prefix, so a second run installs
@@ -116,6 +116,7 @@ bench: $(SETUP_STAMP)
 	$(PYTHON) benchmarks/bench_collect.py
 	$(PYTHON) benchmarks/bench_packing.py
 	$(PYTHON) benchmarks/bench_sdf.py
+	$(PYTHON) benchmarks/bench_sdf_endpoints.py
 
 # The whole offline pipeline on CPU (about 16 minutes on 2 cores): v1 SFT, SDF v2 (6 prompts) and the eval of v1,
 # with SmolLM2-135M-Instruct served by `transformers serve` on port 8000 as the judge and the eval reference.

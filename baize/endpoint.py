@@ -290,6 +290,33 @@ class Endpoint:
         tokens = call.completion_tokens if response.usage is not None else None
         return Completion(choice.message.content or "", choice.finish_reason, tokens), call
 
+    async def complete_text(
+        self, model: str, prompt: str, n: int = 1, usage: RoleUsage | None = None, **params
+    ) -> tuple[list[Completion], RoleUsage]:
+        """`n` completions of a raw prompt text (`/v1/completions`, as `vllm serve` offers it): the caller built
+        the text with its chat template, so the server adds none. `params`: max_tokens, stop, temperature, top_p,
+        seed... (None values are not sent). Each Completion's token count is unknown here (usage is per call)."""
+        params = {name: value for name, value in params.items() if value is not None}
+        reserved = len(prompt) // 3 + 4 + n * params.get("max_tokens", 0)
+        await self.limiter.acquire(reserved)
+        call = RoleUsage(calls=1)
+        try:
+            response = await self.client.completions.create(model=model, prompt=prompt, n=n, **params)
+            if response.usage is None:
+                self.calls_without_usage += 1
+            else:
+                call.prompt_tokens = response.usage.prompt_tokens or 0
+                call.completion_tokens = response.usage.completion_tokens or 0
+        finally:
+            self.limiter.settle(reserved, call.prompt_tokens + call.completion_tokens)
+        if usage is not None:
+            usage.add(call)
+        choices = sorted(response.choices or [], key=lambda choice: choice.index)
+        if not choices:
+            raise MalformedReply(f"{describe_url(self.base_url)} sent a completion without choices")
+        # Fewer than n: a server that ignores `n` (transformers serve); the caller asks again for the rest.
+        return [Completion(choice.text or "", choice.finish_reason) for choice in choices[:n]], call
+
     async def stream_chat(self, model: str, messages: list[dict], **params) -> AsyncIterator[str]:
         """One chat completion streamed (the web demo): yields the text as it arrives. Closing the iterator (a
         Stop in the page) closes the HTTP stream, which is what tells the server to stop generating."""

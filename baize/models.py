@@ -252,6 +252,7 @@ def load_chat_model(
     dtype=None,
     device_map=None,
     token: str | None = None,
+    without_weights: bool = False,
 ) -> ChatModel:
     """Load a chat model from a Hub id or local folder: an adapter (on its base, with `PeftModel`) or a full model.
 
@@ -261,7 +262,9 @@ def load_chat_model(
     - `load_in_8bit` / `load_in_4bit`: bitsandbytes quantisation of the base (works on CPU too);
     - `dtype`: a torch dtype, its name ("bfloat16") or "auto" (the checkpoint's); default float32 on CPU,
       bfloat16 (or float16) on GPU, where `device_map` defaults to "auto";
-    - `prompt_format`: auto | baize | original | native (see baize.prompts).
+    - `prompt_format`: auto | baize | original | native (see baize.prompts);
+    - `without_weights`: only what builds prompts (tokenizer, format, system prompt; `model` is None), for
+      generation at an endpoint that serves the model.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -282,16 +285,20 @@ def load_chat_model(
     if device_map is None and torch.cuda.is_available():
         device_map = "auto"
     with loading(f"{adapter_or_model} (base {model_path})" if is_adapter else str(adapter_or_model)):
-        model = AutoModelForCausalLM.from_pretrained(
-            model_path,
-            dtype=dtype,
-            device_map=device_map,
-            quantization_config=quantization_config(
-                load_in_8bit, load_in_4bit, compute_dtype=dtype if isinstance(dtype, torch.dtype) else None
-            ),
-            token=token,
+        model = (
+            None
+            if without_weights
+            else AutoModelForCausalLM.from_pretrained(
+                model_path,
+                dtype=dtype,
+                device_map=device_map,
+                quantization_config=quantization_config(
+                    load_in_8bit, load_in_4bit, compute_dtype=dtype if isinstance(dtype, torch.dtype) else None
+                ),
+                token=token,
+            )
         )
-        if is_adapter:
+        if is_adapter and model is not None:
             from peft import PeftModel
 
             if v1_folder is not None:  # a Baize v2: trained on v1 merged into the base
@@ -300,7 +307,8 @@ def load_chat_model(
             model = PeftModel.from_pretrained(model, str(folder))
         tokenizer_source = str(folder) if has_tokenizer(folder) else model_path
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, token=token)
-    model.eval()
+    if model is not None:
+        model.eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from baize.arguments import parse_recipe
 from baize.cards import card_base_model, how_to_path, model_reference, model_title
-from baize.endpoint import EndpointError, describe_error, describe_url
+from baize.endpoint import EndpointError, describe_error, describe_url, gather_bounded
 from baize.errors import BaizeError, UsageError, configure_logging, one_line_errors
 from baize.generation import batch_seed, generate_candidates
 from baize.jsonl import JSONLAppender, read_jsonl, write_jsonl_atomically
@@ -128,6 +128,23 @@ class SDFConfig(JudgeArguments):
         metadata={"help": "Run each prompt's prefill once and copy its KV cache to the N samples (transformers)."},
     )
     seed: int = field(default=42, metadata={"help": "Sampling seed (per batch, derived from the prompt ids)."})
+    sample_base_urls: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Sample at OpenAI-compatible servers instead of in this process: one or several base URLs "
+            "(`vllm serve` replicas, prompts spread over them). The prompt text is built here by the shared prompt "
+            "builder and sent to /v1/completions with n, stop (the turn tags), max_tokens, temperature, top_p and "
+            "seed. The v1 must be what they serve (a merged v1, or `--enable-lora --lora-modules NAME=V1`)."
+        },
+    )
+    sample_model: str | None = field(
+        default=None,
+        metadata={"help": "The model name at sample_base_urls (the merged folder, or the LoRA module's NAME)."},
+    )
+    sample_api_key_env: str = field(
+        default="OPENAI_API_KEY", metadata={"help": "Variable holding the sampling servers' key (vLLM: any)."}
+    )
+    sample_concurrency: int = field(default=16, metadata={"help": "Prompts in flight at once, over all servers."})
     # ------------------------------------------------------------------ judge (endpoint fields: JudgeArguments)
     judge_mode: str = field(
         default="pointwise",
@@ -227,8 +244,9 @@ def load_prompts(config: SDFConfig) -> list[dict]:
 # --------------------------------------------------------------------------- step 1: sample
 
 
-def load_v1(config: SDFConfig):
-    """The v1 model for sampling (adapter on its base, or a full model), as `baize chat` loads it."""
+def load_v1(config: SDFConfig, without_weights: bool = False):
+    """The v1 model for sampling (adapter on its base, or a full model), as `baize chat` loads it; only its
+    tokenizer, format and system prompt when the sampling is done at endpoints."""
     from baize.models import load_chat_model
 
     return load_chat_model(
@@ -237,6 +255,7 @@ def load_v1(config: SDFConfig):
         base=config.base_model,
         gguf_file=config.gguf_file,
         dtype=config.dtype,
+        without_weights=without_weights,
     )
 
 
@@ -250,9 +269,10 @@ def sample_settings(config: SDFConfig) -> dict:
     names = (
         "model_name_or_path base_model gguf_file dtype load_in_8bit prompts_path prompts_name prompts_split "
         "prompts_column messages_column limit num_candidates max_new_tokens max_prompt_tokens temperature top_p "
-        "batch_size seed"
+        "batch_size seed sample_model"
     ).split()
-    return {name: getattr(config, name) for name in names}
+    # Not the URLs: another replica, or a restarted server, samples the same model.
+    return {**{name: getattr(config, name) for name in names}, "at_endpoint": bool(config.sample_base_urls)}
 
 
 def judge_settings(config: SDFConfig) -> dict:
@@ -279,7 +299,7 @@ def sample_step(config: SDFConfig) -> dict:
         logger.info("sample: all %d prompts already sampled", len(prompts))
         return stats
 
-    chat = load_v1(config)
+    chat = load_v1(config, without_weights=bool(config.sample_base_urls))
     builder = chat.prompt_builder()
     start = time.perf_counter()
     encoded = []
@@ -294,6 +314,24 @@ def sample_step(config: SDFConfig) -> dict:
             encoded.append((prompt, ids))
     from tqdm.auto import tqdm
 
+    sampler = {
+        "model": str(config.model_name_or_path),
+        "prompt_format": chat.prompt_format,
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "max_new_tokens": config.max_new_tokens,
+    }
+    if config.sample_base_urls:
+        with JSONLAppender(out, writer="`baize sdf`") as appender:
+            stats.update(asyncio.run(sample_at_endpoints(config, chat, builder, encoded, sampler, appender)))
+        elapsed = time.perf_counter() - start
+        stats["candidates_per_second"] = round(stats["sampled"] * config.num_candidates / elapsed, 2)
+        if stats.get("request_errors"):  # what came is kept; the re-run asks only for the rest
+            raise EndpointError(
+                f"sampling failed for {stats['request_errors']} of {len(encoded)} prompts ({stats['last_error']}): "
+                "check sample_base_urls / sample_model and that the servers are up, then re-run the same command"
+            )
+        return stats
     bar = tqdm(total=len(encoded), desc="sample", unit="prompt")
     with bar, JSONLAppender(out, writer="`baize sdf`") as appender:
         for first in range(0, len(encoded), config.batch_size):
@@ -316,19 +354,87 @@ def sample_step(config: SDFConfig) -> dict:
                         **prompt,
                         "prompt_tokens": len(ids),
                         "candidates": candidates,
-                        "sampler": {
-                            "model": str(config.model_name_or_path),
-                            "prompt_format": chat.prompt_format,
-                            "temperature": config.temperature,
-                            "top_p": config.top_p,
-                            "max_new_tokens": config.max_new_tokens,
-                        },
+                        "sampler": sampler,
                     }
                 )
                 stats["sampled"] += 1
             bar.update(len(batch))
     elapsed = time.perf_counter() - start
     stats["candidates_per_second"] = round(stats["sampled"] * config.num_candidates / elapsed, 2)
+    return stats
+
+
+async def sample_at_endpoints(config: SDFConfig, chat, builder, encoded: list, sampler: dict, appender) -> dict:
+    """N candidates per prompt from /v1/completions at one or several servers (round robin), `sample_concurrency`
+    prompts in flight, one shared rate limiter. Each prompt has its own seed (from the run's seed and its id), so
+    a resumed run asks the same. A candidate's token count is its text re-tokenised, plus the stop or EOS token
+    that ended it."""
+    from tqdm.auto import tqdm
+
+    from baize.endpoint import Endpoint, RateLimiter
+    from baize.judge import new_usage
+    from baize.prompts import cut_at_stop, printable_prefix
+
+    limiter = RateLimiter()
+    endpoints = [Endpoint(url, config.sample_api_key_env, limiter=limiter, max_retries=config.max_retries,
+                          timeout=config.timeout) for url in config.sample_base_urls]  # fmt: skip
+    model = config.sample_model or str(config.model_name_or_path)
+    stats = {"sampled": 0, "request_errors": 0, "usage": new_usage(), "per_server": [0] * len(endpoints)}
+    bar = tqdm(total=len(encoded), desc="sample", unit="prompt")
+
+    # The prompt text already holds its BOS where the template writes one; a tokenizer that adds BOS by default
+    # (LLaMA's) would add a second at the server, so tell vLLM not to (`add_special_tokens`, a vLLM extension
+    # that `transformers serve` refuses; SmolLM2's tokenizer adds nothing, so nothing is sent for it).
+    probe = builder.render_messages([{"role": "user", "content": "hi"}])
+    adds_tokens = len(chat.tokenizer(probe)["input_ids"]) != len(builder.encode(probe))
+    extra_body = {"add_special_tokens": builder.prompt_format == "original"} if adds_tokens else None
+
+    async def sample(index: int, prompt: dict, ids: list[int]) -> None:
+        server = index % len(endpoints)
+        seed = batch_seed(config.seed, [prompt["id"]])
+        completions = []
+        try:
+            while len(completions) < config.num_candidates:  # one call, or one per candidate where `n` is ignored
+                more, _ = await endpoints[server].complete_text(
+                    model,
+                    builder.render_messages(prompt["messages"]),
+                    n=config.num_candidates - len(completions),
+                    usage=stats["usage"],
+                    max_tokens=config.max_new_tokens,
+                    stop=builder.stop_strings or None,
+                    temperature=config.temperature,
+                    top_p=config.top_p,
+                    seed=seed + len(completions),
+                    extra_body=extra_body,
+                )
+                completions += more
+        except Exception as error:  # openai.APIError after the client's retries: the next run asks again
+            stats["request_errors"] += 1
+            stats["last_error"] = describe_error(error)
+            logger.warning("sample: prompt %s failed at %s: %s", prompt["id"], config.sample_base_urls[server], error)
+            return
+        candidates = []
+        for completion in completions:
+            text, _ = cut_at_stop(completion.content, builder.stop_strings)
+            text = text[: printable_prefix(text, builder.stop_strings)].strip()
+            ended = completion.finish_reason == "stop"
+            tokens = len(chat.tokenizer(completion.content, add_special_tokens=False)["input_ids"]) + ended
+            candidates.append({"text": text, "finish_reason": "stop" if ended else "length", "new_tokens": tokens})
+        appender.append({**prompt, "prompt_tokens": len(ids), "candidates": candidates,
+                         "sampler": {**sampler, "endpoint_model": model}})  # fmt: skip
+        stats["sampled"] += 1
+        stats["per_server"][server] += 1
+        bar.update(1)
+
+    try:
+        await gather_bounded(
+            (sample(i, prompt, ids) for i, (prompt, ids) in enumerate(encoded)), config.sample_concurrency
+        )
+    finally:
+        bar.close()
+        for endpoint in endpoints:
+            await endpoint.close()
+    stats["usage"] = stats["usage"].as_dict()
     return stats
 
 

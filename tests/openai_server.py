@@ -90,7 +90,9 @@ class ChatRequest:
 
     @property
     def prompt(self) -> str:
-        """All message contents joined: convenient for matching a seed in a responder."""
+        """All message contents joined (or a /v1/completions prompt): convenient for matching in a responder."""
+        if "prompt" in self.body:
+            return str(self.body["prompt"])
         return "\n".join(str(m.get("content") or "") for m in self.messages)
 
     @property
@@ -132,7 +134,8 @@ class _Bucket:
 
 
 class OpenAIServer:
-    """`/v1/chat/completions` (also streamed), `/v1/models` and `/health` on 127.0.0.1, in a thread."""
+    """`/v1/chat/completions` (also streamed), `/v1/completions` (`n` choices), `/v1/models` and `/health` on
+    127.0.0.1, in a thread. `capacity` limits the replies in progress at once (a replica's throughput)."""
 
     def __init__(
         self,
@@ -142,6 +145,7 @@ class OpenAIServer:
         tpm: float | None = None,
         burst_seconds: float = 2.0,
         model: str = "test-model",
+        capacity: int | None = None,
     ):
         self.responder = responder or echo
         self.latency = latency
@@ -153,6 +157,8 @@ class OpenAIServer:
         self._rpm = _Bucket(rpm, burst_seconds) if rpm else None
         self._tpm = _Bucket(tpm, burst_seconds) if tpm else None
         self._attempts: Counter = Counter()
+        # a replica's throughput: at most `capacity` replies in progress (the rest wait), like one GPU server
+        self._capacity = threading.Semaphore(capacity) if capacity else None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
@@ -288,15 +294,28 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         owner = self.owner
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-        if self.path.rstrip("/") != "/v1/chat/completions":
+        route = self.path.rstrip("/")
+        if route not in ("/v1/chat/completions", "/v1/completions"):
             self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return
         request, limited, reserved = owner._admit(body, {k.lower(): v for k, v in self.headers.items()})
         reply = limited
         if reply is None:
-            reply = owner.responder(request)
-            reply = Reply(reply) if isinstance(reply, str) else reply
-            if owner._stopping.wait(owner.latency + reply.delay):
+            if owner._capacity is not None:
+                owner._capacity.acquire()
+            try:
+                reply = owner.responder(request)
+                replies = [
+                    Reply(r) if isinstance(r, str) else r for r in (reply if isinstance(reply, list) else [reply])
+                ]
+                reply = replies[0]
+                if owner._stopping.wait(owner.latency + reply.delay):
+                    return
+            finally:
+                if owner._capacity is not None:
+                    owner._capacity.release()
+            if route == "/v1/completions" and reply.status < 400:
+                self._text_completion(request, replies, reserved)
                 return
         with owner._lock:
             owner.statuses[reply.status] += 1
@@ -315,6 +334,25 @@ class _Handler(BaseHTTPRequestHandler):
             self._stream(payload, reply)
         else:
             self._send(200, payload, reply.headers)
+
+    def _text_completion(self, request: ChatRequest, replies: list[Reply], reserved: int) -> None:
+        """/v1/completions: `n` choices (the responder's list, or its one reply repeated), usage summed."""
+        owner = self.owner
+        n = int(request.body.get("n") or 1)
+        replies = (replies * n)[:n] if len(replies) < n else replies[:n]
+        completion = sum(word_count(r.content) for r in replies)
+        usage = {"prompt_tokens": word_count(request.prompt), "completion_tokens": completion}
+        usage["total_tokens"] = usage["prompt_tokens"] + completion
+        with owner._lock:
+            owner.statuses[200] += 1
+        owner._settle(reserved, usage["total_tokens"])
+        choices = [
+            {"index": i, "text": r.content, "finish_reason": r.finish_reason, "logprobs": None}
+            for i, r in enumerate(replies)
+        ]
+        self._send(200, {"id": f"cmpl-test-{len(owner.requests)}", "object": "text_completion",
+                         "created": int(time.time()), "model": request.body.get("model", owner.model),
+                         "choices": choices, "usage": usage})  # fmt: skip
 
     def _stream(self, payload: dict, reply: Reply) -> None:
         """The completion as OpenAI streams it: role, one word a chunk, finish reason, usage, [DONE]."""

@@ -6,12 +6,19 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# as a user's shell runs make: not the settings of a `make test` this suite may be running under
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTHON")}
 
 
 def dry_run(target: str, stamp: Path) -> str:
     """What `make TARGET` would run (make -n), with the set-up stamp at `stamp`."""
     result = subprocess.run(
-        ["make", "-n", target, f"SETUP_STAMP={stamp}"], cwd=REPO, capture_output=True, text=True, timeout=60
+        ["make", "-n", target, f"SETUP_STAMP={stamp}"],
+        cwd=REPO,
+        env=CLEAN_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -34,9 +41,11 @@ def test_train_and_test_set_up_once_then_only_run(tmp_path):
 
 
 def test_venv_option_creates_a_project_virtualenv(tmp_path):
+    # PYTHON=python3 as well: the virtualenv's interpreter still wins
     result = subprocess.run(
-        ["make", "-n", "train", f"VENV={tmp_path / 'venv'}"], cwd=REPO, capture_output=True, text=True, timeout=60
-    )
+        ["make", "-n", "train", f"VENV={tmp_path / 'venv'}", "PYTHON=python3"], cwd=REPO, env=CLEAN_ENV,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert f"python3 -m venv {tmp_path / 'venv'}" in result.stdout
     assert f"{tmp_path / 'venv'}/bin/python -m pip install" in result.stdout

@@ -534,3 +534,76 @@ def test_verdict_cache_key_covers_how_the_judge_is_asked():
     keys = {verdict_key("q", ["a", "b"], judge, "TEMPLATE") for judge in asked}
     assert len(keys) == 3
     assert verdict_key("q", ["a", "b"], JudgeArguments(), "TEMPLATE") in keys  # the same asking hits the cache
+
+
+# --------------------------------------------------------------------------- sampling at endpoints (vLLM)
+
+
+def test_sampling_at_endpoints_sends_the_shared_prompt_and_resumes(tmp_path, v1_adapter):
+    """`sample_base_urls`: the prompt text the shared builder renders goes to /v1/completions with n, stop, seed;
+    prompts are spread over the replicas; the answers are cut at turn tags; a re-run asks nothing."""
+    from baize.generation import batch_seed
+    from baize.models import load_chat_model
+
+    def replica(request):
+        seed = request.body["seed"]
+        return [
+            Reply(f"Answer {seed} one.\n[|Human|] and more", finish_reason="stop"),
+            Reply(f"Answer {seed} two, cut at the token budget", finish_reason="length"),
+        ]
+
+    prompts = [f"Question number {i}: why?" for i in range(6)]
+    with OpenAIServer(replica) as first, OpenAIServer(replica) as second:
+        config = config_for(
+            tmp_path, v1_adapter, prompts, num_candidates=2, max_new_tokens=12,
+            sample_base_urls=[first.base_url, second.base_url], sample_model="v1", sample_concurrency=4,
+        )  # fmt: skip
+        stats = sdf.sample_step(config)
+        requests = first.requests + second.requests
+        assert stats["sampled"] == 6 and stats["per_server"] == [3, 3] and len(requests) == 6
+        assert first.requests and second.requests
+
+        builder = load_chat_model(v1_adapter, without_weights=True).prompt_builder()
+        rows = sdf.read_jsonl(Path(config.output_dir) / sdf.CANDIDATES_FILE)
+        by_id = {row["id"]: row for row in rows}
+        for request in requests:
+            body = request.body
+            row = next(r for r in rows if builder.render_messages(r["messages"]) == body["prompt"])
+            assert builder.encode(body["prompt"]) == builder.encode_messages(row["messages"])  # token for token
+            assert row["prompt_tokens"] == len(builder.encode(body["prompt"]))
+            assert (body["model"], body["n"], body["max_tokens"]) == ("v1", 2, 12)
+            assert body["stop"] == ["[|Human|]", "[|AI|]", "\n[|"]
+            assert "add_special_tokens" not in body  # SmolLM2's tokenizer adds no BOS of its own: nothing to turn off
+            assert body["seed"] == batch_seed(42, [row["id"]]) and (body["temperature"], body["top_p"]) == (1.0, 0.95)
+        candidates = by_id[rows[0]["id"]]["candidates"]
+        seed = batch_seed(42, [rows[0]["id"]])
+        assert [c["text"] for c in candidates] == [
+            f"Answer {seed} one.",
+            f"Answer {seed} two, cut at the token budget",
+        ]
+        assert [c["finish_reason"] for c in candidates] == ["stop", "length"]
+        assert all(c["new_tokens"] > 0 for c in candidates)
+
+        first.reset()
+        second.reset()
+        again = sdf.sample_step(config)
+        assert again["already_done"] == 6 and not first.requests and not second.requests
+
+
+@pytest.mark.slow
+def test_sampling_at_a_real_transformers_serve(tmp_path, tiny_llama_dir):
+    """A real `transformers serve` takes the /v1/completions call; it ignores `n`, so each candidate is its own
+    request (seed + i), and N candidates still come back per prompt."""
+    model = chatty_copy(tiny_llama_dir, tmp_path / "v1-full")
+    with transformers_serve(tmp_path / "serve.log") as url:
+        config = config_for(
+            tmp_path, model, ["Why is the sky blue?", "How do magnets work?"], num_candidates=3, max_new_tokens=8,
+            sample_base_urls=[url], sample_model=str(model), timeout=120, max_retries=1,
+        )  # fmt: skip
+        stats = sdf.sample_step(config)
+    assert stats["sampled"] == 2 and stats["usage"]["calls"] == 6  # 3 requests per prompt
+    rows = sdf.read_jsonl(Path(config.output_dir) / sdf.CANDIDATES_FILE)
+    assert all(len(row["candidates"]) == 3 for row in rows)
+    assert all(
+        c["finish_reason"] in ("stop", "length") and c["new_tokens"] >= 1 for r in rows for c in r["candidates"]
+    )
