@@ -37,6 +37,7 @@ from pathlib import Path
 from baize.arguments import parse_recipe
 from baize.endpoint import EndpointError, describe_error, describe_url, gather_bounded
 from baize.errors import MissingColumn, UsageError, configure_logging, one_line_errors
+from baize.generation import batch_seed
 from baize.jsonl import JSONLAppender, read_jsonl, write_jsonl_atomically
 from baize.judge import (
     JudgeArguments,
@@ -150,6 +151,18 @@ class EvalConfig(JudgeArguments):
     )
     answer_base_url: str | None = field(
         default=None, metadata={"help": "Endpoint of openai:MODEL contestants (unset: judge_base_url)."}
+    )
+    model_prompt_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "For an openai:MODEL model served by `vllm serve` (a merged or LoRA-served Baize model): build its "
+            "prompts here from this adapter/model folder (template, system prompt, turn tags, as `baize chat`) and "
+            "send the text to /v1/completions, so the answers are prompted as local ones are. Unset: chat "
+            "completions, the server's own template."
+        },
+    )
+    reference_prompt_from: str | None = field(
+        default=None, metadata={"help": "The same for an openai:MODEL reference."}
     )
     answer_api_key_env: str | None = field(
         default=None, metadata={"help": "Environment variable with their API key (unset: judge_api_key_env)."}
@@ -332,6 +345,7 @@ class Contestant:
     label: str
     base: str | None = None
     gguf_file: str | None = None
+    prompt_from: str | None = None  # an endpoint contestant prompted with this folder's builder (/v1/completions)
 
     @property
     def endpoint_model(self) -> str | None:
@@ -347,12 +361,15 @@ def contestants(config: EvalConfig) -> tuple[Contestant, Contestant]:
         raise UsageError("model is not set: give the adapter / model to evaluate (--model or `model:` in the recipe)")
     model = Contestant(
         "model", config.model, config.model_label or default_label(config.model), config.model_base,
-        config.model_gguf_file,
+        config.model_gguf_file, config.model_prompt_from,
     )  # fmt: skip
     reference = Contestant(
         "reference", config.reference, config.reference_label or default_label(config.reference),
-        config.reference_base, config.reference_gguf_file,
+        config.reference_base, config.reference_gguf_file, config.reference_prompt_from,
     )  # fmt: skip
+    for contestant in (model, reference):
+        if contestant.prompt_from and contestant.endpoint_model is None:
+            raise UsageError(f"{contestant.role}_prompt_from is for openai:MODEL contestants, not {contestant.spec!r}")
     if model.label == reference.label:
         raise UsageError(f"model and reference have the same label {model.label!r}: set model_label / reference_label")
     return model, reference
@@ -415,7 +432,7 @@ def answer_locally(
     import torch
     from tqdm.auto import tqdm
 
-    from baize.generation import batch_seed, generate_candidates
+    from baize.generation import generate_candidates
     from baize.models import load_chat_model
 
     chat = load_chat_model(
@@ -482,16 +499,39 @@ async def answer_at_endpoint(
     stats = {"answered": 0, "request_errors": 0, "usage": new_usage()}
     bar = tqdm(desc=f"answers: {contestant.label}", unit="turn")
     failed: set[str] = set()
+    builder = None
+    if contestant.prompt_from:  # prompted exactly as a local model would be, through /v1/completions
+        from baize.models import load_chat_model
+        from baize.prompts import cut_at_stop
 
-    async def answer(question: dict, turn: int) -> None:
-        temperature = config.temperature(question["category"])
-        try:
-            choice = await client.complete(
+        source = load_chat_model(contestant.prompt_from, prompt_format=config.prompt_format, without_weights=True)
+        builder = source.prompt_builder(system=local_system_prompt(config))
+
+    async def complete(question: dict, turn: int, temperature: float):
+        if builder is None:
+            return await client.complete(
                 _messages(config, conversation(question, turn, done)),
                 stats["usage"],
                 temperature=temperature,
                 max_tokens=config.max_new_tokens,
             )
+        (choice,), _ = await client.endpoint.complete_text(
+            client.model,
+            builder.render_messages(conversation(question, turn, done)),
+            usage=stats["usage"],
+            max_tokens=config.max_new_tokens,
+            stop=builder.stop_strings or None,
+            temperature=temperature,
+            top_p=config.top_p if temperature > 0 else None,
+            seed=batch_seed(config.seed, [f"{question['question_id']}/{turn}"]),
+        )
+        choice.content = cut_at_stop(choice.content, builder.stop_strings)[0]
+        return choice
+
+    async def answer(question: dict, turn: int) -> None:
+        temperature = config.temperature(question["category"])
+        try:
+            choice = await complete(question, turn, temperature)
         except Exception as error:  # openai.APIError after the client's retries
             stats["request_errors"] += 1
             stats["last_error"] = describe_error(error)
@@ -533,6 +573,8 @@ def answer_settings(config: EvalConfig, contestant: Contestant) -> dict:
         "seed": config.seed,
         "system_prompt": config.system_prompt,
     }
+    if contestant.prompt_from:  # only when set: answers made before this option keep their signature
+        settings["prompt_from"] = contestant.prompt_from
     if contestant.endpoint_model is None:
         settings.update(
             prompt_format=config.prompt_format, guardrail=config.guardrail, dtype=config.dtype,

@@ -468,3 +468,42 @@ def test_shipped_two_turn_questions():
     # the first turn is the project's own single-turn question of the same id
     single = {q["question_id"]: q["question"] for q in evaluate.load_questions(EvalConfig(model="x"))}
     assert all(single[q["question_id"]] == q["turns"][0] for q in questions)
+
+
+def test_endpoint_contestant_prompted_like_a_local_model(tmp_path, tiny_llama_dir):
+    """`model_prompt_from`: an openai:MODEL served by vLLM gets the text the shared builder renders (template,
+    system prompt, its own turn-1 answer), at /v1/completions, cut at the turn tags."""
+    from helpers import make_lora_adapter
+
+    from baize.generation import batch_seed
+    from baize.models import load_chat_model
+
+    adapter = make_lora_adapter(tmp_path / "v1", tiny_llama_dir)
+    questions = write_jsonl(tmp_path / "two.jsonl", [{"question_id": 7, "category": "math",
+                                                      "turns": ["What is 2 + 2?", "And 3 + 3?"]}])  # fmt: skip
+
+    def responder(request):
+        if "prompt" in request.body:  # /v1/completions: the served v1
+            return Reply(f"Answer to turn {request.body['prompt'].count('[|Human|]')}\n[|Human|] more")
+        return Reply("reference answer")
+
+    with OpenAIServer(responder) as server:
+        config = config_for(
+            tmp_path, server, model="openai:v1", model_prompt_from=str(adapter), questions_path=str(questions),
+            question_column="turns", answer_base_url=server.base_url,
+        )  # fmt: skip
+        evaluate.answer_step(config)
+        completions = [r.body for r in server.requests if "prompt" in r.body]
+    builder = load_chat_model(adapter, without_weights=True).prompt_builder()
+    first = [{"role": "user", "content": "What is 2 + 2?"}]
+    assert completions[0]["prompt"] == builder.render_messages(first)
+    assert completions[1]["prompt"] == builder.render_messages(
+        [*first, {"role": "assistant", "content": "Answer to turn 1"}, {"role": "user", "content": "And 3 + 3?"}]
+    )  # turn 2 carries the model's own turn-1 answer, cut at the turn tag
+    assert completions[0]["stop"] == ["[|Human|]", "[|AI|]", "\n[|"] and completions[0]["model"] == "v1"
+    assert completions[1]["seed"] == batch_seed(42, ["7/2"]) and completions[0]["temperature"] == 0.0
+    model, _ = evaluate.contestants(config)
+    answers = evaluate.read_answers(config, model)
+    assert answers[("7", 2)]["answer"] == "Answer to turn 2"
+    with pytest.raises(ValueError, match="model_prompt_from is for openai:MODEL contestants"):
+        evaluate.contestants(config_for(tmp_path, None, model=str(adapter), model_prompt_from=str(adapter)))
