@@ -273,19 +273,8 @@ class Endpoint:
         seed... (None values are not sent)."""
         params = {name: value for name, value in params.items() if value is not None}
         reserved = estimate_prompt_tokens(messages) + params.get("max_tokens", 0)
-        await self.limiter.acquire(reserved)
-        call = RoleUsage(calls=1)
-        try:
-            response = await self._create(model, messages, params, self.max_retries if retries is None else retries)
-            if response.usage is None:
-                self.calls_without_usage += 1
-            else:
-                call.prompt_tokens = response.usage.prompt_tokens or 0
-                call.completion_tokens = response.usage.completion_tokens or 0
-        finally:
-            self.limiter.settle(reserved, call.prompt_tokens + call.completion_tokens)
-        if usage is not None:
-            usage.add(call)
+        retries = self.max_retries if retries is None else retries
+        response, call = await self._metered(reserved, usage, self._create(model, messages, params, retries))
         choice = response.choices[0]
         tokens = call.completion_tokens if response.usage is not None else None
         return Completion(choice.message.content or "", choice.finish_reason, tokens), call
@@ -298,19 +287,8 @@ class Endpoint:
         seed... (None values are not sent). Each Completion's token count is unknown here (usage is per call)."""
         params = {name: value for name, value in params.items() if value is not None}
         reserved = len(prompt) // 3 + 4 + n * params.get("max_tokens", 0)
-        await self.limiter.acquire(reserved)
-        call = RoleUsage(calls=1)
-        try:
-            response = await self.client.completions.create(model=model, prompt=prompt, n=n, **params)
-            if response.usage is None:
-                self.calls_without_usage += 1
-            else:
-                call.prompt_tokens = response.usage.prompt_tokens or 0
-                call.completion_tokens = response.usage.completion_tokens or 0
-        finally:
-            self.limiter.settle(reserved, call.prompt_tokens + call.completion_tokens)
-        if usage is not None:
-            usage.add(call)
+        request = self.client.completions.create(model=model, prompt=prompt, n=n, **params)
+        response, call = await self._metered(reserved, usage, request)
         choices = sorted(response.choices or [], key=lambda choice: choice.index)
         if not choices:
             raise MalformedReply(f"{describe_url(self.base_url)} sent a completion without choices")
@@ -334,6 +312,28 @@ class Endpoint:
                         yield chunk.choices[0].delta.content
         finally:
             self.limiter.settle(reserved, used or reserved)
+
+    async def _metered(self, reserved: int, usage: RoleUsage | None, request: Awaitable):
+        """Await one request under the limiter: `reserved` tokens held until its usage settles them; returns the
+        response and this call's usage (also added to `usage`)."""
+        try:
+            await self.limiter.acquire(reserved)
+        except BaseException:  # cancelled while waiting: the request was never sent
+            request.close()
+            raise
+        call = RoleUsage(calls=1)
+        try:
+            response = await request
+            if response.usage is None:
+                self.calls_without_usage += 1
+            else:
+                call.prompt_tokens = response.usage.prompt_tokens or 0
+                call.completion_tokens = response.usage.completion_tokens or 0
+        finally:
+            self.limiter.settle(reserved, call.prompt_tokens + call.completion_tokens)
+        if usage is not None:
+            usage.add(call)
+        return response, call
 
     async def _create(self, model: str, messages: list[dict], params: dict, retries: int):
         """The request; a 200 whose body is not a completion (no choices, cut or malformed JSON) is retried like a
