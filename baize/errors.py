@@ -40,7 +40,8 @@ def one_line_errors(prog: str):
             raise  # BAIZE_DEBUG=1 (or `baize --debug <stage>`): the traceback too
         from baize.secrets import redact
 
-        print(f"{prog}: error: {redact(str(error))}", file=sys.stderr)
+        message = " ".join(redact(str(error)).split())  # one line, whatever a wrapped library's message held
+        print(f"{prog}: error: {message}", file=sys.stderr)
         raise SystemExit(error.exit_code) from None
     except KeyboardInterrupt:  # what was finished is on disk (every stage appends as it goes)
         if os.environ.get("BAIZE_DEBUG"):

@@ -20,8 +20,10 @@ def run(*command: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 
 
 def one_line(result: subprocess.CompletedProcess, prog: str) -> str:
-    errors = [line for line in result.stderr.splitlines() if line.startswith(f"{prog}: error:")]
+    lines = result.stderr.splitlines()
+    errors = [line for line in lines if line.startswith(f"{prog}: error:")]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert lines[-1] == errors[0], result.stderr[-3000:]  # nothing after it: a wrapped message stays on its line
     return errors[0]
 
 
@@ -96,6 +98,8 @@ BAD_MODELS = [
     (["baize.merge", "/nonexistent/folder", "--output", "{out}"], "baize merge", 1, "is neither a local folder nor a Hub"),
     (["baize.push", "/nonexistent/folder", "--dry-run"], "baize push", 1, "has neither adapter_config.json nor config"),
     (["baize.hub", "not/a/repo"], "baize pull", 1, "'not/a/repo' is neither a local folder nor a Hub repo id"),
+    (["baize.web", "nope/missing-adapter"], "baize web", 1, "'nope/missing-adapter' is not in the local cache"),
+    (["baize.web", "--endpoint", "http://127.0.0.1:9/v1"], "baize web", 2, "--endpoint needs --model"),
     (["baize.convert", "/nonexistent.json", "{out}"], "baize convert", 2, "/nonexistent.json: no such file"),
 ]  # fmt: skip
 
