@@ -50,22 +50,25 @@ def read_ledgers(output_dir: Path) -> Usage:
 
 def read_journals(output_dir: Path) -> list[dict]:
     """Every entry of every shard's journal in `output_dir`, first occurrence of a seed id only."""
-    entries, seen = [], set()
+    return list(iter_journals(output_dir))
+
+
+def iter_journals(output_dir: Path):
+    """The entries of read_journals one at a time, read line by line."""
+    seen = set()
     for path in sorted(Path(output_dir).glob(JOURNAL_GLOB)):
         with path.open("rb") as f:
-            lines = f.read().split(b"\n")
-        # The last element is b"" for a complete file, or a torn line (another shard's file still being written).
-        for number, line in enumerate(lines[:-1], 1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UsageError(f"{path}:{number}: corrupt journal line ({error})") from None
-            if entry["id"] not in seen:
-                seen.add(entry["id"])
-                entries.append(entry)
-    return entries
+            for number, line in enumerate(f, 1):
+                # A line without its newline is torn (another shard's file still being written): not an entry yet.
+                if not line.endswith(b"\n") or not line.strip():
+                    continue
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise UsageError(f"{path}:{number}: corrupt journal line ({error})") from None
+                if entry["id"] not in seen:
+                    seen.add(entry["id"])
+                    yield entry
 
 
 @dataclass
@@ -78,9 +81,11 @@ class JournalState:
     spent: Usage = field(default_factory=Usage)
 
     @classmethod
-    def from_entries(cls, entries: list[dict], spent: Usage) -> JournalState:
-        state = cls(spent=spent)
-        for entry in entries:
+    def read(cls, output_dir: Path) -> JournalState:
+        """The state of `output_dir` read line by line, keeping only ids and hashes: resuming a 100,000-dialogue
+        collection does not hold its dialogues in memory (benchmarks/bench_collect_resume.py)."""
+        state = cls(spent=read_ledgers(output_dir))
+        for entry in iter_journals(output_dir):
             state.done.add(entry["id"])
             if entry["status"] == "kept":
                 state.kept_hashes.add(entry["hash"])

@@ -10,7 +10,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from baize.collect.config import CollectConfig
-from baize.collect.journal import JOURNAL_GLOB, LEDGER_GLOB, Journal, JournalState, Ledger, read_journals, read_ledgers
+from baize.collect.journal import JOURNAL_GLOB, LEDGER_GLOB, Journal, JournalState, Ledger, read_journals
 from baize.collect.output import TRAIN_FILE, build_report, push, write_outputs
 from baize.collect.seeds import load_seeds
 from baize.collect.selfchat import (
@@ -250,7 +250,7 @@ def collect(config: CollectConfig) -> dict:
     # Opening repairs a torn last line before anything is read.
     with Journal(output_dir, config) as journal, Ledger(output_dir, config) as ledger:
         # spent: every call billed, also those of failed or killed dialogues
-        state = JournalState.from_entries(read_journals(output_dir), read_ledgers(output_dir))
+        state = JournalState.read(output_dir)
         todo = [seed for seed in seeds if seed.id not in state.done]
         logger.info(
             "%d seeds selected, %d already done in %s, %d to collect (%s mode)",
