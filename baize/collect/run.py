@@ -190,17 +190,23 @@ class Collector:
             tasks.discard(task)
             slots.release()
 
-        for seed in seeds:
-            await slots.acquire()
-            reason = self.stop_reason()
-            if reason:
-                slots.release()
-                self.stopped = reason
-                break
-            task = asyncio.create_task(self.one(seed))
-            tasks.add(task)
-            task.add_done_callback(done)
-        await asyncio.gather(*tasks)
+        try:
+            for seed in seeds:
+                await slots.acquire()
+                reason = self.stop_reason()
+                if reason:
+                    slots.release()
+                    self.stopped = reason
+                    break
+                task = asyncio.create_task(self.one(seed))
+                tasks.add(task)
+                task.add_done_callback(done)
+            await asyncio.gather(*tasks)
+        except BaseException:  # Ctrl-C (cancelled) while seeds were in flight: none may outlive the teacher's client
+            for task in list(tasks):
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     def run_alpaca(self, todo: list[Seed]) -> None:
         for seed in todo:
