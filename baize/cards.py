@@ -151,8 +151,7 @@ def sft_model_card(
         quantization = f"4-bit {model_args.bnb_4bit_quant_type}"
     data = "; ".join(
         f"`{d.path}`"
-        + (f" / `{Path(str(d.data_files)).name}`" if d.data_files and Path(str(d.data_files)).is_absolute() else "")
-        + (f" / `{d.data_files}`" if d.data_files and not Path(str(d.data_files)).is_absolute() else "")
+        + (f" / `{how_to_path(str(d.data_files))}`" if d.data_files else "")
         + (f" (fraction {d.fraction})" if d.fraction else "")
         for d in dataset_args.datasets
     )

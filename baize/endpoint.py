@@ -286,7 +286,7 @@ class Endpoint:
         the text with its chat template, so the server adds none. `params`: max_tokens, stop, temperature, top_p,
         seed... (None values are not sent). Each Completion's token count is unknown here (usage is per call)."""
         params = {name: value for name, value in params.items() if value is not None}
-        reserved = len(prompt) // 3 + 4 + n * params.get("max_tokens", 0)
+        reserved = estimate_prompt_tokens([{"content": prompt}]) + n * params.get("max_tokens", 0)
         request = self.client.completions.create(model=model, prompt=prompt, n=n, **params)
         response, call = await self._metered(reserved, usage, request)
         choices = sorted(response.choices or [], key=lambda choice: choice.index)

@@ -502,7 +502,7 @@ async def answer_at_endpoint(
     builder = None
     if contestant.prompt_from:  # prompted exactly as a local model would be, through /v1/completions
         from baize.models import load_chat_model
-        from baize.prompts import cut_at_stop
+        from baize.prompts import reply_text
 
         source = load_chat_model(contestant.prompt_from, prompt_format=config.prompt_format, without_weights=True)
         builder = source.prompt_builder(system=local_system_prompt(config))
@@ -525,7 +525,7 @@ async def answer_at_endpoint(
             top_p=config.top_p if temperature > 0 else None,
             seed=batch_seed(config.seed, [f"{question['question_id']}/{turn}"]),
         )
-        choice.content = cut_at_stop(choice.content, builder.stop_strings)[0]
+        choice.content = reply_text(choice.content, builder.stop_strings)
         return choice
 
     async def answer(question: dict, turn: int) -> None:
@@ -887,9 +887,10 @@ def markdown_table(results: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
+    head = lines[-2:]  # the score table's header and separator, repeated for every turn
     lines += score_rows(results)
     for turn, blocks in (results.get("turns") or {}).items():
-        lines += ["", f"## Turn {turn}", "", *lines[4:6], *score_rows(blocks)]
+        lines += ["", f"## Turn {turn}", "", *head, *score_rows(blocks)]
     if results["overall"].get("model_single_score") is not None:
         lines += single_grading_table(results)
     lines += [

@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from baize.prompts import TURN_TAGS, Prompt, cut_at_stop, printable_prefix
+from baize.prompts import TURN_TAGS, Prompt, cut_at_stop, printable_prefix, reply_text
 
 if TYPE_CHECKING:
     from baize.models import ChatModel
@@ -245,6 +245,5 @@ def finished_sequence(tokenizer, tokens: list[int], *, eos: int | None, pad: int
 
 
 def _ended(tokenizer, tokens: list[int], stops: list[str], ended: bool) -> dict:
-    text = tokenizer.decode(tokens, skip_special_tokens=True)
-    text = text[: printable_prefix(text, stops)]  # never a turn tag, nor the start of one
-    return {"text": text.strip(), "finish_reason": "stop" if ended else "length", "new_tokens": len(tokens)}
+    text = reply_text(tokenizer.decode(tokens, skip_special_tokens=True), stops)  # never a turn tag, nor its start
+    return {"text": text, "finish_reason": "stop" if ended else "length", "new_tokens": len(tokens)}

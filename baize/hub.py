@@ -33,8 +33,7 @@ logger = logging.getLogger(__name__)
 
 # Resume state: optimizer/scheduler/RNG states, checkpoints, pickled training arguments, collection journals.
 RESUME_STATE_PATTERNS = [
-    "run_signature.json",  # the local run's settings, with local paths: for resuming here, not for users
-    "*signature.json",  # the same for collection, SDF and eval steps
+    "*signature.json",  # a run's or step's settings, with local paths: for resuming here, not for users
     "spend*.jsonl",  # collection's spend ledgers (report.json has the totals)
     "failed_seeds.jsonl",  # for the operator's re-run (the card counts them)
     "checkpoint-*",

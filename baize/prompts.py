@@ -114,7 +114,7 @@ class PromptBuilder:
 
     @property
     def stop_strings(self) -> list[str]:
-        return [] if self.prompt_format == "native" else [*TURN_TAGS, TURN_TAG_START]
+        return format_stop_strings(self.prompt_format)
 
     def messages(self, history: list[tuple[str, str]], question: str) -> list[dict]:
         return self.conversation(_turns(history, question))
@@ -186,6 +186,16 @@ def cut_at_stop(text: str, stop_strings: list[str]) -> tuple[str, bool]:
     """Text before the first stop string, and whether one was found."""
     cuts = [text.find(s) for s in stop_strings if s in text]
     return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+def format_stop_strings(prompt_format: str) -> list[str]:
+    """Where a reply in this prompt format ends besides EOS: the turn tags (native templates: EOS only)."""
+    return [] if prompt_format == "native" else [*TURN_TAGS, TURN_TAG_START]
+
+
+def reply_text(text: str, stop_strings: list[str]) -> str:
+    """A finished reply as it is kept: cut before any stop string and any trailing start of one, stripped."""
+    return text[: printable_prefix(text, stop_strings)].strip()
 
 
 def printable_prefix(text: str, stop_strings: list[str]) -> int:

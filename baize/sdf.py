@@ -373,7 +373,7 @@ async def sample_at_endpoints(config: SDFConfig, chat, builder, encoded: list, s
 
     from baize.endpoint import Endpoint, RateLimiter
     from baize.judge import new_usage
-    from baize.prompts import cut_at_stop, printable_prefix
+    from baize.prompts import reply_text
 
     limiter = RateLimiter()
     endpoints = [Endpoint(url, config.sample_api_key_env, limiter=limiter, max_retries=config.max_retries,
@@ -415,8 +415,7 @@ async def sample_at_endpoints(config: SDFConfig, chat, builder, encoded: list, s
             return
         candidates = []
         for completion in completions:
-            text, _ = cut_at_stop(completion.content, builder.stop_strings)
-            text = text[: printable_prefix(text, builder.stop_strings)].strip()
+            text = reply_text(completion.content, builder.stop_strings)
             ended = completion.finish_reason == "stop"
             tokens = len(chat.tokenizer(completion.content, add_special_tokens=False)["input_ids"]) + ended
             candidates.append({"text": text, "finish_reason": "stop" if ended else "length", "new_tokens": tokens})

@@ -33,9 +33,9 @@ from baize.models import add_chat_model_arguments, chat_model_from_args, hub_mod
 from baize.prompts import (
     DEFAULT_MAX_HISTORY_TOKENS,
     GUARDRAIL_SYSTEM_PROMPT,
-    TURN_TAG_START,
-    TURN_TAGS,
+    format_stop_strings,
     printable_prefix,
+    reply_text,
     trained_system_prompt,
 )
 
@@ -100,6 +100,7 @@ class LocalBackend:
         self.lock = threading.Lock()
         self.name = str(chat.source)
         self.trained_system = chat.system_prompt
+        self.stops = format_stop_strings(chat.prompt_format)
         base = (hub_model_id(chat.base) or Path(chat.base).name) if chat.base else None
         self.description = f"{'adapter on ' + base if base else 'model'}, prompt format {chat.prompt_format}"
 
@@ -146,7 +147,7 @@ class EndpointBackend:
         self.model = resolve_model_name(model)
         self.name = f"{model} at {base_url}"
         self.concurrency = concurrency
-        self.stops = [] if prompt_format == "native" else [*TURN_TAGS, TURN_TAG_START]
+        self.stops = format_stop_strings(prompt_format)
         folder = Path(self.model)
         self.trained_system = trained_system_prompt(folder, "baize") if folder.is_dir() else None
         self.description = "OpenAI-compatible endpoint"
@@ -183,13 +184,12 @@ class EndpointBackend:
 async def stream_answer(backend, history: list[dict], message: str, settings: ReplySettings):
     """The growing answer, as ChatInterface shows it: never a turn tag nor the start of one, no leading space."""
     text = ""
-    stops = [*TURN_TAGS, TURN_TAG_START]
     async for chunk in backend.reply(exchanges(history), message, settings):
         text += chunk
-        shown = text[: printable_prefix(text, stops)].lstrip()
+        shown = text[: printable_prefix(text, backend.stops)].lstrip()
         if shown:
             yield shown
-    final = text[: printable_prefix(text, stops)].strip()
+    final = reply_text(text, backend.stops)
     yield final or "(no answer: the model ended its turn at once; Regenerate to sample again)"
 
 
