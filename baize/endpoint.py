@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -171,6 +172,16 @@ class Completion:
     content: str
     finish_reason: str | None
     completion_tokens: int | None = None  # None when the server sends no usage
+    replayed: bool = False  # a batch answer stored by an earlier run: its cost was counted then
+
+
+def chat_body(model: str, messages: list[dict], params: dict) -> dict:
+    """A chat-completions request body; None parameters are not sent."""
+    return {
+        "model": model,
+        "messages": messages,
+        **{name: value for name, value in params.items() if value is not None},
+    }
 
 
 def estimate_prompt_tokens(messages: list[dict]) -> int:
@@ -237,6 +248,7 @@ class Endpoint:
         self.limiter = limiter or RateLimiter()
         self.rate_limited = 0  # 429 answers seen (retries included)
         self.calls_without_usage = 0
+        self.batch = None  # a baize.batch.BatchSession once use_batches() is called
         self.client = openai.AsyncOpenAI(
             base_url=base_url,
             api_key=resolve_api_key(api_key_env, base_url),
@@ -265,6 +277,35 @@ class Endpoint:
         self.rate_limited += response.status_code == 429
         self.limiter.pause(retry_after_seconds(response.headers))
 
+    def use_batches(self, folder, **options):
+        """From now on `chat` goes into OpenAI Batch API batches kept in `folder` (baize.batch.BatchSession's
+        options), and `gather` runs coroutines batch by batch."""
+        from baize.batch import BatchSession
+
+        self.batch = BatchSession(self.client, folder, where=describe_url(self.base_url), **options)
+        return self.batch
+
+    def call_id(self, model: str, messages: list[dict], **params) -> str:
+        """An id for a spend ledger: a fresh one per live call; in a batch, the request's custom_id, the same for the
+        same request in a restarted run (so its reservation and its settlement meet)."""
+        if self.batch is None:
+            return uuid.uuid4().hex
+        from baize.batch import batch_label, custom_id
+
+        return custom_id(batch_label.get(), chat_body(model, messages, params))
+
+    async def gather(self, coroutines: Iterable[Awaitable], limit: int) -> list:
+        """Run the stage's coroutines: `limit` at a time against a live endpoint, all of them batch by batch."""
+        if self.batch is not None:
+            return await self.batch.run(coroutines)
+        return await gather_bounded(coroutines, limit)
+
+    async def together(self, *coroutines: Awaitable) -> list:
+        """`asyncio.gather` for the calls of one coroutine of `gather` (several verdicts on one prompt)."""
+        if self.batch is not None:
+            return await self.batch.gather(*coroutines)
+        return await asyncio.gather(*coroutines)
+
     async def chat(
         self, model: str, messages: list[dict], usage: RoleUsage | None = None, retries: int | None = None, **params
     ) -> tuple[Completion, RoleUsage]:
@@ -272,12 +313,32 @@ class Endpoint:
         `retries` overrides the client's max_retries for this call; `params`: temperature, top_p, max_tokens, stop,
         seed... (None values are not sent)."""
         params = {name: value for name, value in params.items() if value is not None}
+        if self.batch is not None:
+            return await self._batch_chat(model, messages, usage, params)
         reserved = estimate_prompt_tokens(messages) + params.get("max_tokens", 0)
         retries = self.max_retries if retries is None else retries
         response, call = await self._metered(reserved, usage, self._create(model, messages, params, retries))
         choice = response.choices[0]
         tokens = call.completion_tokens if response.usage is not None else None
         return Completion(choice.message.content or "", choice.finish_reason, tokens), call
+
+    async def _batch_chat(self, model: str, messages: list[dict], usage: RoleUsage | None, params: dict):
+        """`chat` as a line of the next batch: the same Completion and usage from the batch's output line."""
+        from openai.types.chat import ChatCompletion
+
+        body, replayed = await self.batch.request(chat_body(model, messages, params))
+        try:
+            response = ChatCompletion.model_validate(body)
+        except ValueError as error:  # pydantic's ValidationError: not a chat completion
+            raise MalformedReply(f"{describe_url(self.base_url)} sent a malformed batch answer ({error})") from None
+        if not response.choices:
+            raise MalformedReply(f"{describe_url(self.base_url)} sent a batch answer without choices")
+        call = self._usage_of(response)
+        if usage is not None:
+            usage.add(call)
+        choice = response.choices[0]
+        tokens = call.completion_tokens if response.usage is not None else None
+        return Completion(choice.message.content or "", choice.finish_reason, tokens, replayed), call
 
     async def complete_text(
         self, model: str, prompt: str, n: int = 1, usage: RoleUsage | None = None, **params
@@ -324,16 +385,22 @@ class Endpoint:
         call = RoleUsage(calls=1)
         try:
             response = await request
-            if response.usage is None:
-                self.calls_without_usage += 1
-            else:
-                call.prompt_tokens = response.usage.prompt_tokens or 0
-                call.completion_tokens = response.usage.completion_tokens or 0
+            call = self._usage_of(response)
         finally:
             self.limiter.settle(reserved, call.prompt_tokens + call.completion_tokens)
         if usage is not None:
             usage.add(call)
         return response, call
+
+    def _usage_of(self, response) -> RoleUsage:
+        """One call's usage from its response (a server that sends none is counted, and costs 0 tokens here)."""
+        call = RoleUsage(calls=1)
+        if response.usage is None:
+            self.calls_without_usage += 1
+        else:
+            call.prompt_tokens = response.usage.prompt_tokens or 0
+            call.completion_tokens = response.usage.completion_tokens or 0
+        return call
 
     async def _create(self, model: str, messages: list[dict], params: dict, retries: int):
         """The request; a 200 whose body is not a completion (no choices, cut or malformed JSON) is retried like a
@@ -354,6 +421,8 @@ class Endpoint:
         raise MalformedReply(f"{describe_url(self.base_url)} sent {problem}, {retries + 1} times")
 
     async def close(self) -> None:
+        if self.batch is not None:
+            self.batch.close()
         await self.client.close()
 
 

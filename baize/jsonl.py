@@ -61,7 +61,13 @@ class JSONLAppender:
             os.fsync(f.fileno())
 
     def append(self, row: dict) -> None:
-        line = (json.dumps(row, ensure_ascii=False) + "\n").encode()
+        self.append_rows([row])
+
+    def append_rows(self, rows: list[dict]) -> None:
+        """Several records in one write and one sync (a batch's answers)."""
+        if not rows:
+            return
+        line = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
         written = os.write(self._fd, line)
         while written < len(line):  # a short write is rare on regular files, but then finish the line
             written += os.write(self._fd, line[written:])

@@ -4,6 +4,7 @@ every re-run, so that a finished run is not trained again and a changed setting 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from baize.errors import BaizeError
@@ -83,6 +84,14 @@ def check_same_settings(
     return earlier
 
 
+def remove(path: Path) -> None:
+    """An output file, or an output folder (a Batch API session's) with everything in it."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def claim_step(
     folder: str | Path, name: str, settings: dict, outputs: list[Path], *, overwrite: bool, what: str
 ) -> None:
@@ -96,7 +105,7 @@ def claim_step(
             raise
         earlier = None
         for path in outputs:
-            path.unlink(missing_ok=True)
+            remove(path)
     if earlier is None:
         present = [path for path in outputs if path.exists() and path.stat().st_size]
         if present and not overwrite:
@@ -105,5 +114,5 @@ def claim_step(
                 "--overwrite true to start that step over"
             )
         for path in present:
-            path.unlink()
+            remove(path)
         write_signature(folder, {"settings": settings}, name)

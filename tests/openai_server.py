@@ -24,6 +24,12 @@ What it answers is scripted by a *responder*: a function that receives each requ
   apart), then a usage chunk and `[DONE]`; `server.streams_closed_early` counts streams the client hung up on.
 - `server.requests` lists every request received (429s included); `server.statuses` counts answers by status.
 
+The Batch API (`/v1/files`, `/v1/batches`) runs a batch's lines through the same responder in a thread, one
+request every `batch_delay` seconds, and writes OpenAI's output and error files. Faults: a responder's error
+reply becomes a line of the error file; `expire_after=K` ends every batch as `expired` after K requests (the
+rest go to the error file with `batch_expired`, as OpenAI does); `fail_batches="why"` fails validation.
+`server.batches` holds every batch created, `server.files` every file.
+
 The pytest fixture `openai_server` yields a started server with an echo responder: import
 `openai_server_fixture` into a test module (that registers the fixture) and set `openai_server.responder`.
 """
@@ -31,6 +37,7 @@ The pytest fixture `openai_server` yields a started server with an echo responde
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -163,6 +170,13 @@ class OpenAIServer:
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # the Batch API
+        self.files: dict[str, dict] = {}  # id -> {"purpose", "filename", "data"}
+        self.batches: dict[str, dict] = {}  # id -> the batch object as the API shows it
+        self.batch_delay = 0.0
+        self.expire_after: int | None = None
+        self.fail_batches: str | None = None
+        self._ids = itertools.count(1)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -262,6 +276,92 @@ class OpenAIServer:
             "usage": usage,
         }
 
+    # ------------------------------------------------------------------ the Batch API
+
+    def add_file(self, data: bytes, purpose: str, filename: str) -> dict:
+        file_id = f"file-test-{next(self._ids)}"
+        with self._lock:
+            self.files[file_id] = {"purpose": purpose, "filename": filename, "data": data}
+        return self.file_object(file_id)
+
+    def file_object(self, file_id: str) -> dict:
+        file = self.files[file_id]
+        return {"id": file_id, "object": "file", "bytes": len(file["data"]), "created_at": int(time.time()),
+                "filename": file["filename"], "purpose": file["purpose"], "status": "processed"}  # fmt: skip
+
+    def create_batch(self, body: dict) -> dict:
+        batch_id = f"batch-test-{next(self._ids)}"
+        batch = {
+            "id": batch_id, "object": "batch", "endpoint": body.get("endpoint"), "errors": None,
+            "input_file_id": body.get("input_file_id"), "completion_window": body.get("completion_window"),
+            "status": "validating", "output_file_id": None, "error_file_id": None, "created_at": int(time.time()),
+            "request_counts": {"total": 0, "completed": 0, "failed": 0}, "metadata": body.get("metadata"),
+        }  # fmt: skip
+        with self._lock:
+            self.batches[batch_id] = batch
+        threading.Thread(target=self._run_batch, args=(batch,), name=f"batch {batch_id}", daemon=True).start()
+        return dict(batch)
+
+    def _run_batch(self, batch: dict) -> None:
+        """Validate the input file like OpenAI, then answer its lines one by one through the responder."""
+        lines, problem = [], self.fail_batches
+        file = self.files.get(batch["input_file_id"])
+        if file is None:
+            problem = problem or f"no file {batch['input_file_id']}"
+        else:
+            lines = [json.loads(line) for line in file["data"].splitlines() if line.strip()]
+            ids = [line.get("custom_id") for line in lines]
+            if len(set(ids)) != len(ids) or None in ids:
+                problem = problem or "custom_id values must be unique and present"
+            for line in lines:
+                if line.get("method") != "POST" or line.get("url") != batch["endpoint"] or "model" not in line["body"]:
+                    problem = (
+                        problem or f"line {line.get('custom_id')}: method POST, url {batch['endpoint']}, body.model"
+                    )
+        if problem:
+            batch.update(
+                status="failed", errors={"object": "list", "data": [{"code": "invalid_file", "message": problem}]}
+            )
+            return
+        batch["request_counts"]["total"] = len(lines)
+        batch["status"] = "in_progress"
+        output, errors = [], []
+        for number, line in enumerate(lines):
+            if self._stopping.wait(self.batch_delay):
+                return
+            if self.expire_after is not None and number >= self.expire_after:
+                errors.append({"id": f"batch_req_{next(self._ids)}", "custom_id": line["custom_id"], "response": None,
+                               "error": {"code": "batch_expired", "message": "This request could not be executed "
+                                         "before the completion window expired."}})  # fmt: skip
+                batch["request_counts"]["failed"] += 1
+                continue
+            request = ChatRequest(line["body"], {}, 1, time.monotonic())
+            with self._lock:
+                self.requests.append(request)
+            reply = self.responder(request)
+            reply = Reply(reply) if isinstance(reply, str) else reply
+            if reply.status >= 400:
+                response = {"status_code": reply.status, "request_id": f"req_{number}",
+                            "body": {"error": {"message": reply.message, "type": "server_error"}}}  # fmt: skip
+                errors.append({"id": f"batch_req_{next(self._ids)}", "custom_id": line["custom_id"],
+                               "response": response, "error": None})  # fmt: skip
+                batch["request_counts"]["failed"] += 1
+                continue
+            completion = self._completion(request, reply)
+            with self._lock:
+                self.tokens_served += completion["usage"]["total_tokens"]
+                self.statuses[200] += 1
+            output.append({"id": f"batch_req_{next(self._ids)}", "custom_id": line["custom_id"],
+                           "response": {"status_code": 200, "request_id": f"req_{number}", "body": completion},
+                           "error": None})  # fmt: skip
+            batch["request_counts"]["completed"] += 1
+        batch["status"] = "finalizing"
+        for key, rows in (("output_file_id", output), ("error_file_id", errors)):
+            if rows:
+                data = "".join(json.dumps(row) + "\n" for row in rows).encode()
+                batch[key] = self.add_file(data, "batch_output", f"{batch['id']}_{key}.jsonl")["id"]
+        batch["status"] = "expired" if self.expire_after is not None and errors else "completed"
+
 
 class _Handler(BaseHTTPRequestHandler):
     owner: OpenAIServer
@@ -288,13 +388,54 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, {"status": "ok"})
         elif self.path.rstrip("/") == "/v1/models":
             self._send(200, {"object": "list", "data": [{"id": self.owner.model, "object": "model"}]})
+        elif self.path.startswith(("/v1/files", "/v1/batches")):
+            self._batch_api_get(self.path.split("?")[0].rstrip("/"))
         else:
             self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
+    def _batch_api_get(self, route: str) -> None:
+        owner, parts = self.owner, route.split("/")[2:]  # ["files", id, "content"] or ["batches", id]
+        if parts[0] == "files" and len(parts) >= 2 and parts[1] in owner.files:
+            if parts[-1] == "content":
+                data = owner.files[parts[1]]["data"]
+                self._send(200, data, {"Content-Type": "application/octet-stream"})
+            else:
+                self._send(200, owner.file_object(parts[1]))
+        elif parts == ["batches"]:
+            data = [dict(b) for b in reversed(list(owner.batches.values()))]
+            first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
+            self._send(200, {"object": "list", "data": data, "first_id": first, "last_id": last, "has_more": False})
+        elif parts[0] == "batches" and len(parts) == 2 and parts[1] in owner.batches:
+            self._send(200, dict(owner.batches[parts[1]]))
+        else:
+            self._send(404, {"error": {"message": f"no such object {route}", "type": "invalid_request_error"}})
+
+    def _upload(self, data: bytes) -> None:
+        """POST /v1/files: multipart form with `purpose` and `file`, as the openai client sends it."""
+        from email.parser import BytesParser
+        from email.policy import HTTP
+
+        message = BytesParser(policy=HTTP).parsebytes(
+            b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + data
+        )
+        fields = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            fields[name] = (part.get_filename(), part.get_payload(decode=True))
+        filename, content = fields["file"]
+        self._send(200, self.owner.add_file(content, fields["purpose"][1].decode(), filename or "upload.jsonl"))
+
     def do_POST(self) -> None:
         owner = self.owner
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         route = self.path.rstrip("/")
+        if route == "/v1/files":
+            self._upload(data)
+            return
+        body = json.loads(data or b"{}")
+        if route == "/v1/batches":
+            self._send(200, owner.create_batch(body))
+            return
         if route not in ("/v1/chat/completions", "/v1/completions"):
             self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return

@@ -7,6 +7,8 @@ import sys
 from dataclasses import dataclass, field
 
 MODES = ("transcript", "turns", "alpaca")
+PRICE_KEYS = ("prompt", "completion", "batch_prompt", "batch_completion")
+BATCH_DISCOUNT = 0.5  # the OpenAI Batch API's price, relative to live calls, where `prices` gives no batch price
 
 # Refusal boilerplate: a dialogue whose AI turns contain one of these is dropped (counted as `refusal`).
 DEFAULT_REFUSAL_PATTERNS = [
@@ -177,6 +179,33 @@ class CollectConfig:
         },
     )
 
+    # ------------------------------------------------------------------ the Batch API
+    batch: bool = field(
+        default=False,
+        metadata={
+            "help": "Send the teacher calls as OpenAI Batch API batches instead of live calls: about half the price, "
+            "answers within batch_completion_window. transcript mode is one batch; turns mode one batch per step "
+            "of a round. Request files, batch ids and answers are kept in <output_dir>/batches/: a re-run "
+            "re-attaches to a batch still running instead of paying twice."
+        },
+    )
+    batch_size: int = field(
+        default=50_000,
+        metadata={"help": "Seeds per batch run (the OpenAI Batch API takes at most 50,000 requests a batch)."},
+    )
+    batch_completion_window: str = field(default="24h", metadata={"help": "The batch's completion window."})
+    batch_poll_interval: float = field(
+        default=30.0,
+        metadata={"help": "Seconds before the first status poll of a batch; each wait is 1.5x longer, up to 10 min."},
+    )
+    batch_retries: int = field(
+        default=2,
+        metadata={
+            "help": "Requests that failed inside a batch (or that it did not reach before it expired) go into a "
+            "new batch this many times; after that their seeds fail, and the next run retries them."
+        },
+    )
+
     # ------------------------------------------------------------------ budget
     max_cost: float | None = field(
         default=None,
@@ -195,7 +224,8 @@ class CollectConfig:
         default=None,
         metadata={
             "help": 'USD per million tokens by model, e.g. {"gpt-4o-mini": {"prompt": 0.15, "completion": 0.6}} '
-            "(JSON on the command line). A model missing here costs 0 (reported as untracked)."
+            "(JSON on the command line). A model missing here costs 0 (reported as untracked). With batch: "
+            "batch_prompt / batch_completion, or half the live prices (the OpenAI Batch API's discount)."
         },
     )
 
@@ -259,10 +289,15 @@ class CollectConfig:
         if isinstance(self.prices, str):
             self.prices = json.loads(self.prices)
         for model, price in (self.prices or {}).items():
-            if not isinstance(price, dict) or set(price) - {"prompt", "completion"}:
-                raise ValueError(f"prices[{model!r}] must be {{prompt: USD per 1M tokens, completion: ...}}")
+            if not isinstance(price, dict) or set(price) - set(PRICE_KEYS):
+                raise ValueError(
+                    f"prices[{model!r}] must be {{prompt: USD per 1M tokens, completion: ...}} "
+                    "(and optionally batch_prompt, batch_completion)"
+                )
         if not 0 <= self.shard_index < self.num_shards:
             raise ValueError(f"shard_index must be in [0, num_shards={self.num_shards}), got {self.shard_index}")
+        if self.batch and self.mode == "alpaca":
+            raise ValueError("batch: alpaca mode makes no teacher calls")
         if self.concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         for name in ("transcript_prompt", "user_prompt"):
@@ -284,12 +319,18 @@ class CollectConfig:
         return self.source or self.seeds_path or ""
 
     def price(self, model: str) -> dict | None:
-        """Price entry of `model`: exact name, else the longest configured prefix (dated model names)."""
+        """{prompt, completion} USD per 1M tokens of `model` (exact name, else the longest configured prefix: dated
+        model names) as this run pays them: with `batch`, the batch prices."""
         prices = self.prices or {}
-        if model in prices:
-            return prices[model]
         matches = [name for name in prices if model.startswith(name)]
-        return prices[max(matches, key=len)] if matches else None
+        if model not in prices and not matches:
+            return None
+        entry = prices[model] if model in prices else prices[max(matches, key=len)]
+        if not self.batch:
+            return {key: entry.get(key, 0.0) for key in ("prompt", "completion")}
+        return {
+            key: entry.get(f"batch_{key}", entry.get(key, 0.0) * BATCH_DISCOUNT) for key in ("prompt", "completion")
+        }
 
 
 def parse_args(argv: list[str] | None = None) -> CollectConfig:

@@ -90,6 +90,7 @@ def build_report(entries: list[dict], config: CollectConfig, seed_stats: dict, r
                 "dialogues_per_minute",
                 "rate_limited_responses",
                 "calls_without_usage",
+                "batch",  # batch: true: batches sent and re-attached, requests, answers replayed and failed
             )
             if key in run
         },

@@ -9,8 +9,17 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from baize.batch import BatchFailed, batch_label
 from baize.collect.config import CollectConfig
-from baize.collect.journal import JOURNAL_GLOB, LEDGER_GLOB, Journal, JournalState, Ledger, read_journals
+from baize.collect.journal import (
+    JOURNAL_GLOB,
+    LEDGER_GLOB,
+    Journal,
+    JournalState,
+    Ledger,
+    read_journals,
+    read_ledgers,
+)
 from baize.collect.output import TRAIN_FILE, build_report, push, write_outputs
 from baize.collect.seeds import load_seeds
 from baize.collect.selfchat import (
@@ -30,6 +39,7 @@ from baize.runs import claim_step
 from baize.seeds import Seed
 
 FAILED_SEEDS_FILE = "failed_seeds.jsonl"
+BATCH_FOLDER = "batches"  # batch: true: request files, batch ids and stored answers (baize.batch)
 
 logger = logging.getLogger("baize.collect")
 
@@ -50,6 +60,7 @@ class Collector:
         self.ledger: Ledger | None = None  # set by collect(): every teacher call is reserved there first
         self.deferring = False  # first pass: a seed whose call fails goes to `deferred`, tried again after the rest
         self.deferred: list[Seed] = []
+        self.batch_stats: dict | None = None  # batch: true: batches sent, re-attached, answers replayed
         self.progress = tqdm(total=todo, desc=f"collect ({config.mode})", unit="dialogue", mininterval=0.5)
 
     # ------------------------------------------------------------------ stop rules
@@ -135,6 +146,7 @@ class Collector:
             openai.PermissionDeniedError,
             openai.NotFoundError,
             openai.UnprocessableEntityError,
+            BatchFailed,
         ) as error:  # every other seed would fail the same way: stop the run
             self.fatal = self.fatal or describe_error(error)
             self.fail(seed, describe_error(error))
@@ -208,6 +220,45 @@ class Collector:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
 
+    async def run_batches(self, todo: list[Seed], folder: Path) -> None:
+        """`batch: true`: the seeds in runs of batch_size, each run sent batch by batch (baize.batch) through the
+        same dialogue, parse, clean and journal code as live calls."""
+        config = self.config
+        self.teacher = Teacher(config, RateLimiter(), self.state.spent, ledger=self.ledger)
+        done = self.state.done
+        self.teacher.endpoint.use_batches(
+            folder,
+            completion_window=config.batch_completion_window,
+            poll_interval=config.batch_poll_interval,
+            max_requests=config.batch_size,
+            retries=config.batch_retries,
+            keep=lambda request_id: request_id.rsplit("-", 1)[0] not in done,  # answers of unfinished seeds only
+        )
+        try:
+            for start in range(0, len(todo), config.batch_size):
+                if self.stopped != "done":
+                    break
+                run = todo[start : start + config.batch_size]
+                await self.teacher.endpoint.gather((self.one_within_budget(seed) for seed in run), len(run))
+            if self.stopped == "done" and self.fatal:
+                self.stopped = "error"
+        except BaseException:
+            logger.warning("a batch already sent keeps running at the provider: re-run the same command to collect it")
+            raise
+        finally:
+            self.batch_stats = dict(self.teacher.endpoint.batch.stats)
+            await self.teacher.close()
+
+    async def one_within_budget(self, seed: Seed) -> None:
+        """One seed of a batch run, started only while the budget (which holds the reservations of the seeds
+        started before it) and the failure limit allow."""
+        reason = self.stop_reason()
+        if reason:
+            self.stopped = reason
+            return
+        batch_label.set(seed.id)  # its requests' custom_ids start with the seed id
+        await self.one(seed)
+
     def run_alpaca(self, todo: list[Seed]) -> None:
         for seed in todo:
             try:
@@ -227,6 +278,8 @@ class Collector:
             "elapsed_s": round(elapsed, 2),
             "dialogues_per_minute": round(done / elapsed * 60, 1) if elapsed > 0 else 0.0,
         }
+        if self.batch_stats is not None:
+            summary["batch"] = self.batch_stats
         if self.teacher is not None:
             summary.update(
                 rate_limited_responses=self.teacher.rate_limited,
@@ -244,6 +297,7 @@ def collect(config: CollectConfig) -> dict:
 
         whoami_name()
     outputs = [
+        output_dir / BATCH_FOLDER,
         *output_dir.glob(JOURNAL_GLOB),
         *output_dir.glob(LEDGER_GLOB),
         *(output_dir / name for name in (TRAIN_FILE, "report.json", "README.md")),
@@ -268,6 +322,8 @@ def collect(config: CollectConfig) -> dict:
         try:
             if config.mode == "alpaca":
                 collector.run_alpaca(todo)
+            elif todo and config.batch:
+                asyncio.run(collector.run_batches(todo, output_dir / BATCH_FOLDER))
             elif todo:
                 asyncio.run(collector.run_teacher(todo))
         except KeyboardInterrupt:
@@ -279,7 +335,9 @@ def collect(config: CollectConfig) -> dict:
     entries = read_journals(output_dir)
     seed_stats = {**seed_stats.as_dict(), "done_before_run": len(seeds) - len(todo)}
     report = build_report(entries, config, seed_stats, run)
-    report["billed"] = state.spent.summary()  # what the budget counts: every call, kept dialogue or not
+    # What the budget counts: every call, kept dialogue or not, read back from the ledgers, where a call a killed
+    # run reserved and this run settled (a re-attached batch) is one call.
+    report["billed"] = read_ledgers(output_dir).summary()
     paths = write_outputs(entries, config, report)
     logger.info(
         "kept %d, dropped %d %s, failed this run %d, stopped: %s; %s tokens, $%.4f -> %s",

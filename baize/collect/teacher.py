@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 
 from baize.collect.config import CollectConfig
 from baize.endpoint import (
@@ -55,23 +54,32 @@ class Teacher:
         }
 
     async def chat(self, role: str, messages: list[dict], usage: Usage, stop: list[str] | None = None) -> Completion:
-        sampling = self.sampling(role)
-        call_id = uuid.uuid4().hex
+        params = {**self.sampling(role), "stop": stop or None}
+        model = self.models[role]
+        call_id = self.endpoint.call_id(model, messages, **params)
+        reserved = RoleUsage(1, estimate_prompt_tokens(messages), params.get("max_tokens") or 0)
+        self.price(role, reserved)
         if self.ledger is not None:  # on disk before the request leaves: a kill cannot hide what it may cost
-            prompt, completion = estimate_prompt_tokens(messages), sampling.get("max_tokens") or 0
-            reserved = RoleUsage(1, prompt, completion)
-            self.price(role, reserved)
             self.ledger.append(
-                {"call": call_id, "role": role, "reserved_tokens": prompt + completion,
+                {"call": call_id, "role": role, "reserved_tokens": reserved.prompt_tokens + reserved.completion_tokens,
                  "reserved_cost_usd": reserved.cost_usd}
             )  # fmt: skip
+        # A batch sends every dialogue's call at once: the budget holds their reservations until they settle, so
+        # that the dialogues started after them see what the batch may cost.
+        held = self.endpoint.batch is not None
+        if held:
+            self.spent.add(role, reserved)
         call = RoleUsage(calls=1)  # a request that failed (an HTTP error after the retries) was not billed
         try:
-            completion_reply, call = await self.endpoint.chat(
-                self.models[role], messages, retries=self.retries, **sampling, stop=stop or None
-            )
-            self.charge(role, call, usage)
+            completion_reply, call = await self.endpoint.chat(model, messages, retries=self.retries, **params)
+            self.price(role, call)
+            usage.add(role, call)
+            if not completion_reply.replayed:  # a stored batch answer was counted by the run that received it
+                self.spent.add(role, call)
         finally:
+            if held:
+                self.spent.add(role, RoleUsage(-1, -reserved.prompt_tokens, -reserved.completion_tokens,
+                                               -reserved.cost_usd))  # fmt: skip
             if self.ledger is not None:
                 self.ledger.append({"call": call_id, "role": role, **call.as_dict()})
         return completion_reply
@@ -85,11 +93,6 @@ class Teacher:
             call.cost_usd = (
                 call.prompt_tokens * price.get("prompt", 0.0) + call.completion_tokens * price.get("completion", 0.0)
             ) / 1e6
-
-    def charge(self, role: str, call: RoleUsage, usage: Usage) -> None:
-        self.price(role, call)
-        usage.add(role, call)
-        self.spent.add(role, call)
 
     async def close(self) -> None:
         await self.endpoint.close()
