@@ -51,7 +51,8 @@ def test_transcript_mode_is_one_batch_at_half_the_price_and_a_rerun_asks_nothing
     assert len(openai_server.batches) == 1 and report["kept"] == 6
     # the same dialogues, parsed and journaled by the same code, at the batch price (half, no batch_* prices given)
     assert {e["seed"]: e["messages"] for e in journal(config)} == {
-        e["seed"]: e["messages"] for e in journal(config_for(openai_server, tmp_path, seeds, output_dir=str(tmp_path / "live")))
+        e["seed"]: e["messages"]
+        for e in journal(config_for(openai_server, tmp_path, seeds, output_dir=str(tmp_path / "live")))
     }
     assert report["tokens"]["total"] == live["tokens"]["total"] and report["tokens"]["calls"] == 6
     assert report["cost_usd"] == pytest.approx(live["cost_usd"] / 2)
@@ -123,7 +124,9 @@ def test_requests_failing_in_every_batch_fail_their_seed_and_the_next_run_retrie
     with pytest.raises(EndpointError, match="1 seeds failed"):
         collect(config)
     assert [b["request_counts"]["total"] for b in openai_server.batches.values()] == [5, 1, 1]  # 1 try + 2 retries
-    assert [row["seed"] for row in map(json.loads, Path(config.output_dir, "failed_seeds.jsonl").open())] == ["topic 2"]
+    assert [row["seed"] for row in map(json.loads, Path(config.output_dir, "failed_seeds.jsonl").open())] == [
+        "topic 2"
+    ]
     assert len(journal(config)) == 4
     broken.clear()
     assert collect(config)["kept"] == 5
@@ -181,7 +184,13 @@ def test_killed_while_a_batch_runs_then_the_rerun_reattaches_instead_of_paying_t
                            base_url=openai_server.base_url, batch=True, batch_poll_interval=0.05, prices=PRICES)  # fmt: skip
     report = collect(config)
     assert report["kept"] == 8 and len(openai_server.batches) == 1  # waited for the same batch
-    assert report["this_run"]["batch"] == {"batches": 0, "attached": 1, "requests": 0, "replayed": 0, "failed_requests": 0}
+    assert report["this_run"]["batch"] == {
+        "batches": 0,
+        "attached": 1,
+        "requests": 0,
+        "replayed": 0,
+        "failed_requests": 0,
+    }
     assert len(openai_server.requests) == 8
     # the killed run's reservations and this run's settlements are the same calls: billed once
     assert report["billed"]["calls"] == 8 and report["billed"]["cost_usd"] == pytest.approx(report["cost_usd"])
@@ -234,7 +243,9 @@ def test_nested_calls_and_reasks_go_into_the_next_batch_and_answers_are_stored(o
 
         async def row(i):
             batch_label.set(f"row{i}")
-            first = await endpoint.together(*(endpoint.chat("m", [{"role": "user", "content": f"{i}.{k}"}]) for k in range(3)))
+            first = await endpoint.together(
+                *(endpoint.chat("m", [{"role": "user", "content": f"{i}.{k}"}]) for k in range(3))
+            )
             again, _ = await endpoint.chat("m", [{"role": "user", "content": f"again {first[0][0].content}"}])
             return again.content
 
@@ -270,7 +281,11 @@ def test_request_and_result_lines_are_the_openai_batch_format_that_vllm_run_batc
     assert read_result_line(vllm_output) == ("seed-0123", completion, None)
     openai_error = {"id": "batch_req_1", "custom_id": "seed-0124", "response": None,
                     "error": {"code": "batch_expired", "message": "not executed before the window expired"}}  # fmt: skip
-    assert read_result_line(openai_error) == ("seed-0124", None, "batch_expired: not executed before the window expired")
+    assert read_result_line(openai_error) == (
+        "seed-0124",
+        None,
+        "batch_expired: not executed before the window expired",
+    )
     http_error = {"id": "batch_req_2", "custom_id": "seed-0125", "error": None,
                   "response": {"status_code": 400, "body": {"error": {"message": "context too long"}}}}  # fmt: skip
     assert read_result_line(http_error) == ("seed-0125", None, "HTTP 400: context too long")
