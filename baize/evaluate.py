@@ -35,11 +35,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from baize.arguments import parse_recipe
+from baize.batch import batch_label
 from baize.endpoint import EndpointError, describe_error, describe_url, gather_bounded
 from baize.errors import MissingColumn, UsageError, configure_logging, one_line_errors
 from baize.generation import batch_seed
 from baize.jsonl import JSONLAppender, read_jsonl, write_jsonl_atomically
 from baize.judge import (
+    JUDGE_BATCH_FOLDER,
     JudgeArguments,
     JudgeClient,
     VerdictCache,
@@ -659,6 +661,7 @@ async def judge_questions(config: EvalConfig, rows: list[dict], client: JudgeCli
         cached = cache.get(key)
         if cached is not None:
             return {**cached, "cached": True}
+        batch_label.set(key[:16])  # with judge_batch: the custom_id starts with the verdict key
         result = await client.verdict(prompt, parse, reminder, stats["usage"])
         cache.put(key, result)
         return {**result, "cached": False}
@@ -687,7 +690,7 @@ async def judge_questions(config: EvalConfig, rows: list[dict], client: JudgeCli
         if config.single_grading:
             calls += [single_verdict(row, "model"), single_verdict(row, "reference")]
         try:
-            results = await asyncio.gather(*calls)
+            results = await client.endpoint.together(*calls)
         except Exception as error:  # openai.APIError after the client's retries: the next run asks again
             stats["request_errors"] += 1
             stats["last_error"] = describe_error(error)
@@ -703,7 +706,7 @@ async def judge_questions(config: EvalConfig, rows: list[dict], client: JudgeCli
         bar.update(1)
 
     try:
-        await gather_bounded((judge(row) for row in rows), config.judge_concurrency)
+        await client.endpoint.gather((judge(row) for row in rows), config.judge_concurrency)
     finally:
         bar.close()
     stats["usage"] = stats["usage"].as_dict()
@@ -749,6 +752,7 @@ def judge_step(config: EvalConfig) -> dict:
 
     async def run():
         client = JudgeClient(config)
+        client.use_batches(cache.path.parent / JUDGE_BATCH_FOLDER)
         try:
             return await judge_questions(config, rows, client, cache), client.model
         finally:

@@ -125,6 +125,18 @@ class JudgeArguments:
     timeout: float = field(default=120.0, metadata={"help": "Seconds per request."})
     rpm: float | None = field(default=None, metadata={"help": "Requests per minute limit."})
     tpm: float | None = field(default=None, metadata={"help": "Tokens per minute limit."})
+    judge_batch: bool = field(
+        default=False,
+        metadata={
+            "help": "Send the judge's requests as OpenAI Batch API batches instead of live calls (about half the "
+            "price, answers within 24 h); a re-ask goes into the next batch. Request files, batch ids and answers "
+            "are kept in judge-batches/ beside the verdicts: a re-run re-attaches to a batch still running."
+        },
+    )
+    judge_batch_poll_interval: float = field(
+        default=30.0,
+        metadata={"help": "Seconds before the first status poll of a judge batch; each wait is 1.5x longer."},
+    )
 
 
 # --------------------------------------------------------------------------- parsing
@@ -209,6 +221,9 @@ def new_usage() -> RoleUsage:
     return RoleUsage()
 
 
+JUDGE_BATCH_FOLDER = "judge-batches"
+
+
 class JudgeClient:
     """The shared endpoint client (baize.endpoint) asking one model, plus re-asks when a verdict does not parse.
     Also answers plain chat requests (`complete`), e.g. for a reference model at an endpoint."""
@@ -232,6 +247,12 @@ class JudgeClient:
             max_retries=args.max_retries,
             timeout=args.timeout,
         )
+
+    def use_batches(self, folder: str | Path) -> None:
+        """With judge_batch: every request of this client goes into Batch API batches kept in `folder`; the stage
+        runs its coroutines through `self.endpoint.gather` so that they are sent together."""
+        if self.args.judge_batch:
+            self.endpoint.use_batches(folder, poll_interval=self.args.judge_batch_poll_interval)
 
     async def call(
         self,

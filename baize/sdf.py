@@ -39,12 +39,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from baize.arguments import parse_recipe
+from baize.batch import batch_label
 from baize.cards import card_base_model, how_to_path, model_reference, model_title
 from baize.endpoint import EndpointError, describe_error, describe_url, gather_bounded
 from baize.errors import BaizeError, UsageError, configure_logging, one_line_errors
 from baize.generation import batch_seed, generate_candidates
 from baize.jsonl import JSONLAppender, read_jsonl, write_jsonl_atomically
 from baize.judge import (
+    JUDGE_BATCH_FOLDER,
     JudgeArguments,
     JudgeClient,
     new_usage,
@@ -471,7 +473,7 @@ class Judge(JudgeClient):
 
     async def pointwise(self, row: dict, usage: dict) -> dict:
         context = render_context(row["messages"])
-        verdicts = await asyncio.gather(
+        verdicts = await self.endpoint.together(
             *[
                 self.verdict(
                     POINTWISE_TEMPLATE.format(context=context, answer=c["text"]),
@@ -486,7 +488,7 @@ class Judge(JudgeClient):
 
     async def compare(self, context: str, a: str, b: str, usage: dict) -> dict:
         """a vs b asked in both orders; each side's score is its mean over the orders that parsed."""
-        ab, ba = await asyncio.gather(
+        ab, ba = await self.endpoint.together(
             self.verdict(
                 PAIRWISE_TEMPLATE.format(context=context, answer_1=a, answer_2=b),
                 parse_pairwise,
@@ -543,45 +545,41 @@ async def judge_rows(config: SDFConfig, rows: list[dict], appender: JSONLAppende
     }
     from tqdm.auto import tqdm
 
-    queue: asyncio.Queue = asyncio.Queue()
-    for row in rows:
-        queue.put_nowait(row)
     judged: list[dict] = []
     bar = tqdm(total=len(rows), desc="judge", unit="prompt")
 
-    async def worker():
-        while not queue.empty():
-            row = queue.get_nowait()
-            usage = new_usage()
-            try:
-                if config.judge_mode == "pointwise":
-                    result = await judge.pointwise(row, usage)
-                else:
-                    result = await judge.pairwise(row, usage)
-            except Exception as error:  # openai.APIError after retries, timeouts: retried on the next run
-                stats["request_errors"] += 1
-                stats["last_error"] = describe_error(error)
-                logger.warning("judge: prompt %s failed: %s", row["id"], error)
-                continue
-            finally:
-                stats["usage"].add(usage)
-                bar.update(1)
-            out = {
-                **row,
-                "scores": result.pop("scores"),
-                "judge": {"model": config.judge_model, "mode": config.judge_mode, "usage": usage.as_dict(), **result},
-            }
-            for verdict in _verdicts(out["judge"]):
-                for error in verdict["errors"]:
-                    stats["parse_errors"][error] = stats["parse_errors"].get(error, 0) + 1
-            stats["unscored_candidates"] += sum(s is None for s in out["scores"])
-            if appender is not None:
-                appender.append(out)
-            judged.append(out)
-            stats["judged"] += 1
+    async def judge_one(row: dict) -> None:
+        batch_label.set(str(row["id"]))  # with judge_batch: its requests' custom_ids start with the prompt id
+        usage = new_usage()
+        try:
+            if config.judge_mode == "pointwise":
+                result = await judge.pointwise(row, usage)
+            else:
+                result = await judge.pairwise(row, usage)
+        except Exception as error:  # openai.APIError after retries, timeouts: retried on the next run
+            stats["request_errors"] += 1
+            stats["last_error"] = describe_error(error)
+            logger.warning("judge: prompt %s failed: %s", row["id"], error)
+            return
+        finally:
+            stats["usage"].add(usage)
+            bar.update(1)
+        out = {
+            **row,
+            "scores": result.pop("scores"),
+            "judge": {"model": config.judge_model, "mode": config.judge_mode, "usage": usage.as_dict(), **result},
+        }
+        for verdict in _verdicts(out["judge"]):
+            for error in verdict["errors"]:
+                stats["parse_errors"][error] = stats["parse_errors"].get(error, 0) + 1
+        stats["unscored_candidates"] += sum(s is None for s in out["scores"])
+        if appender is not None:
+            appender.append(out)
+        judged.append(out)
+        stats["judged"] += 1
 
     try:
-        await asyncio.gather(*[worker() for _ in range(max(1, config.judge_concurrency))])
+        await judge.endpoint.gather((judge_one(row) for row in rows), config.judge_concurrency)
     finally:
         bar.close()
     stats["rows"] = judged
@@ -610,6 +608,7 @@ def judge_step(config: SDFConfig) -> dict:
 
     async def run():
         judge = Judge(config)
+        judge.use_batches(folder / JUDGE_BATCH_FOLDER)
         try:
             with JSONLAppender(folder / JUDGED_FILE, writer="`baize sdf`") as appender:
                 return await judge_rows(config, todo, appender, judge)

@@ -298,3 +298,67 @@ def test_batch_settings_are_refused_for_alpaca_and_batch_folders_never_pushed():
         CollectConfig(mode="alpaca", batch=True)
     assert "batches/**" in RESUME_STATE_PATTERNS and "judge-batches/**" in RESUME_STATE_PATTERNS
     assert BatchSession.__doc__
+
+
+# --------------------------------------------------------------------------- the judges
+
+
+def test_sdf_judge_batches_verdicts_and_sends_reasks_in_the_next_batch(tmp_path):
+    from test_sdf import ANSWER, config_for, run_judge
+
+    from baize import sdf
+
+    def responder(request):
+        answer = ANSWER.search(request.messages[1]["content"]).group(1)
+        if answer == "good":
+            return "85\nAccurate and detailed."
+        if answer == "malformed":  # fixed by the format reminder
+            return "Score: 40/100\nThin." if len(request.messages) > 2 else "Rating: meh, somewhat helpful"
+        return "I'm sorry, I can't help with rating that."
+
+    rows = [
+        {"id": f"p{i}", "messages": [{"role": "user", "content": f"q{i}?"}],
+         "candidates": [{"text": t} for t in ("good", "malformed", "refuse")]}
+        for i in range(2)
+    ]  # fmt: skip
+    with OpenAIServer(responder) as server:
+        config = config_for(tmp_path, tmp_path, ["q"], judge_base_url=server.base_url, judge_parse_retries=1)
+        live = run_judge(config, rows)
+        server.reset()
+        config.judge_batch, config.judge_batch_poll_interval = True, 0.02
+
+        async def batched():
+            judge = sdf.Judge(config)
+            judge.use_batches(tmp_path / "judge-batches")
+            try:
+                return await sdf.judge_rows(config, rows, None, judge)
+            finally:
+                await judge.close()
+
+        stats = asyncio.run(batched())
+        sizes = [b["request_counts"]["total"] for b in server.batches.values()]
+    assert [r["scores"] for r in stats["rows"]] == [r["scores"] for r in live["rows"]] == [[85.0, 40.0, None]] * 2
+    assert sizes == [6, 4]  # every first ask in one batch, the re-asks (malformed, refused) in the next
+    assert stats["usage"]["calls"] == live["usage"]["calls"] == 10
+    assert stats["parse_errors"] == live["parse_errors"]
+    stored = [json.loads(line) for line in (tmp_path / "judge-batches" / RESULTS_FILE).open()]
+    assert {row["custom_id"].rsplit("-", 1)[0] for row in stored} == {"p0", "p1"}
+
+
+def test_eval_judge_batch_gives_the_live_verdicts_and_a_rerun_reattaches_or_replays(tmp_path):
+    from test_eval import judge_responder, judged_config
+
+    from baize import evaluate
+
+    with OpenAIServer(judge_responder) as server:
+        live = evaluate.judge_step(judged_config(tmp_path / "live", server))
+        live_rows = evaluate.read_jsonl(Path(tmp_path / "live" / "eval" / "judgements.jsonl"))
+        calls = len(server.requests)
+        server.reset()
+        config = judged_config(tmp_path / "batch", server, judge_batch=True, judge_batch_poll_interval=0.02)
+        stats = evaluate.judge_step(config)
+        rows = evaluate.read_jsonl(Path(config.output_dir) / "judgements.jsonl")
+        assert len(server.batches) == 2 and len(server.requests) == calls  # asks, then re-asks
+        assert stats["judged"] == live["judged"] == 6
+        assert {r["question_id"]: r["outcome"] for r in rows} == {r["question_id"]: r["outcome"] for r in live_rows}
+        assert (Path(config.output_dir) / "judge-batches" / BATCH_LOG).exists()
