@@ -5,6 +5,7 @@ Collection seeds, SDF prompts and eval questions are all read here."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,10 +84,12 @@ def load_table(name_or_path: str | None, name: str | None = None, split: str = "
 
 
 def column_values(table, column: str) -> list:
-    """Values of a (dotted) column path: `title`, or `questions.text.0` into nested dicts and lists."""
+    """Values of a (dotted) column path: `title`, or `questions.text.0` into nested dicts and lists. `table` is a
+    dataset or a slice of one (a dict of column lists)."""
     head, *rest = column.split(".")
-    if head not in table.column_names:
-        raise MissingColumn(f"seed column {head!r} not found; the dataset has {table.column_names}")
+    names = table.column_names if hasattr(table, "column_names") else list(table)
+    if head not in names:
+        raise MissingColumn(f"seed column {head!r} not found; the dataset has {names}")
     values = table[head]
     for key in rest:
         values = [_step(value, key) for value in values]
@@ -106,40 +109,67 @@ def select_seeds(
 ) -> tuple[list[Seed], SeedStats]:
     """De-duplicate (first occurrence wins), keep this shard's indices, then apply the limit."""
     stats = SeedStats()
+    seeds = list(iter_seeds(table, column, stats, alpaca=alpaca, shard_index=shard_index, num_shards=num_shards,
+                            limit=limit))  # fmt: skip
+    return seeds, stats
+
+
+def iter_seeds(
+    table,
+    column: str,
+    stats: SeedStats,
+    *,
+    alpaca: bool = False,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    limit: int | None = None,
+    rows_per_read: int = 10_000,
+) -> Iterator[Seed]:
+    """select_seeds one seed at a time, reading the table `rows_per_read` rows at a time: a source of a million
+    seeds is never held as a list (only the digests of the seeds seen, for de-duplication). `stats` counts as
+    the seeds go by, and is complete once the iterator is exhausted.
+
+    Shards are taken by index among the de-duplicated seeds, so every machine computes the same split."""
     if alpaca:
         missing = [c for c in ("instruction", "output") if c not in table.column_names]
         if missing:
             raise MissingColumn(
                 f"alpaca mode needs columns {ALPACA_COLUMNS}; missing {missing} in {table.column_names}"
             )
-        columns = {c: table[c] if c in table.column_names else [None] * len(table) for c in ALPACA_COLUMNS}
-        rows = [dict(zip(ALPACA_COLUMNS, values, strict=True)) for values in zip(*columns.values(), strict=True)]
-        texts = [f"{row['instruction'] or ''}\n{row['input'] or ''}".strip() for row in rows]
     else:
         column = "text" if "text" in table.column_names and len(table.column_names) == 1 else column
-        texts = ["" if v is None else str(v) for v in column_values(table, column)]
-        rows = [None] * len(texts)
-
-    seen: set[str] = set()
-    unique: list[Seed] = []
-    for text, row in zip(texts, rows, strict=True):
-        stats.read += 1
-        text = text.strip()
-        if not text:
-            stats.empty += 1
-            continue
-        key = seed_id(text)
-        if key in seen:
-            stats.duplicate += 1
-            continue
-        seen.add(key)
-        unique.append(Seed(key, row["instruction"].strip() if row else text, row))
-
-    # Shards are taken by index of the de-duplicated list: every machine computes the same list.
-    shard = unique[shard_index::num_shards]
-    stats.other_shards = len(unique) - len(shard)
-    if limit is not None and len(shard) > limit:
-        stats.over_limit = len(shard) - limit
-        shard = shard[:limit]
-    stats.selected = len(shard)
-    return shard, stats
+        head = column.split(".")[0]
+        if head not in table.column_names:
+            raise MissingColumn(f"seed column {head!r} not found; the dataset has {table.column_names}")
+    seen: set[int] = set()
+    unique = 0
+    for start in range(0, len(table), rows_per_read):
+        chunk = table[start : start + rows_per_read]  # a dict of column lists
+        if alpaca:
+            size = len(next(iter(chunk.values())))
+            columns = [chunk.get(c) or [None] * size for c in ALPACA_COLUMNS]  # `input` is optional
+            rows = [dict(zip(ALPACA_COLUMNS, values, strict=True)) for values in zip(*columns, strict=True)]
+            texts = [f"{row['instruction'] or ''}\n{row['input'] or ''}".strip() for row in rows]
+        else:
+            texts = ["" if v is None else str(v) for v in column_values(chunk, column)]
+            rows = [None] * len(texts)
+        for text, row in zip(texts, rows, strict=True):
+            stats.read += 1
+            text = text.strip()
+            if not text:
+                stats.empty += 1
+                continue
+            key = seed_id(text)
+            digest = int(key, 16)
+            if digest in seen:
+                stats.duplicate += 1
+                continue
+            seen.add(digest)
+            index, unique = unique, unique + 1
+            if index % num_shards != shard_index:
+                stats.other_shards += 1
+            elif limit is not None and stats.selected >= limit:
+                stats.over_limit += 1
+            else:
+                stats.selected += 1
+                yield Seed(key, row["instruction"].strip() if row else text, row)

@@ -7,6 +7,8 @@ import logging
 import os
 import statistics
 from collections import Counter
+from collections.abc import Iterable
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,16 +27,13 @@ MODE_DESCRIPTIONS = {
 }
 
 
-def dataset_rows(entries: list[dict]) -> list[dict]:
-    return [
-        {
-            "messages": entry["messages"],
-            **{name: entry.get(name) or "" for name in ("seed", "source", "teacher", "mode")},
-            "usage": entry["usage"],
-        }
-        for entry in entries
-        if entry["status"] == "kept"
-    ]
+def dataset_row(entry: dict) -> dict:
+    """A kept journal entry as a row of train.jsonl."""
+    return {
+        "messages": entry["messages"],
+        **{name: entry.get(name) or "" for name in ("seed", "source", "teacher", "mode")},
+        "usage": entry["usage"],
+    }
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -46,22 +45,24 @@ def write_atomically(path: Path, text: str) -> None:
 # --------------------------------------------------------------------------- report
 
 
-def build_report(entries: list[dict], config: CollectConfig, seed_stats: dict, run: dict) -> dict:
-    """Counts, exchanges per dialogue, tokens and cost over the whole output dir, plus this run's numbers."""
-    kept = [e for e in entries if e["status"] == "kept"]
-    dropped = Counter(e["reason"] for e in entries if e["status"] == "dropped")
-    exchanges = [len(e["messages"]) // 2 for e in kept]
-    spent = Usage()
+def build_report(entries: Iterable[dict], config: CollectConfig, seed_stats: dict, run: dict) -> dict:
+    """Counts, exchanges per dialogue, tokens and cost over the whole output dir, plus this run's numbers; the
+    entries are read once, one at a time."""
+    dropped, endings, exchanges, spent = Counter(), Counter(), [], Usage()
     for entry in entries:
+        if entry["status"] == "kept":
+            exchanges.append(len(entry["messages"]) // 2)
+            endings[entry.get("stop", "")] += 1
+        else:
+            dropped[entry["reason"]] += 1
         spent.merge(Usage.from_by_role(entry.get("usage_by_role")))
     total = spent.total
     return {
-        "output_dir": str(config.output_dir),
         "mode": config.mode,
         "teacher": config.teacher,
         "source": config.source_label,
         "seeds": seed_stats,
-        "kept": len(kept),
+        "kept": len(exchanges),
         "dropped": {reason: dropped.get(reason, 0) for reason in REASONS},
         "dropped_total": sum(dropped.values()),
         "failed_this_run": run.get("failed", 0),
@@ -72,7 +73,7 @@ def build_report(entries: list[dict], config: CollectConfig, seed_stats: dict, r
             "max": max(exchanges, default=0),
             "histogram": {str(n): c for n, c in sorted(Counter(exchanges).items())},
         },
-        "dialogue_endings": dict(Counter(e.get("stop", "") for e in kept)),
+        "dialogue_endings": dict(endings),
         "tokens": {
             "calls": total.calls,
             "prompt": total.prompt_tokens,
@@ -215,20 +216,44 @@ def build_card(config: CollectConfig, report: dict):
 # --------------------------------------------------------------------------- writing and pushing
 
 
-def write_outputs(entries: list[dict], config: CollectConfig, report: dict) -> dict[str, Path]:
+def write_outputs(entries: Iterable[dict], config: CollectConfig, report: dict) -> dict[str, Path]:
+    """train.jsonl (and baize.json) written row by row from the entries, then report.json and the card; each file
+    appears whole or not at all."""
     out = Path(config.output_dir)
-    rows = dataset_rows(entries)
     paths = {"train": out / TRAIN_FILE, "report": out / "report.json", "card": out / "README.md"}
-    write_atomically(paths["train"], "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    if config.baize_json:
+        paths["baize"] = out / "baize.json"
+    with ExitStack() as stack:
+        train = stack.enter_context(atomic_writer(paths["train"]))
+        baize = stack.enter_context(atomic_writer(paths["baize"])) if config.baize_json else None
+        if baize is not None:
+            from baize.data import messages_to_baize
+
+            baize.write("[")
+        first = True
+        for entry in entries:
+            if entry["status"] != "kept":
+                continue
+            row = dataset_row(entry)
+            train.write(json.dumps(row, ensure_ascii=False) + "\n")
+            if baize is not None:
+                record = {"topic": row["seed"], "input": messages_to_baize(row["messages"])}
+                baize.write(("\n" if first else ",\n") + json.dumps(record, ensure_ascii=False, indent=1))
+            first = False
+        if baize is not None:
+            baize.write("\n]")
     write_atomically(paths["report"], json.dumps(report, indent=2) + "\n")
     write_atomically(paths["card"], str(build_card(config, report)))
-    if config.baize_json:
-        from baize.data import messages_to_baize
-
-        paths["baize"] = out / "baize.json"
-        records = [{"topic": row["seed"], "input": messages_to_baize(row["messages"])} for row in rows]
-        write_atomically(paths["baize"], json.dumps(records, ensure_ascii=False, indent=1))
     return paths
+
+
+@contextmanager
+def atomic_writer(path: Path):
+    """A text file written beside `path` and renamed over it only when the block ends without an error."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        yield f
+    os.replace(tmp, path)
 
 
 def push(config: CollectConfig, report: dict) -> str:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -17,11 +19,11 @@ from baize.collect.journal import (
     Journal,
     JournalState,
     Ledger,
-    read_journals,
+    iter_journals,
     read_ledgers,
 )
 from baize.collect.output import TRAIN_FILE, build_report, push, write_outputs
-from baize.collect.seeds import load_seeds
+from baize.collect.seeds import seed_table, stream_seeds
 from baize.collect.selfchat import (
     Cleaner,
     Dialogue,
@@ -36,7 +38,7 @@ from baize.endpoint import EndpointError, MalformedReply, RateLimiter, Usage, de
 from baize.errors import UsageError
 from baize.jsonl import write_jsonl_atomically
 from baize.runs import claim_step
-from baize.seeds import Seed
+from baize.seeds import Seed, SeedStats
 
 FAILED_SEEDS_FILE = "failed_seeds.jsonl"
 BATCH_FOLDER = "batches"  # batch: true: request files, batch ids and stored answers (baize.batch)
@@ -172,7 +174,7 @@ class Collector:
 
     # ------------------------------------------------------------------ the runs
 
-    async def run_teacher(self, todo: list[Seed]) -> None:
+    async def run_teacher(self, todo: Iterable[Seed]) -> None:
         """Two passes: every seed once with a single try per call, so that fresh seeds do not wait behind failing
         ones, then the seeds that failed with the remaining retries (the same number of attempts in all)."""
         limiter = RateLimiter(self.config.rpm, self.config.tpm)
@@ -194,7 +196,7 @@ class Collector:
         finally:
             await self.teacher.close()
 
-    async def run_pass(self, seeds: list[Seed]) -> None:
+    async def run_pass(self, seeds: Iterable[Seed]) -> None:
         slots = asyncio.Semaphore(self.config.concurrency)
         tasks: set[asyncio.Task] = set()
 
@@ -220,7 +222,7 @@ class Collector:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
 
-    async def run_batches(self, todo: list[Seed], folder: Path) -> None:
+    async def run_batches(self, todo: Iterable[Seed], folder: Path) -> None:
         """`batch: true`: the seeds in runs of batch_size, each run sent batch by batch (baize.batch) through the
         same dialogue, parse, clean and journal code as live calls."""
         config = self.config
@@ -235,10 +237,8 @@ class Collector:
             keep=lambda request_id: request_id.rsplit("-", 1)[0] not in done,  # answers of unfinished seeds only
         )
         try:
-            for start in range(0, len(todo), config.batch_size):
-                if self.stopped != "done":
-                    break
-                run = todo[start : start + config.batch_size]
+            seeds = iter(todo)
+            while self.stopped == "done" and (run := list(itertools.islice(seeds, config.batch_size))):
                 await self.teacher.endpoint.gather((self.one_within_budget(seed) for seed in run), len(run))
             if self.stopped == "done" and self.fatal:
                 self.stopped = "error"
@@ -259,7 +259,7 @@ class Collector:
         batch_label.set(seed.id)  # its requests' custom_ids start with the seed id
         await self.one(seed)
 
-    def run_alpaca(self, todo: list[Seed]) -> None:
+    def run_alpaca(self, todo: Iterable[Seed]) -> None:
         for seed in todo:
             try:
                 dialogue = alpaca_dialogue(seed)
@@ -304,27 +304,32 @@ def collect(config: CollectConfig) -> dict:
     ]
     claim_step(output_dir, "collect_signature.json", config.shaping_settings(), outputs, overwrite=config.overwrite,
                what="dialogues")  # fmt: skip
-    seeds, seed_stats = load_seeds(config)
+    table = seed_table(config)
     if config.max_cost is not None and config.mode != "alpaca" and config.price(config.teacher_model) is None:
         raise UsageError(f"max_cost is set but `prices` has no entry for {config.teacher_model!r}")
     # Opening repairs a torn last line before anything is read.
     with Journal(output_dir, config) as journal, Ledger(output_dir, config) as ledger:
         # spent: every call billed, also those of failed or killed dialogues
         state = JournalState.read(output_dir)
-        todo = [seed for seed in seeds if seed.id not in state.done]
+        # The seeds are streamed twice (counting, then collecting), never held as a list: a million-seed source
+        # costs the set of seen seed digests only.
+        seed_stats = SeedStats()
+        done_before = sum(seed.id in state.done for seed in stream_seeds(config, table, seed_stats))
+        todo_count = seed_stats.selected - done_before
+        todo = (seed for seed in stream_seeds(config, table, SeedStats()) if seed.id not in state.done)
         logger.info(
             "%d seeds selected, %d already done in %s, %d to collect (%s mode)",
-            len(seeds), len(seeds) - len(todo), output_dir, len(todo), config.mode,
+            seed_stats.selected, done_before, output_dir, todo_count, config.mode,
         )  # fmt: skip
-        collector = Collector(config, journal, state, len(todo))
+        collector = Collector(config, journal, state, todo_count)
         collector.ledger = ledger
         start = time.perf_counter()
         try:
             if config.mode == "alpaca":
                 collector.run_alpaca(todo)
-            elif todo and config.batch:
+            elif todo_count and config.batch:
                 asyncio.run(collector.run_batches(todo, output_dir / BATCH_FOLDER))
-            elif todo:
+            elif todo_count:
                 asyncio.run(collector.run_teacher(todo))
         except KeyboardInterrupt:
             collector.stopped = "interrupted"
@@ -332,13 +337,13 @@ def collect(config: CollectConfig) -> dict:
             collector.progress.close()
         run = collector.summary(time.perf_counter() - start)
 
-    entries = read_journals(output_dir)
-    seed_stats = {**seed_stats.as_dict(), "done_before_run": len(seeds) - len(todo)}
-    report = build_report(entries, config, seed_stats, run)
+    seed_stats = {**seed_stats.as_dict(), "done_before_run": done_before}
+    # The journal is read line by line for the report, and again for the outputs: never held whole.
+    report = build_report(iter_journals(output_dir), config, seed_stats, run)
     # What the budget counts: every call, kept dialogue or not, read back from the ledgers, where a call a killed
     # run reserved and this run settled (a re-attached batch) is one call.
     report["billed"] = read_ledgers(output_dir).summary()
-    paths = write_outputs(entries, config, report)
+    paths = write_outputs(iter_journals(output_dir), config, report)
     logger.info(
         "kept %d, dropped %d %s, failed this run %d, stopped: %s; %s tokens, $%.4f -> %s",
         report["kept"], report["dropped_total"], {k: v for k, v in report["dropped"].items() if v},

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from baize.collect.config import CollectConfig
-from baize.seeds import Seed, SeedStats, load_table, select_seeds
+from baize.seeds import Seed, SeedStats, iter_seeds, load_table
 
 
-def load_seeds(config: CollectConfig) -> tuple[list[Seed], SeedStats]:
-    table = load_table(config.seeds_path, config.seeds_name, config.seeds_split)
-    return select_seeds(
+def seed_table(config: CollectConfig):
+    """The seed source as a `datasets.Dataset` (memory-mapped: its rows stay on disk until read)."""
+    return load_table(config.seeds_path, config.seeds_name, config.seeds_split)
+
+
+def stream_seeds(config: CollectConfig, table, stats: SeedStats) -> Iterator[Seed]:
+    """This shard's seeds one at a time (a million-seed source is never held as a list); `stats` fills as it goes."""
+    return iter_seeds(
         table,
         config.seeds_column,
+        stats,
         alpaca=config.mode == "alpaca",
         shard_index=config.shard_index,
         num_shards=config.num_shards,
         limit=config.limit,
     )
+
+
+def load_seeds(config: CollectConfig) -> tuple[list[Seed], SeedStats]:
+    stats = SeedStats()
+    return list(stream_seeds(config, seed_table(config), stats)), stats
