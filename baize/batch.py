@@ -22,6 +22,10 @@ Crash safety lives in `folder`:
   answer without a call, and a changed request is never answered from the store.
 Requests that failed inside a batch (the provider's error file, or the batch expired before it reached them)
 go into a new batch, at most `retries` times; then the coroutine gets `BatchRequestFailed`.
+
+`offline=True` sends nothing: each batch's request file is written and the run stops (`BatchWritten`) until
+an engine without the API has answered it (`vllm run-batch -i requests-NNNNN.jsonl -o results-NNNNN.jsonl`);
+the next run reads every `results-*.jsonl` of the folder and goes on to the next batch.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 from baize.endpoint import EndpointError, MalformedReply
+from baize.errors import BaizeError
 from baize.jsonl import JSONLAppender, write_jsonl_atomically
 from baize.secrets import redact
 
@@ -43,6 +48,7 @@ logger = logging.getLogger(__name__)
 BATCH_LOG = "batches.jsonl"
 RESULTS_FILE = "batch_results.jsonl"
 REQUESTS_GLOB = "requests-*.jsonl"
+OFFLINE_RESULTS_GLOB = "results-*.jsonl"  # offline: what `vllm run-batch -o` wrote for a request file
 ENDED = ("completed", "failed", "expired", "cancelled")
 CHAT_URL = "/v1/chat/completions"
 
@@ -57,6 +63,18 @@ class BatchFailed(EndpointError):
 
 class BatchRequestFailed(MalformedReply):
     """One request failed inside its batches, retries included: the next run asks again."""
+
+
+class BatchWritten(BaizeError):
+    """offline: a request file is written and waits for an engine's answers; the run stops here, on purpose."""
+
+    def __init__(self, requests: Path, count: int):
+        self.requests, self.count = requests, count
+        results = requests.with_name(requests.name.replace("requests-", "results-"))
+        super().__init__(
+            f"wrote {requests} ({count} requests) for an offline engine: run `vllm run-batch -i {requests} -o "
+            f"{results} --model MODEL`, then this command again"
+        )
 
 
 def custom_id(label: str, body: dict) -> str:
@@ -122,6 +140,7 @@ class BatchSession:
         max_requests: int = 50_000,
         retries: int = 2,
         keep: Callable[[str], bool] | None = None,
+        offline: bool = False,
     ):
         self.client = client  # the endpoint's openai.AsyncOpenAI: its retries and time-outs
         self.folder = Path(folder)
@@ -129,11 +148,18 @@ class BatchSession:
         self.where = where  # the endpoint URL, for messages
         self.completion_window, self.max_requests, self.retries = completion_window, max_requests, retries
         self.poll_interval, self.max_poll_interval = poll_interval, max_poll_interval
+        self.offline = offline
         self.log = BatchLog(self.folder)
         self.results: dict[str, dict] = {}
         for row in _read_lines(self.folder / RESULTS_FILE):
             if keep is None or keep(row["custom_id"]):  # a finished seed's answers are not needed again
                 self.results[row["custom_id"]] = row["body"]
+        for path in sorted(self.folder.glob(OFFLINE_RESULTS_GLOB)):  # an offline engine's answers
+            for line in redact(path.read_text(encoding="utf-8")).splitlines():
+                if line.strip():
+                    request_id, body, _ = read_result_line(json.loads(line))
+                    if body is not None and (keep is None or keep(request_id)):
+                        self.results[request_id] = body  # a failed one is written into the next request file
         self._results_file = JSONLAppender(self.folder / RESULTS_FILE, writer="run with batches in this folder")
         self.pending: dict[str, tuple[dict, list[asyncio.Future]]] = {}
         self.running = 0  # coroutines of `run` that are neither waiting for a batch nor done
@@ -222,6 +248,8 @@ class BatchSession:
         errors: dict[str, str] = {}
         try:
             todo = list(pending)
+            if self.offline:
+                raise BatchWritten(self._write_requests(todo, pending), len(todo))
             for attempt in range(1 + self.retries):
                 errors = await self._send_and_wait(todo, pending)
                 todo = [request_id for request_id in todo if request_id in errors]
@@ -229,6 +257,8 @@ class BatchSession:
                     break
                 if attempt < self.retries:
                     logger.warning("%d requests failed in their batch; sending them again as a new batch", len(todo))
+        except BatchWritten:  # offline: the run stops until the engine has answered
+            raise
         except Exception as error:  # the batch API itself failed: every waiting coroutine hears it
             for _, futures in pending.values():
                 self._resolve(futures, error=error)
@@ -290,10 +320,19 @@ class BatchSession:
                     break
         return running
 
-    async def _submit(self, request_ids: list[str], pending: dict) -> str:
-        number = len(list(self.folder.glob(REQUESTS_GLOB))) + 1
-        path = self.folder / f"requests-{number:05d}.jsonl"
+    def _write_requests(self, request_ids: list[str], pending: dict) -> Path:
+        """The next request file; offline, the unanswered file of a run that stopped here, if it asks the same."""
+        existing = sorted(self.folder.glob(REQUESTS_GLOB))
+        if self.offline:
+            for path in existing:
+                if set(_custom_ids(path)) == set(request_ids):
+                    return path
+        path = self.folder / f"requests-{len(existing) + 1:05d}.jsonl"
         write_jsonl_atomically(path, [request_line(request_id, pending[request_id][0]) for request_id in request_ids])
+        return path
+
+    async def _submit(self, request_ids: list[str], pending: dict) -> str:
+        path = self._write_requests(request_ids, pending)
         uploaded = await self.client.files.create(file=(path.name, path.read_bytes()), purpose="batch")
         self.log.append({"event": "uploaded", "file": uploaded.id, "requests": path.name})
         batch = await self.client.batches.create(

@@ -201,12 +201,12 @@ def retry_after_seconds(headers) -> float:
     return 1.0
 
 
-def resolve_api_key(api_key_env: str, base_url: str | None) -> str:
+def resolve_api_key(api_key_env: str, base_url: str | None, needed: bool = True) -> str:
     register_key_variable(api_key_env)  # its value is redacted from every message and log line from now on
     key = os.environ.get(api_key_env)
     if key:
         return key
-    if base_url is None:
+    if base_url is None and needed:
         raise EndpointError(f"set the {api_key_env} environment variable (the API key is read from it only)")
     return "not-needed"  # local servers (transformers serve, vLLM) accept any key
 
@@ -240,7 +240,9 @@ class Endpoint:
         limiter: RateLimiter | None = None,
         max_retries: int = 6,
         timeout: float = 120.0,
+        offline: bool = False,
     ):
+        """`offline`: nothing will be sent (Batch API files for an engine without the API), so no key is needed."""
         import openai
 
         self.base_url = base_url
@@ -251,7 +253,7 @@ class Endpoint:
         self.batch = None  # a baize.batch.BatchSession once use_batches() is called
         self.client = openai.AsyncOpenAI(
             base_url=base_url,
-            api_key=resolve_api_key(api_key_env, base_url),
+            api_key=resolve_api_key(api_key_env, base_url, needed=not offline),
             max_retries=max_retries,
             timeout=timeout,
             http_client=openai.DefaultAsyncHttpxClient(

@@ -289,7 +289,7 @@ class OpenAIServer:
         return {"id": file_id, "object": "file", "bytes": len(file["data"]), "created_at": int(time.time()),
                 "filename": file["filename"], "purpose": file["purpose"], "status": "processed"}  # fmt: skip
 
-    def create_batch(self, body: dict) -> dict:
+    def create_batch(self, body: dict, headers: dict[str, str] | None = None) -> dict:
         batch_id = f"batch-test-{next(self._ids)}"
         batch = {
             "id": batch_id, "object": "batch", "endpoint": body.get("endpoint"), "errors": None,
@@ -299,10 +299,12 @@ class OpenAIServer:
         }  # fmt: skip
         with self._lock:
             self.batches[batch_id] = batch
-        threading.Thread(target=self._run_batch, args=(batch,), name=f"batch {batch_id}", daemon=True).start()
+        # the batch's requests carry the creating request's headers (its API key), as the provider sees them
+        args = (batch, headers or {})
+        threading.Thread(target=self._run_batch, args=args, name=f"batch {batch_id}", daemon=True).start()
         return dict(batch)
 
-    def _run_batch(self, batch: dict) -> None:
+    def _run_batch(self, batch: dict, headers: dict[str, str]) -> None:
         """Validate the input file like OpenAI, then answer its lines one by one through the responder."""
         lines, problem = [], self.fail_batches
         file = self.files.get(batch["input_file_id"])
@@ -335,7 +337,7 @@ class OpenAIServer:
                                          "before the completion window expired."}})  # fmt: skip
                 batch["request_counts"]["failed"] += 1
                 continue
-            request = ChatRequest(line["body"], {}, 1, time.monotonic())
+            request = ChatRequest(line["body"], headers, 1, time.monotonic())
             with self._lock:
                 self.requests.append(request)
             reply = self.responder(request)
@@ -434,7 +436,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = json.loads(data or b"{}")
         if route == "/v1/batches":
-            self._send(200, owner.create_batch(body))
+            self._send(200, owner.create_batch(body, {k.lower(): v for k, v in self.headers.items()}))
             return
         if route not in ("/v1/chat/completions", "/v1/completions"):
             self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})

@@ -147,6 +147,18 @@ def test_max_cost_holds_at_batch_prices(openai_server, tmp_path):
     assert usage["cost_usd"] == pytest.approx((usage["prompt_tokens"] * 0.4 + usage["completion_tokens"] * 0.8) / 1e6)
 
 
+def test_a_key_echoed_back_in_batch_answers_never_lands_in_a_file(openai_server, tmp_path, monkeypatch):
+    secret = "my-batch-key-" + "7c1e" * 6  # not token-shaped: only its value identifies it
+    monkeypatch.setenv("BAIZE_TEST_BATCH_KEY", secret)
+    openai_server.responder = lambda r: f"[Human] {seed_of(r)}?\n[AI] the key is {r.headers['authorization']}"
+    config = batch_config(openai_server, tmp_path, ["one", "two"], api_key_env="BAIZE_TEST_BATCH_KEY")
+    assert collect(config)["kept"] == 2
+    assert "the key is Bearer ***" in (tmp_path / "out" / "train.jsonl").read_text()  # the server did echo it
+    for path in (tmp_path / "out").rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(errors="replace"), path
+
+
 def test_a_batch_that_fails_validation_stops_the_run_with_one_line(openai_server, tmp_path):
     openai_server.responder = transcript_responder
     openai_server.fail_batches = "model test-teacher does not exist"
@@ -362,3 +374,46 @@ def test_eval_judge_batch_gives_the_live_verdicts_and_a_rerun_reattaches_or_repl
         assert stats["judged"] == live["judged"] == 6
         assert {r["question_id"]: r["outcome"] for r in rows} == {r["question_id"]: r["outcome"] for r in live_rows}
         assert (Path(config.output_dir) / "judge-batches" / BATCH_LOG).exists()
+
+
+# --------------------------------------------------------------------------- offline: vllm run-batch
+
+
+def run_batch_offline(requests: Path, results: Path, responder) -> None:
+    """What `vllm run-batch -i requests -o results` writes: one BatchRequestOutput line per request (vLLM cannot
+    run here; its output format is the one checked in test_request_and_result_lines_...)."""
+    from openai_server import ChatRequest
+
+    server = OpenAIServer(responder)  # not started: only its completion builder is used
+    lines = []
+    for number, line in enumerate(map(json.loads, requests.open())):
+        request = ChatRequest(line["body"], {}, 1, 0.0)
+        reply = responder(request)
+        completion = server._completion(request, Reply(reply) if isinstance(reply, str) else reply)
+        lines.append({"id": f"vllm-{number}", "custom_id": line["custom_id"], "error": None,
+                      "response": {"status_code": 200, "request_id": f"vllm-batch-{number}", "body": completion}})  # fmt: skip
+    results.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_offline_batches_stop_for_the_engine_and_go_on_with_its_results(openai_server, tmp_path, monkeypatch):
+    """batch_offline: no endpoint and no key; each run writes the next request file and stops (exit 0) until the
+    file's results are in the folder; the dialogues are those of a live run."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    openai_server.responder = turns_responder
+    seeds = ["short seed", "long seed"]
+    live = config_for(openai_server, tmp_path, seeds, mode="turns", max_rounds=3, output_dir=str(tmp_path / "live"))
+    collect(live)
+    config = CollectConfig(mode="turns", max_rounds=3, seeds_path=str(tmp_path / "seeds.txt"), base_url=None,
+                           teacher_model="test-teacher", output_dir=str(tmp_path / "offline"), batch_offline=True)  # fmt: skip
+    folder = tmp_path / "offline" / "batches"
+    cycles = 0
+    while (report := collect(config))["stopped"] == "waiting_for_batch_results":
+        cycles += 1
+        newest = sorted(folder.glob("requests-*.jsonl"))[-1]
+        if cycles == 1:  # a re-run before the engine answered writes nothing new
+            assert collect(config)["stopped"] == "waiting_for_batch_results"
+            assert sorted(folder.glob("requests-*.jsonl")) == [newest]
+        run_batch_offline(newest, newest.with_name(newest.name.replace("requests-", "results-")), turns_responder)
+    assert cycles == 6 and report["kept"] == 2  # simulator, AI, x3 (the short seed ends in round 3)
+    assert {e["seed"]: e["messages"] for e in journal(config)} == {e["seed"]: e["messages"] for e in journal(live)}
+    assert len(openai_server.requests) == 11 and not openai_server.batches  # the live run's calls; offline sent none

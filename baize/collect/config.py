@@ -189,6 +189,14 @@ class CollectConfig:
             "re-attaches to a batch still running instead of paying twice."
         },
     )
+    batch_offline: bool = field(
+        default=False,
+        metadata={
+            "help": "Batches for an engine without the API (implies batch): each step's request file is written to "
+            "<output_dir>/batches/requests-NNNNN.jsonl and the run stops; run it with `vllm run-batch -i ... -o "
+            "<output_dir>/batches/results-NNNNN.jsonl`, then the same command again, until it says done."
+        },
+    )
     batch_size: int = field(
         default=50_000,
         metadata={"help": "Seeds per batch run (the OpenAI Batch API takes at most 50,000 requests a batch)."},
@@ -296,6 +304,7 @@ class CollectConfig:
                 )
         if not 0 <= self.shard_index < self.num_shards:
             raise ValueError(f"shard_index must be in [0, num_shards={self.num_shards}), got {self.shard_index}")
+        self.batch = self.batch or self.batch_offline
         if self.batch and self.mode == "alpaca":
             raise ValueError("batch: alpaca mode makes no teacher calls")
         if self.concurrency < 1:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from baize.batch import BatchFailed, batch_label
+from baize.batch import BatchFailed, BatchWritten, batch_label
 from baize.collect.config import CollectConfig
 from baize.collect.journal import (
     JOURNAL_GLOB,
@@ -63,6 +63,7 @@ class Collector:
         self.deferring = False  # first pass: a seed whose call fails goes to `deferred`, tried again after the rest
         self.deferred: list[Seed] = []
         self.batch_stats: dict | None = None  # batch: true: batches sent, re-attached, answers replayed
+        self.waiting: BatchWritten | None = None  # batch_offline: the request file the engine has to answer
         self.progress = tqdm(total=todo, desc=f"collect ({config.mode})", unit="dialogue", mininterval=0.5)
 
     # ------------------------------------------------------------------ stop rules
@@ -234,6 +235,7 @@ class Collector:
             poll_interval=config.batch_poll_interval,
             max_requests=config.batch_size,
             retries=config.batch_retries,
+            offline=config.batch_offline,
             keep=lambda request_id: request_id.rsplit("-", 1)[0] not in done,  # answers of unfinished seeds only
         )
         try:
@@ -242,6 +244,8 @@ class Collector:
                 await self.teacher.endpoint.gather((self.one_within_budget(seed) for seed in run), len(run))
             if self.stopped == "done" and self.fatal:
                 self.stopped = "error"
+        except BatchWritten as written:  # offline: stop here until the engine has answered
+            self.stopped, self.waiting = "waiting_for_batch_results", written
         except BaseException:
             logger.warning("a batch already sent keeps running at the provider: re-run the same command to collect it")
             raise
@@ -361,6 +365,9 @@ def collect(config: CollectConfig) -> dict:
             f"{run['failed']} seeds failed at {describe_url(config.base_url)} ({counts}; stop: "
             f"{run['stopped'] or 'none'}); they are listed in {failed_path}: re-run the same command to retry them"
         )
+    if collector.waiting is not None:  # not a failure: the next step waits for the offline engine's answers
+        logger.warning("%s", collector.waiting)
+        return report
     if config.push_to_hub:
         push(config, report)
     return report

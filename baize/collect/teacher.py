@@ -35,6 +35,7 @@ class Teacher:
             limiter=limiter,
             max_retries=config.max_retries,
             timeout=config.timeout,
+            offline=config.batch_offline,
         )
 
     @property
