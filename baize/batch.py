@@ -309,8 +309,9 @@ class BatchSession:
         """Journaled batches that have not ended, plus the batch of an upload that was not journaled as one."""
         running = self.log.open_batches()
         orphans = self.log.unbatched_uploads()
-        if orphans:
-            async for batch in self.client.batches.list(limit=100):
+        if orphans:  # such a batch was created just before the kill: among the newest 100 of the account
+            page = await self.client.batches.list(limit=100)
+            for batch in page.data:
                 if batch.input_file_id in orphans:
                     requests_name = orphans.pop(batch.input_file_id)
                     self.log.append({"event": "created", "batch": batch.id, "file": batch.input_file_id,
