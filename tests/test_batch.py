@@ -208,6 +208,39 @@ def test_killed_while_a_batch_runs_then_the_rerun_reattaches_instead_of_paying_t
     assert report["billed"]["calls"] == 8 and report["billed"]["cost_usd"] == pytest.approx(report["cost_usd"])
 
 
+def test_turns_mode_killed_in_a_later_step_pays_for_no_request_twice(openai_server, tmp_path):
+    """Killed while round 2's simulator batch runs: the re-run replays round 1 from the store, re-attaches to the
+    running batch and goes on; the server answers each request of the collection once."""
+    openai_server.responder = turns_responder
+    seeds = [f"long seed {i}" for i in range(4)]
+    live = config_for(openai_server, tmp_path, seeds, mode="turns", max_rounds=2, output_dir=str(tmp_path / "live"))
+    collect(live)
+    live_calls = len(openai_server.requests)
+    openai_server.reset()
+    openai_server.batch_delay = 0.2
+    output = tmp_path / "out"
+    command = [sys.executable, "-m", "baize.collect", "--mode", "turns", "--max_rounds", "2", "--base_url",
+               openai_server.base_url, "--seeds_path", str(tmp_path / "seeds.txt"), "--teacher_model", "test-teacher",
+               "--output_dir", str(output), "--batch", "true", "--batch_poll_interval", "0.05"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while len(openai_server.batches) < 3 or list(openai_server.batches.values())[2]["status"] != "in_progress":
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    openai_server.batch_delay = 0.0
+    config = CollectConfig(mode="turns", max_rounds=2, seeds_path=str(tmp_path / "seeds.txt"), output_dir=str(output),
+                           teacher_model="test-teacher", base_url=openai_server.base_url, batch=True,
+                           batch_poll_interval=0.02)  # fmt: skip
+    report = collect(config)
+    assert report["kept"] == 4 and report["this_run"]["batch"]["attached"] == 1
+    assert report["this_run"]["batch"]["replayed"] == 8  # round 1: 4 questions and 4 answers from the store
+    assert len(openai_server.batches) == 4 and len(openai_server.requests) == live_calls == 16
+    assert {e["seed"]: e["messages"] for e in journal(config)} == {e["seed"]: e["messages"] for e in journal(live)}
+
+
 def test_a_batch_created_but_not_journaled_is_found_by_its_input_file(openai_server, tmp_path):
     """A kill between `batches.create` and its journal line: the upload was journaled, and the batch is found in
     the provider's batch list by that file."""
@@ -357,7 +390,7 @@ def test_sdf_judge_batches_verdicts_and_sends_reasks_in_the_next_batch(tmp_path)
     assert {row["custom_id"].rsplit("-", 1)[0] for row in stored} == {"p0", "p1"}
 
 
-def test_eval_judge_batch_gives_the_live_verdicts_and_a_rerun_reattaches_or_replays(tmp_path):
+def test_eval_judge_batch_gives_the_live_verdicts_and_a_rerun_replays_them(tmp_path):
     from test_eval import judge_responder, judged_config
 
     from baize import evaluate
@@ -374,6 +407,13 @@ def test_eval_judge_batch_gives_the_live_verdicts_and_a_rerun_reattaches_or_repl
         assert stats["judged"] == live["judged"] == 6
         assert {r["question_id"]: r["outcome"] for r in rows} == {r["question_id"]: r["outcome"] for r in live_rows}
         assert (Path(config.output_dir) / "judge-batches" / BATCH_LOG).exists()
+        # without the verdict cache, a re-run gets every answer from the batch store: nothing is sent again
+        (Path(config.output_dir) / "judge_cache.jsonl").unlink()
+        again = evaluate.judge_step(config)
+        assert again["judged"] == 6 and again["cache_misses"] == 12
+        assert len(server.batches) == 2 and len(server.requests) == calls
+        rerun = evaluate.read_jsonl(Path(config.output_dir) / "judgements.jsonl")
+        assert {r["question_id"]: r["outcome"] for r in rerun} == {r["question_id"]: r["outcome"] for r in rows}
 
 
 # --------------------------------------------------------------------------- offline: vllm run-batch
