@@ -294,9 +294,13 @@ class BatchSession:
                 self.stats["attached"] += 1
                 batches.append(batch_id)
                 wanted -= held
-        fresh = [request_id for request_id in request_ids if request_id in wanted]
-        for start in range(0, len(fresh), self.max_requests):
-            batches.append(await self._submit(fresh[start : start + self.max_requests], pending))
+        by_model: dict[str, list[str]] = {}  # OpenAI takes one model per batch
+        for request_id in request_ids:
+            if request_id in wanted:
+                by_model.setdefault(pending[request_id][0].get("model", ""), []).append(request_id)
+        for fresh in by_model.values():
+            for start in range(0, len(fresh), self.max_requests):
+                batches.append(await self._submit(fresh[start : start + self.max_requests], pending))
         errors: dict[str, str] = {}
         for batch_errors in await asyncio.gather(*(self._wait(batch_id) for batch_id in batches)):
             errors.update(batch_errors)

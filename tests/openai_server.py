@@ -315,6 +315,8 @@ class OpenAIServer:
             ids = [line.get("custom_id") for line in lines]
             if len(set(ids)) != len(ids) or None in ids:
                 problem = problem or "custom_id values must be unique and present"
+            if len({line.get("body", {}).get("model") for line in lines}) > 1:
+                problem = problem or "a batch takes requests for one model only"
             for line in lines:
                 if line.get("method") != "POST" or line.get("url") != batch["endpoint"] or "model" not in line["body"]:
                     problem = (

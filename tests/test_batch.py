@@ -75,9 +75,11 @@ def test_transcript_mode_is_one_batch_at_half_the_price_and_a_rerun_asks_nothing
 def test_turns_mode_sends_one_batch_per_step_and_matches_live_dialogues(openai_server, tmp_path):
     openai_server.responder = turns_responder
     seeds = ["short seed", "long seed", "long other"]
-    live = config_for(openai_server, tmp_path, seeds, mode="turns", max_rounds=3, output_dir=str(tmp_path / "live"))
+    live = config_for(openai_server, tmp_path, seeds, mode="turns", max_rounds=3, output_dir=str(tmp_path / "live"),
+                      user_model="simulator-model")  # fmt: skip
     collect(live)
-    config = batch_config(openai_server, tmp_path, seeds, mode="turns", max_rounds=3, output_dir=str(tmp_path / "b"))
+    config = batch_config(openai_server, tmp_path, seeds, mode="turns", max_rounds=3, output_dir=str(tmp_path / "b"),
+                          user_model="simulator-model")  # fmt: skip
     report = collect(config)
     assert report["kept"] == 3
     assert {e["seed"]: (e["messages"], e["stop"]) for e in journal(config)} == {
@@ -89,6 +91,8 @@ def test_turns_mode_sends_one_batch_per_step_and_matches_live_dialogues(openai_s
     assert sizes == [3, 3, 3, 3, 3, 2]
     roles = [{is_simulator(r) for r in requests_of(openai_server, batch)} for batch in openai_server.batches.values()]
     assert roles == [{True}, {False}] * 3
+    models = [{r.body["model"] for r in requests_of(openai_server, batch)} for batch in openai_server.batches.values()]
+    assert models == [{"simulator-model"}, {"test-teacher"}] * 3  # one model a batch, as OpenAI requires
 
 
 def requests_of(server: OpenAIServer, batch: dict):
@@ -306,6 +310,25 @@ def test_nested_calls_and_reasks_go_into_the_next_batch_and_answers_are_stored(o
     assert answers_again == answers and stats["replayed"] == 16 and len(openai_server.batches) == 2
     stored = [json.loads(line) for line in (tmp_path / "b" / RESULTS_FILE).open()]
     assert len(stored) == 16 and all(row["custom_id"].startswith("row") for row in stored)
+
+
+def test_one_round_asking_two_models_sends_one_batch_per_model(openai_server, tmp_path):
+    openai_server.responder = lambda r: f"{r.body['model']} says {r.last_user}"
+
+    async def run():
+        endpoint = Endpoint(openai_server.base_url, "BAIZE_TEST_NO_KEY")
+        endpoint.use_batches(tmp_path / "b", poll_interval=0.02)
+
+        async def ask(model, question):
+            return (await endpoint.chat(model, [{"role": "user", "content": question}]))[0].content
+
+        try:
+            return await endpoint.gather([ask(m, q) for m in ("judge-a", "judge-b") for q in ("x", "y")], 1)
+        finally:
+            await endpoint.close()
+
+    assert asyncio.run(run()) == ["judge-a says x", "judge-a says y", "judge-b says x", "judge-b says y"]
+    assert [b["request_counts"]["total"] for b in openai_server.batches.values()] == [2, 2]
 
 
 # --------------------------------------------------------------------------- the file format
