@@ -40,7 +40,7 @@ from pathlib import Path
 
 from baize.endpoint import EndpointError, MalformedReply
 from baize.errors import BaizeError
-from baize.jsonl import JSONLAppender, write_jsonl_atomically
+from baize.jsonl import JSONLAppender, iter_jsonl, write_jsonl_atomically
 from baize.secrets import redact
 
 logger = logging.getLogger(__name__)
@@ -105,10 +105,7 @@ class BatchLog(JSONLAppender):
 
     def __init__(self, folder: Path):
         super().__init__(folder / BATCH_LOG, writer="run with batches in this folder")
-        self.events = []
-        for raw in self.path.read_bytes().splitlines():
-            if raw.strip():
-                self.events.append(json.loads(raw))
+        self.events = list(iter_jsonl(self.path))  # opening cut a torn last line
 
     def append(self, row: dict) -> None:
         super().append(row)
@@ -151,7 +148,7 @@ class BatchSession:
         self.offline = offline
         self.log = BatchLog(self.folder)
         self.results: dict[str, dict] = {}
-        for row in _read_lines(self.folder / RESULTS_FILE):
+        for row in iter_jsonl(self.folder / RESULTS_FILE):
             if keep is None or keep(row["custom_id"]):  # a finished seed's answers are not needed again
                 self.results[row["custom_id"]] = row["body"]
         for path in sorted(self.folder.glob(OFFLINE_RESULTS_GLOB)):  # an offline engine's answers
@@ -403,14 +400,5 @@ class BatchSession:
         self._results_file.close()
 
 
-def _read_lines(path: Path) -> Iterable[dict]:
-    if not path.exists():
-        return
-    with path.open("rb") as f:
-        for line in f:
-            if line.endswith(b"\n") and line.strip():  # a torn last line is an answer not yet stored
-                yield json.loads(line)
-
-
 def _custom_ids(path: Path) -> list[str]:
-    return [row["custom_id"] for row in _read_lines(path)]
+    return [row["custom_id"] for row in iter_jsonl(path)]

@@ -100,6 +100,17 @@ def read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+def iter_jsonl(path: Path):
+    """The records of a JSONL file one at a time, read line by line; a torn last line (a kill mid-write) is not a
+    record yet. A missing file has none."""
+    if not path.exists():
+        return
+    with path.open("rb") as f:
+        for line in f:
+            if line.endswith(b"\n") and line.strip():
+                yield json.loads(line)
+
+
 def write_text_atomically(path: Path, text: str) -> None:
     """A reader (or a crash) never sees half a file: write beside it, then rename over it."""
     tmp = path.with_name(f".{path.name}.tmp")

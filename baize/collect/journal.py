@@ -14,7 +14,7 @@ from pathlib import Path
 from baize.collect.config import CollectConfig
 from baize.endpoint import RoleUsage, Usage
 from baize.errors import UsageError
-from baize.jsonl import JSONLAppender
+from baize.jsonl import JSONLAppender, iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +34,8 @@ def read_ledgers(output_dir: Path) -> Usage:
     max_tokens / max_cost hold across kills and restarts."""
     calls: dict[str, dict] = {}
     for path in sorted(Path(output_dir).glob(LEDGER_GLOB)):
-        for line in path.read_bytes().split(b"\n")[:-1]:  # a torn last line (a kill mid-write) is ignored
-            if line.strip():
-                entry = json.loads(line)
-                calls.setdefault(entry["call"], {}).update(entry)
+        for entry in iter_jsonl(path):  # a torn last line (a kill mid-write) is ignored
+            calls.setdefault(entry["call"], {}).update(entry)
     spent = Usage()
     for call in calls.values():
         if "prompt_tokens" in call:  # settled
