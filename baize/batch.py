@@ -35,7 +35,7 @@ import contextvars
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 
 from baize.endpoint import EndpointError, MalformedReply
@@ -100,6 +100,14 @@ def read_result_line(line: dict) -> tuple[str, dict | None, str | None]:
     return line["custom_id"], body, None
 
 
+def read_results(text: str) -> Iterator[tuple[str, dict | None, str | None]]:
+    """The lines of an output or error file, redacted first: an endpoint may echo a key back in a reply or an
+    error, and it never reaches the store."""
+    for line in redact(text).splitlines():
+        if line.strip():
+            yield read_result_line(json.loads(line))
+
+
 class BatchLog(JSONLAppender):
     """`batches.jsonl`: uploaded -> created -> ended, one line each."""
 
@@ -152,11 +160,9 @@ class BatchSession:
             if keep is None or keep(row["custom_id"]):  # a finished seed's answers are not needed again
                 self.results[row["custom_id"]] = row["body"]
         for path in sorted(self.folder.glob(OFFLINE_RESULTS_GLOB)):  # an offline engine's answers
-            for line in redact(path.read_text(encoding="utf-8")).splitlines():
-                if line.strip():
-                    request_id, body, _ = read_result_line(json.loads(line))
-                    if body is not None and (keep is None or keep(request_id)):
-                        self.results[request_id] = body  # a failed one is written into the next request file
+            for request_id, body, _ in read_results(path.read_text(encoding="utf-8")):
+                if body is not None and (keep is None or keep(request_id)):
+                    self.results[request_id] = body  # a failed one is written into the next request file
         self._results_file = JSONLAppender(self.folder / RESULTS_FILE, writer="run with batches in this folder")
         self.pending: dict[str, tuple[dict, list[asyncio.Future]]] = {}
         self.running = 0  # coroutines of `run` that are neither waiting for a batch nor done
@@ -375,20 +381,14 @@ class BatchSession:
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
                 continue
-            # An endpoint may echo a key back in a reply or an error: it never reaches the store
-            text = redact((await self.client.files.content(file_id)).text)
-            for line in text.splitlines():
-                if not line.strip():
-                    continue
-                request_id, body, error = read_result_line(json.loads(line))
+            for request_id, body, error in read_results((await self.client.files.content(file_id)).text):
                 if body is None:
                     errors[request_id] = error
                 else:
                     self.results[request_id] = body
                     stored.append({"custom_id": request_id, "body": body})
-        self._results_file.append_rows(
-            stored
-        )  # ended only once its answers are stored: a kill in between re-downloads them
+        # ended only once its answers are stored: a kill in between re-downloads them
+        self._results_file.append_rows(stored)
         counts = batch.request_counts.to_dict() if batch.request_counts else None
         self.log.append({"event": "ended", "batch": batch_id, "status": batch.status, "counts": counts})
         if batch.status != "completed":
