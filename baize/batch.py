@@ -340,8 +340,19 @@ class BatchSession:
         return path
 
     async def _submit(self, request_ids: list[str], pending: dict) -> str:
+        import openai
+
         path = self._write_requests(request_ids, pending)
-        uploaded = await self.client.files.create(file=(path.name, path.read_bytes()), purpose="batch")
+        try:
+            uploaded = await self.client.files.create(file=(path.name, path.read_bytes()), purpose="batch")
+        except openai.APIStatusError as error:
+            if error.status_code not in (404, 405, 501):
+                raise
+            # `vllm serve`, `transformers serve` and Ollama have no files/batches routes
+            raise BatchFailed(
+                f"{self.where} has no Batch API (/files answered HTTP {error.status_code}): collect live without "
+                "--batch, or write the request files for `vllm run-batch` with --batch_offline true"
+            ) from None
         self.log.append({"event": "uploaded", "file": uploaded.id, "requests": path.name})
         batch = await self.client.batches.create(
             input_file_id=uploaded.id, endpoint=CHAT_URL, completion_window=self.completion_window

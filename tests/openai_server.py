@@ -27,7 +27,8 @@ What it answers is scripted by a *responder*: a function that receives each requ
 The Batch API (`/v1/files`, `/v1/batches`) runs a batch's lines through the same responder in a thread, one
 request every `batch_delay` seconds, and writes OpenAI's output and error files. Faults: a responder's error
 reply becomes a line of the error file; `expire_after=K` ends every batch as `expired` after K requests (the
-rest go to the error file with `batch_expired`, as OpenAI does); `fail_batches="why"` fails validation.
+rest go to the error file with `batch_expired`, as OpenAI does); `fail_batches="why"` fails validation;
+`batch_api = False` answers 404 there, like a server without the Batch API.
 `server.batches` holds every batch created, `server.files` every file.
 
 The pytest fixture `openai_server` yields a started server with an echo responder: import
@@ -176,6 +177,7 @@ class OpenAIServer:
         self.batch_delay = 0.0
         self.expire_after: int | None = None
         self.fail_batches: str | None = None
+        self.batch_api = True  # False: /v1/files and /v1/batches answer 404, as `vllm serve` does
         self._ids = itertools.count(1)
 
     # ------------------------------------------------------------------ lifecycle
@@ -433,6 +435,9 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.owner
         data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         route = self.path.rstrip("/")
+        if route in ("/v1/files", "/v1/batches") and not owner.batch_api:
+            self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+            return
         if route == "/v1/files":
             self._upload(data)
             return

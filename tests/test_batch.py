@@ -163,7 +163,9 @@ def test_a_key_echoed_back_in_batch_answers_never_lands_in_a_file(openai_server,
             assert secret not in path.read_text(errors="replace"), path
 
 
-def test_a_batch_that_fails_validation_stops_the_run_with_one_line(openai_server, tmp_path):
+def test_a_batch_that_fails_validation_or_a_server_without_batches_stops_the_run_with_one_line(
+    openai_server, tmp_path
+):
     openai_server.responder = transcript_responder
     openai_server.fail_batches = "model test-teacher does not exist"
     seeds = write_seeds(tmp_path / "seeds.txt", ["one", "two"])
@@ -175,6 +177,16 @@ def test_a_batch_that_fails_validation_stops_the_run_with_one_line(openai_server
     errors = [line for line in result.stderr.splitlines() if line.startswith("baize collect: error:")]
     assert result.returncode == 1 and len(errors) == 1, result.stderr[-2000:]
     assert "model test-teacher does not exist" in errors[0] and "Traceback" not in result.stderr
+
+    # a server without the Batch API (vllm serve): one line saying so and what to do instead
+    openai_server.fail_batches, openai_server.batch_api = None, False
+    command[command.index("--output_dir") + 1] = str(tmp_path / "out2")
+    result = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    errors = [line for line in result.stderr.splitlines() if line.startswith("baize collect: error:")]
+    assert result.returncode == 1 and len(errors) == 1, result.stderr[-2000:]
+    assert "has no Batch API (/files answered HTTP 404)" in errors[0] and "--batch_offline true" in errors[0]
+    assert "Traceback" not in result.stderr and (tmp_path / "out2" / "journal.jsonl").exists()
 
 
 def test_killed_while_a_batch_runs_then_the_rerun_reattaches_instead_of_paying_twice(openai_server, tmp_path):
