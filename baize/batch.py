@@ -38,8 +38,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 
-from baize.endpoint import EndpointError, MalformedReply
-from baize.errors import BaizeError
+from baize.errors import BaizeError, BatchFailed, BatchRequestFailed, request_error_kind
 from baize.jsonl import JSONLAppender, iter_jsonl, write_jsonl_atomically
 from baize.secrets import redact
 
@@ -57,14 +56,6 @@ CHAT_URL = "/v1/chat/completions"
 batch_label: contextvars.ContextVar[str] = contextvars.ContextVar("batch_label", default="request")
 
 
-class BatchFailed(EndpointError):
-    """A whole batch was rejected (its file did not validate, the model does not exist): no request of it ran."""
-
-
-class BatchRequestFailed(MalformedReply):
-    """One request failed inside its batches, retries included: the next run asks again."""
-
-
 class BatchWritten(BaizeError):
     """offline: a request file is written and waits for an engine's answers; the run stops here, on purpose."""
 
@@ -77,6 +68,11 @@ class BatchWritten(BaizeError):
         )
 
 
+def label_of(request_id: str) -> str:
+    """The readable half of a custom_id (the seed id, the verdict key)."""
+    return request_id.rsplit("-", 1)[0]
+
+
 def custom_id(label: str, body: dict) -> str:
     digest = hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
     return f"{label[:40]}-{digest}"
@@ -87,20 +83,36 @@ def request_line(request_id: str, body: dict, url: str = CHAT_URL) -> dict:
     return {"custom_id": request_id, "method": "POST", "url": url, "body": body}
 
 
-def read_result_line(line: dict) -> tuple[str, dict | None, str | None]:
+class LineError(str):
+    """The error of one batch line as text (what reports and messages show), with its HTTP `status` (None for an
+    error object without one, such as `batch_expired`)."""
+
+    status: int | None = None
+
+    def __new__(cls, text: str, status: int | None = None):
+        error = super().__new__(cls, text)
+        error.status = status
+        return error
+
+
+def read_result_line(line: dict) -> tuple[str, dict | None, LineError | None]:
     """One line of a batch output or error file (OpenAI's or `vllm run-batch -o`'s) -> (custom_id, body, error)."""
     response, error = line.get("response") or {}, line.get("error")
     if error:
-        return line["custom_id"], None, f"{error.get('code') or 'error'}: {error.get('message') or ''}".strip()
+        return (
+            line["custom_id"],
+            None,
+            LineError(f"{error.get('code') or 'error'}: {error.get('message') or ''}".strip()),
+        )
     status = response.get("status_code")
     body = response.get("body")
     if status != 200 or not isinstance(body, dict):
         message = ((body or {}).get("error") or {}).get("message", "") if isinstance(body, dict) else ""
-        return line["custom_id"], None, f"HTTP {status}: {message}".strip()
+        return line["custom_id"], None, LineError(f"HTTP {status}: {message}".strip(), status)
     return line["custom_id"], body, None
 
 
-def read_results(text: str) -> Iterator[tuple[str, dict | None, str | None]]:
+def read_results(text: str) -> Iterator[tuple[str, dict | None, LineError | None]]:
     """The lines of an output or error file, redacted first: an endpoint may echo a key back in a reply or an
     error, and it never reaches the store."""
     for line in redact(text).splitlines():
@@ -164,6 +176,10 @@ class BatchSession:
                 if body is not None and (keep is None or keep(request_id)):
                     self.results[request_id] = body  # a failed one is written into the next request file
         self._results_file = JSONLAppender(self.folder / RESULTS_FILE, writer="run with batches in this folder")
+        self.reattached: set[str] = set()  # answers of batches an earlier run sent, collected by `reattach`
+        self._unused: dict[str, set[str]] = {}  # label -> stored answers this session has not handed out yet
+        for request_id in self.results:
+            self._unused.setdefault(label_of(request_id), set()).add(request_id)
         self.pending: dict[str, tuple[dict, list[asyncio.Future]]] = {}
         self.running = 0  # coroutines of `run` that are neither waiting for a batch nor done
         self._idle = asyncio.Event()
@@ -175,12 +191,50 @@ class BatchSession:
         """The response body of one chat completion, and whether it came from the store (paid for before)."""
         request_id = custom_id(batch_label.get(), body)
         if request_id in self.results:
-            self.stats["replayed"] += 1
+            if request_id not in self.reattached:
+                self.stats["replayed"] += 1
+            self._unused.get(label_of(request_id), set()).discard(request_id)
             return self.results[request_id], True
         future = asyncio.get_running_loop().create_future()
         self.pending.setdefault(request_id, (body, []))[1].append(future)
         self._wait_for_batch()
         return await future, False
+
+    async def reattach(self) -> dict[str, LineError]:
+        """Before anything new is asked: wait for every batch an earlier run sent that has not ended (journaled, or
+        created but not journaled: found by its upload) and store its answers, so that what was paid for is
+        collected before a budget decides what to start. Returns the errors of those batches by custom_id."""
+        errors: dict[str, LineError] = {}
+        if self.offline:
+            return errors
+        running = await self._running_batches()
+        for batch_id in running:
+            logger.info("batch %s was sent by an earlier run and has not ended: collecting it first", batch_id)
+        for batch_errors in await asyncio.gather(*(self._wait(batch_id) for batch_id in running)):
+            errors.update(batch_errors)
+        self.stats["attached"] += len(running)
+        for request_file in running.values():
+            for request_id in _custom_ids(self.folder / request_file):
+                if request_id in self.results:
+                    self.reattached.add(request_id)
+                    self._unused.setdefault(label_of(request_id), set()).add(request_id)
+        return errors
+
+    def labels_with_unused_answers(self) -> list[str]:
+        return [label for label, unused in self._unused.items() if unused]
+
+    def has_unused_answers(self, label: str) -> bool:
+        """Whether answers stored for `label` (a seed id) wait to be handed out: paid for, so asked for whatever a
+        budget says."""
+        return bool(self._unused.get(label))
+
+    def sent_request_ids(self) -> set[str]:
+        """The custom_ids of every request file that was uploaded (only those can have been billed)."""
+        names = {event["requests"] for event in self.log.events if event["event"] == "uploaded"}
+        return {request_id for name in names for request_id in _custom_ids(self.folder / name)}
+
+    def open_batches(self) -> dict[str, str]:
+        return self.log.open_batches()
 
     async def run(self, coroutines: Iterable[Awaitable]) -> list:
         """Run every coroutine to its end, batching what they ask; results in order (exceptions propagate)."""
@@ -248,14 +302,17 @@ class BatchSession:
 
     async def _dispatch(self) -> None:
         pending, self.pending = self.pending, {}
-        errors: dict[str, str] = {}
+        errors: dict[str, LineError] = {}
         try:
             todo = list(pending)
             if self.offline:
                 raise BatchWritten(self._write_requests(todo, pending), len(todo))
             for attempt in range(1 + self.retries):
-                errors = await self._send_and_wait(todo, pending)
-                todo = [request_id for request_id in todo if request_id in errors]
+                failed = await self._send_and_wait(todo, pending)
+                errors.update(failed)
+                # Only transient failures are sent again (the rule of live calls): a 400 such as a context too long
+                # would fail in every batch, and its seed is dropped instead.
+                todo = [request_id for request_id in todo if request_id in failed and _transient(failed[request_id])]
                 if not todo:
                     break
                 if attempt < self.retries:
@@ -271,8 +328,9 @@ class BatchSession:
                 self._resolve(futures, result=self.results[request_id])
             else:
                 self.stats["failed_requests"] += 1
-                message = f"request {request_id} failed in its batch at {self.where}: {errors.get(request_id)}"
-                self._resolve(futures, error=BatchRequestFailed(message))
+                error = errors.get(request_id) or LineError("no answer in the batch's output")
+                message = f"request {request_id} failed in its batch at {self.where}: {error}"
+                self._resolve(futures, error=BatchRequestFailed(message, error.status))
 
     def _resolve(self, futures: list[asyncio.Future], result=None, error: BaseException | None = None) -> None:
         for future in futures:
@@ -284,7 +342,7 @@ class BatchSession:
             else:
                 future.set_result(result)
 
-    async def _send_and_wait(self, request_ids: list[str], pending: dict) -> dict[str, str]:
+    async def _send_and_wait(self, request_ids: list[str], pending: dict) -> dict[str, LineError]:
         """Attach to running batches that hold some of these requests, send the rest in new batches, wait for all;
         returns the errors by custom_id (the answers went into self.results)."""
         wanted = set(request_ids)
@@ -304,12 +362,12 @@ class BatchSession:
         for fresh in by_model.values():
             for start in range(0, len(fresh), self.max_requests):
                 batches.append(await self._submit(fresh[start : start + self.max_requests], pending))
-        errors: dict[str, str] = {}
+        errors: dict[str, LineError] = {}
         for batch_errors in await asyncio.gather(*(self._wait(batch_id) for batch_id in batches)):
             errors.update(batch_errors)
         for request_id in request_ids:
             if request_id not in self.results:
-                errors.setdefault(request_id, "no answer in the batch's output")
+                errors.setdefault(request_id, LineError("no answer in the batch's output"))
         return errors
 
     async def _running_batches(self) -> dict[str, str]:
@@ -363,7 +421,7 @@ class BatchSession:
         logger.info("batch %s: %d requests sent to %s (%s)", batch.id, len(request_ids), self.where, path)
         return batch.id
 
-    async def _wait(self, batch_id: str) -> dict[str, str]:
+    async def _wait(self, batch_id: str) -> dict[str, LineError]:
         """Poll until the batch ends (the interval grows to max_poll_interval), then store its answers."""
         from tqdm.auto import tqdm
 
@@ -387,7 +445,7 @@ class BatchSession:
             reasons = "; ".join(f"{e.code}: {e.message}" for e in (batch.errors.data if batch.errors else []) or [])
             self.log.append({"event": "ended", "batch": batch_id, "status": batch.status})
             raise BatchFailed(f"batch {batch_id} at {self.where} failed: {reasons or 'no reason given'}")
-        errors: dict[str, str] = {}
+        errors: dict[str, LineError] = {}
         stored = []
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
@@ -409,6 +467,10 @@ class BatchSession:
     def close(self) -> None:
         self.log.close()
         self._results_file.close()
+
+
+def _transient(error: LineError) -> bool:
+    return request_error_kind(BatchRequestFailed(error, error.status)) == "transient"
 
 
 def _custom_ids(path: Path) -> list[str]:

@@ -19,19 +19,10 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
-from baize.errors import BaizeError
+from baize.errors import EndpointError, MalformedReply
 from baize.secrets import redact, register_key_variable
 
 logger = logging.getLogger(__name__)
-
-
-class EndpointError(BaizeError, RuntimeError):
-    """An endpoint that cannot be used (no API key, unreachable): the message names the URL and what to do."""
-
-
-class MalformedReply(EndpointError):
-    """HTTP 200, but not a completion, after the retries: a transient provider fault (the request is retried by
-    the next run)."""
 
 
 # --------------------------------------------------------------------------- rate limiting
@@ -172,7 +163,8 @@ class Completion:
     content: str
     finish_reason: str | None
     completion_tokens: int | None = None  # None when the server sends no usage
-    replayed: bool = False  # a batch answer stored by an earlier run: its cost was counted then
+    replayed: bool = False  # a stored batch answer: its cost was counted before (when it was received or re-attached)
+    unusable: int = 0  # 200 answers before this one that the client could not use (billed: counted in its usage)
 
 
 def chat_body(model: str, messages: list[dict], params: dict) -> dict:
@@ -187,6 +179,18 @@ def chat_body(model: str, messages: list[dict], params: dict) -> dict:
 def estimate_prompt_tokens(messages: list[dict]) -> int:
     """A generous guess before the call (3 characters a token); the usage fields settle the difference."""
     return sum(len(m["content"]) // 3 + 4 for m in messages) + 3
+
+
+def billed_usage(usage, reserved: RoleUsage) -> RoleUsage:
+    """What the provider billed for an answer the client could not use: its `usage` (an object or a dict) when it
+    has one, else the call's reservation."""
+    if isinstance(usage, dict):
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    else:
+        prompt, completion = getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
+    if isinstance(prompt, int) and isinstance(completion, int) and prompt + completion > 0:
+        return RoleUsage(1, prompt, completion)
+    return RoleUsage(1, reserved.prompt_tokens, reserved.completion_tokens)
 
 
 def retry_after_seconds(headers) -> float:
@@ -250,6 +254,7 @@ class Endpoint:
         self.limiter = limiter or RateLimiter()
         self.rate_limited = 0  # 429 answers seen (retries included)
         self.calls_without_usage = 0
+        self.unusable_replies = 0  # 200 answers that were not a completion (billed: counted at usage or reservation)
         self.batch = None  # a baize.batch.BatchSession once use_batches() is called
         self.client = openai.AsyncOpenAI(
             base_url=base_url,
@@ -317,24 +322,34 @@ class Endpoint:
         params = {name: value for name, value in params.items() if value is not None}
         if self.batch is not None:
             return await self._batch_chat(model, messages, usage, params)
-        reserved = estimate_prompt_tokens(messages) + params.get("max_tokens", 0)
+        reserved = RoleUsage(1, estimate_prompt_tokens(messages), params.get("max_tokens", 0))
         retries = self.max_retries if retries is None else retries
-        response, call = await self._metered(reserved, usage, self._create(model, messages, params, retries))
+        request = self._create(model, messages, params, retries, reserved)
+        response, unusable, call = await self._metered(reserved, usage, request)
         choice = response.choices[0]
-        tokens = call.completion_tokens if response.usage is not None else None
-        return Completion(choice.message.content or "", choice.finish_reason, tokens), call
+        tokens = call.completion_tokens - unusable.completion_tokens if response.usage is not None else None
+        return Completion(choice.message.content or "", choice.finish_reason, tokens, unusable=unusable.calls), call
 
     async def _batch_chat(self, model: str, messages: list[dict], usage: RoleUsage | None, params: dict):
         """`chat` as a line of the next batch: the same Completion and usage from the batch's output line."""
         from openai.types.chat import ChatCompletion
 
         body, replayed = await self.batch.request(chat_body(model, messages, params))
+        reserved = RoleUsage(1, estimate_prompt_tokens(messages), params.get("max_tokens", 0))
         try:
             response = ChatCompletion.model_validate(body)
-        except ValueError as error:  # pydantic's ValidationError: not a chat completion
-            raise MalformedReply(f"{describe_url(self.base_url)} sent a malformed batch answer ({error})") from None
+        except ValueError as error:  # pydantic's ValidationError: not a chat completion, but billed all the same
+            raise MalformedReply(
+                f"{describe_url(self.base_url)} sent a malformed batch answer ({error})",
+                billed_usage(body.get("usage"), reserved),
+                unusable=1,
+            ) from None
         if not response.choices:
-            raise MalformedReply(f"{describe_url(self.base_url)} sent a batch answer without choices")
+            raise MalformedReply(
+                f"{describe_url(self.base_url)} sent a batch answer without choices",
+                billed_usage(body.get("usage"), reserved),
+                unusable=1,
+            )
         call = self._usage_of(response)
         if usage is not None:
             usage.add(call)
@@ -349,9 +364,8 @@ class Endpoint:
         the text with its chat template, so the server adds none. `params`: max_tokens, stop, temperature, top_p,
         seed... (None values are not sent). Each Completion's token count is unknown here (usage is per call)."""
         params = {name: value for name, value in params.items() if value is not None}
-        reserved = estimate_prompt_tokens([{"content": prompt}]) + n * params.get("max_tokens", 0)
-        request = self.client.completions.create(model=model, prompt=prompt, n=n, **params)
-        response, call = await self._metered(reserved, usage, request)
+        reserved = RoleUsage(1, estimate_prompt_tokens([{"content": prompt}]), n * params.get("max_tokens", 0))
+        response, _, call = await self._metered(reserved, usage, self._create_text(model, prompt, n, params))
         choices = sorted(response.choices or [], key=lambda choice: choice.index)
         if not choices:
             raise MalformedReply(f"{describe_url(self.base_url)} sent a completion without choices")
@@ -376,23 +390,33 @@ class Endpoint:
         finally:
             self.limiter.settle(reserved, used or reserved)
 
-    async def _metered(self, reserved: int, usage: RoleUsage | None, request: Awaitable):
-        """Await one request under the limiter: `reserved` tokens held until its usage settles them; returns the
-        response and this call's usage (also added to `usage`)."""
+    async def _metered(self, reserved: RoleUsage, usage: RoleUsage | None, request: Awaitable):
+        """Await one request under the limiter: `reserved` tokens held until its usage settles them. `request`
+        gives the response and what unusable 200 answers before it were billed (`_create`); returns the response,
+        what was unusable, and this call's usage with both counted (also added to `usage`)."""
+        held = reserved.prompt_tokens + reserved.completion_tokens
         try:
-            await self.limiter.acquire(reserved)
+            await self.limiter.acquire(held)
         except BaseException:  # cancelled while waiting: the request was never sent
             request.close()
             raise
-        call = RoleUsage(calls=1)
+        call = RoleUsage(calls=1)  # an HTTP error after the retries was not billed
         try:
-            response = await request
+            response, unusable = await request
             call = self._usage_of(response)
+            call.prompt_tokens += unusable.prompt_tokens
+            call.completion_tokens += unusable.completion_tokens
+        except MalformedReply as error:
+            if error.billed is not None:  # billed all the same: charged to the caller's usage too
+                call = error.billed
+                if usage is not None:
+                    usage.add(call)
+            raise
         finally:
-            self.limiter.settle(reserved, call.prompt_tokens + call.completion_tokens)
+            self.limiter.settle(held, call.prompt_tokens + call.completion_tokens)
         if usage is not None:
             usage.add(call)
-        return response, call
+        return response, unusable, call
 
     def _usage_of(self, response) -> RoleUsage:
         """One call's usage from its response (a server that sends none is counted, and costs 0 tokens here)."""
@@ -404,23 +428,39 @@ class Endpoint:
             call.completion_tokens = response.usage.completion_tokens or 0
         return call
 
-    async def _create(self, model: str, messages: list[dict], params: dict, retries: int):
-        """The request; a 200 whose body is not a completion (no choices, cut or malformed JSON) is retried like a
-        transient error, which the client only does for HTTP errors."""
+    async def _create_text(self, model: str, prompt: str, n: int, params: dict):
+        return await self.client.completions.create(model=model, prompt=prompt, n=n, **params), RoleUsage(calls=0)
+
+    async def _create(self, model: str, messages: list[dict], params: dict, retries: int, reserved: RoleUsage):
+        """The request and what unusable answers before it were billed. A 200 whose body is not a completion (no
+        choices, cut or malformed JSON) is retried like a transient error, which the client only does for HTTP
+        errors; the provider bills such an answer all the same: at its `usage` where the body has one, else
+        (a cut body) at the call's reservation, never at 0."""
         import openai
 
         client = self.client if retries == self.max_retries else self.client.with_options(max_retries=retries)
+        unusable = RoleUsage(calls=0)
         for attempt in range(retries + 1):
             try:
                 response = await client.chat.completions.create(model=model, messages=messages, **params)
                 if response.choices:
-                    return response
+                    return response, unusable
                 problem = "a completion without choices"
-            except (json.JSONDecodeError, openai.APIResponseValidationError) as error:
+                billed = billed_usage(response.usage, reserved)
+            except openai.APIResponseValidationError as error:
                 problem = f"a malformed completion ({error})"
+                billed = billed_usage(error.body.get("usage") if isinstance(error.body, dict) else None, reserved)
+            except json.JSONDecodeError as error:
+                problem = f"a malformed completion ({error})"
+                billed = billed_usage(None, reserved)
+            unusable.add(billed)
+            self.unusable_replies += 1
             if attempt < retries:
                 await self.limiter.sleep(min(8.0, 0.5 * 2**attempt))
-        raise MalformedReply(f"{describe_url(self.base_url)} sent {problem}, {retries + 1} times")
+        total = RoleUsage(1, unusable.prompt_tokens, unusable.completion_tokens)
+        raise MalformedReply(
+            f"{describe_url(self.base_url)} sent {problem}, {retries + 1} times", total, unusable=unusable.calls
+        )
 
     async def close(self) -> None:
         if self.batch is not None:

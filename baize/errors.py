@@ -31,6 +31,51 @@ class MissingColumn(UsageError, KeyError):
     __str__ = Exception.__str__  # KeyError would quote the message
 
 
+class EndpointError(BaizeError, RuntimeError):
+    """An endpoint that cannot be used (no API key, unreachable): the message names the URL and what to do."""
+
+
+class MalformedReply(EndpointError):
+    """HTTP 200, but not a usable completion, after the retries: a transient provider fault (the request is retried
+    by the next run). `billed`: what the provider may have charged for the unusable answers (a
+    baize.endpoint.RoleUsage: their usage where the body had one, else the call's reservation)."""
+
+    def __init__(self, message: str, billed=None, unusable: int = 0):
+        super().__init__(message)
+        self.billed, self.unusable = billed, unusable
+
+
+class BatchFailed(EndpointError):
+    """A whole batch was rejected (its file did not validate, the model does not exist): no request of it ran."""
+
+
+class BatchRequestFailed(MalformedReply):
+    """One request failed inside its batch (retries included, where its error is transient); `status_code` is the
+    HTTP status of its line in the error file, None for a request the batch never reached."""
+
+    def __init__(self, message: str, status_code: int | None = None):
+        super().__init__(message)
+        self.status_code = status_code
+
+
+# One rule for a failed request, live or in a batch, by its HTTP status (the openai client retries the transient
+# ones by the same rule before a live call gives up):
+FATAL_STATUSES = (401, 403, 404, 422)  # every request would fail the same way: stop the run
+TRANSIENT_STATUSES = (408, 409, 429)  # and every 5xx: ask again (a batch sends it again, a live run retries)
+
+
+def request_error_kind(error: BaseException) -> str:
+    """'fatal' (stop the run), 'rejected' (this request can never succeed: e.g. a 400 for too long a context; drop
+    it, do not pay for it again) or 'transient' (retry: connection errors, time-outs, 408/409/429/5xx, malformed
+    200s). `error` is an openai.APIError or one of the endpoint errors above."""
+    if isinstance(error, BatchFailed):
+        return "fatal"
+    status = getattr(error, "status_code", None)  # openai.APIStatusError, BatchRequestFailed
+    if status is None or status in TRANSIENT_STATUSES or status >= 500:
+        return "transient"
+    return "fatal" if status in FATAL_STATUSES else "rejected"
+
+
 @contextlib.contextmanager
 def one_line_errors(prog: str):
     try:

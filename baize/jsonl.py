@@ -2,15 +2,19 @@
 
 A line is written with `os.write` on an `O_APPEND` descriptor and `fdatasync`ed before `append` returns,
 so a killed process leaves only whole lines behind (the kernel finishes a write system call) and a crash
-loses at most the records in flight. Should a machine crash leave a torn last line anyway, it is cut off
+loses at most the records in flight. `GroupCommitAppender` does the same from a writer thread for code on an
+event loop (collection's journal and spend ledger): the loop never waits for a sync. Should a machine crash leave a torn last line anyway, it is cut off
 when the file is reopened, and that record is redone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 from baize.errors import BaizeError
@@ -67,10 +71,12 @@ class JSONLAppender:
         """Several records in one write and one sync (a batch's answers)."""
         if not rows:
             return
-        line = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
-        written = os.write(self._fd, line)
-        while written < len(line):  # a short write is rare on regular files, but then finish the line
-            written += os.write(self._fd, line[written:])
+        self._write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode())
+
+    def _write(self, data: bytes) -> None:
+        written = os.write(self._fd, data)
+        while written < len(data):  # a short write is rare on regular files, but then finish the line
+            written += os.write(self._fd, data[written:])
         _sync(self._fd)
 
     def close(self) -> None:
@@ -83,6 +89,77 @@ class JSONLAppender:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class GroupCommitAppender(JSONLAppender):
+    """A `JSONLAppender` for an event loop: lines are written by one thread, and every line queued while a sync
+    runs goes out with the next one (group commit: one write and one fdatasync per group, never on the loop).
+
+    `submit` queues rows and returns a future that is done once they are on disk; `append_durably` awaits it
+    (a spend reservation, which must be on disk before its request leaves); `append_soon` does not wait (a
+    settlement: a kill before its sync leaves the call counted at its reservation). `append` still returns
+    only once the rows are on disk. Closing writes what is queued. There is no timer: a group is whatever
+    arrived during the previous sync, so a lone line waits for nothing but its own sync.
+    """
+
+    def __init__(self, path: str | Path, writer: str = "process"):
+        super().__init__(path, writer)
+        self._queue: list[tuple[bytes, Future]] = []
+        self._wake = threading.Condition()
+        self._closing = False
+        self.syncs = 0  # groups written (each one write + one fdatasync)
+        self._thread = threading.Thread(target=self._commit_loop, name=f"commit {self.path.name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, rows: list[dict]) -> Future:
+        future: Future = Future()
+        data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+        with self._wake:
+            if self._closing:
+                raise RuntimeError(f"{self.path} is closed")
+            self._queue.append((data, future))
+            self._wake.notify()
+        return future
+
+    def append_rows(self, rows: list[dict]) -> None:
+        if rows:
+            self.submit(rows).result()
+
+    def flush(self) -> None:
+        """Return once everything queued so far is on disk."""
+        self.submit([]).result()
+
+    def append_soon(self, row: dict) -> None:
+        self.submit([row])
+
+    async def append_durably(self, row: dict) -> None:
+        await asyncio.wrap_future(self.submit([row]))
+
+    def _commit_loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._closing:
+                    self._wake.wait()
+                group, self._queue = self._queue, []
+                if not group:  # closing, and everything is written
+                    return
+            try:
+                self._write(b"".join(data for data, _ in group))
+            except BaseException as error:  # a full disk: every waiter hears it
+                for _, future in group:
+                    future.set_exception(error)
+            else:
+                self.syncs += 1
+                for _, future in group:
+                    future.set_result(None)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            with self._wake:
+                self._closing = True
+                self._wake.notify()
+            self._thread.join()
+        super().close()
 
 
 def read_jsonl(path: Path) -> list[dict]:

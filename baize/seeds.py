@@ -33,6 +33,8 @@ class Seed:
 class SeedStats:
     read: int = 0
     empty: int = 0
+    missing_column: int = 0  # rows without the column at all (a JSONL object missing the key, a null)
+    first_missing_row: int | None = None  # 1-based
     duplicate: int = 0
     other_shards: int = 0
     over_limit: int = 0
@@ -124,12 +126,16 @@ def iter_seeds(
     num_shards: int = 1,
     limit: int | None = None,
     rows_per_read: int = 10_000,
+    on_bad_row: str = "skip",
+    source: str | None = None,
 ) -> Iterator[Seed]:
     """select_seeds one seed at a time, reading the table `rows_per_read` rows at a time: a source of a million
     seeds is never held as a list (only the digests of the seeds seen, for de-duplication). `stats` counts as
     the seeds go by, and is complete once the iterator is exhausted.
 
-    Shards are taken by index among the de-duplicated seeds, so every machine computes the same split."""
+    Shards are taken by index among the de-duplicated seeds, so every machine computes the same split. A row without
+    the column is counted in `stats.missing_column` (`on_bad_row="skip"`) or stops with `source`'s row
+    (`"error"`)."""
     if alpaca:
         missing = [c for c in ("instruction", "output") if c not in table.column_names]
         if missing:
@@ -151,10 +157,19 @@ def iter_seeds(
             rows = [dict(zip(ALPACA_COLUMNS, values, strict=True)) for values in zip(*columns, strict=True)]
             texts = [f"{row['instruction'] or ''}\n{row['input'] or ''}".strip() for row in rows]
         else:
-            texts = ["" if v is None else str(v) for v in column_values(chunk, column)]
+            texts = [None if v is None else str(v) for v in column_values(chunk, column)]
             rows = [None] * len(texts)
         for text, row in zip(texts, rows, strict=True):
             stats.read += 1
+            if text is None:
+                if on_bad_row == "error":
+                    raise MissingColumn(
+                        f"{source or 'seeds'}: row {stats.read}: no {column!r} value (set on_bad_row: skip to count "
+                        "and skip such rows, or fix the row)"
+                    )
+                stats.missing_column += 1
+                stats.first_missing_row = stats.first_missing_row or stats.read
+                continue
             text = text.strip()
             if not text:
                 stats.empty += 1

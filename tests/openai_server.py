@@ -22,7 +22,8 @@ What it answers is scripted by a *responder*: a function that receives each requ
 - Usage defaults to whitespace word counts of the prompt messages and the reply.
 - A request with `"stream": true` gets the reply as server-sent events, one word a chunk (`Reply.chunk_delay`
   apart), then a usage chunk and `[DONE]`; `server.streams_closed_early` counts streams the client hung up on.
-- `server.requests` lists every request received (429s included); `server.statuses` counts answers by status.
+- `server.requests` lists every request received (429s included); `server.statuses` counts answers by status;
+  `server.answered_at` holds when each 200 chat answer went out (the server's span of a run).
 
 The Batch API (`/v1/files`, `/v1/batches`) runs a batch's lines through the same responder in a thread, one
 request every `batch_delay` seconds, and writes OpenAI's output and error files. Faults: a responder's error
@@ -161,6 +162,7 @@ class OpenAIServer:
         self.requests: list[ChatRequest] = []
         self.statuses: Counter = Counter()
         self.tokens_served = 0  # prompt + completion tokens of the 200 answers
+        self.answered_at: list[float] = []  # time.monotonic() of every 200 chat answer sent (server span)
         self.streams_closed_early = 0  # streamed replies the client stopped reading (a Stop in the web demo)
         self._rpm = _Bucket(rpm, burst_seconds) if rpm else None
         self._tpm = _Bucket(tpm, burst_seconds) if tpm else None
@@ -225,6 +227,7 @@ class OpenAIServer:
             self.statuses.clear()
             self._attempts.clear()
             self.tokens_served = 0
+            self.answered_at.clear()
 
     # ------------------------------------------------------------------ request handling
 
@@ -484,6 +487,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._stream(payload, reply)
         else:
             self._send(200, payload, reply.headers)
+        with owner._lock:
+            owner.answered_at.append(time.monotonic())
 
     def _text_completion(self, request: ChatRequest, replies: list[Reply], reserved: int) -> None:
         """/v1/completions: `n` choices (the responder's list, or its one reply repeated), usage summed."""

@@ -60,6 +60,14 @@ class CollectConfig:
             "Alpaca mode reads the instruction/input/output columns instead."
         },
     )
+    on_bad_row: str = field(
+        default="skip",
+        metadata={
+            "help": "A seeds row without the seed column (a JSONL object missing the key, a null): `skip` counts it "
+            "(report.json seeds.missing_column, and the summary line names the first one) and goes on; `error` "
+            "stops before anything is collected, naming the file and row."
+        },
+    )
     seeds_license: str | None = field(
         default=None, metadata={"help": "Licence of the seed dataset, copied into the dataset card (e.g. cc-by-4.0)."}
     )
@@ -294,6 +302,8 @@ class CollectConfig:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.on_bad_row not in ("skip", "error"):
+            raise ValueError(f"on_bad_row must be 'skip' or 'error', got {self.on_bad_row!r}")
         if isinstance(self.prices, str):
             self.prices = json.loads(self.prices)
         for model, price in (self.prices or {}).items():

@@ -1,7 +1,8 @@
 """The journal: one JSON line per finished seed (kept or dropped), appended durably, never twice.
 
-Appends go through `baize.jsonl.JSONLAppender` (one write + fdatasync per line, a torn last line cut on
-reopening, one writer at a time), so a dialogue counts as done only once its line is on disk. Failed seeds (API errors after all retries) are not written, so the next run retries them.
+Appends go through `baize.jsonl.GroupCommitAppender` (a writer thread: one write + fdatasync per group of lines,
+never on the event loop; a torn last line cut on reopening; one writer at a time), and a dialogue counts as done
+only once its line is on disk. Failed seeds (API errors after all retries) are not written, so the next run retries them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from baize.collect.config import CollectConfig
 from baize.endpoint import RoleUsage, Usage
 from baize.errors import UsageError
-from baize.jsonl import JSONLAppender, iter_jsonl
+from baize.jsonl import GroupCommitAppender, iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -28,16 +29,21 @@ def journal_name(config: CollectConfig, stem: str = "journal") -> str:
     return f"{stem}-{config.shard_index:05d}-of-{config.num_shards:05d}.jsonl"
 
 
-def read_ledgers(output_dir: Path) -> Usage:
-    """Everything the endpoint may have billed this output dir, by role: every settled call at its usage, and every
-    call that was sent but never settled (the process was killed while it ran) at its reservation, so that
-    max_tokens / max_cost hold across kills and restarts."""
+def read_ledger_calls(output_dir: Path) -> dict[str, dict]:
+    """Every call of the ledgers, its reservation and settlement lines merged (a settled call has `prompt_tokens`)."""
     calls: dict[str, dict] = {}
     for path in sorted(Path(output_dir).glob(LEDGER_GLOB)):
         for entry in iter_jsonl(path):  # a torn last line (a kill mid-write) is ignored
             calls.setdefault(entry["call"], {}).update(entry)
+    return calls
+
+
+def read_ledgers(output_dir: Path) -> Usage:
+    """Everything the endpoint may have billed this output dir, by role: every settled call at its usage, and every
+    call that was sent but never settled (the process was killed while it ran) at its reservation, so that
+    max_tokens / max_cost hold across kills and restarts."""
     spent = Usage()
-    for call in calls.values():
+    for call in read_ledger_calls(output_dir).values():
         if "prompt_tokens" in call:  # settled
             usage = RoleUsage(1, call["prompt_tokens"], call["completion_tokens"], call.get("cost_usd", 0.0))
         else:
@@ -90,14 +96,16 @@ class JournalState:
         return state
 
 
-class Ledger(JSONLAppender):
-    """This shard's spend ledger: a line when a call is sent (its reservation), a line when it is settled."""
+class Ledger(GroupCommitAppender):
+    """This shard's spend ledger: a line when a call is sent (its reservation, on disk before the request
+    leaves), a line when it is settled (written with the next group: a kill before that leaves the call counted
+    at its reservation)."""
 
     def __init__(self, output_dir: Path, config: CollectConfig):
         super().__init__(Path(output_dir) / journal_name(config, "spend"), writer="`baize collect`")
 
 
-class Journal(JSONLAppender):
+class Journal(GroupCommitAppender):
     """This shard's journal file, open for appending (by one collector at a time)."""
 
     def __init__(self, output_dir: Path, config: CollectConfig):

@@ -87,10 +87,12 @@ def build_report(entries: Iterable[dict], config: CollectConfig, seed_stats: dic
             key: run[key]
             for key in (
                 "dialogues",
-                "elapsed_s",
+                "elapsed_s",  # the collection itself; importing the client library is import_s
+                "import_s",
                 "dialogues_per_minute",
                 "rate_limited_responses",
                 "calls_without_usage",
+                "unusable_replies",  # 200 answers that were no completion: billed, counted at usage or reservation
                 "batch",  # batch: true: batches sent and re-attached, requests, answers replayed and failed
             )
             if key in run

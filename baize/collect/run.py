@@ -6,12 +6,13 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from baize.batch import BatchFailed, BatchWritten, batch_label
+from baize.batch import BatchWritten, batch_label, label_of
 from baize.collect.config import CollectConfig
 from baize.collect.journal import (
     JOURNAL_GLOB,
@@ -20,6 +21,7 @@ from baize.collect.journal import (
     JournalState,
     Ledger,
     iter_journals,
+    read_ledger_calls,
     read_ledgers,
 )
 from baize.collect.output import TRAIN_FILE, build_report, push, write_outputs
@@ -34,8 +36,16 @@ from baize.collect.selfchat import (
     turns_dialogue,
 )
 from baize.collect.teacher import Teacher
-from baize.endpoint import EndpointError, MalformedReply, RateLimiter, Usage, describe_error, describe_url
-from baize.errors import UsageError
+from baize.endpoint import (
+    EndpointError,
+    RateLimiter,
+    RoleUsage,
+    Usage,
+    billed_usage,
+    describe_error,
+    describe_url,
+)
+from baize.errors import UsageError, request_error_kind
 from baize.jsonl import write_jsonl_atomically
 from baize.runs import claim_step
 from baize.seeds import Seed, SeedStats
@@ -45,6 +55,7 @@ BATCH_FOLDER = "batches"  # batch: true: request files, batch ids and stored ans
 
 logger = logging.getLogger("baize.collect")
 
+BUDGET_STOPS = ("max_cost", "max_tokens")
 DIALOGUE_FUNCTIONS = {"transcript": transcript_dialogue, "turns": turns_dialogue}
 
 
@@ -63,6 +74,7 @@ class Collector:
         self.deferring = False  # first pass: a seed whose call fails goes to `deferred`, tried again after the rest
         self.deferred: list[Seed] = []
         self.batch_stats: dict | None = None  # batch: true: batches sent, re-attached, answers replayed
+        self.open_batches: dict[str, str] = {}  # batch: true: batches sent that had not ended when the run stopped
         self.waiting: BatchWritten | None = None  # batch_offline: the request file the engine has to answer
         self.progress = tqdm(total=todo, desc=f"collect ({config.mode})", unit="dialogue", mininterval=0.5)
 
@@ -92,8 +104,11 @@ class Collector:
         self.failed += 1
         self.failures.append({"id": seed.id, "seed": seed.text, "reason": reason})
 
-    def record(self, seed: Seed, usage: Usage, dialogue: Dialogue | None = None, rejected: Rejected | None = None):
-        """Journal a finished seed. Runs without awaiting, so the duplicate check and the append are atomic."""
+    def record(
+        self, seed: Seed, usage: Usage, dialogue: Dialogue | None = None, rejected: Rejected | None = None
+    ) -> Future:
+        """Journal a finished seed. Runs without awaiting, so the duplicate check and the queued append are atomic;
+        the returned future is done once the line is on disk."""
         entry = {
             "id": seed.id,
             "seed": seed.text,
@@ -114,7 +129,7 @@ class Collector:
             entry.update(status="dropped", reason=rejected.reason, detail=rejected.detail[:500])
             if rejected.raw is not None:
                 entry["raw"] = rejected.raw
-        self.journal.append(entry)
+        written = self.journal.submit([entry])
         self.state.done.add(seed.id)
         if entry["status"] == "kept":
             self.state.kept_hashes.add(entry["hash"])
@@ -122,6 +137,7 @@ class Collector:
         else:
             self.dropped += 1
         self.tick()
+        return written
 
     def tick(self, n: int = 1) -> None:
         total = self.state.spent.total
@@ -132,46 +148,42 @@ class Collector:
         )
         self.progress.update(n)
 
-    async def one(self, seed: Seed) -> None:
+    async def one(self, seed: Seed, budget_spent: Callable[[], str | None] | None = None) -> None:
         import openai
 
         usage = Usage()
+        dialogue, rejected = None, None
         try:
             dialogue = await DIALOGUE_FUNCTIONS[self.config.mode](
-                self.teacher, seed, self.config, usage, budget_spent=self.budget_spent
+                self.teacher, seed, self.config, usage, budget_spent=budget_spent or self.budget_spent
             )
             self.cleaner.check(dialogue.messages)
-        except Rejected as rejected:
-            self.record(seed, usage, rejected=rejected)
-            return
-        except (
-            openai.AuthenticationError,
-            openai.PermissionDeniedError,
-            openai.NotFoundError,
-            openai.UnprocessableEntityError,
-            BatchFailed,
-        ) as error:  # every other seed would fail the same way: stop the run
-            self.fatal = self.fatal or describe_error(error)
-            self.fail(seed, describe_error(error))
-            self.tick()
-            return
-        except openai.BadRequestError as error:  # this request (e.g. too long a context), not the endpoint
-            self.record(seed, usage, rejected=Rejected("api_error", describe_error(error)))
-            return
-        except (openai.APIError, MalformedReply) as error:  # transient errors left after the retries
-            if self.deferring:  # first pass: to the back of the queue instead of holding a slot through its retries
+        except Rejected as error:
+            dialogue, rejected = None, error
+        except (openai.APIError, EndpointError) as error:
+            kind = request_error_kind(error)  # the rule batch mode uses too (baize.errors)
+            if kind == "rejected":  # this request (e.g. too long a context), not the endpoint: dropped, not re-paid
+                rejected = Rejected("api_error", describe_error(error))
+            elif kind == "fatal":  # every other seed would fail the same way: stop the run
+                self.fatal = self.fatal or describe_error(error)
+                self.fail(seed, describe_error(error))
+                self.tick()
+                return
+            elif self.deferring:  # first pass: to the back of the queue instead of holding a slot through its retries
                 self.deferred.append(seed)
                 return
-            self.fail(seed, describe_error(error))
-            logger.warning("seed %s failed after retries (retried on the next run): %s", seed.id, error)
-            self.tick()
-            return
+            else:  # transient, after the retries: the next run tries it again
+                self.fail(seed, describe_error(error))
+                logger.warning("seed %s failed after retries (retried on the next run): %s", seed.id, error)
+                self.tick()
+                return
         except Exception as error:
             self.fail(seed, describe_error(error))
             logger.exception("seed %s failed with an unexpected error (retried on the next run)", seed.id)
             self.tick()
             return
-        self.record(seed, usage, dialogue=dialogue)
+        # done once its journal line is on disk (written by the journal's thread: the event loop goes on meanwhile)
+        await asyncio.wrap_future(self.record(seed, usage, dialogue=dialogue, rejected=rejected))
 
     # ------------------------------------------------------------------ the runs
 
@@ -225,23 +237,31 @@ class Collector:
 
     async def run_batches(self, todo: Iterable[Seed], folder: Path) -> None:
         """`batch: true`: the seeds in runs of batch_size, each run sent batch by batch (baize.batch) through the
-        same dialogue, parse, clean and journal code as live calls."""
+        same dialogue, parse, clean and journal code as live calls. Batches a killed run left at the provider come
+        first: they are paid for, so they are collected and settled before the budget decides anything."""
         config = self.config
         self.teacher = Teacher(config, RateLimiter(), self.state.spent, ledger=self.ledger)
         done = self.state.done
-        self.teacher.endpoint.use_batches(
+        session = self.teacher.endpoint.use_batches(
             folder,
             completion_window=config.batch_completion_window,
             poll_interval=config.batch_poll_interval,
             max_requests=config.batch_size,
             retries=config.batch_retries,
             offline=config.batch_offline,
-            keep=lambda request_id: request_id.rsplit("-", 1)[0] not in done,  # answers of unfinished seeds only
+            keep=lambda request_id: label_of(request_id) not in done,  # answers of unfinished seeds only
         )
         try:
+            failed = await session.reattach()
+            self.settle_paid_calls(session, failed)
             seeds = iter(todo)
-            while self.stopped == "done" and (run := list(itertools.islice(seeds, config.batch_size))):
-                await self.teacher.endpoint.gather((self.one_within_budget(seed) for seed in run), len(run))
+            # Seeds with stored answers are paid for: they run whatever the budget says (their calls beyond the
+            # stored answers still ask it).
+            while self.stopped == "done" or self.paid_seeds_left(session):
+                run = list(itertools.islice(seeds, config.batch_size))
+                if not run:
+                    break
+                await session.run(self.one_within_budget(seed, session) for seed in run)
             if self.stopped == "done" and self.fatal:
                 self.stopped = "error"
         except BatchWritten as written:  # offline: stop here until the engine has answered
@@ -250,17 +270,57 @@ class Collector:
             logger.warning("a batch already sent keeps running at the provider: re-run the same command to collect it")
             raise
         finally:
-            self.batch_stats = dict(self.teacher.endpoint.batch.stats)
+            self.batch_stats = dict(session.stats)
+            self.open_batches = session.open_batches()
             await self.teacher.close()
 
-    async def one_within_budget(self, seed: Seed) -> None:
+    def paid_seeds_left(self, session) -> bool:
+        """Seeds whose answers are stored (paid for) and not yet journaled, while only the budget stopped the run."""
+        if self.stopped not in ("done", *BUDGET_STOPS):
+            return False
+        return any(label not in self.state.done for label in session.labels_with_unused_answers())
+
+    def settle_paid_calls(self, session, failed: dict) -> None:
+        """Settle every batch call a killed run reserved and left open: at the usage of its stored answer, at 0 when
+        its request failed in the batch or was never uploaded (never billed). Then the budget counts what was
+        really billed, not the reservations."""
+        if self.ledger is None:
+            return
+        sent = session.sent_request_ids()
+        settled = 0
+        for call_id, call in read_ledger_calls(Path(self.config.output_dir)).items():
+            if "prompt_tokens" in call or not call.get("batch"):
+                continue  # settled, or a live call (its id is no custom_id)
+            reserved = RoleUsage(1, call.get("reserved_tokens", 0), 0)
+            if call_id in session.results:
+                usage, how = billed_usage(session.results[call_id].get("usage"), reserved), "answer"
+            elif call_id in failed or call_id not in sent:
+                usage, how = RoleUsage(calls=1), "not billed"
+            else:
+                continue  # sent and still unknown: it stays at its reservation
+            self.teacher.price(call["role"], usage)
+            self.ledger.append_soon({"call": call_id, "role": call["role"], **usage.as_dict(), "settled": how})
+            settled += 1
+        if settled:
+            self.ledger.flush()
+            self.state.spent.roles = read_ledgers(Path(self.config.output_dir)).roles
+            logger.info("settled %d calls an earlier run left open, from the provider's batch answers", settled)
+
+    async def one_within_budget(self, seed: Seed, session) -> None:
         """One seed of a batch run, started only while the budget (which holds the reservations of the seeds
-        started before it) and the failure limit allow."""
+        started before it) and the failure limit allow; a seed with answers already paid for always starts."""
+        batch_label.set(seed.id)  # its requests' custom_ids start with the seed id
+        if session.has_unused_answers(seed.id) and self.stop_reason() in (None, *BUDGET_STOPS):
+
+            def budget_spent() -> str | None:  # its stored answers first, then the budget decides
+                return None if session.has_unused_answers(seed.id) else self.budget_spent()
+
+            await self.one(seed, budget_spent)
+            return
         reason = self.stop_reason()
         if reason:
             self.stopped = reason
             return
-        batch_label.set(seed.id)  # its requests' custom_ids start with the seed id
         await self.one(seed)
 
     def run_alpaca(self, todo: Iterable[Seed]) -> None:
@@ -272,6 +332,7 @@ class Collector:
                 self.record(seed, Usage(), rejected=rejected)
                 continue
             self.record(seed, Usage(), dialogue=dialogue)
+        self.journal.flush()
 
     def summary(self, elapsed: float) -> dict:
         done = self.kept + self.dropped
@@ -288,6 +349,7 @@ class Collector:
             summary.update(
                 rate_limited_responses=self.teacher.rate_limited,
                 calls_without_usage=self.teacher.calls_without_usage,
+                unusable_replies=self.teacher.endpoint.unusable_replies,
                 unpriced=sorted(self.teacher.unpriced),
             )
         return summary
@@ -327,6 +389,11 @@ def collect(config: CollectConfig) -> dict:
         )  # fmt: skip
         collector = Collector(config, journal, state, todo_count)
         collector.ledger = ledger
+        # The client library is imported before the clock starts: elapsed_s is the collection's own time.
+        startup = time.perf_counter()
+        if config.mode != "alpaca" and todo_count:
+            import openai  # noqa: F401
+        startup = time.perf_counter() - startup
         start = time.perf_counter()
         try:
             if config.mode == "alpaca":
@@ -340,6 +407,7 @@ def collect(config: CollectConfig) -> dict:
         finally:
             collector.progress.close()
         run = collector.summary(time.perf_counter() - start)
+        run["import_s"] = round(startup, 2)
 
     seed_stats = {**seed_stats.as_dict(), "done_before_run": done_before}
     # The journal is read line by line for the report, and again for the outputs: never held whole.
@@ -348,14 +416,26 @@ def collect(config: CollectConfig) -> dict:
     # run reserved and this run settled (a re-attached batch) is one call.
     report["billed"] = read_ledgers(output_dir).summary()
     paths = write_outputs(iter_journals(output_dir), config, report)
+    skipped = ""
+    if seed_stats["missing_column"]:  # rows that are no seed: said here, not only in report.json
+        skipped = (
+            f"; {seed_stats['missing_column']} seeds rows without {config.seeds_column!r} skipped (first: row "
+            f"{seed_stats['first_missing_row']} of {config.seeds_path}; on_bad_row: error stops on them)"
+        )
     logger.info(
-        "kept %d, dropped %d %s, failed this run %d, stopped: %s; %s tokens, $%.4f -> %s",
+        "kept %d, dropped %d %s, failed this run %d, stopped: %s; %s tokens, $%.4f -> %s%s",
         report["kept"], report["dropped_total"], {k: v for k, v in report["dropped"].items() if v},
-        run["failed"], run["stopped"], f"{report['tokens']['total']:,}", report["cost_usd"], paths["train"],
+        run["failed"], run["stopped"], f"{report['tokens']['total']:,}", report["cost_usd"], paths["train"], skipped,
     )  # fmt: skip
     failed_path = output_dir / FAILED_SEEDS_FILE
     write_jsonl_atomically(failed_path, collector.failures)  # this run's failures (the next run retries them)
     counts = f"kept {report['kept']}, dropped {report['dropped_total']}, failed {run['failed']}"
+    if collector.open_batches:  # paid for, answers not collected: never a clean exit
+        raise EndpointError(
+            f"{len(collector.open_batches)} batches sent to {describe_url(config.base_url)} have not ended "
+            f"({', '.join(collector.open_batches)}; {counts}): they are paid for; re-run the same command to collect "
+            "their answers"
+        )
     if collector.fatal:
         raise EndpointError(f"stopped ({counts}): {collector.fatal}")
     if run["stopped"] == "interrupted":

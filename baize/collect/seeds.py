@@ -23,6 +23,8 @@ def stream_seeds(config: CollectConfig, table, stats: SeedStats) -> Iterator[See
         shard_index=config.shard_index,
         num_shards=config.num_shards,
         limit=config.limit,
+        on_bad_row=config.on_bad_row,
+        source=config.seeds_path,
     )
 
 

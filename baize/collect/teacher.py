@@ -8,6 +8,7 @@ from baize.collect.config import CollectConfig
 from baize.endpoint import (
     Completion,
     Endpoint,
+    MalformedReply,
     RateLimiter,
     RoleUsage,
     Usage,
@@ -60,30 +61,54 @@ class Teacher:
         call_id = self.endpoint.call_id(model, messages, **params)
         reserved = RoleUsage(1, estimate_prompt_tokens(messages), params.get("max_tokens") or 0)
         self.price(role, reserved)
-        if self.ledger is not None:  # on disk before the request leaves: a kill cannot hide what it may cost
-            self.ledger.append(
-                {"call": call_id, "role": role, "reserved_tokens": reserved.prompt_tokens + reserved.completion_tokens,
-                 "reserved_cost_usd": reserved.cost_usd}
-            )  # fmt: skip
         # A batch sends every dialogue's call at once: the budget holds their reservations until they settle, so
         # that the dialogues started after them see what the batch may cost.
         held = self.endpoint.batch is not None
-        if held:
+        if held:  # before any await: the seeds that start next see it
             self.spent.add(role, reserved)
-        call = RoleUsage(calls=1)  # a request that failed (an HTTP error after the retries) was not billed
+        call: RoleUsage | None = None  # None: not sent (or cancelled in flight): it stays at its reservation
+        reply: Completion | None = None
+        unusable = 0
         try:
-            completion_reply, call = await self.endpoint.chat(model, messages, retries=self.retries, **params)
-            self.price(role, call)
-            usage.add(role, call)
-            if not completion_reply.replayed:  # a stored batch answer was counted by the run that received it
-                self.spent.add(role, call)
+            if self.ledger is not None:  # on disk before the request leaves: a kill cannot hide what it may cost
+                entry = {"call": call_id, "role": role, "reserved_tokens": reserved.prompt_tokens
+                         + reserved.completion_tokens, "reserved_cost_usd": reserved.cost_usd}  # fmt: skip
+                if held:
+                    entry["batch"] = (
+                        True  # settled from the provider's answer when a killed run's batch is re-attached
+                    )
+                await self.ledger.append_durably(entry)  # the writer thread syncs it; the event loop goes on
+            call = RoleUsage(calls=1)  # a request that failed (an HTTP error after the retries) was not billed
+            reply, call = await self.endpoint.chat(model, messages, retries=self.retries, **params)
+            unusable = reply.unusable
+        except MalformedReply as error:  # 200s the client could not use: the provider billed them
+            call, unusable = error.billed or call, error.unusable
+            raise
+        except Exception:  # an HTTP error: settled below at what it was billed (nothing)
+            raise
+        except BaseException:  # cancelled (Ctrl-C) in flight: it may have been billed; it stays at its reservation
+            call = None
+            raise
         finally:
             if held:
                 self.spent.add(role, RoleUsage(-1, -reserved.prompt_tokens, -reserved.completion_tokens,
                                                -reserved.cost_usd))  # fmt: skip
-            if self.ledger is not None:
-                self.ledger.append({"call": call_id, "role": role, **call.as_dict()})
-        return completion_reply
+            if call is not None:
+                self.settle(role, call_id, call, usage, reply, unusable)
+        return reply
+
+    def settle(self, role: str, call_id: str, call: RoleUsage, usage: Usage, reply: Completion | None, unusable: int):
+        self.price(role, call)
+        billed = call.prompt_tokens + call.completion_tokens > 0
+        if reply is not None or billed:
+            usage.add(role, call)
+        if (reply is not None and not reply.replayed) or (reply is None and billed):
+            self.spent.add(role, call)  # (a stored batch answer was counted before)
+        if self.ledger is not None:
+            settlement = {"call": call_id, "role": role, **call.as_dict()}
+            if unusable:  # answers that were no completion, counted at their usage or (cut bodies) reservation
+                settlement["unusable"] = unusable
+            self.ledger.append_soon(settlement)
 
     def price(self, role: str, call: RoleUsage) -> None:
         name = self.config.user_model if role == "user" and self.config.user_model else self.config.teacher_model
