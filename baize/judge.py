@@ -1,5 +1,6 @@
-"""The LLM judge shared by SDF (`baize sdf`) and evaluation (`baize eval`): any OpenAI-compatible endpoint
-through the `openai` client, robust score parsing with re-asks, and an on-disk cache of verdicts.
+"""The one LLM judge of SDF (`baize sdf`) and evaluation (`baize eval`): rubrics (template, parser, re-ask reminder,
+scale, reference) asked by one verdict loop through the shared endpoint client, with re-asks, both orders, an
+on-disk verdict cache, a progress bar, request-error counting and Batch API batches.
 
 HTTP retries (429, 5xx, time-outs; Retry-After honoured) are the openai client's own. The collection stage's
 rate limiter and usage type are baize.endpoint's (shared with collection): a 429/503 pauses every request.
@@ -9,12 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from baize.endpoint import Completion, Endpoint, RateLimiter, RoleUsage, resolve_model_name
+from baize.batch import batch_label
+from baize.endpoint import Endpoint, RateLimiter, RoleUsage, describe_error, resolve_model_name
 from baize.jsonl import JSONLAppender, read_jsonl
+
+logger = logging.getLogger(__name__)
 
 JUDGE_SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
 # Two answers to the last user message, scored side by side (the Vicuna/Baize review prompt, any scale).
@@ -214,7 +220,89 @@ def parse_score_pair(text: str | None, scale: int = 100) -> tuple[tuple[float, f
     return (scores, None) if _in_range(list(scores), scale) else (None, "out_of_range")
 
 
-# --------------------------------------------------------------------------- the client
+# --------------------------------------------------------------------------- rubrics
+
+
+@dataclass(frozen=True)
+class Rubric:
+    """How the judge is asked for one kind of verdict: the prompt template, the parser of its reply, the re-ask
+    reminder, the scale, and whether two answers (`pairwise`) or a reference answer are shown. SDF's pointwise
+    and pairwise scores and eval's pair and single-answer grades are rubrics on the one verdict loop."""
+
+    name: str
+    template: str  # {context} and {answer}, or {answer_1} and {answer_2}; {reference} where shown
+    scale: int
+    pairwise: bool
+    reminder: str
+    reference: bool = False
+
+    def parse(self, text: str | None):
+        return parse_score_pair(text, self.scale) if self.pairwise else parse_score(text, self.scale)
+
+    def prompt(self, context: str, *answers: str, reference: str | None = None) -> str:
+        if self.pairwise:
+            return self.template.format(context=context, answer_1=answers[0], answer_2=answers[1])
+        return self.template.format(context=context, answer=answers[0], reference=reference or "")
+
+
+POINTWISE_100_TEMPLATE = """[Conversation]
+{context}
+
+[The Start of Assistant's Answer]
+{answer}
+[The End of Assistant's Answer]
+
+[System]
+We would like to request your feedback on the performance of an AI assistant in response to the user's last \
+message in the conversation displayed above.
+Please rate the helpfulness, relevance, accuracy, and level of detail of the response. The assistant receives an \
+overall score on a scale of 1 to 100, where a higher score indicates better overall performance.
+Please first output a single line containing only the score. In the subsequent line, please provide a \
+comprehensive explanation of your evaluation."""
+
+# SDF (the paper): one 1-100 score per candidate, or king-of-the-hill pairs on the same scale
+POINTWISE_100 = Rubric("pointwise", POINTWISE_100_TEMPLATE, 100, False, single_reminder(100))
+PAIR_100 = Rubric("pairwise", pair_template(100), 100, True, pair_reminder(100))
+
+
+def pair_rubric(scale: int) -> Rubric:
+    """Two answers scored side by side (the Vicuna/Baize review prompt): eval's 1-10 pairs."""
+    return Rubric(f"pair-{scale}", pair_template(scale), scale, True, pair_reminder(scale))
+
+
+def single_rubric(scale: int, reference: bool) -> Rubric:
+    """One answer graded on its own (MT-Bench), with the reference answer where `reference`."""
+    name = f"single-{scale}" + ("-reference" if reference else "")
+    return Rubric(name, single_template(scale, reference), scale, False, single_reminder(scale), reference)
+
+
+@dataclass
+class Verdict:
+    """One verdict: the parsed value (a score, or a pair of scores) and every reply it took."""
+
+    value: float | tuple[float, float] | None
+    rationale: str
+    attempts: int
+    errors: list[str]  # the reason of every reply that gave no verdict, in order
+    replies: list[str]  # every raw reply, the rejected ones included
+    cached: bool | None = None  # from the verdict cache (None: no cache asked)
+
+    def as_dict(self) -> dict:
+        """The record kept in judged.jsonl, judgements.jsonl and the verdict cache (0.1's layout)."""
+        record = {"value": self.value, "rationale": self.rationale, "attempts": self.attempts,
+                  "errors": self.errors, "replies": self.replies}  # fmt: skip
+        if self.cached is not None:
+            record["cached"] = self.cached
+        return record
+
+    @classmethod
+    def from_dict(cls, record: dict) -> Verdict:
+        value = record["value"]
+        return cls(tuple(value) if isinstance(value, list) else value, record["rationale"], record["attempts"],
+                   list(record["errors"]), list(record["replies"]))  # fmt: skip
+
+
+# --------------------------------------------------------------------------- the client and the verdict loop
 
 
 def new_usage() -> RoleUsage:
@@ -224,83 +312,135 @@ def new_usage() -> RoleUsage:
 JUDGE_BATCH_FOLDER = "judge-batches"
 
 
-class JudgeClient:
-    """The shared endpoint client (baize.endpoint) asking one model, plus re-asks when a verdict does not parse.
-    Also answers plain chat requests (`complete`), e.g. for a reference model at an endpoint."""
+@dataclass
+class JudgeStats:
+    """What one judge run did: items judged, items whose requests failed (retried by the next run), re-asks by
+    reason, the usage."""
 
-    def __init__(
-        self,
-        args: JudgeArguments,
-        *,
-        model: str | None = None,
-        gguf_file: str | None = None,
-        base_url: str | None = None,
-        api_key_env: str | None = None,
-    ):
+    judged: int = 0
+    request_errors: int = 0
+    parse_errors: dict[str, int] = field(default_factory=dict)
+    usage: RoleUsage = field(default_factory=RoleUsage)
+    last_error: str | None = None
+
+    def count_reasks(self, verdicts: list[Verdict]) -> None:
+        for verdict in verdicts:
+            if not verdict.cached:  # a cached verdict's re-asks were counted by the run that asked
+                for error in verdict.errors:
+                    self.parse_errors[error] = self.parse_errors.get(error, 0) + 1
+
+    def as_dict(self) -> dict:
+        stats = {"judged": self.judged, "request_errors": self.request_errors, "parse_errors": self.parse_errors,
+                 "usage": self.usage.as_dict()}  # fmt: skip
+        if self.last_error is not None:
+            stats["last_error"] = self.last_error
+        return stats
+
+
+class JudgeClient:
+    """The one judge: the shared endpoint client (baize.endpoint) asking the judge model for verdicts by rubric,
+    re-asking with the rubric's reminder when a reply does not parse, both orders for pairs, an optional verdict
+    cache, and one loop over the items of a stage (progress bar, request errors, Batch API batches)."""
+
+    def __init__(self, args: JudgeArguments, cache: VerdictCache | None = None):
         self.args = args
-        self.model = resolve_model_name(model or args.judge_model, gguf_file if model else args.judge_gguf_file)
-        self.base_url = base_url or args.judge_base_url
+        self.model = resolve_model_name(args.judge_model, args.judge_gguf_file)
+        self.base_url = args.judge_base_url
+        self.cache = cache
+        self.stats = JudgeStats()
         self.endpoint = Endpoint(
             self.base_url,
-            api_key_env or args.judge_api_key_env,
+            args.judge_api_key_env,
             limiter=RateLimiter(args.rpm, args.tpm),
             max_retries=args.max_retries,
             timeout=args.timeout,
         )
 
     def use_batches(self, folder: str | Path) -> None:
-        """With judge_batch: every request of this client goes into Batch API batches kept in `folder`; the stage
-        runs its coroutines through `self.endpoint.gather` so that they are sent together."""
+        """With judge_batch: every request of this client goes into Batch API batches kept in `folder`."""
         if self.args.judge_batch:
             self.endpoint.use_batches(folder, poll_interval=self.args.judge_batch_poll_interval)
 
-    async def call(
-        self,
-        messages: list[dict],
-        usage: RoleUsage,
-        *,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-    ) -> str:
-        return (await self.complete(messages, usage, temperature=temperature, max_tokens=max_tokens)).content
-
-    async def complete(
-        self,
-        messages: list[dict],
-        usage: RoleUsage,
-        *,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-    ) -> Completion:
-        """One chat completion (content, finish_reason, completion_tokens); its usage is added to `usage`."""
-        completion, _ = await self.endpoint.chat(
-            self.model,
-            messages,
-            usage,
-            temperature=self.args.judge_temperature if temperature is None else temperature,
-            max_tokens=max_tokens or self.args.judge_max_tokens,
-        )
-        return completion
-
-    async def verdict(self, prompt: str, parse, reminder: str, usage: dict) -> dict:
-        """Ask; on an unparseable verdict re-ask with the bad reply and a format reminder. All replies are kept."""
-        base = [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": prompt}]
+    async def verdict(
+        self, rubric: Rubric, context: str, *answers: str, reference: str | None = None, key: str | None = None,
+        usage: RoleUsage | None = None,
+    ) -> Verdict:  # fmt: skip
+        """Ask; on an unparseable reply re-ask with it and the rubric's reminder. With a cache and a `key`
+        (verdict_key), a verdict asked before costs nothing and a new one is cached as soon as it arrives. The
+        calls are charged to the run's usage (`stats.usage`) and to `usage` (e.g. one prompt's)."""
+        if key is not None and self.cache is not None:
+            cached = self.cache.get(key)
+            if cached is not None:
+                return replace(Verdict.from_dict(cached), cached=True)
+            batch_label.set(key[:16])  # with judge_batch: the custom_id starts with the verdict key
+        base = [
+            {"role": "system", "content": JUDGE_SYSTEM},
+            {"role": "user", "content": rubric.prompt(context, *answers, reference=reference)},
+        ]
         messages, replies, errors = base, [], []
         for _ in range(1 + self.args.judge_parse_retries):
-            text = await self.call(messages, usage)
-            value, error = parse(text)
+            completion, call = await self.endpoint.chat(
+                self.model,
+                messages,
+                self.stats.usage,
+                temperature=self.args.judge_temperature,
+                max_tokens=self.args.judge_max_tokens,
+            )
+            if usage is not None:
+                usage.add(call)
+            text = completion.content
+            value, error = rubric.parse(text)
             replies.append(text)
             if error is None:
                 break
             errors.append(error)
-            messages = [*base, {"role": "assistant", "content": text}, {"role": "user", "content": reminder}]
-        return {
-            "value": value,
-            "rationale": replies[-1],
-            "attempts": len(replies),
-            "errors": errors,  # the reason of every reply that gave no verdict, in order
-            "replies": replies,  # every raw reply, the rejected ones included
-        }
+            messages = [*base, {"role": "assistant", "content": text}, {"role": "user", "content": rubric.reminder}]
+        verdict = Verdict(value, replies[-1], len(replies), errors, replies)
+        if key is not None and self.cache is not None:
+            self.cache.put(key, verdict.as_dict())
+            verdict.cached = False
+        return verdict
+
+    async def both_orders(
+        self, rubric: Rubric, context: str, a: str, b: str, keys: tuple[str | None, str | None] = (None, None),
+        usage: RoleUsage | None = None,
+    ) -> tuple[Verdict, Verdict]:  # fmt: skip
+        """a vs b and b vs a (position bias shows as disagreement), asked together."""
+        ab, ba = await self.endpoint.together(
+            self.verdict(rubric, context, a, b, key=keys[0], usage=usage),
+            self.verdict(rubric, context, b, a, key=keys[1], usage=usage),
+        )
+        return ab, ba
+
+    async def judge_all(
+        self, items: list, judge_item: Callable[[object], Awaitable[None]], *, label: Callable[[object], str],
+        describe: Callable[[object], str], desc: str, unit: str,
+    ) -> JudgeStats:  # fmt: skip
+        """Run `judge_item` on every item, `judge_concurrency` at a time (all of them batch by batch with
+        judge_batch); an item whose requests fail after the client's retries is counted and left for the next
+        run. `judge_item` keeps its results and counts its verdicts' re-asks."""
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(items), desc=desc, unit=unit)
+
+        async def one(item) -> None:
+            batch_label.set(label(item))  # with judge_batch: its requests' custom_ids start with this
+            try:
+                await judge_item(item)
+            except Exception as error:  # openai.APIError after the client's retries, a malformed reply
+                self.stats.request_errors += 1
+                self.stats.last_error = describe_error(error)
+                logger.warning("judge: %s failed: %s", describe(item), error)
+                return
+            finally:
+                bar.update(1)
+            self.stats.judged += 1
+
+        try:
+            await self.endpoint.gather((one(item) for item in items), self.args.judge_concurrency)
+        finally:
+            bar.close()
+        return self.stats
 
     async def close(self) -> None:
         await self.endpoint.close()

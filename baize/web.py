@@ -8,27 +8,20 @@
 The page is gradio's ChatInterface: replies stream in, Stop ends one, and the chat's own buttons regenerate
 (retry), undo the last exchange and clear. Each browser session keeps its own history; requests queue as
 gradio queues them (one generation at a time on a local model, `--concurrency` at once on an endpoint).
-Prompts come from baize.prompts and local generation from baize.generation, as in `baize chat`.
+Prompts come from baize.prompts and every reply from the one sampler (baize.sampling), as SDF and eval answer.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from baize.endpoint import Endpoint, resolve_model_name
 from baize.errors import UsageError, configure_logging, one_line_errors
-from baize.generation import (
-    DEFAULT_MAX_NEW_TOKENS,
-    DEFAULT_TEMPERATURE,
-    DEFAULT_TOP_P,
-    GenerationSettings,
-    generate_reply,
-)
+from baize.generation import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from baize.models import add_chat_model_arguments, chat_model_from_args, hub_model_id
 from baize.prompts import (
     DEFAULT_MAX_HISTORY_TOKENS,
@@ -38,6 +31,7 @@ from baize.prompts import (
     reply_text,
     trained_system_prompt,
 )
+from baize.sampling import EndpointSampler, LocalSampler, SamplingSettings
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +51,8 @@ class ReplySettings:
     def system_prompt(self) -> str | None:
         return GUARDRAIL_SYSTEM_PROMPT if self.guardrail else (self.system or None)
 
-    def generation(self) -> GenerationSettings:
-        return GenerationSettings(
-            max_new_tokens=int(self.max_new_tokens),
-            temperature=self.temperature,
-            top_p=self.top_p,
-            do_sample=self.temperature > 0,
-        )
+    def sampling(self) -> SamplingSettings:
+        return SamplingSettings(int(self.max_new_tokens), self.temperature, self.top_p)
 
 
 def message_text(content) -> str:
@@ -91,94 +80,48 @@ def exchanges(history: list[dict]) -> list[tuple[str, str]]:
 
 
 class LocalBackend:
-    """A model loaded in this process (`baize.models.load_chat_model`): one reply at a time, streamed."""
+    """A model loaded in this process, answering through the one sampler (baize.sampling.LocalSampler)."""
 
     concurrency = 1  # one generate() at a time on the one model; other users wait in gradio's queue
 
     def __init__(self, chat):
         self.chat = chat
-        self.lock = threading.Lock()
+        self.sampler = LocalSampler(chat, chat.prompt_builder())
+        self.lock = self.sampler.lock  # held while a reply is being generated
         self.name = str(chat.source)
         self.trained_system = chat.system_prompt
         self.stops = format_stop_strings(chat.prompt_format)
         base = (hub_model_id(chat.base) or Path(chat.base).name) if chat.base else None
         self.description = f"{'adapter on ' + base if base else 'model'}, prompt format {chat.prompt_format}"
 
-    async def reply(self, history: list[tuple[str, str]], question: str, settings: ReplySettings):
-        builder = self.chat.prompt_builder(
-            system=settings.system_prompt, max_history_tokens=settings.max_history_tokens
-        )
-        prompt = builder.build(history, question)
-        loop = asyncio.get_running_loop()
-        chunks: asyncio.Queue = asyncio.Queue()
-        interrupt = threading.Event()
-
-        def generate():
-            try:
-                with self.lock:  # a stopped reply's last token, and the next reply's first
-                    generate_reply(
-                        self.chat,
-                        prompt,
-                        settings.generation(),
-                        stop_strings=builder.stop_strings,
-                        on_text=lambda text: loop.call_soon_threadsafe(chunks.put_nowait, text),
-                        interrupt=interrupt,
-                    )
-            finally:
-                loop.call_soon_threadsafe(chunks.put_nowait, None)
-
-        worker = loop.run_in_executor(None, generate)
-        try:
-            while (chunk := await chunks.get()) is not None:
-                yield chunk
-            await worker  # a generation error surfaces here
-        finally:
-            interrupt.set()  # Stop in the page (the task is cancelled) ends generate() at its next token
+    def reply(self, history: list[tuple[str, str]], question: str, settings: ReplySettings):
+        return self.sampler.stream(
+            history, question, settings.sampling(), system=settings.system_prompt,
+            max_history_tokens=settings.max_history_tokens,
+        )  # fmt: skip
 
 
 class EndpointBackend:
-    """An OpenAI-compatible server (vLLM, `transformers serve`, Ollama) through the shared endpoint client; the
-    server applies the model's chat template (a merged Baize model carries the Baize one)."""
+    """An OpenAI-compatible server (vLLM, `transformers serve`, Ollama) through the one sampler; the server applies
+    the model's chat template (a merged Baize model carries the Baize one)."""
 
     def __init__(self, base_url: str, model: str, api_key_env: str, concurrency: int, prompt_format: str):
-        from baize.endpoint import Endpoint, resolve_model_name
-
-        self.endpoint = Endpoint(base_url, api_key_env)
-        self.model = resolve_model_name(model)
+        self.stops = format_stop_strings(prompt_format)
+        self.sampler = EndpointSampler(
+            [Endpoint(base_url, api_key_env)], resolve_model_name(model), stop_strings=self.stops
+        )
+        self.model = self.sampler.model
         self.name = f"{model} at {base_url}"
         self.concurrency = concurrency
-        self.stops = format_stop_strings(prompt_format)
         folder = Path(self.model)
         self.trained_system = trained_system_prompt(folder, "baize") if folder.is_dir() else None
         self.description = "OpenAI-compatible endpoint"
 
-    def messages(self, history: list[tuple[str, str]], question: str, settings: ReplySettings) -> list[dict]:
-        """System text, then the newest exchanges that fit in max_history_tokens (estimated), then the question."""
-        from baize.endpoint import estimate_prompt_tokens
-
-        head = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
-        tail = [{"role": "user", "content": question}]
-        for user, assistant in reversed(history):
-            turn = [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
-            if estimate_prompt_tokens(head + turn + tail) > settings.max_history_tokens:
-                break
-            tail = turn + tail
-        return head + tail
-
-    async def reply(self, history: list[tuple[str, str]], question: str, settings: ReplySettings):
-        stream = self.endpoint.stream_chat(
-            self.model,
-            self.messages(history, question, settings),
-            temperature=settings.temperature,
-            top_p=settings.top_p,
-            max_tokens=int(settings.max_new_tokens),
-            stop=self.stops or None,
-        )
-        try:
-            async for chunk in stream:
-                yield chunk
-        finally:
-            await stream.aclose()
+    def reply(self, history: list[tuple[str, str]], question: str, settings: ReplySettings):
+        return self.sampler.stream(
+            history, question, settings.sampling(), system=settings.system_prompt,
+            max_history_tokens=settings.max_history_tokens,
+        )  # fmt: skip
 
 
 async def stream_answer(backend, history: list[dict], message: str, settings: ReplySettings):

@@ -63,7 +63,8 @@ def main() -> None:
     prompts = [sdf.render_prompt(chat, [{"role": "user", "content": q}]) for q in questions]
     total = len(prompts) * args.n
     common = {"max_new_tokens": args.new_tokens, "ignore_eos": True}
-    gen = sdf.generate_candidates
+    from baize.generation import generate_candidates as gen
+
     model, tok = chat.model, chat.tokenizer
     print(
         f"model: {label}; {len(prompts)} prompts x N={args.n}, {args.new_tokens} new tokens each, "

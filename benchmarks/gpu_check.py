@@ -422,7 +422,8 @@ def step_sdf(check: Check, scratch: Path) -> dict:
     questions = (REPO / "data/baize-smol/sdf_prompts.txt").read_text().split("\n")[:8]
     prompts = [sdf.render_prompt(chat, [{"role": "user", "content": q}]) for q in questions]
     n, new = 4, (8 if check.dry_run else 128)
-    gen = sdf.generate_candidates
+    from baize.generation import generate_candidates as gen
+
     common = {"max_new_tokens": new, "ignore_eos": True}
     gen(chat.model, chat.tokenizer, prompts, n, max_new_tokens=2)
     gen(chat.model, chat.tokenizer, prompts[:1], n, max_new_tokens=2)

@@ -15,7 +15,9 @@ from openai_server import OpenAIServer, Reply
 from baize import evaluate
 from baize.endpoint import EndpointError
 from baize.evaluate import EvalConfig
+from baize.evaluate.answer import answer_row, answers_path
 from baize.runs import SettingsChanged
+from baize.sampling import Sample
 
 PAIR = re.compile(r"Assistant 1's Answer\]\n(.*?)\n\[The End.*?Assistant 2's Answer\]\n(.*?)\n\[The End", re.S)
 QUESTION = re.compile(r"\[Conversation\]\nUser: (.*?)\n\n\[The Start", re.S)
@@ -46,13 +48,13 @@ def write_answers(config: EvalConfig, role: str, answers: dict) -> None:
     model, reference = evaluate.contestants(config)
     contestant = model if role == "model" else reference
     rows = [
-        evaluate._answer_row(
+        answer_row(
             contestant, {"question_id": key[0] if isinstance(key, tuple) else key, "category": cat},
-            key[1] if isinstance(key, tuple) else 1, 0.0, text, "stop", None,
+            key[1] if isinstance(key, tuple) else 1, 0.0, Sample(text, "stop", None),
         )
         for key, (cat, text) in answers.items()
     ]  # fmt: skip
-    path = evaluate.answers_path(config, contestant)
+    path = answers_path(config, contestant)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(path, rows)
 
@@ -149,7 +151,7 @@ def test_answers_local_model_and_endpoint_resume_with_category_temperatures(tmp_
         server.reset()
         report = evaluate.answer_step(config)
         assert report["ref"]["already_done"] == 9 and not server.requests
-        path = evaluate.answers_path(config, reference)
+        path = answers_path(config, reference)
         lines = path.read_text().splitlines(keepends=True)
         path.write_text("".join(lines[:-1]))
         evaluate.answer_step(config)

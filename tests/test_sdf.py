@@ -15,6 +15,7 @@ from helpers import chatty_copy, transformers_serve, write_jsonl
 from openai_server import OpenAIServer, Reply
 
 from baize import sdf
+from baize.generation import generate_candidates
 from baize.sdf import SDFConfig, parse_pairwise, parse_pointwise
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,9 +91,11 @@ def test_sampling_gives_n_distinct_candidates_and_resume_skips_done_prompts(tmp_
     with open(Path(config.output_dir) / sdf.CANDIDATES_FILE, "ab") as f:
         f.write(b'{"id": "torn')
     calls = []
-    real = sdf.generate_candidates
+    import baize.sampling
+
+    real = baize.sampling.generate_candidates
     monkeypatch.setattr(
-        sdf, "generate_candidates", lambda m, t, p, *a, **k: calls.append(len(p)) or real(m, t, p, *a, **k)
+        baize.sampling, "generate_candidates", lambda m, t, p, *a, **k: calls.append(len(p)) or real(m, t, p, *a, **k)
     )
     config = config_for(tmp_path, v1_adapter, [*prompts, "How do magnets work?"])
     stats = sdf.sample_step(config)
@@ -106,8 +109,8 @@ def test_shared_prefill_matches_plain_generate(v1_adapter):
 
     chat = load_chat_model(v1_adapter)
     prompts = [sdf.render_prompt(chat, [{"role": "user", "content": q}]) for q in ("Hi", "Why is the sky so blue?")]
-    shared = sdf.generate_candidates(chat.model, chat.tokenizer, prompts, 2, max_new_tokens=5, temperature=0)
-    plain = sdf.generate_candidates(
+    shared = generate_candidates(chat.model, chat.tokenizer, prompts, 2, max_new_tokens=5, temperature=0)
+    plain = generate_candidates(
         chat.model, chat.tokenizer, prompts, 2, max_new_tokens=5, temperature=0, share_prefill=False
     )
     assert shared == plain

@@ -1,0 +1,5 @@
+import sys
+
+from baize.evaluate import cli
+
+cli(sys.argv[1:])

@@ -1,0 +1,73 @@
+"""`baize sdf`: Baize v2, Self-Distillation with Feedback (arXiv 2304.01196 section 3.3), as four resumable steps.
+
+    python -m baize.sdf --config recipes/baize-smol/sdf.yaml                      # all steps
+    python -m baize.sdf --config recipes/baize-smol/sdf.yaml --step judge         # one step
+    python -m baize.sdf --config recipes/baize-v2-7b/sdf.yaml -- --max_steps 10   # after `--`: SFT overrides
+
+1. `sample`  the v1 model answers every prompt N times through the one sampler (baize.sampling), in this process
+             or at `vllm serve` replicas -> candidates.jsonl (text, finish reason, tokens per candidate).
+2. `judge`   the one judge (baize.judge) scores them: pointwise 1-100 (the paper) or king-of-the-hill pairs in
+             both orders -> judged.jsonl, every score and rationale kept.
+3. `select`  the best candidate per prompt (min_score) -> selected.jsonl; best vs worst -> preferences.jsonl.
+4. `train`   v1 merged into its base (frozen) and a NEW LoRA trained on top with `baize train` -> v2, its lineage
+             and card (`card`).
+
+Every step appends durably and skips what is done, so re-running the same command continues; sample and judge
+sign the settings that shape their outputs (`config`) and refuse to mix runs. A judge that cannot be reached, or
+fails some prompts, makes the run exit non-zero naming its URL.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from baize.errors import configure_logging, one_line_errors
+from baize.jsonl import read_jsonl
+from baize.sdf.config import (
+    CANDIDATES_FILE,
+    JUDGE_SIGNATURE,
+    JUDGED_FILE,
+    PREFERENCES_FILE,
+    SAMPLE_SIGNATURE,
+    SELECTED_FILE,
+    STEPS,
+    SDFConfig,
+    judge_settings,
+    parse_args,
+    sample_settings,
+)
+from baize.sdf.judge import Judge, _verdicts, judge_rows, judge_step, parse_pairwise, parse_pointwise
+from baize.sdf.sample import load_prompts, load_v1, render_prompt, sample_step
+from baize.sdf.select import best_and_worst, select_step
+from baize.sdf.train import merged_v1, train_step
+
+__all__ = [
+    "CANDIDATES_FILE", "JUDGED_FILE", "JUDGE_SIGNATURE", "PREFERENCES_FILE", "SAMPLE_SIGNATURE", "SELECTED_FILE",
+    "STEPS", "Judge", "SDFConfig", "_verdicts", "best_and_worst", "cli", "judge_rows", "judge_settings",
+    "judge_step", "load_prompts", "load_v1", "main", "merged_v1", "parse_args", "parse_pairwise", "parse_pointwise",
+    "read_jsonl", "render_prompt", "sample_settings", "sample_step", "select_step", "train_step",
+]  # fmt: skip
+
+
+def main(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
+    configure_logging()
+    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+    steps = STEPS[:-1] if config.step == "all" else (config.step,)
+    run = {"sample": sample_step, "judge": judge_step, "select": select_step}
+    results = {}
+    for step in steps:
+        results[step] = train_step(config, train_argv) if step == "train" else run[step](config)
+    return results
+
+
+def cli(argv: list[str] | None = None) -> None:
+    with one_line_errors("baize sdf"):
+        config, train_argv = parse_args(argv)
+        results = main(config, train_argv)
+    print(json.dumps({k: v for k, v in results.items() if k != "train"}, indent=2, default=str), flush=True)
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])

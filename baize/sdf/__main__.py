@@ -1,0 +1,5 @@
+import sys
+
+from baize.sdf import cli
+
+cli(sys.argv[1:])

@@ -1,0 +1,173 @@
+"""`baize sdf`'s recipe keys, its file names, and the settings each resumable step signs."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass, field
+
+from baize.arguments import parse_recipe
+from baize.judge import PAIR_100, POINTWISE_100, JudgeArguments
+
+STEPS = ("sample", "judge", "select", "train", "all")
+CANDIDATES_FILE = "candidates.jsonl"
+JUDGED_FILE = "judged.jsonl"
+SELECTED_FILE = "selected.jsonl"
+PREFERENCES_FILE = "preferences.jsonl"
+SAMPLE_SIGNATURE = "sample_signature.json"
+JUDGE_SIGNATURE = "judge_signature.json"
+
+
+@dataclass
+class SDFConfig(JudgeArguments):
+    """The judge endpoint's fields (judge_model, judge_base_url, ...) are baize.judge.JudgeArguments'."""
+
+    output_dir: str = field(
+        default="runs/sdf", metadata={"help": "Folder of every step's files; re-running continues there."}
+    )
+    step: str = field(
+        default="all",
+        metadata={
+            "help": "Which step to run: sample, judge, select, train, or all (in that order).",
+            "choices": STEPS,
+        },
+    )
+    # ------------------------------------------------------------------ v1 model
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "The v1 model: a LoRA adapter folder / Hub id (loaded on its base), or a full model."},
+    )
+    base_model: str | None = field(
+        default=None, metadata={"help": "Base of the v1 adapter (unset: the one in its adapter_config.json)."}
+    )
+    gguf_file: str | None = field(default=None, metadata={"help": "GGUF file of the base (e.g. for pkg:NAME)."})
+    dtype: str | None = field(
+        default=None,
+        metadata={"help": "float32 / bfloat16 / float16 for sampling (unset: bf16 on GPU, fp32 on CPU)."},
+    )
+    load_in_8bit: bool = field(default=False, metadata={"help": "Sample from an int8 base (bitsandbytes)."})
+    # ------------------------------------------------------------------ prompts
+    prompts_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Prompts: Hub dataset id or local .txt/.jsonl/.parquet file. A `messages` column gives "
+            "multi-turn contexts (a trailing assistant turn is dropped); otherwise `prompts_column` is one "
+            "user question. De-duplicated like collection seeds."
+        },
+    )
+    prompts_name: str | None = field(default=None, metadata={"help": "Dataset config name (Hub datasets)."})
+    prompts_split: str = field(default="train", metadata={"help": "Dataset split."})
+    prompts_column: str = field(
+        default="text", metadata={"help": "Column with the question (dotted paths like questions.text.0 work)."}
+    )
+    messages_column: str = field(default="messages", metadata={"help": "Column with chat contexts, if present."})
+    limit: int | None = field(default=None, metadata={"help": "Use at most this many prompts (after dedup)."})
+    # ------------------------------------------------------------------ sampling
+    num_candidates: int = field(default=4, metadata={"help": "N: answers sampled per prompt (paper: 4)."})
+    max_new_tokens: int = field(default=512, metadata={"help": "Longest answer, in tokens."})
+    max_prompt_tokens: int = field(
+        default=512, metadata={"help": "Prompts (rendered context) longer than this are skipped and counted."}
+    )
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (Baize demo: 1.0)."})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling (Baize demo: 0.95)."})
+    batch_size: int = field(
+        default=8, metadata={"help": "Prompts per forward pass (each with N sequences: batch_size x N rows)."}
+    )
+    share_prefill: bool = field(
+        default=True,
+        metadata={"help": "Run each prompt's prefill once and copy its KV cache to the N samples (transformers)."},
+    )
+    seed: int = field(default=42, metadata={"help": "Sampling seed (per batch, derived from the prompt ids)."})
+    sample_base_urls: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Sample at OpenAI-compatible servers instead of in this process: one or several base URLs "
+            "(`vllm serve` replicas, prompts spread over them). The prompt text is built here by the shared prompt "
+            "builder and sent to /v1/completions with n, stop (the turn tags), max_tokens, temperature, top_p and "
+            "seed. The v1 must be what they serve (a merged v1, or `--enable-lora --lora-modules NAME=V1`)."
+        },
+    )
+    sample_model: str | None = field(
+        default=None,
+        metadata={"help": "The model name at sample_base_urls (the merged folder, or the LoRA module's NAME)."},
+    )
+    sample_api_key_env: str = field(
+        default="OPENAI_API_KEY", metadata={"help": "Variable holding the sampling servers' key (vLLM: any)."}
+    )
+    sample_concurrency: int = field(default=16, metadata={"help": "Prompts in flight at once, over all servers."})
+    # ------------------------------------------------------------------ judge (endpoint fields: JudgeArguments)
+    judge_mode: str = field(
+        default="pointwise",
+        metadata={
+            "help": "pointwise: a 1-100 score per candidate (paper); pairwise: challenger vs best, both orders.",
+            "choices": ["pointwise", "pairwise"],
+        },
+    )
+    # ------------------------------------------------------------------ select
+    min_score: float = field(
+        default=50.0, metadata={"help": "Drop prompts whose best candidate scores below this (1-100 scale)."}
+    )
+    min_margin: float = field(
+        default=1.0, metadata={"help": "Export a best-vs-worst preference pair only if best - worst >= this."}
+    )
+    # ------------------------------------------------------------------ train
+    train_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "SFT recipe for the v2 LoRA (parsed by `baize train`; its model and datasets are set "
+            "by SDF). Extra SFT overrides go after `--` on the command line."
+        },
+    )
+    merged_dir: str | None = field(
+        default=None, metadata={"help": "Where v1 is merged into its base (unset: OUTPUT_DIR/v1-merged)."}
+    )
+    merge_dtype: str = field(default="auto", metadata={"help": "dtype of the merged v1 (auto keeps the base's)."})
+    # ------------------------------------------------------------------ re-runs
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "Start a step over when its settings changed (deletes its outputs and the later steps')."},
+    )
+    allow_partial: bool = field(
+        default=False, metadata={"help": "Let select use a judged.jsonl that misses some sampled prompts."}
+    )
+
+    def __post_init__(self):
+        if self.num_candidates < 2:
+            raise ValueError("num_candidates must be >= 2 (SDF picks the best of several)")
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[SDFConfig, list[str]]:
+    """`--config FILE [--key value ...] [-- SFT overrides]` -> (config, SFT override argv)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    train_argv: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, train_argv = argv[:cut], argv[cut + 1 :]
+    from trl import TrlParser
+
+    parser = TrlParser(
+        (SDFConfig,),
+        prog="baize sdf",
+        description="Baize v2 Self-Distillation with Feedback: sample N answers from the v1 model, score them "
+        "with an LLM judge, keep the best, train a new LoRA on top of v1. "
+        "baize sdf --config recipes/baize-smol/sdf.yaml [--step sample|judge|select|train|all] [-- SFT overrides]",
+    )
+    (config,) = parse_recipe(parser, argv)
+    return config, train_argv
+
+
+def sample_settings(config: SDFConfig) -> dict:
+    names = (
+        "model_name_or_path base_model gguf_file dtype load_in_8bit prompts_path prompts_name prompts_split "
+        "prompts_column messages_column limit num_candidates max_new_tokens max_prompt_tokens temperature top_p "
+        "batch_size seed sample_model"
+    ).split()
+    # Not the URLs: another replica, or a restarted server, samples the same model.
+    return {**{name: getattr(config, name) for name in names}, "at_endpoint": bool(config.sample_base_urls)}
+
+
+def judge_settings(config: SDFConfig) -> dict:
+    # The model and how it is asked; not its URL (a restarted server or another replica serves the same judge).
+    names = "judge_model judge_gguf_file judge_temperature judge_max_tokens judge_parse_retries judge_mode"
+    templates = hashlib.sha256((POINTWISE_100.template + PAIR_100.template).encode()).hexdigest()[:16]
+    return {**{name: getattr(config, name) for name in names.split()}, "templates": templates}

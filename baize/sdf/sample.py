@@ -1,0 +1,183 @@
+"""Step 1, sample: the v1 model answers every prompt N times through the one sampler (baize.sampling), in this
+process or at `vllm serve` replicas -> candidates.jsonl, one line per prompt, appended as it is done."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+from baize.endpoint import Endpoint, EndpointError, RateLimiter, describe_error
+from baize.jsonl import JSONLAppender, read_jsonl
+from baize.models import load_chat_model
+from baize.runs import claim_step
+from baize.sampling import EndpointSampler, LocalSampler, Sampled, SampleRequest, SamplingSettings
+from baize.sdf.config import (
+    CANDIDATES_FILE,
+    JUDGE_SIGNATURE,
+    JUDGED_FILE,
+    PREFERENCES_FILE,
+    SAMPLE_SIGNATURE,
+    SELECTED_FILE,
+    SDFConfig,
+    sample_settings,
+)
+from baize.seeds import load_table, normalize, select_seeds
+
+logger = logging.getLogger("baize.sdf")
+
+
+def context_id(messages: list[dict]) -> str:
+    key = "\x1e".join(f"{m['role']}\x1f{normalize(m['content'])}" for m in messages)
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def load_prompts(config: SDFConfig) -> list[dict]:
+    """Prompt rows {id, messages}: chat contexts from a `messages` column, else one user turn per question.
+
+    Questions go through baize.seeds like collection seeds (Hub ids, local txt/jsonl, dedup, limit)."""
+    table = load_table(config.prompts_path, config.prompts_name, config.prompts_split, key="prompts_path")
+    if config.messages_column in table.column_names:
+        rows, seen = [], set()
+        for messages in table[config.messages_column]:
+            messages = [{"role": m["role"], "content": m["content"]} for m in messages]
+            while messages and messages[-1]["role"] == "assistant":
+                messages.pop()
+            if not messages or messages[-1]["role"] != "user":
+                continue
+            key = context_id(messages)
+            if key not in seen:
+                seen.add(key)
+                rows.append({"id": key, "messages": messages})
+        return rows[: config.limit] if config.limit is not None else rows
+    seeds, stats = select_seeds(table, config.prompts_column, limit=config.limit)
+    logger.info("Prompts: %s", stats.as_dict())
+    return [{"id": s.id, "messages": [{"role": "user", "content": s.text}]} for s in seeds]
+
+
+def load_v1(config: SDFConfig, without_weights: bool = False):
+    """The v1 model for sampling (adapter on its base, or a full model), as `baize chat` loads it; only its
+    tokenizer, format and system prompt when the sampling is done at endpoints."""
+    return load_chat_model(
+        config.model_name_or_path,
+        load_in_8bit=config.load_in_8bit,
+        base=config.base_model,
+        gguf_file=config.gguf_file,
+        dtype=config.dtype,
+        without_weights=without_weights,
+    )
+
+
+def render_prompt(chat, messages: list[dict]) -> list[int]:
+    """Prompt token ids exactly as `baize chat` builds them: the Baize template with the system prompt v1 was
+    trained with, or for the original adapters the demo's system text, primer and BOS."""
+    return chat.prompt_builder().encode_messages(messages)
+
+
+def endpoint_sampler(config: SDFConfig, chat, builder) -> EndpointSampler:
+    """The sampling servers, round robin under one limiter, prompted with v1's builder at /v1/completions."""
+    limiter = RateLimiter()
+    endpoints = [Endpoint(url, config.sample_api_key_env, limiter=limiter, max_retries=config.max_retries,
+                          timeout=config.timeout) for url in config.sample_base_urls]  # fmt: skip
+    # The prompt text already holds its BOS where the template writes one; a tokenizer that adds BOS by default
+    # (LLaMA's) would add a second at the server, so tell vLLM not to (`add_special_tokens`, a vLLM extension
+    # that `transformers serve` refuses; SmolLM2's tokenizer adds nothing, so nothing is sent for it).
+    probe = builder.render_messages([{"role": "user", "content": "hi"}])
+    adds_tokens = len(chat.tokenizer(probe)["input_ids"]) != len(builder.encode(probe))
+    extra_body = {"add_special_tokens": builder.prompt_format == "original"} if adds_tokens else None
+    model = config.sample_model or str(config.model_name_or_path)
+    return EndpointSampler(endpoints, model, builder=builder, extra_body=extra_body)
+
+
+def sample_step(config: SDFConfig) -> dict:
+    """Step 1: candidates.jsonl, one line per prompt with its N candidates; prompts already there are skipped."""
+    from tqdm.auto import tqdm
+
+    folder = Path(config.output_dir)
+    out = folder / CANDIDATES_FILE
+    later = [folder / name for name in (JUDGED_FILE, SELECTED_FILE, PREFERENCES_FILE, JUDGE_SIGNATURE)]
+    claim_step(folder, SAMPLE_SIGNATURE, sample_settings(config), [out, *later], overwrite=config.overwrite,
+               what="SDF candidates")  # fmt: skip
+    prompts = load_prompts(config)
+    done = {row["id"] for row in read_jsonl(out)}
+    todo = [p for p in prompts if p["id"] not in done]
+    stats = {"prompts": len(prompts), "already_done": len(prompts) - len(todo), "sampled": 0, "too_long": 0}
+    if not todo:
+        logger.info("sample: all %d prompts already sampled", len(prompts))
+        return stats
+
+    chat = load_v1(config, without_weights=bool(config.sample_base_urls))
+    builder = chat.prompt_builder()
+    start = time.perf_counter()
+    requests: list[SampleRequest] = []
+    rows: dict[str, dict] = {}
+    for prompt in todo:
+        if builder.system is not None and prompt["messages"][0]["role"] != "system":
+            # the v2 rows then carry the system text the answers were sampled under (train/infer parity)
+            prompt = {**prompt, "messages": [{"role": "system", "content": builder.system}, *prompt["messages"]]}
+        if len(builder.encode_messages(prompt["messages"])) > config.max_prompt_tokens:
+            stats["too_long"] += 1
+        else:
+            requests.append(SampleRequest(prompt["id"], prompt["messages"], config.num_candidates))
+            rows[prompt["id"]] = prompt
+    sampler = {
+        "model": str(config.model_name_or_path),
+        "prompt_format": chat.prompt_format,
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "max_new_tokens": config.max_new_tokens,
+    }
+    settings = SamplingSettings(config.max_new_tokens, config.temperature, config.top_p, config.seed)
+    bar = tqdm(total=len(requests), desc="sample", unit="prompt")
+    with bar, JSONLAppender(out, writer="`baize sdf`") as appender:
+
+        def write(sampled: Sampled, extra: dict | None = None) -> None:
+            appender.append({**rows[sampled.request.id], "prompt_tokens": sampled.prompt_tokens,
+                             "candidates": [s.as_dict() for s in sampled.samples], "sampler": {**sampler, **(extra or {})}})  # fmt: skip
+            stats["sampled"] += 1
+            bar.update(1)
+
+        if config.sample_base_urls:
+            stats.update(
+                sample_at_endpoints(config, endpoint_sampler(config, chat, builder), requests, settings, write)
+            )
+        else:
+            local = LocalSampler(chat, builder, batch_size=config.batch_size, share_prefill=config.share_prefill)
+            for batch in local.sample(requests, settings):
+                for sampled in batch:
+                    write(sampled)
+    elapsed = time.perf_counter() - start
+    stats["candidates_per_second"] = round(stats["sampled"] * config.num_candidates / elapsed, 2)
+    if stats.get("request_errors"):  # what came is kept; the re-run asks only for the rest
+        raise EndpointError(
+            f"sampling failed for {stats['request_errors']} of {len(requests)} prompts ({stats['last_error']}): "
+            "check sample_base_urls / sample_model and that the servers are up, then re-run the same command"
+        )
+    return stats
+
+
+def sample_at_endpoints(config: SDFConfig, sampler: EndpointSampler, requests, settings, write) -> dict:
+    """N candidates per prompt at the servers, `sample_concurrency` prompts in flight; a prompt whose request
+    fails after the client's retries is left for the next run (each prompt has its own seed, so it asks the same)."""
+    stats = {"request_errors": 0}
+
+    def failed(request: SampleRequest, error: BaseException) -> None:
+        stats["request_errors"] += 1
+        stats["last_error"] = describe_error(error)
+
+    async def run() -> None:
+        try:
+            await sampler.sample(
+                requests,
+                settings,
+                concurrency=config.sample_concurrency,
+                on_sampled=lambda sampled: write(sampled, {"endpoint_model": sampler.model}),
+                on_error=failed,
+            )
+        finally:
+            await sampler.close()
+
+    asyncio.run(run())
+    return {**stats, "usage": sampler.usage.as_dict(), "per_server": sampler.per_server}

@@ -1,0 +1,111 @@
+"""Step 3, select: the best candidate per prompt -> selected.jsonl (chat rows for SFT), best vs worst ->
+preferences.jsonl (TRL's DPO format). Deterministic and cheap: rewritten from judged.jsonl on every run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from pathlib import Path
+
+from baize.endpoint import describe_url
+from baize.errors import BaizeError
+from baize.jsonl import read_jsonl, write_jsonl_atomically
+from baize.sdf.config import CANDIDATES_FILE, JUDGED_FILE, PREFERENCES_FILE, SELECTED_FILE, SDFConfig
+
+logger = logging.getLogger("baize.sdf")
+
+
+def best_and_worst(row: dict) -> tuple[int | None, int | None]:
+    """Best: the pairwise winner, else the argmax score (ties -> lowest index). Worst: argmin (ties -> highest
+    index). None when no candidate was scored."""
+    scored = [(s, i) for i, s in enumerate(row["scores"]) if s is not None]
+    if not scored:
+        return None, None
+    winner = row.get("judge", {}).get("winner")
+    best = (
+        winner
+        if winner is not None and row["scores"][winner] is not None
+        else min(scored, key=lambda x: (-x[0], x[1]))[1]
+    )
+    worst = min(scored, key=lambda x: (x[0], -x[1]))[1]
+    return best, worst
+
+
+def _describe(values: list[float]) -> dict:
+    if not values:
+        return {"count": 0}
+    return {
+        "count": len(values),
+        "mean": round(statistics.mean(values), 2),
+        "median": round(statistics.median(values), 2),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def select_step(config: SDFConfig) -> dict:
+    """Step 3: selected.jsonl (chat rows: context + best answer) and preferences.jsonl (best vs worst).
+
+    Deterministic and cheap, so both files are rewritten (atomically) from judged.jsonl on every run."""
+    folder = Path(config.output_dir)
+    judged = read_jsonl(folder / JUDGED_FILE)
+    sampled = {row["id"] for row in read_jsonl(folder / CANDIDATES_FILE)}
+    missing = len(sampled - {row["id"] for row in judged})
+    if missing and not config.allow_partial:
+        raise BaizeError(
+            f"{missing} of {len(sampled)} sampled prompts have no verdict in {folder / JUDGED_FILE}: run the judge "
+            f"step (judge at {describe_url(config.judge_base_url)}), or pass --allow_partial true to select from "
+            "the judged ones"
+        )
+    selected, preferences = [], []
+    stats = {"judged_prompts": len(judged), "selected": 0, "below_min_score": 0, "unscored": 0, "preferences": 0}
+    best_scores, all_scores = [], []
+    for row in judged:
+        all_scores += [s for s in row["scores"] if s is not None]
+        best, worst = best_and_worst(row)
+        if best is None:
+            stats["unscored"] += 1
+            continue
+        best_score = row["scores"][best]
+        best_scores.append(best_score)
+        answer = row["candidates"][best]["text"]
+        if best_score < config.min_score or not answer:
+            stats["below_min_score"] += 1
+        else:
+            selected.append(
+                {
+                    "messages": [*row["messages"], {"role": "assistant", "content": answer}],
+                    "seed": row["messages"][-1]["content"],
+                    "source": "sdf",
+                    "teacher": row["judge"]["model"],
+                    "mode": "sdf",
+                    "prompt_id": row["id"],
+                    "candidate": best,
+                    "score": best_score,
+                }
+            )
+        worst_answer = row["candidates"][worst]["text"]
+        if best != worst and best_score - row["scores"][worst] >= config.min_margin and answer != worst_answer:
+            preferences.append(
+                {
+                    "prompt": row["messages"],
+                    "chosen": [{"role": "assistant", "content": answer}],
+                    "rejected": [{"role": "assistant", "content": worst_answer}],
+                    "prompt_id": row["id"],
+                    "score_chosen": best_score,
+                    "score_rejected": row["scores"][worst],
+                }
+            )
+    write_jsonl_atomically(folder / SELECTED_FILE, selected)
+    write_jsonl_atomically(folder / PREFERENCES_FILE, preferences)
+    stats.update(
+        selected=len(selected),
+        preferences=len(preferences),
+        best_score=_describe(best_scores),
+        all_scores=_describe(all_scores),
+        min_score=config.min_score,
+    )
+    (folder / "select_summary.json").write_text(json.dumps(stats, indent=2) + "\n")
+    logger.info("select: %s", stats)
+    return stats
