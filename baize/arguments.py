@@ -1,12 +1,17 @@
-"""Recipe + command line -> TRL dataclasses, for every `--config` command (train, dpo, sdf, eval, collect).
+"""The command lines of every stage.
 
-`TrlParser` does the parsing; this wraps it so that a mistake is one line naming the recipe or flag at fault:
-an unknown key or flag gets "did you mean ...", a missing recipe file or a refused value names the file.
-A model given on the command line also drops the recipe's GGUF file that belonged to the recipe's model.
+- Recipe + command line -> TRL dataclasses, for every `--config` command (train, dpo, sdf, eval, collect):
+  `TrlParser` does the parsing; `parse_recipe` wraps it so that a mistake is one line naming the recipe or flag
+  at fault: an unknown key or flag gets "did you mean ...", a missing recipe file or a refused value names the
+  file. A model given on the command line also drops the recipe's GGUF file that belonged to the recipe's model.
+- `StageParser`, for the stages without a recipe (chat, web, merge, push, pull, convert): TRL's `--snake_case`
+  flags, each with its dashed alias added once here, so that `--help` reads the same on every stage.
+Neither takes an abbreviated flag: `--learning_rat` is an error, not `--learning_rate`.
 """
 
 from __future__ import annotations
 
+import argparse
 import difflib
 from pathlib import Path
 
@@ -30,6 +35,7 @@ def did_you_mean(name: str, known: list[str]) -> str:
 def parse_recipe(parser, argv: list[str]) -> tuple:
     """`parser.parse_args_and_config(argv)` with one-line errors; returns the dataclasses."""
     argv = list(argv)
+    parser.allow_abbrev = False  # a typo that happens to be a prefix of a key must not silently set that key
     recipe = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
     if recipe is not None and not Path(recipe).is_file():
         raise UsageError(f"recipe {recipe} not found: pass an existing YAML file (recipes/<name>/<stage>.yaml)")
@@ -66,3 +72,44 @@ def parse_recipe(parser, argv: list[str]) -> tuple:
                 if hasattr(output, model_key) and hasattr(output, companion):
                     setattr(output, companion, None)
     return tuple(outputs)
+
+
+def with_dashed_aliases(names: tuple[str, ...]) -> list[str]:
+    """`--max_new_tokens` -> [`--max_new_tokens`, `--max-new-tokens`]; other names as they are."""
+    out = list(names)
+    for name in names:
+        if name.startswith("--") and "_" in name and name.replace("_", "-") not in out:
+            out.append(name.replace("_", "-"))
+    return out
+
+
+class _DashedAliases:
+    def add_argument(self, *names, **kwargs):
+        return super().add_argument(*with_dashed_aliases(names), **kwargs)
+
+    def add_argument_group(self, *args, **kwargs):
+        group = _ArgumentGroup(self, *args, **kwargs)
+        self._action_groups.append(group)
+        return group
+
+    def add_mutually_exclusive_group(self, **kwargs):
+        group = _MutuallyExclusiveGroup(self, **kwargs)
+        self._mutually_exclusive_groups.append(group)
+        return group
+
+
+class _ArgumentGroup(_DashedAliases, argparse._ArgumentGroup):
+    pass
+
+
+class _MutuallyExclusiveGroup(_DashedAliases, argparse._MutuallyExclusiveGroup):
+    pass
+
+
+class StageParser(_DashedAliases, argparse.ArgumentParser):
+    """argparse for a stage without a recipe: `--snake_case` flags get their `--dashed-alias`, the description keeps
+    its line breaks (examples paste as they are), and no flag may be abbreviated."""
+
+    def __init__(self, prog: str, description: str, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(prog=prog, description=description, allow_abbrev=False, **kwargs)

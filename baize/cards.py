@@ -9,7 +9,7 @@ from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardData
 
-from baize.models import LEGACY_BASE_MODELS, hub_model_id, model_source
+from baize.ids import LEGACY_BASE_MODELS, hub_model_id, is_repo_id, model_source
 
 CARD_TEMPLATE = """---
 {{ card_data }}
@@ -234,10 +234,24 @@ transformers serve merged --device cpu    # or: vllm serve merged  (OpenAI-compa
 """
 
 
+def complete_card_metadata(
+    data, *, license: str | None = None, license_name: str | None = "base-model-license", tags=("baize",)
+) -> None:
+    """One rule for every card that is pushed: `license` over the card's own, else "other" (with `license_name`
+    saying whose terms apply), and the baize tags after the card's own."""
+    if license:
+        data.license = license
+    if not data.get("license"):
+        data.license = "other"
+    if license_name and data.license == "other" and not data.get("license_name"):
+        data.license_name = license_name
+    existing = list(data.get("tags") or [])
+    data.tags = existing + [tag for tag in tags if tag not in existing]
+
+
 def rewrite_how_to(text: str, repo_id: str) -> str:
     """Point the card's code snippets at the repo instead of the local output dir they were written with; Hub ids
     in them (a v2's base and v1) stay."""
-    from baize.hub import is_repo_id
 
     def local_to_repo(match: re.Match) -> str:
         return match.group(0) if is_repo_id(match.group(2)) else f'{match.group(1)}"{repo_id}"'
@@ -265,8 +279,6 @@ def adapter_card_for_push(
     folder = Path(folder)
     adapter_config = json.loads((folder / "adapter_config.json").read_text())
     readme = folder / "README.md"
-    from baize.hub import is_repo_id
-
     card = ModelCard.load(readme, ignore_metadata_errors=True) if readme.exists() else None
     if card is None or PLACEHOLDER_CARD_TEXT in card.text:  # none, or PEFT's empty boilerplate card
         card = _new_adapter_card(folder, repo_id, adapter_config)
@@ -285,17 +297,9 @@ def adapter_card_for_push(
     known_datasets = [known_datasets] if isinstance(known_datasets, str) else list(known_datasets)
     merged = [d for d in dict.fromkeys(known_datasets + list(datasets or [])) if hub_model_id(d)]
     data.datasets = merged or None
-    if license:
-        data.license = license
-    if not data.get("license"):
-        data.license = "other"
-    if data.license == "other" and not data.get("license_name"):
-        data.license_name = "base-model-license"  # an adapter inherits the terms of its base model and data
-    tags = [t for t in data.get("tags") or [] if not str(t).startswith("base_model:")]  # the Hub derives these
-    for tag in ("baize", "peft", "lora", "text-generation"):
-        if tag not in tags:
-            tags.append(tag)
-    data.tags = tags
+    data.tags = [t for t in data.get("tags") or [] if not str(t).startswith("base_model:")]  # the Hub derives these
+    # an adapter inherits the terms of its base model and data
+    complete_card_metadata(data, license=license, tags=("baize", "peft", "lora", "text-generation"))
     data.pop("licence", None)  # TRL's generic card misspells it
     card.text = rewrite_how_to(card.text, repo_id)
     if "baize chat" not in card.text:

@@ -15,6 +15,7 @@ import argparse
 import logging
 import sys
 
+from baize.arguments import StageParser
 from baize.errors import configure_logging, one_line_errors
 from baize.generation import (
     DEFAULT_MAX_NEW_TOKENS,
@@ -58,9 +59,7 @@ paper's: top_p 0.95, temperature 1.0, 512 new tokens; --greedy for deterministic
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="baize chat", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = StageParser("baize chat", DESCRIPTION)
     parser.add_argument("adapter_or_model", metavar="ADAPTER_OR_MODEL", help="local folder or Hub repo id")
     add_chat_model_arguments(parser)
     prompt = parser.add_argument_group("prompt")
@@ -69,25 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
     system.add_argument(
         "--guardrail", action="store_true", help="the Baize demo's guardrail system prompt (declines sensitive topics)"
     )
-    system.add_argument(
-        "--no_guardrail", "--no-guardrail", action="store_true", help="no system text: the template's plain header"
-    )
+    system.add_argument("--no_guardrail", action="store_true", help="no system text: the template's plain header")
     prompt.add_argument(
         "--max_history_tokens",
-        "--max-history-tokens",
         type=int,
         default=DEFAULT_MAX_HISTORY_TOKENS,
         help="token budget for system prompt + kept history + question (default: %(default)s)",
     )
     gen = parser.add_argument_group("generation")
-    gen.add_argument(
-        "--max_new_tokens", "--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="default: %(default)s"
-    )
+    gen.add_argument("--max_new_tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="default: %(default)s")
     gen.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE, help="default: %(default)s")
-    gen.add_argument("--top_p", "--top-p", type=float, default=DEFAULT_TOP_P, help="default: %(default)s")
+    gen.add_argument("--top_p", type=float, default=DEFAULT_TOP_P, help="default: %(default)s")
     gen.add_argument(
         "--repetition_penalty",
-        "--repetition-penalty",
         type=float,
         default=1.0,
         help="e.g. 1.1 against loops (default: off)",
@@ -102,16 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="ask this instead of reading the terminal (repeatable: one turn each), then exit",
     )
-    ui.add_argument("--no_stream", "--no-stream", action="store_true", help="print each answer when it is complete")
+    ui.add_argument("--no_stream", action="store_true", help="print each answer when it is complete")
     ui.add_argument(
         "--show_prompt_tokens",
-        "--show-prompt-tokens",
         action="store_true",
         help="before each answer print '[prompt: N tokens, history: K of M exchanges]'",
     )
-    ui.add_argument(
-        "--show_prompt", "--show-prompt", action="store_true", help="print the full prompt text before each answer"
-    )
+    ui.add_argument("--show_prompt", action="store_true", help="print the full prompt text before each answer")
     return parser
 
 

@@ -21,7 +21,7 @@ STAGES = {
     ),
     "dpo": ("baize.dpo", "DPO of a new LoRA on SDF best-vs-worst pairs (alternative to the sdf train step)"),
     "push": ("baize.push", "upload an adapter, model or data folder to the Hub (checkpoints and secrets left out)"),
-    "pull": ("baize.hub", "download an adapter (and its base model) from the Hub into the HF cache"),
+    "pull": ("baize.pull", "download an adapter (and its base model) from the Hub into the HF cache"),
     "chat": ("baize.chat", "streaming terminal chat with an adapter or model (Baize prompt, /reset, /undo)"),
     "web": (
         "baize.web",

@@ -6,11 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from baize.arguments import StageParser
 from baize.errors import UsageError, one_line_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = StageParser(
+        formatter_class=argparse.HelpFormatter,
         prog="baize convert",
         description="Convert a data file. Input may be the original Baize JSON ({topic, input} with "
         "[|Human|]/[|AI|] tags), Alpaca JSON (instruction/input/output) or chat JSONL (messages); "
@@ -22,7 +24,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--to", choices=["messages", "baize"], default="messages", help="output format")
     parser.add_argument(
         "--on_bad_row",
-        "--on-bad-row",
         choices=["error", "skip"],
         default="error",
         help="stop at the first malformed row (naming it), or skip such rows and report how many",

@@ -19,7 +19,9 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
+from baize.batch import BatchSession, batch_label, custom_id
 from baize.errors import EndpointError, MalformedReply
+from baize.models import resolve_model_path
 from baize.secrets import redact, register_key_variable
 
 logger = logging.getLogger(__name__)
@@ -218,8 +220,6 @@ def resolve_api_key(api_key_env: str, base_url: str | None, needed: bool = True)
 def resolve_model_name(model: str, gguf_file: str | None = None) -> str:
     """`pkg:NAME` + GGUF -> the converted local folder, which is the model name `transformers serve` loads."""
     if model.startswith("pkg:") or gguf_file:
-        from baize.models import resolve_model_path
-
         return resolve_model_path(model, gguf_file)
     return model
 
@@ -287,7 +287,6 @@ class Endpoint:
     def use_batches(self, folder, **options):
         """From now on `chat` goes into OpenAI Batch API batches kept in `folder` (baize.batch.BatchSession's
         options), and `gather` runs coroutines batch by batch."""
-        from baize.batch import BatchSession
 
         self.batch = BatchSession(self.client, folder, where=describe_url(self.base_url), **options)
         return self.batch
@@ -297,7 +296,6 @@ class Endpoint:
         same request in a restarted run (so its reservation and its settlement meet)."""
         if self.batch is None:
             return uuid.uuid4().hex
-        from baize.batch import batch_label, custom_id
 
         return custom_id(batch_label.get(), chat_body(model, messages, params))
 

@@ -12,6 +12,8 @@ import logging
 import os
 import sys
 
+from baize.secrets import redact, redact_logs
+
 
 class BaizeError(Exception):
     """A problem the user can fix; the message names the file/row, key, URL or seed at fault and what to do."""
@@ -29,6 +31,10 @@ class MissingColumn(UsageError, KeyError):
     """A dataset lacks the column a setting names."""
 
     __str__ = Exception.__str__  # KeyError would quote the message
+
+
+class HubError(BaizeError, RuntimeError):
+    """A Hub operation failed for a reason the user can fix; the message says how."""
 
 
 class EndpointError(BaizeError, RuntimeError):
@@ -83,7 +89,6 @@ def one_line_errors(prog: str):
     except BaizeError as error:
         if os.environ.get("BAIZE_DEBUG") or logging.getLogger().isEnabledFor(logging.DEBUG):
             raise  # BAIZE_DEBUG=1 (or `baize --debug <stage>`): the traceback too
-        from baize.secrets import redact
 
         message = " ".join(redact(str(error)).split())  # one line, whatever a wrapped library's message held
         print(f"{prog}: error: {message}", file=sys.stderr)
@@ -97,7 +102,6 @@ def one_line_errors(prog: str):
 
 def configure_logging(level: int = logging.INFO, timestamps: bool = True) -> None:
     """A command's logging: one format, no line per HTTP request (progress bars count them), secrets redacted."""
-    from baize.secrets import redact_logs
 
     prefix = "%(asctime)s " if timestamps else ""
     logging.basicConfig(format=prefix + "%(levelname)s %(name)s: %(message)s", level=level)

@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 
 from baize.errors import BaizeError
@@ -186,6 +187,16 @@ def iter_jsonl(path: Path):
         for line in f:
             if line.endswith(b"\n") and line.strip():
                 yield json.loads(line)
+
+
+@contextmanager
+def open_atomically(path: Path):
+    """A text file written beside `path` and renamed over it only when the block ends without an error: a reader
+    (or a crash) never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        yield f
+    os.replace(tmp, path)
 
 
 def write_text_atomically(path: Path, text: str) -> None:

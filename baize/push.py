@@ -15,6 +15,17 @@ import logging
 import sys
 from pathlib import Path
 
+from baize.arguments import StageParser
+from baize.errors import configure_logging, one_line_errors
+from baize.hub import (
+    default_repo_id,
+    plan_adapter_push,
+    plan_dataset_push,
+    plan_model_push,
+    plan_space_push,
+    push_plan,
+)
+
 DESCRIPTION = """\
 Upload a folder written by a baize stage to the Hugging Face Hub.
 
@@ -33,18 +44,14 @@ Log in first with `hf auth login`, or set HF_TOKEN (a token with write access). 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="baize push", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = StageParser("baize push", DESCRIPTION)
     parser.add_argument("folder", help="output folder to upload, e.g. runs/baize-smol/sft")
     parser.add_argument(
         "--repo_id",
-        "--repo-id",
         help="Hub repo, user/name or org/name (default: <your user>/<folder name, or its parent's>)",
     )
     parser.add_argument(
         "--repo_type",
-        "--repo-type",
         choices=["model", "dataset"],
         default="model",
         help="adapter (model) or dataset repo",
@@ -55,12 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--public", dest="private", action="store_false", help="public repo (default for new repos)"
     )
     parser.add_argument("--revision", help="branch to push to (created from main if missing; default: main)")
-    parser.add_argument(
-        "--create_pr", "--create-pr", action="store_true", help="open a pull request instead of committing"
-    )
+    parser.add_argument("--create_pr", action="store_true", help="open a pull request instead of committing")
     parser.add_argument(
         "--base_model",
-        "--base-model",
         help="Hub id of the base model, for the card and the uploaded adapter_config.json (needed when the adapter "
         "was trained on a local or GGUF-converted copy)",
     )
@@ -70,7 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--include_checkpoints",
-        "--include-checkpoints",
         action="store_true",
         help="also upload checkpoints and resume state",
     )
@@ -79,14 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--allow_token_shaped_text",
-        "--allow-token-shaped-text",
         action="store_true",
         help="upload files with text shaped like an hf_/sk- key (e.g. placeholders in dialogues about APIs); "
         "files containing your actual token are refused regardless",
     )
-    parser.add_argument(
-        "--commit_message", "--commit-message", help="commit message (default: 'baize push: <folder>')"
-    )
+    parser.add_argument("--commit_message", help="commit message (default: 'baize push: <folder>')")
     parser.add_argument(
         "--space",
         metavar="SPACE_ID",
@@ -95,7 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--dry_run",
-        "--dry-run",
         action="store_true",
         help="show the files and card that would be uploaded; no network",
     )
@@ -103,7 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    from baize.errors import one_line_errors
 
     args = build_parser().parse_args(argv)
     with one_line_errors("baize push"):
@@ -111,8 +109,6 @@ def cli(argv: list[str] | None = None) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    from baize.errors import configure_logging
-    from baize.hub import plan_adapter_push, plan_dataset_push, plan_model_push, push_plan
 
     configure_logging(logging.WARNING, timestamps=False)
     if args.space and not Path(args.folder).exists():  # an adapter already on the Hub: the Space alone
@@ -123,8 +119,6 @@ def main(args: argparse.Namespace) -> None:
         if args.dry_run:
             repo_id = "<user>/<name>"
         else:
-            from baize.hub import default_repo_id
-
             repo_id = default_repo_id(args.folder)
     if args.repo_type == "model" and not (Path(args.folder) / "adapter_config.json").exists():
         plan = plan_model_push(
@@ -172,8 +166,6 @@ def main(args: argparse.Namespace) -> None:
 
 def push_space(args: argparse.Namespace, adapter: str, base_model: str | None) -> None:
     import shutil
-
-    from baize.hub import plan_space_push, push_plan
 
     plan = plan_space_push(adapter, args.space, base_model=base_model, license=args.license)
     try:

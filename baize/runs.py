@@ -19,6 +19,28 @@ class SettingsChanged(BaizeError, ValueError):
     exit_code = 2  # a usage error, like a bad flag
 
 
+# Resume state: optimizer/scheduler/RNG states, checkpoints, pickled training arguments, collection journals.
+RESUME_STATE_PATTERNS = [
+    "*signature.json",  # a run's or step's settings, with local paths: for resuming here, not for users
+    "spend*.jsonl",  # collection's spend ledgers (report.json has the totals)
+    "failed_seeds.jsonl",  # for the operator's re-run (the card counts them)
+    "batches/**",  # Batch API request files, batch ids and stored answers: resume state of `batch: true`
+    "judge-batches/**",
+    "checkpoint-*",
+    "**/checkpoint-*/**",
+    "global_step*",
+    "training_args.bin",
+    "**/training_args.bin",
+    "optimizer.pt",
+    "optimizer.bin",
+    "scheduler.pt",
+    "scaler.pt",
+    "rng_state*.pth",
+    "trainer_state.json",
+    "journal*.jsonl",
+]
+
+
 def normalise(value):
     """Plain JSON values (dataclasses, paths, enums as their strings), so signatures compare as written."""
     return json.loads(json.dumps(value, default=str, sort_keys=True))

@@ -14,8 +14,16 @@ from pathlib import Path
 from trl import ModelConfig
 
 from baize import BAIZE_TEMPLATE
-from baize.launch import attention_implementation, derive_gradient_accumulation, match_precision_to_hardware
+from baize.launch import (
+    attention_implementation,
+    check_liger,
+    check_quantization_fits_sharding,
+    derive_gradient_accumulation,
+    match_precision_to_hardware,
+)
+from baize.models import resolve_model_path
 from baize.runs import check_same_settings, normalise, write_signature
+from baize.secrets import redact
 
 logger = logging.getLogger("baize.training")
 
@@ -133,8 +141,6 @@ def prepare_model_loading(model_args, training_args):
     from accelerate import PartialState
     from trl import get_quantization_config
 
-    from baize.models import resolve_model_path
-
     with training_args.main_process_first(desc="resolve base model"):
         model_path = resolve_model_path(model_args.model_name_or_path, model_args.gguf_file)
     model_init_kwargs = {
@@ -155,7 +161,6 @@ def prepare_model_loading(model_args, training_args):
 def begin(script_args, training_args, model_args, dataset_args) -> tuple[dict, dict | None]:
     """Before anything is written to output_dir: the hub token out of the arguments, the launch checks (what
     cannot work is refused), then claim the folder. Returns (settings, the summary of a finished run or None)."""
-    from baize.launch import check_liger, check_quantization_fits_sharding
 
     keep_hub_token_out_of_artifacts(training_args)
     check_quantization_fits_sharding(model_args)
@@ -201,8 +206,6 @@ def resolved_recipe(*configs) -> dict:
     """Every key of the parsed dataclasses (ScriptArguments, ModelConfig, DatasetMixtureConfig, the TRL config) as
     one flat mapping that `--config` reads back; token fields are dropped and any key value is redacted."""
     import dataclasses
-
-    from baize.secrets import redact
 
     def plain(value):
         if dataclasses.is_dataclass(value):

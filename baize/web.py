@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from baize.arguments import StageParser
 from baize.endpoint import Endpoint, resolve_model_name
 from baize.errors import UsageError, configure_logging, one_line_errors
 from baize.generation import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
@@ -190,9 +191,7 @@ Open the printed URL in a browser; Ctrl-C stops the server.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="baize web", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = StageParser("baize web", DESCRIPTION)
     parser.add_argument("adapter_or_model", metavar="MODEL", nargs="?", help="local folder or Hub repo id")
     add_chat_model_arguments(parser)  # as `baize chat`
     remote = parser.add_argument_group("endpoint")
@@ -200,7 +199,6 @@ def build_parser() -> argparse.ArgumentParser:
     remote.add_argument("--model", help="the model name at --endpoint (a served folder's path for transformers serve)")
     remote.add_argument(
         "--api_key_env",
-        "--api-key-env",
         default="OPENAI_API_KEY",
         help="variable holding the key (default: %(default)s)",
     )
@@ -212,14 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--system", help="default system prompt in the page (default: the one the model was trained with)"
     )
     page.add_argument("--guardrail", action="store_true", help="start with the guardrail toggle on")
-    page.add_argument("--top_p", "--top-p", type=float, default=DEFAULT_TOP_P, help="default: %(default)s")
+    page.add_argument("--top_p", type=float, default=DEFAULT_TOP_P, help="default: %(default)s")
     page.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE, help="default: %(default)s")
-    page.add_argument(
-        "--max_new_tokens", "--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="default: %(default)s"
-    )
+    page.add_argument("--max_new_tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="default: %(default)s")
     page.add_argument(
         "--max_history_tokens",
-        "--max-history-tokens",
         type=int,
         default=DEFAULT_MAX_HISTORY_TOKENS,
         help="default: %(default)s",

@@ -57,6 +57,7 @@ MISTAKES = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow  # a subprocess per stage: the matrix runs in `make test`, not the inner loop
 @pytest.mark.parametrize(("command", "prog", "says"), MISTAKES, ids=[" ".join(m[0][:3]) for m in MISTAKES])
 def test_a_mistake_is_one_line_and_exit_2(files, tmp_path, command, prog, says):
     command = [arg.format(**{name: str(path) for name, path in files.items()}) for arg in command]
@@ -97,13 +98,14 @@ BAD_MODELS = [
     (["baize.chat", "/nonexistent/folder", "-m", "hi"], "baize chat", 1, "'/nonexistent/folder' is neither a local folder"),
     (["baize.merge", "/nonexistent/folder", "--output", "{out}"], "baize merge", 1, "is neither a local folder nor a Hub"),
     (["baize.push", "/nonexistent/folder", "--dry-run"], "baize push", 1, "has neither adapter_config.json nor config"),
-    (["baize.hub", "not/a/repo"], "baize pull", 1, "'not/a/repo' is neither a local folder nor a Hub repo id"),
+    (["baize.pull", "not/a/repo"], "baize pull", 1, "'not/a/repo' is neither a local folder nor a Hub repo id"),
     (["baize.web", "nope/missing-adapter"], "baize web", 1, "'nope/missing-adapter' is not in the local cache"),
     (["baize.web", "--endpoint", "http://127.0.0.1:9/v1"], "baize web", 2, "--endpoint needs --model"),
     (["baize.convert", "/nonexistent.json", "{out}"], "baize convert", 2, "/nonexistent.json: no such file"),
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("command", "prog", "code", "says"), BAD_MODELS, ids=[m[1] for m in BAD_MODELS])
 def test_a_missing_model_repo_or_file_is_one_line(tmp_path, command, prog, code, says):
     command = [arg.format(out=tmp_path / "out") for arg in command]

@@ -156,7 +156,7 @@ def test_pull_into_clean_cache_generates_like_local(hub, run_dir, pushed, tiny_l
 
 
 def test_private_repo_needs_the_token_and_missing_repo_is_clear(hub, pushed, tmp_path):
-    command = [sys.executable, "-m", "baize.hub", REPO_ID, "--revision", "v1", "--no-base"]
+    command = [sys.executable, "-m", "baize.pull", REPO_ID, "--revision", "v1", "--no-base"]
     anonymous = run(command, hub_env(hub, tmp_path / "anon", None))
     assert anonymous.returncode == 1 and "not found" in anonymous.stderr and "Traceback" not in anonymous.stderr
     assert "hf auth login" in anonymous.stderr
@@ -165,7 +165,7 @@ def test_private_repo_needs_the_token_and_missing_repo_is_clear(hub, pushed, tmp
     assert authorised.returncode == 0, authorised.stderr[-2000:]
     assert (Path(authorised.stdout.strip().splitlines()[-1]) / "adapter_config.json").exists()
 
-    missing = run([sys.executable, "-m", "baize.hub", "baize-tester/nope"], hub_env(hub, tmp_path / "m", hub.token))
+    missing = run([sys.executable, "-m", "baize.pull", "baize-tester/nope"], hub_env(hub, tmp_path / "m", hub.token))
     assert missing.returncode == 1 and "'baize-tester/nope' not found" in missing.stderr
     assert "Traceback" not in missing.stderr
 
@@ -188,7 +188,7 @@ def test_pull_fetches_the_base_from_the_hub_then_chat_works_offline(hub, tiny_ll
         assert result.returncode == 0, result.stderr[-2000:]
     assert "model.safetensors" in hub.repo_files("baize-tester/tiny-base")
 
-    result = run([sys.executable, "-m", "baize.hub", "baize-tester/tiny-adapter"], env)
+    result = run([sys.executable, "-m", "baize.pull", "baize-tester/tiny-adapter"], env)
     assert result.returncode == 0, result.stderr[-2000:]
     adapter_dir, base_dir = (Path(line) for line in result.stdout.strip().splitlines()[-2:])
     assert (adapter_dir / "adapter_model.safetensors").exists() and (base_dir / "model.safetensors").exists()

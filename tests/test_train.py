@@ -117,6 +117,7 @@ def test_hub_token_never_lands_in_artifacts(tmp_path, tiny_llama_dir, chat_jsonl
     assert not [p for p in files if SECRET.encode() in p.read_bytes()]
 
 
+@pytest.mark.slow  # two processes and a gloo rendezvous
 def test_two_process_accelerate_launch_on_cpu(tmp_path, tiny_llama_dir, chat_jsonl):
     recipe = write_recipe(tmp_path, tiny_llama_dir, chat_jsonl, max_steps=2, per_device_train_batch_size=2)
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]

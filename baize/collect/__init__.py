@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 
 from baize.collect.config import CollectConfig, parse_args
+from baize.errors import configure_logging, one_line_errors
 
 __all__ = ["CollectConfig", "cli", "collect", "main", "parse_args"]
 
@@ -29,7 +30,6 @@ def collect(config: CollectConfig) -> dict:
 
 
 def main(config: CollectConfig) -> dict:
-    from baize.errors import configure_logging
 
     configure_logging()  # the client's per-request lines are off: the progress bar and the report count them
     report = collect(config)
@@ -38,7 +38,6 @@ def main(config: CollectConfig) -> dict:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    from baize.errors import one_line_errors
 
     with one_line_errors("baize collect"):
         main(parse_args(argv))

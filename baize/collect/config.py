@@ -6,6 +6,8 @@ import json
 import sys
 from dataclasses import dataclass, field
 
+from baize.arguments import parse_recipe
+
 MODES = ("transcript", "turns", "alpaca")
 PRICE_KEYS = ("prompt", "completion", "batch_prompt", "batch_completion")
 BATCH_DISCOUNT = 0.5  # the OpenAI Batch API's price, relative to live calls, where `prices` gives no batch price
@@ -354,8 +356,6 @@ class CollectConfig:
 
 def parse_args(argv: list[str] | None = None) -> CollectConfig:
     from trl import TrlParser
-
-    from baize.arguments import parse_recipe
 
     parser = TrlParser(
         (CollectConfig,),

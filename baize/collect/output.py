@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import statistics
 from collections import Counter
 from collections.abc import Iterable
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from baize.collect.config import CollectConfig
 from baize.collect.selfchat import REASONS
 from baize.endpoint import Usage
+from baize.jsonl import open_atomically, write_text_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +34,6 @@ def dataset_row(entry: dict) -> dict:
         **{name: entry.get(name) or "" for name in ("seed", "source", "teacher", "mode")},
         "usage": entry["usage"],
     }
-
-
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- report
@@ -226,8 +220,8 @@ def write_outputs(entries: Iterable[dict], config: CollectConfig, report: dict) 
     if config.baize_json:
         paths["baize"] = out / "baize.json"
     with ExitStack() as stack:
-        train = stack.enter_context(atomic_writer(paths["train"]))
-        baize = stack.enter_context(atomic_writer(paths["baize"])) if config.baize_json else None
+        train = stack.enter_context(open_atomically(paths["train"]))
+        baize = stack.enter_context(open_atomically(paths["baize"])) if config.baize_json else None
         if baize is not None:
             from baize.data import messages_to_baize
 
@@ -244,18 +238,9 @@ def write_outputs(entries: Iterable[dict], config: CollectConfig, report: dict) 
             first = False
         if baize is not None:
             baize.write("\n]")
-    write_atomically(paths["report"], json.dumps(report, indent=2) + "\n")
-    write_atomically(paths["card"], str(build_card(config, report)))
+    write_text_atomically(paths["report"], json.dumps(report, indent=2) + "\n")
+    write_text_atomically(paths["card"], str(build_card(config, report)))
     return paths
-
-
-@contextmanager
-def atomic_writer(path: Path):
-    """A text file written beside `path` and renamed over it only when the block ends without an error."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        yield f
-    os.replace(tmp, path)
 
 
 def push(config: CollectConfig, report: dict) -> str:

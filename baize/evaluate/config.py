@@ -10,6 +10,7 @@ from pathlib import Path
 from baize.arguments import parse_recipe
 from baize.errors import UsageError
 from baize.judge import JudgeArguments, pair_rubric, single_rubric
+from baize.sampling import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SEED
 
 STEPS = ("answer", "judge", "report", "all")
 QUESTIONS_FILE = Path(__file__).parent.parent / "eval_questions.jsonl"
@@ -142,7 +143,7 @@ class EvalConfig(JudgeArguments):
     load_in_8bit: bool = field(default=False, metadata={"help": "Load local models in int8 (bitsandbytes)."})
     load_in_4bit: bool = field(default=False, metadata={"help": "Load local models in 4-bit (bitsandbytes)."})
     # ------------------------------------------------------------------ answering
-    max_new_tokens: int = field(default=512, metadata={"help": "Longest answer, in tokens."})
+    max_new_tokens: int = field(default=DEFAULT_MAX_NEW_TOKENS, metadata={"help": "Longest answer, in tokens."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling for sampled categories."})
     category_temperatures: dict[str, float] | str | None = field(
         default=None,
@@ -154,7 +155,9 @@ class EvalConfig(JudgeArguments):
     )
     default_temperature: float = field(default=0.7, metadata={"help": "Temperature of categories not listed."})
     batch_size: int = field(default=8, metadata={"help": "Questions per generate call (local models)."})
-    seed: int = field(default=42, metadata={"help": "Sampling seed (per batch, derived from the question ids)."})
+    seed: int = field(
+        default=DEFAULT_SEED, metadata={"help": "Sampling seed (per batch, derived from the question ids)."}
+    )
     # ------------------------------------------------------------------ judging and report
     judge_model: str = field(default="gpt-4", metadata={"help": "Judge model at the endpoint (paper: GPT-4)."})
     pairwise: bool = field(

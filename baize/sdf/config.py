@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from baize.arguments import parse_recipe
 from baize.judge import PAIR_100, POINTWISE_100, JudgeArguments
+from baize.sampling import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SEED, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 
 STEPS = ("sample", "judge", "select", "train", "all")
 CANDIDATES_FILE = "candidates.jsonl"
@@ -64,12 +65,14 @@ class SDFConfig(JudgeArguments):
     limit: int | None = field(default=None, metadata={"help": "Use at most this many prompts (after dedup)."})
     # ------------------------------------------------------------------ sampling
     num_candidates: int = field(default=4, metadata={"help": "N: answers sampled per prompt (paper: 4)."})
-    max_new_tokens: int = field(default=512, metadata={"help": "Longest answer, in tokens."})
+    max_new_tokens: int = field(default=DEFAULT_MAX_NEW_TOKENS, metadata={"help": "Longest answer, in tokens."})
     max_prompt_tokens: int = field(
         default=512, metadata={"help": "Prompts (rendered context) longer than this are skipped and counted."}
     )
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (Baize demo: 1.0)."})
-    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling (Baize demo: 0.95)."})
+    temperature: float = field(
+        default=DEFAULT_TEMPERATURE, metadata={"help": "Sampling temperature (Baize demo: 1.0)."}
+    )
+    top_p: float = field(default=DEFAULT_TOP_P, metadata={"help": "Nucleus sampling (Baize demo: 0.95)."})
     batch_size: int = field(
         default=8, metadata={"help": "Prompts per forward pass (each with N sequences: batch_size x N rows)."}
     )
@@ -77,7 +80,9 @@ class SDFConfig(JudgeArguments):
         default=True,
         metadata={"help": "Run each prompt's prefill once and copy its KV cache to the N samples (transformers)."},
     )
-    seed: int = field(default=42, metadata={"help": "Sampling seed (per batch, derived from the prompt ids)."})
+    seed: int = field(
+        default=DEFAULT_SEED, metadata={"help": "Sampling seed (per batch, derived from the prompt ids)."}
+    )
     sample_base_urls: list[str] | None = field(
         default=None,
         metadata={

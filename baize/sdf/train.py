@@ -9,6 +9,8 @@ from pathlib import Path
 
 from baize.cards import card_base_model, how_to_path
 from baize.errors import BaizeError, UsageError
+from baize.hub import pull, push_adapter
+from baize.merging import merge_adapter
 from baize.models import LINEAGE_FILE, hub_model_id
 from baize.sdf.card import SDF_CARD_HEADING, sdf_card_section
 from baize.sdf.config import SELECTED_FILE, SDFConfig
@@ -17,7 +19,6 @@ logger = logging.getLogger("baize.sdf")
 
 
 def is_adapter(name_or_path: str) -> bool:
-    from baize.hub import pull
 
     return (Path(pull(name_or_path)) / "adapter_config.json").exists()
 
@@ -26,11 +27,8 @@ def merged_v1(config: SDFConfig) -> Path:
     """v1 folded into its base (once, cached in `merged_dir`): the frozen starting point of the v2 LoRA.
 
     A full v1 model (no adapter) is used as it is."""
-    from baize.merge import merge_adapter
 
     if not is_adapter(config.model_name_or_path):
-        from baize.hub import pull
-
         return Path(pull(config.model_name_or_path))
     target = Path(config.merged_dir or Path(config.output_dir) / "v1-merged")
     if not (target / "config.json").exists():
@@ -110,8 +108,6 @@ def train_step(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
         card.write_text(text.rstrip() + "\n" + sdf_card_section(lineage, how_to_path(out)))
     result = {"train": summary, "lineage": lineage}
     if push_to_hub and training_args.process_index == 0:
-        from baize.hub import push_adapter
-
         pushed = push_adapter(
             out,
             training_args.hub_model_id,

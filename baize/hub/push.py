@@ -1,10 +1,7 @@
-"""The Hub side of baize: cards (huggingface_hub's card tools, not hand-made YAML), push and pull.
-
-- `sft_model_card`: the card `baize train` writes next to the adapter.
-- `push_adapter` / `push_dataset` (CLI: `baize push`, module `baize.push`): upload an output folder as an
-  adapter or dataset repo, resume state and secrets left out, card metadata completed.
-- `pull` (CLI: `baize pull`, `python -m baize.hub`): a local folder for a repo id, through the HF cache.
-"""
+"""Push: an output folder as an adapter, model, dataset or Space repo. Thin wrappers over huggingface_hub
+(`create_repo`, `create_branch`, one commit of the planned files). What goes up is decided locally (and shown by
+`--dry-run`): resume state and anything that looks like a secret stay home, and the card is completed
+(metadata, the repo id in the how-to) in memory, so the local folder is never modified."""
 
 from __future__ import annotations
 
@@ -17,40 +14,15 @@ from pathlib import Path
 
 from huggingface_hub import DatasetCard, ModelCard, ModelCardData, RepoCard
 
-from baize.cards import adapter_card_for_push, dataset_card, rewrite_how_to
-from baize.errors import BaizeError
-from baize.models import LEGACY_BASE_MODELS, hub_model_id
+from baize.cards import adapter_card_for_push, complete_card_metadata, dataset_card, rewrite_how_to
+from baize.errors import HubError
+from baize.hub.pull import _auth_error
+from baize.ids import hub_model_id, is_repo_id
+from baize.runs import RESUME_STATE_PATTERNS
 from baize.secrets import SECRET_REGEX, known_secret_values
 
 logger = logging.getLogger(__name__)
 
-# --------------------------------------------------------------------------- push / pull
-#
-# Thin wrappers over huggingface_hub: `create_repo`, `create_branch`, `upload_folder` and `snapshot_download`.
-# What goes up is decided locally (and shown by `--dry-run`): resume state and anything that looks like a
-# secret stay home, and the card is completed (metadata, the repo id in the how-to) on a staged copy, so the
-# local folder is never modified.
-
-# Resume state: optimizer/scheduler/RNG states, checkpoints, pickled training arguments, collection journals.
-RESUME_STATE_PATTERNS = [
-    "*signature.json",  # a run's or step's settings, with local paths: for resuming here, not for users
-    "spend*.jsonl",  # collection's spend ledgers (report.json has the totals)
-    "failed_seeds.jsonl",  # for the operator's re-run (the card counts them)
-    "batches/**",  # Batch API request files, batch ids and stored answers: resume state of `batch: true`
-    "judge-batches/**",
-    "checkpoint-*",
-    "**/checkpoint-*/**",
-    "global_step*",
-    "training_args.bin",
-    "**/training_args.bin",
-    "optimizer.pt",
-    "optimizer.bin",
-    "scheduler.pt",
-    "scaler.pt",
-    "rng_state*.pth",
-    "trainer_state.json",
-    "journal*.jsonl",
-]
 # Files that hold credentials; never uploaded, whatever the flags say.
 SECRET_FILE_PATTERNS = [
     ".env",
@@ -70,10 +42,6 @@ SECRET_FILE_PATTERNS = [
 # Token shapes of the Hub and of OpenAI-compatible teachers (the collect stage uses those).
 SECRET_BYTES_REGEX = re.compile(SECRET_REGEX.pattern.encode())
 SECRET_SCAN_MAX_BYTES = 64 * 2**20  # regex-scan files up to this size; known token values are looked for everywhere
-
-
-class HubError(BaizeError, RuntimeError):
-    """A Hub operation failed for a reason the user can fix; the message says how."""
 
 
 @dataclass
@@ -250,14 +218,7 @@ def plan_model_push(
         card = ModelCard(f"---\n{ModelCardData(library_name='transformers').to_yaml()}\n---\n\n# {repo_id}\n")
     if base_model:
         card.data.base_model = base_model
-    if license:
-        card.data.license = license
-    if not card.data.get("license"):
-        card.data.license = "other"
-    if card.data.license == "other" and not card.data.get("license_name"):
-        card.data.license_name = "base-model-license"
-    tags = list(card.data.get("tags") or [])
-    card.data.tags = tags if "baize" in tags else [*tags, "baize"]
+    complete_card_metadata(card.data, license=license)
     card.text = rewrite_how_to(card.text, repo_id)
     # the merged card's commands name the local folder: point them at the repo
     card.text = re.sub(
@@ -289,12 +250,7 @@ def plan_dataset_push(
             pretty_name=repo_id.split("/")[-1],
             description=f"Data written by a [Baize](https://arxiv.org/abs/2304.01196) pipeline stage.\n\n{files}",
         )
-    if license:
-        card.data.license = license
-    if not card.data.get("license"):
-        card.data.license = "other"
-    tags = list(card.data.get("tags") or [])
-    card.data.tags = tags if "baize" in tags else [*tags, "baize"]
+    complete_card_metadata(card.data, license=license, license_name=None)
     plan.card = card
     return plan
 
@@ -350,13 +306,6 @@ def commit_operations(plan: PushPlan) -> list:
         if content is not None
     ]
     return operations
-
-
-def _auth_error(error: Exception) -> HubError:
-    return HubError(
-        f"the Hub rejected the token ({error}). Log in with `hf auth login` or set HF_TOKEN to a token with "
-        "write access (https://huggingface.co/settings/tokens)."
-    )
 
 
 def whoami_name(api=None) -> str:
@@ -548,135 +497,3 @@ def default_repo_id(folder: str | Path, token: str | None = None) -> str:
     path = Path(folder).resolve()
     name = path.parent.name if path.name in ("sft", "sdf", "collect", "merged") else path.name
     return f"{whoami_name(HfApi(token=token))}/{name}"
-
-
-def is_repo_id(name: str) -> bool:
-    """`owner/name` as the Hub accepts it (huggingface_hub's own check), not a path that exists here."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    if Path(name).exists() or name.count("/") != 1:
-        return False
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return False
-    return True
-
-
-def pull(
-    name_or_path: str | Path,
-    *,
-    revision: str | None = None,
-    repo_type: str = "model",
-    token: str | None = None,
-    include_checkpoints: bool = False,
-    ignore_patterns: list[str] | None = None,
-) -> Path:
-    """A local folder for a Hub repo id (downloaded into the HF cache, HF_HUB_CACHE) or a local path (as is).
-
-    Resume state (checkpoints, optimizer states) is not downloaded unless `include_checkpoints`. Errors name
-    the repo and say what to check."""
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import (
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    path = Path(name_or_path).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise HubError(f"{path} is a file; give a model or adapter folder or a Hub repo id")
-        return path
-    name = str(name_or_path)
-    if not is_repo_id(name):
-        raise HubError(f"{name!r} is neither a local folder nor a Hub repo id (user/name)")
-    try:
-        folder = snapshot_download(
-            name,
-            repo_type=repo_type,
-            revision=revision,
-            token=token,
-            ignore_patterns=(ignore_patterns or []) + ([] if include_checkpoints else RESUME_STATE_PATTERNS),
-        )
-    except RepositoryNotFoundError as error:
-        raise HubError(
-            f"{repo_type} repository {name!r} not found on {constants.ENDPOINT}. Check the name; if it is private "
-            "or gated, log in with `hf auth login` or set HF_TOKEN."
-        ) from error
-    except RevisionNotFoundError as error:
-        raise HubError(f"revision {revision!r} not found in {name!r}") from error
-    except LocalEntryNotFoundError as error:
-        raise HubError(
-            f"{name!r} is not in the local cache and the Hub could not be reached (offline? HF_HUB_OFFLINE is "
-            f"{'on' if constants.HF_HUB_OFFLINE else 'off'}): {error}"
-        ) from error
-    except HfHubHTTPError as error:
-        if error.response is not None and error.response.status_code in (401, 403):
-            raise _auth_error(error) from error
-        raise
-    return Path(folder)
-
-
-def redundant_weight_patterns(repo_id: str, revision: str | None = None) -> list[str]:
-    """When a model repo has safetensors weights, the other formats it also ships (e.g. huggyllama/llama-7b's
-    .bin files) need not be downloaded: transformers loads the safetensors."""
-    from huggingface_hub import HfApi
-
-    try:
-        files = HfApi().list_repo_files(repo_id, revision=revision)
-    except Exception:  # the download that follows reports the real problem
-        return []
-    if any(f.endswith(".safetensors") for f in files):
-        return ["*.bin", "*.bin.index.json", "*.pt", "*.pth", "*.h5", "*.msgpack", "*.ot", "*.onnx", "*.gguf"]
-    return []
-
-
-def build_parser():
-    """`baize pull REPO_ID`: download an adapter/model (and the base model it names) into the HF cache."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="baize pull",
-        description="Download an adapter or model repo into the Hugging Face cache (HF_HOME / HF_HUB_CACHE) so that "
-        "`baize chat` and `baize merge` work offline later, and print its local folder. For an adapter, its "
-        "base model (from adapter_config.json, or --base) is downloaded too.",
-    )
-    parser.add_argument("repo", help="Hub repo id (user/name) or local folder")
-    parser.add_argument("--revision", help="branch, tag or commit (default: main)")
-    parser.add_argument("--repo_type", "--repo-type", choices=["model", "dataset"], default="model")
-    parser.add_argument("--base", help="base model to fetch instead of the one adapter_config.json names")
-    parser.add_argument("--no_base", "--no-base", action="store_true", help="only download the adapter itself")
-    parser.add_argument(
-        "--include_checkpoints",
-        "--include-checkpoints",
-        action="store_true",
-        help="also download checkpoint-*/ folders",
-    )
-    return parser
-
-
-def cli(argv: list[str] | None = None) -> None:
-    from baize.errors import one_line_errors
-
-    args = build_parser().parse_args(argv)
-    with one_line_errors("baize pull"):
-        main(args)
-
-
-def main(args) -> None:
-    folder = pull(
-        args.repo, revision=args.revision, repo_type=args.repo_type, include_checkpoints=args.include_checkpoints
-    )
-    print(folder)
-    config_path = folder / "adapter_config.json"
-    if args.repo_type == "model" and config_path.exists() and not args.no_base:
-        base = args.base or json.loads(config_path.read_text()).get("base_model_name_or_path")
-        base = LEGACY_BASE_MODELS.get(base, base)
-        if base and not Path(base).exists() and is_repo_id(base):
-            print(pull(base, ignore_patterns=redundant_weight_patterns(base)))
-
-
-if __name__ == "__main__":
-    cli()

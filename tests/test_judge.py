@@ -1,0 +1,117 @@
+"""The one judge (baize.judge): rubrics, the verdict loop (re-asks with the rubric's reminder, both orders, the
+verdict cache), and the loop over a stage's items (request errors counted, re-asks by reason), against the
+loopback server with the real openai client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from openai_server import OpenAIServer, Reply, server_error
+
+from baize.judge import (
+    PAIR_100,
+    POINTWISE_100,
+    JudgeArguments,
+    JudgeClient,
+    Verdict,
+    VerdictCache,
+    pair_rubric,
+    single_rubric,
+    verdict_key,
+)
+
+
+def arguments(server: OpenAIServer, **overrides) -> JudgeArguments:
+    values = {"judge_model": "judge", "judge_base_url": server.base_url, "judge_api_key_env": "BAIZE_TEST_NO_KEY",
+              "max_retries": 0, "timeout": 10, **overrides}  # fmt: skip
+    return JudgeArguments(**values)
+
+
+def test_rubrics_render_their_prompt_and_parse_their_scale():
+    assert POINTWISE_100.prompt("User: hi", "hello").count("hello") == 1
+    assert POINTWISE_100.parse("85\nfine") == (85.0, None) and POINTWISE_100.parse("8/10") == (None, "wrong_scale")
+    pair = pair_rubric(10)
+    prompt = pair.prompt("User: q", "first", "second")
+    assert prompt.index("first") < prompt.index("second") and "scale of 1 to 10" in prompt
+    assert pair.parse("7 9") == ((7.0, 9.0), None) and pair.parse("70 90") == (None, "out_of_range")
+    guided = single_rubric(10, reference=True)
+    assert "the reference answer" in guided.prompt("User: q", "mine", reference="42").lower()
+    assert "42" in guided.prompt("User: q", "mine", reference="42") and not single_rubric(10, False).reference
+    record = Verdict((7.0, 9.0), "7 9", 1, [], ["7 9"], cached=False).as_dict()
+    assert list(record) == ["value", "rationale", "attempts", "errors", "replies", "cached"]
+    assert Verdict.from_dict(json.loads(json.dumps(record))).value == (7.0, 9.0)
+
+
+def test_a_reply_that_does_not_parse_is_asked_again_with_the_rubrics_reminder(tmp_path):
+    replies = iter(["I think both are fine.", "Score: 80 out of 100"])
+    with OpenAIServer(lambda request: Reply(next(replies))) as server:
+
+        async def ask():
+            client = JudgeClient(arguments(server, judge_parse_retries=2))
+            try:
+                return await client.verdict(POINTWISE_100, "User: q", "an answer"), client.stats
+            finally:
+                await client.close()
+
+        verdict, stats = asyncio.run(ask())
+        second = server.requests[1].messages
+    assert verdict.value == 80.0 and verdict.attempts == 2 and verdict.errors == ["no_score"]
+    assert second[-1]["content"] == POINTWISE_100.reminder and second[-2]["content"] == "I think both are fine."
+    assert stats.usage.calls == 2
+
+
+def test_both_orders_swap_the_answers_and_the_cache_answers_a_second_time(tmp_path):
+    def judge(request):  # prefers the answer that says "good", wherever it stands
+        prompt = request.last_user
+        first = prompt.split("Assistant 1's Answer]\n", 1)[1].split("\n", 1)[0]
+        return Reply("90 20" if "good" in first else "20 90")
+
+    with OpenAIServer(judge) as server:
+
+        async def ask(cache):
+            client = JudgeClient(arguments(server), cache)
+            keys = tuple(verdict_key("q", pair, client.args, PAIR_100.template) for pair in (["good", "bad"],
+                                                                                            ["bad", "good"]))  # fmt: skip
+            try:
+                return await client.both_orders(PAIR_100, "User: q", "good", "bad", keys)
+            finally:
+                await client.close()
+
+        cache = VerdictCache(tmp_path / "cache.jsonl")
+        ab, ba = asyncio.run(ask(cache))
+        cache.close()
+        assert (ab.value, ba.value, ab.cached, ba.cached) == ((90.0, 20.0), (20.0, 90.0), False, False)
+        asked = len(server.requests)
+        cache = VerdictCache(tmp_path / "cache.jsonl")
+        again = asyncio.run(ask(cache))
+        assert len(server.requests) == asked and all(v.cached for v in again) and cache.hits == 2
+
+
+def test_the_loop_counts_failed_items_and_reasks_and_keeps_going():
+    def judge(request):
+        if "broken" in request.last_user:
+            return server_error(500)
+        return Reply("no idea" if "vague" in request.last_user and request.attempt == 1 else "75")
+
+    with OpenAIServer(judge) as server:
+        items = ["fine", "broken", "vague"]
+        results = {}
+
+        async def run():
+            client = JudgeClient(arguments(server, judge_concurrency=2))
+
+            async def one(item):
+                verdict = await client.verdict(POINTWISE_100, "User: q", item)
+                client.stats.count_reasks([verdict])
+                results[item] = verdict.value
+
+            try:
+                return await client.judge_all(items, one, label=str, describe=str, desc="judge", unit="item")
+            finally:
+                await client.close()
+
+        stats = asyncio.run(run())
+    assert results == {"fine": 75.0, "vague": 75.0}
+    assert stats.judged == 2 and stats.request_errors == 1 and "InternalServerError" in stats.last_error
+    assert stats.parse_errors == {"no_score": 1}
