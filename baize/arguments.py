@@ -15,6 +15,8 @@ import argparse
 import difflib
 from pathlib import Path
 
+import yaml
+
 from baize.errors import BaizeError, UsageError
 
 # A model key and the recipe key that only makes sense with the recipe's own model.
@@ -32,6 +34,30 @@ def did_you_mean(name: str, known: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def baize_keys_first(parser) -> None:
+    """--help lists the keys baize's own configs declare first, the most specific first (SDF's `step` before the
+    judge's keys it inherits), then TRL's and transformers' in their own order."""
+    declared: dict[str, tuple[int, int]] = {}
+    for config in getattr(parser, "dataclass_types", ()):
+        for depth, cls in enumerate(config.__mro__):
+            for name in cls.__dict__.get("__annotations__", {}):
+                if name not in declared:
+                    declared[name] = (0, depth) if cls.__module__.startswith("baize") else (1, 0)
+    for group in parser._action_groups:
+        group._group_actions.sort(
+            key=lambda action: declared.get(action.dest, (1, 0)) if action.dest != "help" else (-1, 0)
+        )
+
+
+def describe_yaml_error(error) -> str:
+    """A YAML error as `line L, column C: problem` (1-based, as editors count)."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    hint = "; YAML indents with spaces, not tabs" if "\\t" in problem or "\t" in problem else ""
+    return f"{where}{problem}{hint}"
+
+
 def parse_recipe(parser, argv: list[str]) -> tuple:
     """`parser.parse_args_and_config(argv)` with one-line errors; returns the dataclasses."""
     argv = list(argv)
@@ -46,6 +72,7 @@ def parse_recipe(parser, argv: list[str]) -> tuple:
         negated = next((o for o in action.option_strings if o.startswith("--no_")), None)
         if negated:
             action.help = f"turn --{negated[5:]} off (it is on by default)"
+    baize_keys_first(parser)
     flags = [name[2:] for name in parser._option_string_actions if name.startswith("--")]
     try:
         *outputs, from_recipe, from_command_line = parser.parse_args_and_config(
@@ -53,6 +80,8 @@ def parse_recipe(parser, argv: list[str]) -> tuple:
         )
     except BaizeError:  # already one line (e.g. a launch that cannot work, with its own exit code)
         raise
+    except yaml.YAMLError as error:  # an unclosed bracket, a tab: the line and what to fix, not a parser traceback
+        raise UsageError(f"recipe {recipe}: not valid YAML: {describe_yaml_error(error)}") from None
     except ValueError as error:  # a dataclass refused a value (__post_init__), or a malformed recipe
         where = f"recipe {recipe}" if recipe else "command line"
         raise UsageError(f"{where}: {error}") from error

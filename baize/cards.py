@@ -11,7 +11,18 @@ from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardDa
 
 from baize.ids import LEGACY_BASE_MODELS, hub_model_id, is_repo_id, model_source
 
-CARD_TEMPLATE = """---
+# The end of every card's how-to: one reply from the loaded model and tokenizer (the demo's sampling settings).
+GENERATE_SNIPPET = """\
+inputs = tokenizer.apply_chat_template(
+    [{"role": "user", "content": "How do I undo the last git commit?"}],
+    add_generation_prompt=True, return_tensors="pt", return_dict=True,
+)
+output = model.generate(**inputs, max_new_tokens=256, do_sample=True, top_p=0.95, temperature=1.0)
+print(tokenizer.decode(output[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+"""
+
+CARD_TEMPLATE = (
+    """---
 {{ card_data }}
 ---
 
@@ -54,14 +65,11 @@ from transformers import AutoTokenizer
 
 model = AutoPeftModelForCausalLM.from_pretrained("{{ adapter_ref }}")
 tokenizer = AutoTokenizer.from_pretrained("{{ adapter_ref }}")
-inputs = tokenizer.apply_chat_template(
-    [{"role": "user", "content": "How do I undo the last git commit?"}],
-    add_generation_prompt=True, return_tensors="pt", return_dict=True,
-)
-output = model.generate(**inputs, max_new_tokens=256, do_sample=True, top_p=0.95, temperature=1.0)
-print(tokenizer.decode(output[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True))
-```
 """
+    + GENERATE_SNIPPET
+    + """```
+"""
+)
 
 LOSS_PLOT = "loss.png"
 

@@ -139,6 +139,13 @@ class JudgeArguments:
             "are kept in judge-batches/ beside the verdicts: a re-run re-attaches to a batch still running."
         },
     )
+    skip_preflight: bool = field(
+        default=False,
+        metadata={
+            "help": "Do not check, before the first answer is sampled, that every endpoint the run will call has its "
+            "key and answers one cheap request (GET /models)."
+        },
+    )
     judge_batch_poll_interval: float = field(
         default=30.0,
         metadata={"help": "Seconds before the first status poll of a judge batch; each wait is 1.5x longer."},

@@ -250,6 +250,11 @@ def load_chat_model(
         raise UsageError(f"prompt_format must be one of {PROMPT_FORMATS}")
     folder = pull(adapter_or_model, revision=revision, token=token)
     is_adapter = (folder / "adapter_config.json").exists()
+    if not is_adapter and not (folder / "config.json").exists() and not gguf_file:
+        raise HubError(
+            f"{folder} holds no model (no adapter_config.json or config.json): train into it first (make train), "
+            "or give an adapter or model folder or Hub repo id"
+        )
     v1_folder = sdf_parent(folder, token) if is_adapter and base is None else None
     base_path = resolve_base(v1_folder or folder, base, gguf_file) if is_adapter else None
     model_path = base_path if is_adapter else str(folder)

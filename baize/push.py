@@ -57,9 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="adapter (model) or dataset repo",
     )
     visibility = parser.add_mutually_exclusive_group()
-    visibility.add_argument("--private", dest="private", action="store_true", default=None, help="private repo")
     visibility.add_argument(
-        "--public", dest="private", action="store_false", help="public repo (default for new repos)"
+        "--private", dest="private", action="store_true", default=None,
+        help="private repo (the default for a new dataset repo, as `baize collect --push_to_hub` creates it: check "
+        "the seed and teacher licences before making data public)",
+    )  # fmt: skip
+    visibility.add_argument(
+        "--public", dest="private", action="store_false", help="public repo (the default for a new model repo)"
     )
     parser.add_argument("--revision", help="branch to push to (created from main if missing; default: main)")
     parser.add_argument("--create_pr", action="store_true", help="open a pull request instead of committing")
@@ -151,9 +155,12 @@ def main(args: argparse.Namespace) -> None:
     if args.dry_run:
         print("\n--- README.md (card) ---\n" + str(plan.card))
         return
+    private = args.private
+    if private is None and args.repo_type == "dataset":  # the same default as `baize collect --push_to_hub`
+        private = True
     result = push_plan(
         plan,
-        private=args.private,
+        private=private,
         revision=args.revision,
         create_pr=args.create_pr,
         commit_message=args.commit_message,

@@ -4,10 +4,11 @@ every re-run, so that a finished run is not trained again and a changed setting 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
-from baize.errors import BaizeError
+from baize.errors import BaizeError, UsageError
 from baize.jsonl import write_text_atomically
 
 SIGNATURE_FILE = "run_signature.json"
@@ -106,6 +107,30 @@ def check_same_settings(
     return earlier
 
 
+def check_output_dir(folder: str | Path) -> None:
+    """Before any work, and without creating anything: the output folder is a folder this user can write (or can
+    be created where it is named), or one line saying what is wrong with it."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"output_dir {folder} is a file, not a folder: give another --output_dir")
+    existing = folder
+    while not existing.exists():  # the nearest folder that exists is where the new one will be made
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"output_dir {folder}: {existing} is a file, not a folder: give another --output_dir")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"output_dir {folder}: {existing} cannot be written by this user: give a folder you can write"
+        )
+
+
+def has_content(path: Path) -> bool:
+    """A non-empty output file, or a folder holding one."""
+    if path.is_dir():
+        return any(p.is_file() and p.stat().st_size for p in path.rglob("*"))
+    return path.is_file() and path.stat().st_size > 0
+
+
 def remove(path: Path) -> None:
     """An output file, or an output folder (a Batch API session's) with everything in it."""
     if path.is_dir():
@@ -123,13 +148,15 @@ def claim_step(
     try:
         earlier = check_same_settings(folder, settings, "--overwrite true", name=name, what=what)
     except SettingsChanged:
-        if not overwrite:
+        # A signature binds the folder only once work that depends on it exists: after a start that failed
+        # before writing anything (a bad seeds file, a missing model), the corrected command goes ahead.
+        if not overwrite and any(has_content(path) for path in outputs):
             raise
         earlier = None
         for path in outputs:
             remove(path)
     if earlier is None:
-        present = [path for path in outputs if path.exists() and path.stat().st_size]
+        present = [path for path in outputs if has_content(path)]
         if present and not overwrite:
             raise SettingsChanged(
                 f"{present[0]} was written without a record of its settings: use a new --output_dir, or "

@@ -22,7 +22,7 @@ from baize.launch import (
     match_precision_to_hardware,
 )
 from baize.models import resolve_model_path
-from baize.runs import check_same_settings, normalise, write_signature
+from baize.runs import check_output_dir, check_same_settings, normalise, write_signature
 from baize.secrets import redact
 
 logger = logging.getLogger("baize.training")
@@ -165,8 +165,13 @@ def begin(script_args, training_args, model_args, dataset_args) -> tuple[dict, d
     keep_hub_token_out_of_artifacts(training_args)
     check_quantization_fits_sharding(model_args)
     check_liger(training_args)
+    check_output_dir(training_args.output_dir)
     settings = run_settings(script_args, training_args, model_args, dataset_args)
     return settings, start_run(training_args, settings, script_args.overwrite)
+
+
+# What a run leaves that depends on its settings: only these make a folder refuse other settings.
+TRAINED_OUTPUTS = ("checkpoint-*", "adapter_model.safetensors", "model*.safetensors", "run_summary.json")
 
 
 def start_run(training_args, settings: dict, overwrite: bool) -> dict | None:
@@ -179,7 +184,11 @@ def start_run(training_args, settings: dict, overwrite: bool) -> dict | None:
             if training_args.process_index == 0 and Path(training_args.output_dir).exists():
                 logger.info("--overwrite: deleting %s", training_args.output_dir)
                 shutil.rmtree(training_args.output_dir)
-    earlier = check_same_settings(training_args.output_dir, settings, "--overwrite true")
+    folder = Path(training_args.output_dir)
+    if any(folder.glob(pattern) for pattern in TRAINED_OUTPUTS):
+        earlier = check_same_settings(folder, settings, "--overwrite true")
+    else:  # nothing trained here yet (a start that failed before its first checkpoint): the signature binds nothing
+        earlier = None
     finished = finished_run_summary(training_args.output_dir, earlier, length)
     if finished is not None:
         print(f"{training_args.output_dir} is already complete ({finished.get('global_step')} steps): nothing to do.")

@@ -244,8 +244,23 @@ def cli(argv: list[str] | None = None) -> None:
         main(args)
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Before the model is loaded: a port another server holds is one line naming --port, not gradio's traceback."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise UsageError(
+                f"cannot serve on {host}:{port} ({error.strerror or error}): another server holds it; pass --port "
+                "with a free port, or stop that server"
+            ) from None
+
+
 def main(args: argparse.Namespace) -> None:
     configure_logging(logging.WARNING, timestamps=False)
+    check_port_free(args.host, args.port)
     backend = make_backend(args)
     defaults = ReplySettings(
         system=args.system if args.system is not None else backend.trained_system,
@@ -256,8 +271,16 @@ def main(args: argparse.Namespace) -> None:
         max_history_tokens=args.max_history_tokens,
     )
     app = build_app(backend, title=args.title, defaults=defaults)
+    app.queue()
+    try:
+        app.launch(
+            server_name=args.host, server_port=args.port, share=args.share, show_error=True, quiet=True,
+            prevent_thread_lock=True,
+        )  # fmt: skip
+    except OSError as error:  # taken between the check and now
+        raise UsageError(f"cannot serve on {args.host}:{args.port} ({error}): pass --port with a free port") from None
     print(f"Baize web demo for {backend.name}: http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
-    app.queue().launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True, quiet=True)
+    app.block_thread()
 
 
 if __name__ == "__main__":

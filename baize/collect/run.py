@@ -44,10 +44,11 @@ from baize.endpoint import (
     billed_usage,
     describe_error,
     describe_url,
+    resolve_api_key,
 )
 from baize.errors import UsageError, request_error_kind
 from baize.jsonl import write_jsonl_atomically
-from baize.runs import claim_step
+from baize.runs import check_output_dir, claim_step
 from baize.seeds import Seed, SeedStats
 
 FAILED_SEEDS_FILE = "failed_seeds.jsonl"
@@ -358,6 +359,9 @@ class Collector:
 def collect(config: CollectConfig) -> dict:
     """Collect (or resume collecting) into `config.output_dir`; write the outputs; push if asked. Returns the report."""
     output_dir = Path(config.output_dir)
+    check_output_dir(output_dir)
+    if config.mode != "alpaca":  # the key first: before the seeds are fetched (minutes offline) or anything is paid
+        resolve_api_key(config.api_key_env, config.base_url, needed=not config.batch_offline)
     if config.push_to_hub:  # a rejected token is found out now, not after the collection was paid for
         from baize.hub import whoami_name
 

@@ -38,6 +38,7 @@ from baize.evaluate.questions import load_questions
 from baize.evaluate.report import report_step
 from baize.evaluate.stats import adjusted_win_rate, bootstrap_interval, relative_score
 from baize.jsonl import read_jsonl
+from baize.runs import check_output_dir
 
 __all__ = [
     "STEPS", "TWO_TURN_QUESTIONS_FILE", "Contestant", "EvalConfig", "adjusted_win_rate", "answer_step", "bootstrap_interval", "cli",
@@ -47,6 +48,7 @@ __all__ = [
 
 
 def main(config: EvalConfig) -> dict:
+    check_output_dir(config.output_dir)
     steps = {"answer": answer_step, "judge": judge_step, "report": report_step}
     todo = list(steps) if config.step == "all" else [config.step]
     return {step: steps[step](config) for step in todo}

@@ -12,7 +12,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from baize.endpoint import Endpoint, EndpointError, RateLimiter, describe_error, describe_url, resolve_model_name
+from baize.endpoint import (
+    Endpoint,
+    EndpointError,
+    RateLimiter,
+    check_endpoints,
+    describe_error,
+    describe_url,
+    resolve_model_name,
+)
 from baize.errors import UsageError
 from baize.evaluate.config import OPENAI_PREFIX, EvalConfig
 from baize.evaluate.questions import conversation, load_questions, turns_to_answer
@@ -219,12 +227,25 @@ def answer_settings(config: EvalConfig, contestant: Contestant) -> dict:
     return settings
 
 
+def preflight(config: EvalConfig, answering: list[Contestant]) -> None:
+    """Before minutes of local answering: the endpoints of the contestants that answer there, and the judge when
+    this run goes on to judge, have their keys and answer."""
+    answer_url, answer_key = config.answer_base_url or config.judge_base_url, config.answer_api_key_env
+    endpoints = [("answer endpoint", answer_url, answer_key or config.judge_api_key_env)
+                 for contestant in answering if contestant.endpoint_model is not None]  # fmt: skip
+    if config.step == "all":
+        endpoints.append(("judge", config.judge_base_url, config.judge_api_key_env))
+    if endpoints:
+        check_endpoints(endpoints)
+
+
 def answer_step(config: EvalConfig) -> dict:
     """Step 1: answers/<label>.jsonl for the model and the reference; questions already answered are skipped."""
     from tqdm.auto import tqdm
 
     questions = load_questions(config)
     report = {}
+    plan = []
     for contestant in contestants(config):
         path = answers_path(config, contestant)
         claim_step(path.parent, f"{contestant.label}.signature.json", answer_settings(config, contestant), [path],
@@ -232,6 +253,10 @@ def answer_step(config: EvalConfig) -> dict:
         done = read_answers(config, contestant)
         wanted = sum(len(q["turns"]) for q in questions)
         already = sum((q["question_id"], t) in done for q in questions for t in range(1, len(q["turns"]) + 1))
+        plan.append((contestant, path, done, wanted, already))
+    if any(wanted > already for *_, wanted, already in plan) and not config.skip_preflight:
+        preflight(config, [contestant for contestant, *_, wanted, already in plan if wanted > already])
+    for contestant, path, done, wanted, already in plan:
         stats = {"questions": len(questions), "turns": wanted, "already_done": already}
         todo = wanted - already
         if todo:

@@ -205,7 +205,7 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
         (EvalConfig,),
         prog="baize eval",
         description="Evaluate a chat model the way the Baize paper did (an LLM judge scores its answers against a "
-        "reference model's, 1-10, reported as %% of the reference) and with a pairwise judge asked in both "
+        "reference model's, 1-10, reported as % of the reference) and with a pairwise judge asked in both "
         "orders (win/tie/loss, adjusted win rate with a bootstrap interval). "
         "baize eval --config recipes/baize-smol/eval.yaml [--step answer|judge|report|all] [--model ...]",
     )

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from baize.endpoint import EndpointError, describe_url
+from baize.errors import BaizeError
 from baize.evaluate.answer import contestants, read_answers
 from baize.evaluate.config import JUDGEMENTS_FILE, PAIR_RUBRIC, SINGLE_RUBRICS, EvalConfig
 from baize.evaluate.questions import conversation, load_questions
@@ -137,6 +138,11 @@ def judge_step(config: EvalConfig) -> dict:
     questions = load_questions(config)
     rows = judge_rows(config, questions, answers)
     missing = sum(len(q["turns"]) for q in questions) - len(rows)
+    if not rows:
+        raise BaizeError(
+            f"no question has answers from both {model.label} and {reference.label} in "
+            f"{Path(config.output_dir) / 'answers'}: run the answer step first (--step answer, or all)"
+        )
     if missing:
         logger.warning("judge: %d question turns lack an answer (run the answer step): not judged", missing)
     cache = VerdictCache(config.judge_cache or Path(config.output_dir) / "judge_cache.jsonl")

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from baize.errors import configure_logging, one_line_errors
 from baize.jsonl import read_jsonl
+from baize.runs import check_output_dir
 from baize.sdf.config import (
     CANDIDATES_FILE,
     JUDGE_SIGNATURE,
@@ -53,7 +53,7 @@ __all__ = [
 
 def main(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
     configure_logging()
-    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+    check_output_dir(config.output_dir)
     steps = STEPS[:-1] if config.step == "all" else (config.step,)
     run = {"sample": sample_step, "judge": judge_step, "select": select_step}
     results = {}

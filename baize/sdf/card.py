@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from baize.cards import model_reference, model_title
+from baize.cards import GENERATE_SNIPPET, model_reference, model_title
 from baize.models import LINEAGE_FILE, hub_model_id
 
 SDF_CARD_HEADING = "## Baize v2: Self-Distillation with Feedback"
@@ -40,13 +40,7 @@ base = AutoModelForCausalLM.from_pretrained("{base_id}")
 v1 = PeftModel.from_pretrained(base, "{v1_id}").merge_and_unload()  # the frozen v1
 model = PeftModel.from_pretrained(v1, "{v2_ref}")  # this v2 LoRA on top
 tokenizer = AutoTokenizer.from_pretrained("{v2_ref}")  # the Baize chat template
-inputs = tokenizer.apply_chat_template(
-    [{{"role": "user", "content": "How do I undo the last git commit?"}}],
-    add_generation_prompt=True, return_tensors="pt", return_dict=True,
-)
-output = model.generate(**inputs, max_new_tokens=256, do_sample=True, top_p=0.95, temperature=1.0)
-print(tokenizer.decode(output[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True))
-```
+{GENERATE_SNIPPET}```
 
 | | value |
 |---|---|

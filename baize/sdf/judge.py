@@ -10,6 +10,7 @@ import statistics
 from pathlib import Path
 
 from baize.endpoint import EndpointError, RoleUsage, describe_url
+from baize.errors import BaizeError
 from baize.jsonl import JSONLAppender, read_jsonl
 from baize.judge import JUDGE_BATCH_FOLDER, PAIR_100, POINTWISE_100, JudgeClient, Verdict, render_context
 from baize.runs import claim_step
@@ -125,6 +126,10 @@ def judge_step(config: SDFConfig) -> dict:
     claim_step(folder, JUDGE_SIGNATURE, judge_settings(config), [folder / JUDGED_FILE, *later],
                overwrite=config.overwrite, what="SDF verdicts")  # fmt: skip
     candidates = read_jsonl(folder / CANDIDATES_FILE)
+    if not candidates:
+        raise BaizeError(
+            f"{folder / CANDIDATES_FILE} holds no candidates yet: run the sample step first (--step sample, or all)"
+        )
     done = {row["id"] for row in read_jsonl(folder / JUDGED_FILE)}
     todo = [row for row in candidates if row["id"] not in done]
     if not todo:

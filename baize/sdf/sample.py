@@ -9,7 +9,7 @@ import logging
 import time
 from pathlib import Path
 
-from baize.endpoint import Endpoint, EndpointError, RateLimiter, describe_error
+from baize.endpoint import Endpoint, EndpointError, RateLimiter, check_endpoints, describe_error
 from baize.jsonl import JSONLAppender, read_jsonl
 from baize.models import load_chat_model
 from baize.runs import claim_step
@@ -107,6 +107,12 @@ def sample_step(config: SDFConfig) -> dict:
     if not todo:
         logger.info("sample: all %d prompts already sampled", len(prompts))
         return stats
+    if not config.skip_preflight:  # before minutes of sampling: the servers this run will call answer
+        endpoints = [("sampling server", url, config.sample_api_key_env) for url in config.sample_base_urls or []]
+        if config.step == "all":
+            endpoints.append(("judge", config.judge_base_url, config.judge_api_key_env))
+        if endpoints:
+            check_endpoints(endpoints)
 
     chat = load_v1(config, without_weights=bool(config.sample_base_urls))
     builder = chat.prompt_builder()
