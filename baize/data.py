@@ -233,6 +233,12 @@ def load_chat_mixture(
         return datasets.DatasetDict({"train": combined}), report
     size = mixture.test_split_size
     test_size = int(size) if size >= 1 else float(size)
+    held_out = test_size if isinstance(test_size, int) else round(test_size * len(combined))
+    if not 0 < held_out < len(combined):
+        raise UsageError(
+            f"test_split_size {size} holds out {held_out} of the {len(combined)} rows of the data: give a number "
+            f"between 1 and {len(combined) - 1} (e.g. --test_split_size {max(1, len(combined) // 10)}) or a fraction"
+        )
     return combined.train_test_split(test_size=test_size, seed=seed), report
 
 

@@ -31,6 +31,7 @@ from baize.training import (
     plot_loss,
     prepare_model_loading,
     resume_checkpoint,
+    without_generic_card,
     write_resolved_recipe,
 )
 
@@ -77,7 +78,7 @@ def main(script_args, training_args, model_args, dataset_args) -> dict:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     columns = ["prompt", "chosen", "rejected"]
-    trainer = DPOTrainer(
+    trainer = without_generic_card(DPOTrainer)(
         model=model_path,
         args=training_args,
         train_dataset=dataset[script_args.dataset_train_split].select_columns(columns),

@@ -37,7 +37,10 @@ A [Baize](https://arxiv.org/abs/2304.01196) chat model: the LoRA adapter {{ adap
 Prompt format: **{{ prompt_format }}**. The tokenizer's chat template renders it
 {%- if prompt_format == "original" %} (the original project-baize format: no EOS after AI turns, so stop
 generation at the turn tags, e.g. `"stop": ["[|Human|]", "[|AI|]"]` in OpenAI-style requests).
-{%- else %} (`[|Human|]` / `[|AI|]` turns, EOS after every AI turn: generation stops by itself).
+{%- else %} (`[|Human|]` / `[|AI|]` turns, EOS after every AI turn). A model trained long enough ends its
+turn with EOS; a briefly trained one may run on into an invented `[|Human|]` turn, so stop at the turn tags too:
+`"stop": ["[|Human|]", "[|AI|]"]` in OpenAI-style requests, `stop_strings=["[|Human|]", "[|AI|]"],
+tokenizer=tokenizer` in `model.generate` (`baize chat` and `baize web` do it for you).
 {%- endif %}
 
 generation_config.json carries the Baize demo's sampling defaults: top_p 0.95, temperature 1.0, 512 new tokens.

@@ -23,7 +23,7 @@ from pathlib import Path
 from trl import DatasetMixtureConfig, ScriptArguments, SFTConfig, TrlParser
 
 from baize.arguments import parse_recipe
-from baize.errors import configure_logging, one_line_errors
+from baize.errors import UsageError, configure_logging, one_line_errors
 from baize.launch import (
     require_saved_model,
     trainable_weights_for_fp16,
@@ -38,6 +38,7 @@ from baize.training import (
     prepare_model_loading,
     resume_checkpoint,
     trackio_hint,
+    without_generic_card,
     write_resolved_recipe,
 )
 
@@ -61,6 +62,13 @@ class BaizeScriptArguments(ScriptArguments):
             "run does nothing, and re-running with other settings is refused."
         },
     )
+    skip_preflight: bool = field(
+        default=False,
+        metadata={
+            "help": "Do not check, before anything else, that the base model and the Hub datasets can be loaded "
+            "(from the Hub, or from the local cache when offline)."
+        },
+    )
 
 
 @dataclass
@@ -80,6 +88,11 @@ def parse_args(argv: list[str] | None = None):
         "baize train --config recipes/baize-smol/sft.yaml [--key value ...]",
     )
     script_args, model_args, dataset_args, training_args = parse_recipe(parser, sys.argv[1:] if argv is None else argv)
+    if getattr(script_args, "dataset_name", None):  # TRL would quietly prefer the recipe's `datasets:` over it
+        raise UsageError(
+            f"--dataset_name {script_args.dataset_name}: baize recipes read their data from `datasets:`; pass "
+            f"--datasets {script_args.dataset_name} instead (a file, folder or Hub id; a mixture stays in the YAML)"
+        )
     return script_args, training_args, model_args, dataset_args
 
 
@@ -149,7 +162,7 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
     # baize pushes once, at the end, with its own card and without checkpoints or training_args.bin;
     # the Trainer would push at start, at every save and with TRL's card.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    trainer = SFTTrainer(
+    trainer = without_generic_card(SFTTrainer)(
         model=model_path,
         args=training_args,
         train_dataset=dataset["train"].select_columns(["messages"]),

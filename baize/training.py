@@ -14,6 +14,7 @@ from pathlib import Path
 from trl import ModelConfig
 
 from baize import BAIZE_TEMPLATE
+from baize.hub.pull import check_hub_available
 from baize.launch import (
     attention_implementation,
     check_liger,
@@ -158,6 +159,41 @@ def prepare_model_loading(model_args, training_args):
     return model_path, quantization_config
 
 
+class NoGenericCard:
+    """TRL writes its generic card into output_dir at every checkpoint ("a fine-tuned version of None" while a run
+    is interrupted); baize writes the folder's card itself when training is done."""
+
+    def create_model_card(self, *args, **kwargs) -> None:
+        return None
+
+
+def without_generic_card(trainer_class):
+    """`trainer_class` (TRL's SFTTrainer, DPOTrainer) without its per-checkpoint generic card."""
+    return type(trainer_class.__name__, (NoGenericCard, trainer_class), {})
+
+
+def warn_quantized_on_cpu(model_args) -> None:
+    """bitsandbytes runs int8/4-bit layers on the CPU too, but far too slowly for a 7B recipe: say so up front."""
+    import torch
+
+    if (model_args.load_in_8bit or model_args.load_in_4bit) and not torch.cuda.is_available():
+        kind = "int8" if model_args.load_in_8bit else "4-bit"
+        logger.warning(
+            "%s base on a machine without CUDA: bitsandbytes computes it on the CPU, far too slowly for a 7B model; "
+            "the paper's recipes are for a GPU box, and baize-smol (make train) is the CPU recipe",
+            kind,
+        )
+
+
+def check_inputs_available(model_args, dataset_args) -> None:
+    """Preflight: the base model and every Hub dataset of the recipe can be loaded (online, or from the cache)."""
+    if not getattr(model_args, "gguf_file", None):
+        check_hub_available(str(model_args.model_name_or_path), what="base model")
+    for dataset in getattr(dataset_args, "datasets", None) or []:
+        if dataset.path and not Path(dataset.path).exists():
+            check_hub_available(dataset.path, repo_type="dataset", what="dataset")
+
+
 def begin(script_args, training_args, model_args, dataset_args) -> tuple[dict, dict | None]:
     """Before anything is written to output_dir: the hub token out of the arguments, the launch checks (what
     cannot work is refused), then claim the folder. Returns (settings, the summary of a finished run or None)."""
@@ -166,6 +202,9 @@ def begin(script_args, training_args, model_args, dataset_args) -> tuple[dict, d
     check_quantization_fits_sharding(model_args)
     check_liger(training_args)
     check_output_dir(training_args.output_dir)
+    warn_quantized_on_cpu(model_args)
+    if not getattr(script_args, "skip_preflight", False):
+        check_inputs_available(model_args, dataset_args)
     settings = run_settings(script_args, training_args, model_args, dataset_args)
     return settings, start_run(training_args, settings, script_args.overwrite)
 

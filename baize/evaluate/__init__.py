@@ -22,7 +22,8 @@
            per category: scores_by_category.png, pairwise_by_category.png.
 
 Modules: `config` (recipe keys, rubrics), `questions`, `answer` (the one sampler), `judge` (the one judge),
-`stats` (scores, win rates, intervals), `report` (tables), `charts`.
+`stats` (scores, win rates, the judge's bias figures), `report` (tables), `charts`, `calibrate` (the judge
+against human votes: `--step calibrate`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import sys
 
 from baize.errors import configure_logging, one_line_errors
 from baize.evaluate.answer import Contestant, answer_step, contestants, read_answers
+from baize.evaluate.calibrate import calibrate_step
 from baize.evaluate.config import STEPS, TWO_TURN_QUESTIONS_FILE, EvalConfig, parse_args
 from baize.evaluate.judge import judge_step, question_outcome
 from baize.evaluate.questions import load_questions
@@ -49,8 +51,8 @@ __all__ = [
 
 def main(config: EvalConfig) -> dict:
     check_output_dir(config.output_dir)
-    steps = {"answer": answer_step, "judge": judge_step, "report": report_step}
-    todo = list(steps) if config.step == "all" else [config.step]
+    steps = {"answer": answer_step, "judge": judge_step, "report": report_step, "calibrate": calibrate_step}
+    todo = ["answer", "judge", "report"] if config.step == "all" else [config.step]
     return {step: steps[step](config) for step in todo}
 
 

@@ -12,7 +12,7 @@ from baize.errors import UsageError
 from baize.judge import JudgeArguments, pair_rubric, single_rubric
 from baize.sampling import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SEED
 
-STEPS = ("answer", "judge", "report", "all")
+STEPS = ("answer", "judge", "report", "all", "calibrate")
 QUESTIONS_FILE = Path(__file__).parent.parent / "eval_questions.jsonl"
 # Two turns per question (the first is QUESTIONS_FILE's question of the same id), reference answers for math,
 # coding and one Fermi question: `questions_path` set to it and `question_column: turns`.
@@ -48,7 +48,11 @@ class EvalConfig(JudgeArguments):
     output_dir: str = field(default="runs/eval", metadata={"help": "Folder of every step's files."})
     step: str = field(
         default="all",
-        metadata={"help": "answer, judge, report, or all (in that order).", "choices": STEPS},
+        metadata={
+            "help": "answer, judge, report, or all (in that order); calibrate measures the judge against human votes "
+            "(calibration_path) instead.",
+            "choices": STEPS,
+        },
     )
     # ------------------------------------------------------------------ questions
     questions_path: str | None = field(
@@ -80,6 +84,17 @@ class EvalConfig(JudgeArguments):
         default="question_id", metadata={"help": "Column with a question id (unset: the row number)."}
     )
     limit: int | None = field(default=None, metadata={"help": "Use only the first N questions."})
+    calibration_path: str = field(
+        default="lmsys/mt_bench_human_judgments",
+        metadata={
+            "help": "--step calibrate: human-labelled pairs in MT-Bench's human-judgment format (question_id, "
+            "model_a, model_b, winner, turn, conversation_a, conversation_b): the Hub dataset or a local .jsonl."
+        },
+    )
+    calibration_split: str = field(default="human", metadata={"help": "Split of calibration_path (Hub datasets)."})
+    calibration_limit: int | None = field(
+        default=200, metadata={"help": "Judge only the first N human-labelled pairs (None: all)."}
+    )
     limit_per_category: int | None = field(
         default=None, metadata={"help": "Use only the first N questions of every category (quick runs)."}
     )
@@ -181,6 +196,13 @@ class EvalConfig(JudgeArguments):
     )
     bootstrap_samples: int = field(default=10_000, metadata={"help": "Bootstrap resamples for the intervals."})
     confidence: float = field(default=0.95, metadata={"help": "Confidence level of the intervals."})
+    max_flip_rate: float = field(
+        default=0.2,
+        metadata={
+            "help": "Flag the judge in the summary line and results.md when more than this share of its pair "
+            "verdicts flip as the answers swap places (GPT-4 in FastChat's MT-Bench judgments: 0.13)."
+        },
+    )
 
     def __post_init__(self):
         if isinstance(self.category_temperatures, str):

@@ -40,6 +40,7 @@ def markdown_table(results: dict) -> str:
         lines += ["", f"## Turn {turn}", "", *head, *score_rows(blocks)]
     if results["overall"].get("model_single_score") is not None:
         lines += single_grading_table(results)
+    lines += judge_section(results)
     lines += [
         "",
         f"Unparsed verdicts: {results['unparsed_verdicts']} of {results['verdicts']} (counted as unjudged, never as "
@@ -53,6 +54,29 @@ def markdown_table(results: dict) -> str:
             f"{cut['model']}, {reference} {cut['reference']}.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def judge_section(results: dict) -> list[str]:
+    """How far the judge's verdicts can be trusted (docs/eval.md: how to read these)."""
+    overall, confidence = results["overall"], int(results["confidence"] * 100)
+    lc_ci = overall.get("lc_win_rate_ci")
+    flag = results.get("judge_flag")
+    return [
+        "",
+        "## The judge",
+        "",
+        "| figure | value | an unbiased judge |",
+        "|---|---|---|",
+        f"| flip rate (the two orders disagree) | {_fmt(overall.get('flip_rate'), 3)} | 0 |",
+        f"| first-shown answer wins (decided verdicts) | {_fmt(overall.get('first_position_win_rate'), 3)} | 0.5 |",
+        f"| longer answer wins (decided verdicts) | {_fmt(overall.get('longer_answer_win_rate'), 3)} | "
+        "what the answers deserve |",
+        f"| kappa between the orders | {_fmt(overall.get('kappa_between_orders'), 3)} | 1 |",
+        f"| adjusted win rate | {_fmt(overall.get('adjusted_win_rate'), 3)} | |",
+        f"| length-controlled win rate ({confidence}% CI) | {_fmt(overall.get('lc_win_rate'), 3)} "
+        f"({_fmt(lc_ci[0], 3) if lc_ci else '–'} to {_fmt(lc_ci[1], 3) if lc_ci else '–'}) | |",
+        *(["", f"**{flag}**"] if flag else []),
+    ]
 
 
 def _fmt(value, digits=1):
@@ -155,16 +179,24 @@ def report_step(config: EvalConfig) -> dict:
         "cut_at_max_new_tokens": {**cut, "max_new_tokens": config.max_new_tokens},
         "config": {k: v for k, v in asdict(config).items() if "api_key" not in k},
     }
+    overall = results["overall"]
+    if overall.get("flip_rate") is not None and overall["flip_rate"] > config.max_flip_rate:
+        results["judge_flag"] = (
+            f"judge flagged: its verdicts flip in {overall['flip_rate']:.0%} of the pairs when the answers swap "
+            f"places (over max_flip_rate {config.max_flip_rate}); read the win rates with care"
+        )
     (folder / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (folder / "results.md").write_text(markdown_table(results), encoding="utf-8")
     charts = plot_charts(results, folder) + plot_turn_charts(results, folder)
-    overall = results["overall"]
     score = "no verdicts" if overall["score_pct"] is None else f"score {overall['score_pct']}% of {reference.label}"
     win_rate = "–" if overall["adjusted_win_rate"] is None else overall["adjusted_win_rate"]
     logger.info(
-        "report: %s, win/tie/loss/unjudged %d/%d/%d/%d, adjusted win rate %s, %d of %d verdicts unparsed -> %s",
+        "report: %s, win/tie/loss/unjudged %d/%d/%d/%d, adjusted win rate %s (length-controlled %s), judge flip "
+        "rate %s, longer answer wins %s, %d of %d verdicts unparsed -> %s%s",
         score, overall["win"], overall["tie"], overall["loss"], overall["unjudged"], win_rate,
+        overall.get("lc_win_rate"), overall.get("flip_rate"), overall.get("longer_answer_win_rate"),
         results["unparsed_verdicts"], results["verdicts"], folder / "results.md",
+        f"; {results['judge_flag']}" if results.get("judge_flag") else "",
     )  # fmt: skip
     return {
         "overall": overall,

@@ -3,24 +3,19 @@ bootstrap intervals, per category and overall."""
 
 from __future__ import annotations
 
-import random
 import statistics
 
 from baize.evaluate.config import EvalConfig
-
-
-def bootstrap_interval(
-    samples: list, statistic, *, resamples: int = 10_000, confidence: float = 0.95, seed: int = 0
-) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of `statistic(resample)` over resamples (with replacement) of `samples`."""
-    if not samples:
-        return None
-    rng = random.Random(seed)
-    values = sorted(statistic(rng.choices(samples, k=len(samples))) for _ in range(resamples))
-    tail = (1 - confidence) / 2
-    low = values[int(tail * (resamples - 1))]
-    high = values[int(round((1 - tail) * (resamples - 1)))]
-    return low, high
+from baize.verdicts import (
+    a_vs_b,
+    bootstrap_interval,
+    cohen_kappa,
+    first_position_win_rate,
+    flip_rate,
+    length_controlled_interval,
+    length_controlled_win_rate,
+    longer_answer_win_rate,
+)
 
 
 def adjusted_win_rate(outcomes: list[str]) -> float:
@@ -85,4 +80,37 @@ def summarize(config: EvalConfig, judged: list[dict], lengths: dict[str, dict[st
         "model_words": _mean([lengths["model"][i] for i in ids if i in lengths["model"]]),
         "reference_words": _mean([lengths["reference"][i] for i in ids if i in lengths["reference"]]),
         **single,
+        **judge_bias(config, judged, lengths, outcomes),
     }
+
+
+def judge_bias(config: EvalConfig, judged: list[dict], lengths: dict, outcomes: list[str]) -> dict:
+    """The judge's own figures on these verdicts (baize.verdicts): how often the two orders disagree, how often
+    the first-shown or the longer answer wins, kappa between the orders, and the length-controlled win rate."""
+    pairs, shown, decisions, diffs, lc_outcomes = [], [], [], [], []
+    for row in judged:
+        key = (row["question_id"], row.get("turn", 1))
+        model_first = (row.get("model_first") or {}).get("value")
+        reference_first = row["reference_first"]["value"]
+        shown += [reference_first, model_first] if row.get("model_first") else [reference_first]
+        words = (lengths["model"].get(key), lengths["reference"].get(key))
+        orders = a_vs_b(model_first, reference_first)  # the model's outcome in each order
+        if row.get("model_first"):
+            pairs.append(orders)
+        if None not in words:
+            decisions += [(outcome, *words) for outcome in orders if outcome is not None]
+            if row["outcome"] is not None:
+                lc_outcomes.append(row["outcome"])
+                diffs.append(words[0] - words[1])
+    both = [(x, y) for x, y in pairs if x is not None and y is not None]
+    kappa = cohen_kappa([x for x, _ in both], [y for _, y in both])
+    lc = length_controlled_win_rate(lc_outcomes, diffs)
+    resamples = min(config.bootstrap_samples, 1000)  # each resample is a fit
+    lc_ci = length_controlled_interval(lc_outcomes, diffs, resamples=resamples, confidence=config.confidence,
+                                       seed=config.seed) if lc is not None else None  # fmt: skip
+    rounded = {name: round(value, 3) if value is not None else None for name, value in (
+        ("flip_rate", flip_rate(pairs)), ("first_position_win_rate", first_position_win_rate(shown)),
+        ("longer_answer_win_rate", longer_answer_win_rate(decisions)), ("kappa_between_orders", kappa),
+        ("lc_win_rate", lc),
+    )}  # fmt: skip
+    return {**rounded, "lc_win_rate_ci": [round(v, 3) for v in lc_ci] if lc_ci else None}

@@ -85,3 +85,35 @@ def redundant_weight_patterns(repo_id: str, revision: str | None = None) -> list
     if any(f.endswith(".safetensors") for f in files):
         return ["*.bin", "*.bin.index.json", "*.pt", "*.pth", "*.h5", "*.msgpack", "*.ot", "*.onnx", "*.gguf"]
     return []
+
+
+def check_hub_available(name: str, *, repo_type: str = "model", what: str = "model") -> None:
+    """Preflight for a Hub repo a run will load: found on the Hub, or (offline: HF_HUB_OFFLINE, or no network) in
+    the local cache; else one line saying how to get it, instead of minutes of retries and a traceback. Local
+    paths and anything that is not a repo id pass."""
+    from huggingface_hub import HfApi, constants, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+
+    if not is_repo_id(name):
+        return
+    if not constants.HF_HUB_OFFLINE:
+        try:
+            HfApi().repo_info(name, repo_type=repo_type, timeout=10)
+            return
+        except RepositoryNotFoundError:
+            raise HubError(
+                f"{what} {name!r} is not on the Hub ({constants.ENDPOINT}): check the name; if it is private or "
+                "gated, log in with `hf auth login` or set HF_TOKEN"
+            ) from None
+        except Exception as error:  # no network: a cached copy will do
+            reason = f"the Hub cannot be reached ({str(error).splitlines()[0][:120]})"
+    else:
+        reason = "HF_HUB_OFFLINE is on"
+    try:
+        snapshot_download(name, repo_type=repo_type, local_files_only=True)
+    except LocalEntryNotFoundError:
+        flag = " --repo-type dataset" if repo_type == "dataset" else ""
+        raise HubError(
+            f"{what} {name!r} is not in the local Hugging Face cache and {reason}: download it first where there is "
+            f"network (`hf download{flag} {name}`, then bring the cache, HF_HOME), or point the recipe at a local copy"
+        ) from None

@@ -112,6 +112,11 @@ class SDFConfig(JudgeArguments):
     min_score: float = field(
         default=50.0, metadata={"help": "Drop prompts whose best candidate scores below this (1-100 scale)."}
     )
+    max_flip_rate: float = field(
+        default=0.2,
+        metadata={"help": "Flag the judge in the select summary when more pairwise verdicts than this flip as the "
+                  "candidates swap places."},
+    )  # fmt: skip
     min_margin: float = field(
         default=1.0, metadata={"help": "Export a best-vs-worst preference pair only if best - worst >= this."}
     )

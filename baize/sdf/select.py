@@ -12,6 +12,7 @@ from baize.endpoint import describe_url
 from baize.errors import BaizeError
 from baize.jsonl import read_jsonl, write_jsonl_atomically
 from baize.sdf.config import CANDIDATES_FILE, JUDGED_FILE, PREFERENCES_FILE, SELECTED_FILE, SDFConfig
+from baize.verdicts import a_vs_b, first_position_win_rate, flip_rate, longer_answer_win_rate
 
 logger = logging.getLogger("baize.sdf")
 
@@ -30,6 +31,35 @@ def best_and_worst(row: dict) -> tuple[int | None, int | None]:
     )
     worst = min(scored, key=lambda x: (x[0], -x[1]))[1]
     return best, worst
+
+
+def judge_bias(judged: list[dict]) -> dict:
+    """The judge's figures on these verdicts (baize.verdicts): in pairwise mode how often the two orders of a
+    comparison disagree and the first-shown answer wins; in both modes how often the longer candidate wins (a
+    higher pointwise score, a pairwise comparison)."""
+    pairs, shown, decisions = [], [], []
+    for row in judged:
+        words = [len(c["text"].split()) for c in row["candidates"]]
+        for comparison in row.get("judge", {}).get("comparisons") or []:
+            ab, ba = comparison["order_ab"]["value"], comparison["order_ba"]["value"]
+            pairs.append(a_vs_b(ab, ba))
+            shown += [ab, ba]
+            a, b = comparison["a"], comparison["b"]
+            if None not in (comparison["a_score"], comparison["b_score"]):
+                outcome = order_outcome(comparison["a_score"], comparison["b_score"])
+                decisions.append((outcome, words[a], words[b]))
+        if row.get("judge", {}).get("mode") == "pointwise":
+            scored = [(score, words[i]) for i, score in enumerate(row["scores"]) if score is not None]
+            for i, (score_a, words_a) in enumerate(scored):
+                for score_b, words_b in scored[i + 1 :]:
+                    decisions.append((order_outcome(score_a, score_b), words_a, words_b))
+    figures = {"flip_rate": flip_rate(pairs), "first_position_win_rate": first_position_win_rate(shown),
+               "longer_answer_win_rate": longer_answer_win_rate(decisions)}  # fmt: skip
+    return {name: round(value, 3) if value is not None else None for name, value in figures.items()}
+
+
+def order_outcome(first: float, second: float) -> str:
+    return "win" if first > second else "loss" if first < second else "tie"
 
 
 def _describe(values: list[float]) -> dict:
@@ -97,6 +127,7 @@ def select_step(config: SDFConfig) -> dict:
                     "score_rejected": row["scores"][worst],
                 }
             )
+    stats["judge_bias"] = judge_bias(judged)
     write_jsonl_atomically(folder / SELECTED_FILE, selected)
     write_jsonl_atomically(folder / PREFERENCES_FILE, preferences)
     stats.update(
@@ -107,5 +138,11 @@ def select_step(config: SDFConfig) -> dict:
         min_score=config.min_score,
     )
     (folder / "select_summary.json").write_text(json.dumps(stats, indent=2) + "\n")
+    flip = stats["judge_bias"]["flip_rate"]
+    if flip is not None and flip > config.max_flip_rate:
+        stats["judge_flag"] = (
+            f"judge flagged: its pairwise verdicts flip in {flip:.0%} of the comparisons when the candidates swap "
+            f"places (over max_flip_rate {config.max_flip_rate})"
+        )
     logger.info("select: %s", stats)
     return stats

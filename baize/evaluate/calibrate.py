@@ -1,0 +1,194 @@
+"""`baize eval --step calibrate`: the configured judge measured against human votes, before its verdicts are
+trusted. Human-labelled pairs in MT-Bench's human-judgment format (lmsys/mt_bench_human_judgments, or a local
+file of the same shape: question_id, model_a, model_b, winner, turn, conversation_a, conversation_b) are judged
+exactly as eval judges its pairs (both orders, a side wins only if both agree; the same rubric, cache and loop),
+and compared with the human winner -> calibration.json and calibration.md.
+
+Agreement is counted as the MT-Bench paper counts it (Zheng et al. 2023, arXiv 2306.05685, section 4.2): with
+ties (three classes: A, B, tie) and without (only the pairs where neither the human nor the judge said tie), with
+bootstrap intervals; beside it Cohen's kappa, the judge's flip rate between the orders, and how often the longer
+answer wins for the judge and for the humans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+from baize.endpoint import EndpointError, describe_url
+from baize.errors import UsageError
+from baize.evaluate.config import PAIR_RUBRIC, EvalConfig
+from baize.evaluate.judge import pair_inputs, question_outcome
+from baize.judge import JUDGE_BATCH_FOLDER, JudgeClient, VerdictCache, verdict_key
+from baize.seeds import load_table
+from baize.verdicts import a_vs_b, bootstrap_interval, cohen_kappa, flip_rate, longer_answer_win_rate
+
+logger = logging.getLogger("baize.eval")
+
+HUMAN_OUTCOME = {"model_a": "win", "model_b": "loss", "tie": "tie", "tie (bothbad)": "tie"}
+COLUMNS = ("question_id", "winner", "turn", "conversation_a", "conversation_b")
+
+
+def load_pairs(config: EvalConfig) -> list[dict]:
+    """The human-labelled pairs as eval's judge rows: A in the `model` place, B in the `reference` place."""
+    table = load_table(config.calibration_path, None, config.calibration_split, key="calibration_path")
+    missing = [c for c in COLUMNS if c not in table.column_names]
+    if missing:
+        raise UsageError(
+            f"calibration_path {config.calibration_path}: missing columns {missing} of MT-Bench's human-judgment "
+            f"format {COLUMNS}; it has {table.column_names}"
+        )
+    pairs = []
+    for number, row in enumerate(table, 1):
+        if config.calibration_limit is not None and len(pairs) >= config.calibration_limit:
+            break
+        if row["winner"] not in HUMAN_OUTCOME:
+            raise UsageError(
+                f"calibration_path {config.calibration_path}: row {number}: winner {row['winner']!r} is not one of "
+                f"{sorted(HUMAN_OUTCOME)}"
+            )
+        turn = int(row["turn"])
+        a, b = row["conversation_a"], row["conversation_b"]
+        if len(a) < 2 * turn or len(b) < 2 * turn:
+            raise UsageError(f"calibration_path {config.calibration_path}: row {number}: no answer to turn {turn}")
+        questions = [m["content"] for m in a if m["role"] == "user"]
+        pairs.append(
+            {
+                "question_id": str(row["question_id"]),
+                "turn": turn,
+                "turns": questions,
+                "model": a[2 * turn - 1]["content"],
+                "reference": b[2 * turn - 1]["content"],
+                "conversations": {"model": a[: 2 * turn - 1], "reference": b[: 2 * turn - 1]},
+                "human": HUMAN_OUTCOME[row["winner"]],
+                "models": [row.get("model_a"), row.get("model_b")],
+            }
+        )
+    return pairs
+
+
+async def judge_pairs(config: EvalConfig, pairs: list[dict], client: JudgeClient) -> dict:
+    async def judge(pair: dict) -> None:
+        context, a, b = pair_inputs(pair)
+        question = pair["turns"][0] if pair["turn"] == 1 else context
+        keys = tuple(verdict_key(question, shown, config, PAIR_RUBRIC.template) for shown in ([a, b], [b, a]))
+        ab, ba = await client.both_orders(PAIR_RUBRIC, context, a, b, keys)
+        pair["a_first"], pair["b_first"] = ab.value, ba.value
+        client.stats.count_reasks([ab, ba])
+
+    stats = await client.judge_all(
+        pairs, judge, label=lambda p: f"{p['question_id']}/{p['turn']}", desc="calibrate", unit="pair",
+        describe=lambda p: f"question {p['question_id']} turn {p['turn']}",
+    )  # fmt: skip
+    return stats.as_dict()
+
+
+def calibration_figures(config: EvalConfig, pairs: list[dict]) -> dict:
+    judged = [p for p in pairs if "a_first" in p]
+    rows = []
+    for pair in judged:
+        # question_outcome takes (reference first, model first): here B first, A first
+        judge = question_outcome(pair["b_first"], pair["a_first"])
+        if judge is not None:
+            rows.append((judge, pair["human"]))
+    interval = {"resamples": config.bootstrap_samples, "confidence": config.confidence, "seed": config.seed}
+
+    def agreement(sample):
+        return sum(j == h for j, h in sample) / len(sample)
+
+    decided = [(j, h) for j, h in rows if "tie" not in (j, h)]
+    words = {id(p): (len(p["model"].split()), len(p["reference"].split())) for p in judged}
+    judge_decisions = [(question_outcome(p["b_first"], p["a_first"]), *words[id(p)]) for p in judged]
+    human_decisions = [(p["human"], *words[id(p)]) for p in judged]
+    with_ties = bootstrap_interval(rows, agreement, **interval)
+    without_ties = bootstrap_interval(decided, agreement, **interval)
+
+    def rounded(value):
+        return round(value, 3) if value is not None else None
+
+    return {
+        "pairs": len(pairs),
+        "judged": len(judged),
+        "parsed": len(rows),
+        "agreement_with_ties": rounded(agreement(rows)) if rows else None,
+        "agreement_with_ties_ci": [rounded(v) for v in with_ties] if with_ties else None,
+        "agreement_without_ties": rounded(agreement(decided)) if decided else None,
+        "agreement_without_ties_ci": [rounded(v) for v in without_ties] if without_ties else None,
+        "pairs_without_ties": len(decided),
+        "cohen_kappa": rounded(cohen_kappa([j for j, _ in rows], [h for _, h in rows])),
+        "flip_rate": rounded(flip_rate([a_vs_b(p["a_first"], p["b_first"]) for p in judged])),
+        "judge_longer_answer_win_rate": rounded(longer_answer_win_rate([d for d in judge_decisions if d[0]])),
+        "human_longer_answer_win_rate": rounded(longer_answer_win_rate(human_decisions)),
+        "judge_outcomes": {o: sum(j == o for j, _ in rows) for o in ("win", "tie", "loss")},
+        "human_outcomes": {o: sum(h == o for _, h in rows) for o in ("win", "tie", "loss")},
+    }
+
+
+def calibration_markdown(config: EvalConfig, figures: dict) -> str:
+    confidence = int(config.confidence * 100)
+
+    def ci(name):
+        values = figures.get(f"{name}_ci")
+        return f"{values[0]} to {values[1]}" if values else "–"
+
+    return "\n".join(
+        [
+            f"# Judge calibration: `{config.judge_model}` against human votes",
+            "",
+            f"{figures['judged']} of {figures['pairs']} human-labelled pairs from `{config.calibration_path}` judged in "
+            f"both orders ({figures['parsed']} with both verdicts parsed). Agreement as the MT-Bench paper counts "
+            f"it; {confidence}% bootstrap intervals over pairs. Humans agree with each other about 0.63 with ties "
+            "and 0.81 without (MT-Bench paper, table 2); GPT-4 with humans 0.66 / 0.85.",
+            "",
+            f"| figure | value | {confidence}% CI |",
+            "|---|---|---|",
+            f"| agreement with humans, ties counted | {figures['agreement_with_ties']} | {ci('agreement_with_ties')} |",
+            f"| agreement with humans, without ties ({figures['pairs_without_ties']} pairs) | "
+            f"{figures['agreement_without_ties']} | {ci('agreement_without_ties')} |",
+            f"| Cohen's kappa with humans | {figures['cohen_kappa']} | |",
+            f"| flip rate between the orders | {figures['flip_rate']} | |",
+            f"| longer answer wins: judge / humans | {figures['judge_longer_answer_win_rate']} / "
+            f"{figures['human_longer_answer_win_rate']} | |",
+            "",
+        ]
+    )
+
+
+def calibrate_step(config: EvalConfig) -> dict:
+    """Judge the human-labelled pairs (cached like every verdict) and write calibration.json / calibration.md."""
+    pairs = load_pairs(config)
+    if not pairs:
+        raise UsageError(f"calibration_path {config.calibration_path}: no human-labelled pairs")
+    folder = Path(config.output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    cache = VerdictCache(config.judge_cache or folder / "judge_cache.jsonl")
+
+    async def run():
+        client = JudgeClient(config, cache)
+        client.use_batches(cache.path.parent / JUDGE_BATCH_FOLDER)
+        try:
+            return await judge_pairs(config, pairs, client)
+        finally:
+            await client.close()
+
+    try:
+        stats = asyncio.run(run())
+    finally:
+        cache.close()
+    figures = {**calibration_figures(config, pairs), "judge": config.judge_model, "usage": stats["usage"]}
+    (folder / "calibration.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    (folder / "calibration.md").write_text(calibration_markdown(config, figures), encoding="utf-8")
+    logger.info(
+        "calibrate: agreement with humans %s with ties, %s without; kappa %s; flip rate %s; longer answer wins "
+        "%s (humans %s) -> %s", figures["agreement_with_ties"], figures["agreement_without_ties"],
+        figures["cohen_kappa"], figures["flip_rate"], figures["judge_longer_answer_win_rate"],
+        figures["human_longer_answer_win_rate"], folder / "calibration.md",
+    )  # fmt: skip
+    if stats["request_errors"]:
+        raise EndpointError(
+            f"the judge at {describe_url(config.judge_base_url)} failed {stats['request_errors']} of {len(pairs)} "
+            f"pairs ({stats.get('last_error')}): the figures above count the rest; re-run the same command"
+        )
+    return figures
