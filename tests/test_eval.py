@@ -463,8 +463,8 @@ def test_two_turn_answers_single_grading_reference_and_per_turn_report(tmp_path)
 def test_shipped_two_turn_questions():
     config = EvalConfig(model="x", questions_path=str(evaluate.TWO_TURN_QUESTIONS_FILE), question_column="turns")
     questions = evaluate.load_questions(config)
-    assert len(questions) == 18 and all(len(q["turns"]) == 2 for q in questions)
-    assert len({q["category"] for q in questions}) == 9
+    assert len(questions) == 80 and all(len(q["turns"]) == 2 for q in questions)  # every one of the 80, two turns
+    assert len({q["category"] for q in questions}) == 9 and len({q["turns"][1] for q in questions}) == 80
     guided = [q for q in questions if q["category"] in config.reference_guided_categories]
     assert all(len(q["references"]) == 2 for q in guided if q["category"] in ("math", "coding"))
     # the first turn is the project's own single-turn question of the same id
