@@ -53,6 +53,16 @@ def seed_id(text: str) -> str:
     return hashlib.sha256(normalize(text).encode()).hexdigest()[:20]
 
 
+def check_local_source(name_or_path: str | None, key: str = "seeds_path") -> None:
+    """The checks of `load_table` that need no network (a missing setting, a local file that is not there), for a
+    preflight before anything slower."""
+    if not name_or_path:
+        raise UsageError(f"{key} is not set: give a Hub dataset id or a local .txt/.jsonl file")
+    path = Path(name_or_path)
+    if path.suffix.lower() in LOCAL_BUILDERS and not path.exists():
+        raise UsageError(f"{key}: file not found: {path} (relative to {Path.cwd()})")
+
+
 def load_table(name_or_path: str | None, name: str | None = None, split: str = "train", key: str = "seeds_path"):
     """The rows as a `datasets.Dataset` (Hub id, local dataset folder, or a single local file); `key` names the
     setting in messages."""

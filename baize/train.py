@@ -37,6 +37,7 @@ from baize.training import (
     plot_loss,
     prepare_model_loading,
     resume_checkpoint,
+    runtime_recorder,
     trackio_hint,
     without_generic_card,
     write_resolved_recipe,
@@ -105,16 +106,21 @@ def peak_memory_mb() -> dict[str, float]:
     return peak
 
 
-def run_summary(trainer, train_metrics: dict, wall_seconds: float, data_report, start_step: int = 0) -> dict:
-    """Steps, loss first -> last, throughput and peak memory, from the Trainer's own logs.
-
-    After a resume the history covers the earlier run too; throughput counts only this run's tokens.
-    """
+def run_summary(trainer, train_metrics: dict, wall_seconds: float, data_report, start_step: int = 0,
+                earlier_seconds: float = 0.0) -> dict:  # fmt: skip
+    """Steps, loss first -> last, tokens, runtime and throughput of the whole run, and peak memory, from the
+    Trainer's own logs. After a resume the log history covers the earlier run too; the earlier run's training
+    seconds come from its checkpoint (training.RUNTIME_FILE). `this_run` holds this invocation's own figures."""
     history = trainer.state.log_history
     losses = [entry["loss"] for entry in history if "loss" in entry]
-    tokens = max((entry.get("num_tokens", 0) for entry in history), default=0)
-    tokens -= max((e.get("num_tokens", 0) for e in history if e.get("step", 0) <= start_step), default=0)
+    before = max((e.get("num_tokens", 0) for e in history if e.get("step", 0) <= start_step), default=0)
+    after = [e["num_tokens"] for e in history if e.get("step", 0) > start_step and "num_tokens" in e]
+    # TRL's token counter starts again at 0 in a resumed run (the restored history keeps the earlier counts)
+    restarted = bool(after) and min(after) < before
+    this_run_tokens = (max(after) - (0 if restarted else before)) if after else 0
+    tokens = before + this_run_tokens
     runtime = train_metrics.get("train_runtime") or wall_seconds
+    total_runtime = earlier_seconds + runtime
     summary = {
         "global_step": trainer.state.global_step,
         "max_steps": trainer.state.max_steps,
@@ -122,8 +128,14 @@ def run_summary(trainer, train_metrics: dict, wall_seconds: float, data_report, 
         "loss_last": losses[-1] if losses else None,
         "eval_loss_last": next((e["eval_loss"] for e in reversed(history) if "eval_loss" in e), None),
         "train_tokens": tokens,
-        "train_runtime_s": round(runtime, 2),
-        "tokens_per_second": round(tokens / runtime, 1) if runtime and tokens else None,
+        "train_runtime_s": round(total_runtime, 2),
+        "tokens_per_second": round(tokens / total_runtime, 1) if total_runtime and tokens else None,
+        "this_run": {
+            "resumed_from_step": start_step,
+            "train_tokens": this_run_tokens,
+            "train_runtime_s": round(runtime, 2),
+            "tokens_per_second": round(this_run_tokens / runtime, 1) if runtime and this_run_tokens else None,
+        },
         "train_samples": len(trainer.train_dataset),
         "num_processes": trainer.accelerator.num_processes,
         "mixed_precision": trainer.accelerator.mixed_precision,
@@ -175,9 +187,13 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
     checkpoint = resume_checkpoint(training_args)
     resumed = re.search(r"checkpoint-(\d+)/?$", str(checkpoint or ""))
     start_step = int(resumed.group(1)) if resumed else 0
+    runtime = runtime_recorder(checkpoint if isinstance(checkpoint, str) else None)
+    trainer.add_callback(runtime)
     start = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
-    summary = run_summary(trainer, train_result.metrics, time.perf_counter() - start, data_report, start_step)
+    summary = run_summary(
+        trainer, train_result.metrics, time.perf_counter() - start, data_report, start_step, runtime.earlier
+    )
 
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():

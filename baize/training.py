@@ -167,6 +167,39 @@ class NoGenericCard:
         return None
 
 
+RUNTIME_FILE = "baize_runtime.json"  # in every checkpoint: training seconds of the whole run up to it
+
+
+def runtime_recorder(checkpoint: str | None):
+    """A TrainerCallback that writes, into every checkpoint it saves, the seconds this run has trained plus those of
+    the run it resumed (read from `checkpoint`): a resumed run's summary then covers the whole run."""
+    import time
+
+    from transformers import TrainerCallback
+
+    earlier = 0.0
+    if checkpoint and (Path(checkpoint) / RUNTIME_FILE).exists():
+        earlier = json.loads((Path(checkpoint) / RUNTIME_FILE).read_text())["train_seconds"]
+
+    class RuntimeRecorder(TrainerCallback):
+        def __init__(self):
+            self.earlier, self.start = earlier, None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = time.perf_counter()
+
+        def seconds(self) -> float:
+            return self.earlier + (time.perf_counter() - self.start if self.start is not None else 0.0)
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                if folder.is_dir():
+                    (folder / RUNTIME_FILE).write_text(json.dumps({"train_seconds": round(self.seconds(), 3)}) + "\n")
+
+    return RuntimeRecorder()
+
+
 def without_generic_card(trainer_class):
     """`trainer_class` (TRL's SFTTrainer, DPOTrainer) without its per-checkpoint generic card."""
     return type(trainer_class.__name__, (NoGenericCard, trainer_class), {})

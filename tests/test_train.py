@@ -65,7 +65,11 @@ def test_resume_continues_from_last_checkpoint(tmp_path, tiny_llama_dir, chat_js
     first = json.loads((tmp_path / "run" / "run_summary.json").read_text())
     summary = train(recipe, "--max_steps", "4")
     assert summary["global_step"] == 4
-    assert summary["train_tokens"] < 1.5 * first["train_tokens"]  # only this run's two steps are counted
+    assert summary["this_run"]["train_tokens"] < 1.5 * first["train_tokens"]  # this run's own two steps
+    # the summary covers the whole run: its tokens and the first run's training seconds too (from checkpoint-2)
+    assert summary["train_tokens"] > 1.5 * first["train_tokens"] and summary["tokens_per_second"]
+    assert summary["train_runtime_s"] > first["train_runtime_s"] > 0 and summary["this_run"]["resumed_from_step"] == 2
+    assert (tmp_path / "run" / "checkpoint-2" / "baize_runtime.json").exists()
     state = json.loads((tmp_path / "run" / "checkpoint-4" / "trainer_state.json").read_text())
     steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
     assert steps == [1, 2, 3, 4]  # restored history + two new steps, none repeated

@@ -49,7 +49,7 @@ from baize.endpoint import (
 from baize.errors import UsageError, request_error_kind
 from baize.jsonl import write_jsonl_atomically
 from baize.runs import check_output_dir, claim_step
-from baize.seeds import Seed, SeedStats
+from baize.seeds import Seed, SeedStats, check_local_source
 
 FAILED_SEEDS_FILE = "failed_seeds.jsonl"
 BATCH_FOLDER = "batches"  # batch: true: request files, batch ids and stored answers (baize.batch)
@@ -360,6 +360,7 @@ def collect(config: CollectConfig) -> dict:
     """Collect (or resume collecting) into `config.output_dir`; write the outputs; push if asked. Returns the report."""
     output_dir = Path(config.output_dir)
     check_output_dir(output_dir)
+    check_local_source(config.seeds_path)  # the checks that need no network first, then the key
     if config.mode != "alpaca":  # the key first: before the seeds are fetched (minutes offline) or anything is paid
         resolve_api_key(config.api_key_env, config.base_url, needed=not config.batch_offline)
     if config.push_to_hub:  # a rejected token is found out now, not after the collection was paid for

@@ -51,9 +51,11 @@ __all__ = [
 
 def main(config: EvalConfig) -> dict:
     check_output_dir(config.output_dir)
-    steps = {"answer": answer_step, "judge": judge_step, "report": report_step, "calibrate": calibrate_step}
+    steps = {"judge": judge_step, "report": report_step, "calibrate": calibrate_step}
     todo = ["answer", "judge", "report"] if config.step == "all" else [config.step]
-    return {step: steps[step](config) for step in todo}
+    # a whole run checks its judge before minutes of answering
+    return {step: answer_step(config, config.step == "all") if step == "answer" else steps[step](config)
+            for step in todo}  # fmt: skip
 
 
 def cli(argv: list[str] | None = None) -> None:

@@ -227,20 +227,21 @@ def answer_settings(config: EvalConfig, contestant: Contestant) -> dict:
     return settings
 
 
-def preflight(config: EvalConfig, answering: list[Contestant]) -> None:
+def preflight(config: EvalConfig, answering: list[Contestant], judge: bool) -> None:
     """Before minutes of local answering: the endpoints of the contestants that answer there, and the judge when
     this run goes on to judge, have their keys and answer."""
     answer_url, answer_key = config.answer_base_url or config.judge_base_url, config.answer_api_key_env
     endpoints = [("answer endpoint", answer_url, answer_key or config.judge_api_key_env)
                  for contestant in answering if contestant.endpoint_model is not None]  # fmt: skip
-    if config.step == "all":
+    if judge:
         endpoints.append(("judge", config.judge_base_url, config.judge_api_key_env))
     if endpoints:
         check_endpoints(endpoints)
 
 
-def answer_step(config: EvalConfig) -> dict:
-    """Step 1: answers/<label>.jsonl for the model and the reference; questions already answered are skipped."""
+def answer_step(config: EvalConfig, preflight_judge: bool = False) -> dict:
+    """Step 1: answers/<label>.jsonl for the model and the reference; questions already answered are skipped.
+    Before answering, the answer endpoint (and with `preflight_judge`, the judge the run goes on to) must answer."""
     from tqdm.auto import tqdm
 
     questions = load_questions(config)
@@ -255,7 +256,9 @@ def answer_step(config: EvalConfig) -> dict:
         already = sum((q["question_id"], t) in done for q in questions for t in range(1, len(q["turns"]) + 1))
         plan.append((contestant, path, done, wanted, already))
     if any(wanted > already for *_, wanted, already in plan) and not config.skip_preflight:
-        preflight(config, [contestant for contestant, *_, wanted, already in plan if wanted > already])
+        preflight(
+            config, [contestant for contestant, *_, wanted, already in plan if wanted > already], preflight_judge
+        )
     for contestant, path, done, wanted, already in plan:
         stats = {"questions": len(questions), "turns": wanted, "already_done": already}
         todo = wanted - already

@@ -55,10 +55,15 @@ def main(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
     configure_logging()
     check_output_dir(config.output_dir)
     steps = STEPS[:-1] if config.step == "all" else (config.step,)
-    run = {"sample": sample_step, "judge": judge_step, "select": select_step}
+    run = {"judge": judge_step, "select": select_step}
     results = {}
     for step in steps:
-        results[step] = train_step(config, train_argv) if step == "train" else run[step](config)
+        if step == "sample":  # a whole run checks its judge before minutes of sampling
+            results[step] = sample_step(config, preflight_judge=config.step == "all")
+        elif step == "train":
+            results[step] = train_step(config, train_argv)
+        else:
+            results[step] = run[step](config)
     return results
 
 

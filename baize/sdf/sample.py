@@ -91,8 +91,9 @@ def endpoint_sampler(config: SDFConfig, chat, builder) -> EndpointSampler:
     return EndpointSampler(endpoints, model, builder=builder, extra_body=extra_body)
 
 
-def sample_step(config: SDFConfig) -> dict:
-    """Step 1: candidates.jsonl, one line per prompt with its N candidates; prompts already there are skipped."""
+def sample_step(config: SDFConfig, preflight_judge: bool = False) -> dict:
+    """Step 1: candidates.jsonl, one line per prompt with its N candidates; prompts already there are skipped.
+    Before sampling, the sampling servers (and with `preflight_judge`, the judge the run goes on to) must answer."""
     from tqdm.auto import tqdm
 
     folder = Path(config.output_dir)
@@ -109,7 +110,7 @@ def sample_step(config: SDFConfig) -> dict:
         return stats
     if not config.skip_preflight:  # before minutes of sampling: the servers this run will call answer
         endpoints = [("sampling server", url, config.sample_api_key_env) for url in config.sample_base_urls or []]
-        if config.step == "all":
+        if preflight_judge:
             endpoints.append(("judge", config.judge_base_url, config.judge_api_key_env))
         if endpoints:
             check_endpoints(endpoints)
