@@ -120,7 +120,7 @@ bench: $(SETUP_STAMP)
 	$(PYTHON) benchmarks/bench_collect_resume.py
 	$(PYTHON) benchmarks/bench_collect_batch.py
 
-# The whole offline pipeline on CPU (about 16 minutes on 2 cores): v1 SFT, SDF v2 (6 prompts) and the eval of v1,
+# The whole offline pipeline on CPU (about 16 minutes on 2 idle cores; 49 were seen on a busy machine): v1 SFT, SDF v2 (6 prompts) and the eval of v1,
 # with SmolLM2-135M-Instruct served by `transformers serve` on port 8000 as the judge and the eval reference.
 # The server is stopped when the demo ends, also on failure.
 demo: $(SETUP_STAMP)
@@ -129,7 +129,7 @@ demo: $(SETUP_STAMP)
 	server=$$!; trap 'kill $$server' EXIT; \
 	$(MAKE) train RECIPE=baize-smol && \
 	{ $(MAKE) sdf RECIPE=baize-smol ARGS="--limit 6" || \
-	  echo "demo: SDF trained no v2 (the 135M judge may score no answer: see above); going on with the evaluation of v1"; } && \
+	  echo "demo: SDF trained no v2 (its error line above says why: a judge that scored no answer, or a judge that timed out); going on with the evaluation of v1"; } && \
 	$(MAKE) eval RECIPE=baize-smol && \
 	echo "demo: v1 runs/baize-smol/sft, v2 runs/baize-smol/sdf/v2 (when SDF selected answers), eval runs/baize-smol/eval/results.md"
 

