@@ -163,6 +163,7 @@ def test_a_key_echoed_back_in_batch_answers_never_lands_in_a_file(openai_server,
             assert secret not in path.read_text(errors="replace"), path
 
 
+@pytest.mark.slow
 def test_a_batch_that_fails_validation_or_a_server_without_batches_stops_the_run_with_one_line(
     openai_server, tmp_path
 ):
@@ -189,6 +190,7 @@ def test_a_batch_that_fails_validation_or_a_server_without_batches_stops_the_run
     assert "Traceback" not in result.stderr and (tmp_path / "out2" / "journal.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_killed_while_a_batch_runs_then_the_rerun_reattaches_instead_of_paying_twice(openai_server, tmp_path):
     openai_server.responder = transcript_responder
     openai_server.batch_delay = 0.25  # 8 requests: 2 s in progress
@@ -224,6 +226,7 @@ def test_killed_while_a_batch_runs_then_the_rerun_reattaches_instead_of_paying_t
     assert report["billed"]["calls"] == 8 and report["billed"]["cost_usd"] == pytest.approx(report["cost_usd"])
 
 
+@pytest.mark.slow
 def test_turns_mode_killed_in_a_later_step_pays_for_no_request_twice(openai_server, tmp_path):
     """Killed while round 2's simulator batch runs: the re-run replays round 1 from the store, re-attaches to the
     running batch and goes on; the server answers each request of the collection once."""

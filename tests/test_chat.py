@@ -178,6 +178,7 @@ def cli_env() -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
+@pytest.mark.slow
 def test_chat_cli_two_turns_truncation_undo_reset(baize_adapter):
     # Same conversation in-process (greedy = deterministic) to size a budget that must drop the oldest exchange.
     chat = load_chat_model(baize_adapter)

@@ -487,6 +487,7 @@ def kill_responder(request):
     return f"A helpful answer to: {request.last_user}"
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_then_resume_exactly_once(tmp_path):
     seeds = [f"kill seed {i}" + (" refuse" if i % 7 == 0 else "") for i in range(40)]
     rng = random.Random(1234)

@@ -97,6 +97,7 @@ def test_an_adapter_on_the_command_line_keeps_the_gguf_file_of_the_base_the_reci
     assert config.model_gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+@pytest.mark.slow
 def test_train_help_leads_with_the_baize_keys_and_explains_no_flags():
     result = run(sys.executable, "-m", "baize.train", "--help")
     assert result.returncode == 0
@@ -135,6 +136,7 @@ def collect_command(server, tmp_path, seeds: list[str], *extra: str) -> list[str
             "--max_retries", "1", *extra]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_failed_seeds_exit_1_with_a_summary_and_the_list_and_keep_the_rest(tmp_path):
     from openai_server import OpenAIServer, Reply
 
@@ -153,6 +155,7 @@ def test_failed_seeds_exit_1_with_a_summary_and_the_list_and_keep_the_rest(tmp_p
     assert len((tmp_path / "out" / "train.jsonl").read_text().splitlines()) == 2  # what was collected is kept
 
 
+@pytest.mark.slow
 def test_ctrl_c_is_one_line_exit_130_and_keeps_every_finished_dialogue(tmp_path):
     import signal
     import time

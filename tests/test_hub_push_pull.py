@@ -132,6 +132,7 @@ print(json.dumps({"tokens": reply.token_ids, "source": str(chat.source), "format
 """
 
 
+@pytest.mark.slow
 def test_pull_into_clean_cache_generates_like_local(hub, run_dir, pushed, tiny_llama_dir, tmp_path):
     home = tmp_path / "clean-hf-home"
     env = hub_env(hub, home, hub.token)
@@ -170,6 +171,7 @@ def test_private_repo_needs_the_token_and_missing_repo_is_clear(hub, pushed, tmp
     assert "Traceback" not in missing.stderr
 
 
+@pytest.mark.slow
 def test_pull_fetches_the_base_from_the_hub_then_chat_works_offline(hub, tiny_llama_dir, tmp_path):
     """A full model repo as the base, an adapter naming it: `baize pull` gets both, `baize chat` runs offline."""
     import shutil
@@ -299,6 +301,7 @@ def test_push_help_is_for_newcomers():
         assert words in result.stdout
 
 
+@pytest.mark.slow
 def test_push_space_runs_baize_web_on_the_adapter(hub, pushed, tmp_path):
     """`baize push REPO --space SPACE`: a Gradio Space whose app is `baize web REPO`, pinned, no secrets."""
     from baize.web import build_parser

@@ -108,6 +108,7 @@ def test_qlora_under_sharding_stores_4bit_weights_in_the_model_dtype():
     assert plain.bnb_4bit_quant_storage is None
 
 
+@pytest.mark.slow
 def test_int8_under_fsdp_is_one_line_and_exit_2_before_loading_anything(tmp_path):
     env = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(

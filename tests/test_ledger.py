@@ -152,6 +152,7 @@ def server_billed_tokens(server) -> int:
     return total
 
 
+@pytest.mark.slow
 def test_killed_while_polling_under_a_binding_max_cost_then_the_rerun_collects_what_was_paid(openai_server, tmp_path):
     """The reservations of the killed run's batch fill the budget: the re-run must re-attach to that batch and
     settle it from the provider's answers before the budget decides anything (it used to stop at once with

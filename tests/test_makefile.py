@@ -4,6 +4,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 # as a user's shell runs make: not the settings of a `make test` this suite may be running under
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTHON")}
@@ -23,6 +25,7 @@ def dry_run(target: str, stamp: Path) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_train_and_test_set_up_once_then_only_run(tmp_path):
     stamp = tmp_path / "setup.stamp"
     for target, command in (("train", "baize.train --config recipes/baize-smol/sft.yaml"), ("test", "pytest tests")):

@@ -67,6 +67,7 @@ async def at_endpoint(sampler: EndpointSampler, requests, concurrency: int = 4) 
     return done, failed
 
 
+@pytest.mark.slow
 def test_local_endpoint_and_batch_give_the_same_answers(chat, tmp_path):
     local = [s for batch in LocalSampler(chat, chat.prompt_builder(), batch_size=2).sample(REQUESTS, GREEDY)
              for s in batch]  # fmt: skip

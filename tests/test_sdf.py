@@ -261,6 +261,7 @@ def test_selection_picks_argmax_with_deterministic_ties_and_threshold(tmp_path, 
 # --------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
 def test_end_to_end_v2_lora_trains_on_top_of_frozen_v1(tmp_path, v1_adapter, tiny_llama_dir):
     from helpers import write_recipe
     from peft import PeftModel
@@ -406,6 +407,7 @@ def write_dpo_recipe(tmp_path: Path, tiny_llama_dir: Path, **overrides) -> Path:
     return tmp_path / "dpo.yaml"
 
 
+@pytest.mark.slow
 def test_dpo_on_preference_pairs_trains_a_new_lora(tmp_path, tiny_llama_dir):
     """`baize dpo` (TRL's DPOTrainer) on pairs in the format the select step exports: a LoRA comes out and has
     moved away from its zero init; the recipe's 8-bit option reaches the trainer as a bitsandbytes config."""
@@ -429,6 +431,7 @@ def test_dpo_on_preference_pairs_trains_a_new_lora(tmp_path, tiny_llama_dir):
     assert dpo.parse_args(["--config", str(REPO / "recipes/baize-v2-7b/dpo.yaml")])[1].beta == 0.1
 
 
+@pytest.mark.slow
 def test_dpo_resumes_from_its_last_checkpoint(tmp_path, tiny_llama_dir):
     """Re-running `baize dpo` continues from the output dir's last checkpoint, as `baize train` does."""
     from baize import dpo
@@ -496,6 +499,7 @@ def test_changed_sampling_or_judging_settings_are_refused_never_mixed(tmp_path, 
     assert judged.read_text() == first
 
 
+@pytest.mark.slow
 def test_an_unreachable_judge_fails_the_run_naming_its_url_and_nothing_is_selected(tmp_path, v1_adapter):
     import socket
     import subprocess

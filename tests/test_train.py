@@ -58,6 +58,7 @@ def test_lora_sft_adapter_reloads_and_changes_the_model(tmp_path, tiny_llama_dir
     assert not torch.allclose(before, after, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_resume_continues_from_last_checkpoint(tmp_path, tiny_llama_dir, chat_jsonl):
     recipe = write_recipe(tmp_path, tiny_llama_dir, chat_jsonl, max_steps=2, save_steps=1)
     train(recipe)
@@ -75,6 +76,7 @@ def test_resume_continues_from_last_checkpoint(tmp_path, tiny_llama_dir, chat_js
     assert steps == [1, 2, 3, 4]  # restored history + two new steps, none repeated
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_run_changes_nothing(tmp_path, tiny_llama_dir, chat_jsonl, capsys):
     recipe = write_recipe(tmp_path, tiny_llama_dir, chat_jsonl)
     first = train(recipe)
@@ -89,6 +91,7 @@ def test_rerunning_a_finished_run_changes_nothing(tmp_path, tiny_llama_dir, chat
     assert sorted(p.name for p in out.glob("checkpoint-*")) == checkpoints
 
 
+@pytest.mark.slow
 def test_other_settings_are_refused_in_the_same_folder_unless_overwrite(tmp_path, tiny_llama_dir, chat_jsonl, capsys):
     from baize.train import cli
 
@@ -109,6 +112,7 @@ def test_other_settings_are_refused_in_the_same_folder_unless_overwrite(tmp_path
     assert signature["complete"] and signature["settings"]["training"]["learning_rate"] == 1e-3
 
 
+@pytest.mark.slow
 def test_hub_token_never_lands_in_artifacts(tmp_path, tiny_llama_dir, chat_jsonl):
     recipe = write_recipe(tmp_path, tiny_llama_dir, chat_jsonl, max_steps=2, save_steps=1)
     previous = os.environ.get("HF_TOKEN")
