@@ -167,6 +167,7 @@ class Completion:
     completion_tokens: int | None = None  # None when the server sends no usage
     replayed: bool = False  # a stored batch answer: its cost was counted before (when it was received or re-attached)
     unusable: int = 0  # 200 answers before this one that the client could not use (billed: counted in its usage)
+    first_token_logprobs: dict[str, float] | None = None  # {token: log-probability} when asked with top_logprobs
 
 
 def chat_body(model: str, messages: list[dict], params: dict) -> dict:
@@ -181,6 +182,15 @@ def chat_body(model: str, messages: list[dict], params: dict) -> dict:
 def estimate_prompt_tokens(messages: list[dict]) -> int:
     """A generous guess before the call (3 characters a token); the usage fields settle the difference."""
     return sum(len(m["content"]) // 3 + 4 for m in messages) + 3
+
+
+def first_token_logprobs(choice) -> dict[str, float] | None:
+    """{token: log-probability} of the first generated token's alternatives, when the request asked for
+    `logprobs` / `top_logprobs` and the server sent them (OpenAI, vLLM); else None."""
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not content:
+        return None
+    return {alternative.token: alternative.logprob for alternative in content[0].top_logprobs or []} or None
 
 
 def billed_usage(usage, reserved: RoleUsage) -> RoleUsage:
@@ -326,7 +336,9 @@ class Endpoint:
         response, unusable, call = await self._metered(reserved, usage, request)
         choice = response.choices[0]
         tokens = call.completion_tokens - unusable.completion_tokens if response.usage is not None else None
-        return Completion(choice.message.content or "", choice.finish_reason, tokens, unusable=unusable.calls), call
+        completion = Completion(choice.message.content or "", choice.finish_reason, tokens, unusable=unusable.calls)
+        completion.first_token_logprobs = first_token_logprobs(choice)
+        return completion, call
 
     async def _batch_chat(self, model: str, messages: list[dict], usage: RoleUsage | None, params: dict):
         """`chat` as a line of the next batch: the same Completion and usage from the batch's output line."""
@@ -353,7 +365,9 @@ class Endpoint:
             usage.add(call)
         choice = response.choices[0]
         tokens = call.completion_tokens if response.usage is not None else None
-        return Completion(choice.message.content or "", choice.finish_reason, tokens, replayed), call
+        completion = Completion(choice.message.content or "", choice.finish_reason, tokens, replayed)
+        completion.first_token_logprobs = first_token_logprobs(choice)
+        return completion, call
 
     async def complete_text(
         self, model: str, prompt: str, n: int = 1, usage: RoleUsage | None = None, **params

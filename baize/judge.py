@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,88 +18,25 @@ from pathlib import Path
 from baize.batch import batch_label
 from baize.endpoint import Endpoint, RateLimiter, RoleUsage, describe_error, resolve_model_name
 from baize.jsonl import JSONLAppender, read_jsonl
-
-logger = logging.getLogger(__name__)
-
-JUDGE_SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
-# Two answers to the last user message, scored side by side (the Vicuna/Baize review prompt, any scale).
-PAIR_TEMPLATE = """[Conversation]
-{context}
-
-[The Start of Assistant 1's Answer]
-{answer_1}
-[The End of Assistant 1's Answer]
-
-[The Start of Assistant 2's Answer]
-{answer_2}
-[The End of Assistant 2's Answer]
-
-[System]
-We would like to request your feedback on the performance of two AI assistants in response to the user's last \
-message in the conversation displayed above.
-Please rate the helpfulness, relevance, accuracy, and level of detail of their responses. Each assistant receives \
-an overall score on a scale of 1 to {scale}, where a higher score indicates better overall performance.
-Please first output a single line containing only two values indicating the scores for Assistant 1 and 2, \
-respectively. The two scores are separated by a space. In the subsequent line, please provide a comprehensive \
-explanation of your evaluation, avoiding any potential bias and ensuring that the order in which the responses \
-were presented does not affect your judgment."""
-
-
-# One answer graded on its own (MT-Bench's single-answer grading), optionally against a reference answer.
-SINGLE_TEMPLATE = """[Conversation]
-{context}
-{reference_block}
-[The Start of the Assistant's Answer]
-{answer}
-[The End of the Assistant's Answer]
-
-[System]
-Please act as an impartial judge and evaluate the quality of the assistant's answer to the user's last message in \
-the conversation displayed above. Consider its helpfulness, relevance, accuracy, depth, creativity and level of \
-detail{reference_instruction}. Be as objective as possible.
-Please first output a single line containing only the score, an integer from 1 to {scale}, where a higher score \
-indicates a better answer. In the subsequent line, please explain your evaluation."""
-
-REFERENCE_BLOCK = """
-[The Start of Reference Answer]
-{reference}
-[The End of Reference Answer]
-"""
-REFERENCE_INSTRUCTION = (
-    ". The reference answer is correct: compare the assistant's answer with it, identify any mistakes, and let "
-    "correctness weigh most"
+from baize.rubrics import (  # noqa: F401 (the rubrics are the judge's: stages import them from here too)
+    JUDGE_SYSTEM,
+    PAIR_100,
+    POINTWISE_100,
+    POINTWISE_100_TEMPLATE,
+    Rubric,
+    expected_score,
+    pair_reminder,
+    pair_rubric,
+    pair_template,
+    parse_score,
+    parse_score_pair,
+    render_context,
+    single_reminder,
+    single_rubric,
+    single_template,
 )
 
-
-def single_template(scale: int, reference: bool) -> str:
-    """SINGLE_TEMPLATE on a 1-`scale` scale, with or without the reference answer, still with {context},
-    {answer} (and {reference}) to fill."""
-    return (
-        SINGLE_TEMPLATE.replace("{scale}", str(scale))
-        .replace("{reference_block}", REFERENCE_BLOCK if reference else "")
-        .replace("{reference_instruction}", REFERENCE_INSTRUCTION if reference else "")
-    )
-
-
-def single_reminder(scale: int) -> str:
-    return f"Please answer again: the first line must contain only the score, an integer from 1 to {scale}."
-
-
-def pair_template(scale: int) -> str:
-    """PAIR_TEMPLATE on a 1-`scale` scale, still with {context}, {answer_1} and {answer_2} to fill."""
-    return PAIR_TEMPLATE.replace("{scale}", str(scale))
-
-
-def pair_reminder(scale: int) -> str:
-    return (
-        f"Please answer again: the first line must contain only two integers from 1 to {scale} separated by a "
-        "space (the scores of Assistant 1 and Assistant 2)."
-    )
-
-
-def render_context(messages: list[dict]) -> str:
-    names = {"user": "User", "assistant": "Assistant", "system": "System"}
-    return "\n".join(f"{names.get(m['role'], m['role'])}: {m['content']}" for m in messages)
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -139,6 +75,16 @@ class JudgeArguments:
             "are kept in judge-batches/ beside the verdicts: a re-run re-attaches to a batch still running."
         },
     )
+    judge_scoring: str = field(
+        default="parsed",
+        metadata={
+            "help": "How a single score (SDF pointwise, eval single grading) is read: `parsed` from the reply's "
+            "text; `expected` (G-Eval) as the probability-weighted mean over the score tokens of the first "
+            "generated token (the endpoint must return logprobs: OpenAI, vLLM); `auto`: expected where the "
+            "endpoint sends logprobs, parsed elsewhere. Pair verdicts are always parsed.",
+            "choices": ["parsed", "expected", "auto"],
+        },
+    )
     skip_preflight: bool = field(
         default=False,
         metadata={
@@ -152,137 +98,6 @@ class JudgeArguments:
     )
 
 
-# --------------------------------------------------------------------------- parsing
-
-_NUMBER = r"(\d+(?:\.\d+)?)"
-_REFUSAL = re.compile(r"\b(i'?m sorry|i am sorry|i can(?:'|no)t|i am unable|i'm unable|as an ai)\b", re.I)
-
-
-# Lines of the judge prompts: a reply that repeats them is the prompt echoed back (a small or confused judge),
-# and any number in it is not a verdict.
-_ECHO = re.compile(
-    r"we would like to request your feedback|please act as an impartial judge|\[the (?:start|end) of (?:the )?assistant",
-    re.I,
-)
-
-
-def _first_line(text: str) -> str:
-    return text.splitlines()[0].strip().strip("*#`_ ").strip()
-
-
-def _in_range(values: list[float], scale: int) -> bool:
-    return all(1 <= v <= scale for v in values)
-
-
-def parse_score(text: str | None, scale: int = 100) -> tuple[float | None, str | None]:
-    """(score, None) or (None, reason): reason is empty, echoed_prompt, wrong_scale, out_of_range, refused or no_score.
-
-    A score counts only when it is stated as the verdict on the asked scale: a first line "85", "Score: 85",
-    "**85/100**", "85 out of 100"; else "score: 85" (with the colon) or "85/100" / "85 out of 100" anywhere.
-    "8 out of 10" on a 1-100 scale is wrong_scale, and a number merely mentioned ("a score of 100", echoed from
-    the prompt) is not a verdict (no_score, so the judge is asked again)."""
-    text = (text or "").strip()
-    if not text:
-        return None, "empty"
-    if _ECHO.search(text):
-        return None, "echoed_prompt"
-    text = re.sub(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]", r"\1", text)  # MT-Bench judges write "Rating: [[8]]"
-    denominator = r"(?:\s*(?:/|out\s+of)\s*(\d+))?"
-    match = re.fullmatch(
-        rf"(?:(?:overall|final)\s+)?(?:score|rating)?\s*[:=]?\s*{_NUMBER}{denominator}\.?", _first_line(text), re.I
-    )
-    if match is None:
-        match = re.search(rf"\b(?:score|rating)\s*[:=]\s*\**\s*{_NUMBER}{denominator}", text, re.I)
-    if match is None:
-        # "NN/scale" or "NN out of scale" anywhere; the same form on another scale is a verdict on the wrong scale
-        stated = re.findall(rf"{_NUMBER}\s*(?:/|out\s+of)\s*(\d+)\b", text, re.I)
-        on_scale = {float(value) for value, of in stated if int(of) == scale}
-        if len(on_scale) == 1:
-            value = on_scale.pop()
-            return (value, None) if _in_range([value], scale) else (None, "out_of_range")
-        if stated and not on_scale:
-            return None, "wrong_scale"
-        return None, "refused" if _REFUSAL.search(text) else "no_score"
-    value, of = float(match.group(1)), match.group(2)
-    if of is not None and int(of) != scale:
-        return None, "wrong_scale"
-    return (value, None) if _in_range([value], scale) else (None, "out_of_range")
-
-
-def parse_score_pair(text: str | None, scale: int = 100) -> tuple[tuple[float, float] | None, str | None]:
-    """((score_1, score_2), None) or (None, reason), from "8 7" / "8, 7" / "8/10 7/10" on the first line, or
-    "Assistant 1: 8 ... Assistant 2: 7" anywhere."""
-    text = (text or "").strip()
-    if not text:
-        return None, "empty"
-    if _ECHO.search(text):
-        return None, "echoed_prompt"
-    out_of = rf"(?:\s*/\s*{scale})?"
-    match = re.fullmatch(rf"{_NUMBER}{out_of}\s*(?:,|\s|/|and|vs\.?)\s*{_NUMBER}{out_of}\.?", _first_line(text), re.I)
-    if match is None:
-        match = re.search(rf"assistant\s*1\D{{0,20}}?{_NUMBER}.*?assistant\s*2\D{{0,20}}?{_NUMBER}", text, re.I | re.S)
-    if match is None:
-        return None, "refused" if _REFUSAL.search(text) else "no_score"
-    scores = (float(match.group(1)), float(match.group(2)))
-    return (scores, None) if _in_range(list(scores), scale) else (None, "out_of_range")
-
-
-# --------------------------------------------------------------------------- rubrics
-
-
-@dataclass(frozen=True)
-class Rubric:
-    """How the judge is asked for one kind of verdict: the prompt template, the parser of its reply, the re-ask
-    reminder, the scale, and whether two answers (`pairwise`) or a reference answer are shown. SDF's pointwise
-    and pairwise scores and eval's pair and single-answer grades are rubrics on the one verdict loop."""
-
-    name: str
-    template: str  # {context} and {answer}, or {answer_1} and {answer_2}; {reference} where shown
-    scale: int
-    pairwise: bool
-    reminder: str
-    reference: bool = False
-
-    def parse(self, text: str | None):
-        return parse_score_pair(text, self.scale) if self.pairwise else parse_score(text, self.scale)
-
-    def prompt(self, context: str, *answers: str, reference: str | None = None) -> str:
-        if self.pairwise:
-            return self.template.format(context=context, answer_1=answers[0], answer_2=answers[1])
-        return self.template.format(context=context, answer=answers[0], reference=reference or "")
-
-
-POINTWISE_100_TEMPLATE = """[Conversation]
-{context}
-
-[The Start of Assistant's Answer]
-{answer}
-[The End of Assistant's Answer]
-
-[System]
-We would like to request your feedback on the performance of an AI assistant in response to the user's last \
-message in the conversation displayed above.
-Please rate the helpfulness, relevance, accuracy, and level of detail of the response. The assistant receives an \
-overall score on a scale of 1 to 100, where a higher score indicates better overall performance.
-Please first output a single line containing only the score. In the subsequent line, please provide a \
-comprehensive explanation of your evaluation."""
-
-# SDF (the paper): one 1-100 score per candidate, or king-of-the-hill pairs on the same scale
-POINTWISE_100 = Rubric("pointwise", POINTWISE_100_TEMPLATE, 100, False, single_reminder(100))
-PAIR_100 = Rubric("pairwise", pair_template(100), 100, True, pair_reminder(100))
-
-
-def pair_rubric(scale: int) -> Rubric:
-    """Two answers scored side by side (the Vicuna/Baize review prompt): eval's 1-10 pairs."""
-    return Rubric(f"pair-{scale}", pair_template(scale), scale, True, pair_reminder(scale))
-
-
-def single_rubric(scale: int, reference: bool) -> Rubric:
-    """One answer graded on its own (MT-Bench), with the reference answer where `reference`."""
-    name = f"single-{scale}" + ("-reference" if reference else "")
-    return Rubric(name, single_template(scale, reference), scale, False, single_reminder(scale), reference)
-
-
 @dataclass
 class Verdict:
     """One verdict: the parsed value (a score, or a pair of scores) and every reply it took."""
@@ -293,11 +108,16 @@ class Verdict:
     errors: list[str]  # the reason of every reply that gave no verdict, in order
     replies: list[str]  # every raw reply, the rejected ones included
     cached: bool | None = None  # from the verdict cache (None: no cache asked)
+    scoring: str = "parsed"  # or "expected": `value` is the probability-weighted score (judge_scoring)
+    parsed_value: float | None = None  # with expected scoring: the score parsed from the text, for comparison
 
     def as_dict(self) -> dict:
-        """The record kept in judged.jsonl, judgements.jsonl and the verdict cache (0.1's layout)."""
+        """The record kept in judged.jsonl, judgements.jsonl and the verdict cache (0.1's layout, plus `scoring`
+        and the parsed score where the value is a probability-weighted one)."""
         record = {"value": self.value, "rationale": self.rationale, "attempts": self.attempts,
                   "errors": self.errors, "replies": self.replies}  # fmt: skip
+        if self.scoring == "expected":
+            record.update(scoring="expected", parsed_value=self.parsed_value)
         if self.cached is not None:
             record["cached"] = self.cached
         return record
@@ -306,7 +126,8 @@ class Verdict:
     def from_dict(cls, record: dict) -> Verdict:
         value = record["value"]
         return cls(tuple(value) if isinstance(value, list) else value, record["rationale"], record["attempts"],
-                   list(record["errors"]), list(record["replies"]))  # fmt: skip
+                   list(record["errors"]), list(record["replies"]), scoring=record.get("scoring", "parsed"),
+                   parsed_value=record.get("parsed_value"))  # fmt: skip
 
 
 # --------------------------------------------------------------------------- the client and the verdict loop
@@ -385,6 +206,8 @@ class JudgeClient:
             {"role": "user", "content": rubric.prompt(context, *answers, reference=reference)},
         ]
         messages, replies, errors = base, [], []
+        expected = self.args.judge_scoring != "parsed" and not rubric.pairwise
+        logprobs = {"logprobs": True, "top_logprobs": 20} if expected else {}
         for _ in range(1 + self.args.judge_parse_retries):
             completion, call = await self.endpoint.chat(
                 self.model,
@@ -392,17 +215,28 @@ class JudgeClient:
                 self.stats.usage,
                 temperature=self.args.judge_temperature,
                 max_tokens=self.args.judge_max_tokens,
+                **logprobs,
             )
             if usage is not None:
                 usage.add(call)
             text = completion.content
             value, error = rubric.parse(text)
             replies.append(text)
+            weighted = expected_score(completion.first_token_logprobs, rubric.scale) if expected else None
+            if weighted is not None:  # every reply with score tokens has a score: no parse failure, no tie
+                verdict = Verdict(
+                    weighted, text, len(replies), errors, replies, scoring="expected", parsed_value=value
+                )
+                return self._cached(key, verdict)
+            if self.args.judge_scoring == "expected":
+                error = error or "no_score_tokens"
             if error is None:
                 break
             errors.append(error)
             messages = [*base, {"role": "assistant", "content": text}, {"role": "user", "content": rubric.reminder}]
-        verdict = Verdict(value, replies[-1], len(replies), errors, replies)
+        return self._cached(key, Verdict(value, replies[-1], len(replies), errors, replies))
+
+    def _cached(self, key: str | None, verdict: Verdict) -> Verdict:
         if key is not None and self.cache is not None:
             self.cache.put(key, verdict.as_dict())
             verdict.cached = False
@@ -458,8 +292,10 @@ class JudgeClient:
 
 def verdict_key(question: str, answers: list[str], judge: JudgeArguments, prompt_template: str) -> str:
     """What makes two verdicts the same: the question, the answers in the order shown, the judge model and how it
-    is asked (temperature, reply budget, re-asks), the prompt."""
+    is asked (temperature, reply budget, re-asks, the scoring where it is not the default), the prompt."""
     asked = [judge.judge_model, judge.judge_temperature, judge.judge_max_tokens, judge.judge_parse_retries]
+    if getattr(judge, "judge_scoring", "parsed") != "parsed":  # keys of parsed verdicts stay what 0.1 wrote
+        asked.append(judge.judge_scoring)
     payload = json.dumps([question, answers, asked, prompt_template], ensure_ascii=False)
     return hashlib.sha256(payload.encode()).hexdigest()
 

@@ -20,6 +20,8 @@ What it answers is scripted by a *responder*: a function that receives each requ
   when it arrives and the reply's usage settles it; over the limit the server answers 429 with
   `Retry-After` and `retry-after-ms`. `tokens_served` sums the usage of the 200 answers.
 - Usage defaults to whitespace word counts of the prompt messages and the reply.
+- `Reply(first_token_probabilities={"8": 0.6, "9": 0.4})` answers a request with `logprobs: true` with those
+  top log-probabilities for the first token.
 - A request with `"stream": true` gets the reply as server-sent events, one word a chunk (`Reply.chunk_delay`
   apart), then a usage chunk and `[DONE]`; `server.streams_closed_early` counts streams the client hung up on.
 - `server.requests` lists every request received (429s included); `server.statuses` counts answers by status;
@@ -66,6 +68,9 @@ class Reply:
     message: str = ""  # error message for status >= 400
     raw: bytes | None = None  # a 200 with this body as it is (a malformed or empty reply from a flaky provider)
     chunk_delay: float = 0.0  # with `stream: true`, seconds between the streamed pieces (one word each)
+    # {token: probability} of the reply's first token, sent as `logprobs` when the request asks for them (as
+    # OpenAI and vLLM do: `logprobs: true, top_logprobs: K`)
+    first_token_probabilities: dict[str, float] | None = None
 
 
 def rate_limited(retry_after: float = 1.0) -> Reply:
@@ -266,18 +271,20 @@ class OpenAIServer:
         usage.setdefault("prompt_tokens", sum(word_count(m.get("content")) for m in request.messages))
         usage.setdefault("completion_tokens", word_count(reply.content))
         usage.setdefault("total_tokens", usage["prompt_tokens"] + usage["completion_tokens"])
+        choice = {"index": 0, "message": {"role": "assistant", "content": reply.content},
+                  "finish_reason": reply.finish_reason}  # fmt: skip
+        if request.body.get("logprobs") and reply.first_token_probabilities:
+            top = [{"token": token, "logprob": math.log(p), "bytes": None}
+                   for token, p in reply.first_token_probabilities.items()][: request.body.get("top_logprobs") or 1]  # fmt: skip
+            first = max(reply.first_token_probabilities, key=reply.first_token_probabilities.get)
+            choice["logprobs"] = {"content": [{"token": first, "logprob": math.log(reply.first_token_probabilities[first]),
+                                               "bytes": None, "top_logprobs": top}]}  # fmt: skip
         return {
             "id": f"chatcmpl-test-{len(self.requests)}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": request.body.get("model", self.model),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": reply.content},
-                    "finish_reason": reply.finish_reason,
-                }
-            ],
+            "choices": [choice],
             "usage": usage,
         }
 

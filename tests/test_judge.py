@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from openai_server import OpenAIServer, Reply, server_error
 
 from baize.judge import (
@@ -115,3 +116,43 @@ def test_the_loop_counts_failed_items_and_reasks_and_keeps_going():
     assert results == {"fine": 75.0, "vague": 75.0}
     assert stats.judged == 2 and stats.request_errors == 1 and "InternalServerError" in stats.last_error
     assert stats.parse_errors == {"no_score": 1}
+
+
+def test_expected_scores_weigh_the_score_tokens_by_their_probabilities(tmp_path):
+    """G-Eval scoring where the endpoint sends logprobs: the value is the probability-weighted score, also when
+    the text says no score; the parsed path stays for endpoints without logprobs (auto) and for pairs."""
+    from baize.judge import expected_score
+
+    assert expected_score({"8": -0.5108, "9": -1.2040, "7": -2.3026, "The": -3.0}, 10) == pytest.approx(
+        (8 * 0.6 + 9 * 0.3 + 7 * 0.1) / 1.0, abs=0.01
+    )
+    assert expected_score({"The": -0.1}, 10) is None and expected_score(
+        {"85": -0.1, "300": -1.0}, 100
+    ) == pytest.approx(85)
+
+    def judge(request):
+        if not request.body.get("logprobs"):
+            return Reply("6")
+        return Reply("I think it is fine.", first_token_probabilities={"8": 0.5, "6": 0.5})
+
+    with OpenAIServer(judge) as server:
+
+        async def ask(scoring, rubric=POINTWISE_100, *answers):
+            client = JudgeClient(arguments(server, judge_scoring=scoring, judge_parse_retries=0))
+            try:
+                return await client.verdict(rubric, "User: q", *(answers or ("an answer",)))
+            finally:
+                await client.close()
+
+        expected = asyncio.run(ask("expected", single_rubric(10, False)))
+        assert expected.value == 7.0 and expected.scoring == "expected" and expected.parsed_value is None
+        assert expected.as_dict()["scoring"] == "expected" and not expected.errors  # no parse failure
+        assert server.requests[-1].body["top_logprobs"] == 20
+        parsed = asyncio.run(ask("parsed", single_rubric(10, False)))
+        assert parsed.value == 6.0 and "scoring" not in parsed.as_dict()
+        pair = asyncio.run(ask("auto", PAIR_100, "a", "b"))  # pairs are always parsed: no logprobs asked
+        assert "logprobs" not in server.requests[-1].body and pair.value is None
+        # another scoring is another verdict: not answered from a cache of parsed ones
+        assert verdict_key("q", ["a"], arguments(server), "T") != verdict_key(
+            "q", ["a"], arguments(server, judge_scoring="expected"), "T"
+        )

@@ -180,4 +180,7 @@ def judge_settings(config: SDFConfig) -> dict:
     # The model and how it is asked; not its URL (a restarted server or another replica serves the same judge).
     names = "judge_model judge_gguf_file judge_temperature judge_max_tokens judge_parse_retries judge_mode"
     templates = hashlib.sha256((POINTWISE_100.template + PAIR_100.template).encode()).hexdigest()[:16]
-    return {**{name: getattr(config, name) for name in names.split()}, "templates": templates}
+    settings = {**{name: getattr(config, name) for name in names.split()}, "templates": templates}
+    if config.judge_scoring != "parsed":  # only when set: verdicts made before this option keep their signature
+        settings["judge_scoring"] = config.judge_scoring
+    return settings
