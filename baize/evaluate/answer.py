@@ -16,7 +16,6 @@ from baize.endpoint import (
     Endpoint,
     EndpointError,
     RateLimiter,
-    check_endpoints,
     describe_error,
     describe_url,
     resolve_model_name,
@@ -26,6 +25,7 @@ from baize.evaluate.config import OPENAI_PREFIX, EvalConfig
 from baize.evaluate.questions import conversation, load_questions, turns_to_answer
 from baize.jsonl import JSONLAppender, read_jsonl
 from baize.models import load_chat_model
+from baize.preflight import check_endpoints
 from baize.prompts import GUARDRAIL_SYSTEM_PROMPT
 from baize.runs import claim_step, fingerprint
 from baize.sampling import EndpointSampler, LocalSampler, Sample, Sampled, SampleRequest, SamplingSettings

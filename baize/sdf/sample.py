@@ -9,9 +9,10 @@ import logging
 import time
 from pathlib import Path
 
-from baize.endpoint import Endpoint, EndpointError, RateLimiter, check_endpoints, describe_error
+from baize.endpoint import Endpoint, EndpointError, RateLimiter, describe_error
 from baize.jsonl import JSONLAppender, read_jsonl
 from baize.models import load_chat_model
+from baize.preflight import check_endpoints
 from baize.runs import claim_step
 from baize.sampling import EndpointSampler, LocalSampler, Sampled, SampleRequest, SamplingSettings
 from baize.sdf.config import (
