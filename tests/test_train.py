@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import train, write_recipe
+from helpers import sample_dialogues, train, write_jsonl, write_recipe
 from huggingface_hub import ModelCard
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -25,11 +25,22 @@ def last_token_logits(model, tokenizer) -> torch.Tensor:
         return model(input_ids=ids["input_ids"] if hasattr(ids, "keys") else ids).logits[0, -1].float()
 
 
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory, tiny_llama_dir) -> tuple[Path, dict]:
+    """One 3-step run of the default test recipe, shared by the tests that only read it (or re-run it unchanged)."""
+    folder = tmp_path_factory.mktemp("default-run")
+    recipe = write_recipe(folder, tiny_llama_dir, write_jsonl(folder / "chat.jsonl", sample_dialogues()))
+    return recipe, train(recipe)
+
+
 @pytest.mark.parametrize("quantization", [None, "load_in_4bit", "load_in_8bit"])
-def test_lora_sft_adapter_reloads_and_changes_the_model(tmp_path, tiny_llama_dir, chat_jsonl, quantization):
-    overrides = {quantization: True} if quantization else {}
-    summary = train(write_recipe(tmp_path, tiny_llama_dir, chat_jsonl, **overrides))
-    out = tmp_path / "run"
+def test_lora_sft_adapter_reloads_and_changes_the_model(tmp_path, tiny_llama_dir, chat_jsonl, quantization, request):
+    if quantization is None:  # the shared fp32 run
+        recipe, summary = request.getfixturevalue("default_run")
+        out = recipe.parent / "run"
+    else:
+        summary = train(write_recipe(tmp_path, tiny_llama_dir, chat_jsonl, **{quantization: True}))
+        out = tmp_path / "run"
 
     assert summary["global_step"] == 3 and summary["loss_first"] > 0 and summary["tokens_per_second"] > 0
     for name in ("adapter_config.json", "adapter_model.safetensors", "README.md", "run_summary.json"):
@@ -77,10 +88,9 @@ def test_resume_continues_from_last_checkpoint(tmp_path, tiny_llama_dir, chat_js
 
 
 @pytest.mark.slow
-def test_rerunning_a_finished_run_changes_nothing(tmp_path, tiny_llama_dir, chat_jsonl, capsys):
-    recipe = write_recipe(tmp_path, tiny_llama_dir, chat_jsonl)
-    first = train(recipe)
-    out = tmp_path / "run"
+def test_rerunning_a_finished_run_changes_nothing(default_run, capsys):
+    recipe, first = default_run
+    out = recipe.parent / "run"
     files = ("adapter_model.safetensors", "run_summary.json", "README.md", "run_signature.json")
     before = {name: (out / name).read_bytes() for name in files}
     checkpoints = sorted(p.name for p in out.glob("checkpoint-*"))
