@@ -148,6 +148,6 @@ class StageParser(_DashedAliases, argparse.ArgumentParser):
     """argparse for a stage without a recipe: `--snake_case` flags get their `--dashed-alias`, the description keeps
     its line breaks (examples paste as they are), and no flag may be abbreviated."""
 
-    def __init__(self, prog: str, description: str, **kwargs):
+    def __init__(self, prog: str | None = None, description: str | None = None, **kwargs):
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(prog=prog, description=description, allow_abbrev=False, **kwargs)

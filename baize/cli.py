@@ -29,6 +29,10 @@ STAGES = {
     ),
     "merge": ("baize.merge", "merge a LoRA adapter into its base: one model folder for transformers serve / vLLM"),
     "convert": ("baize.convert", "convert data files between the original Baize format and chat JSONL"),
+    "data": (
+        "baize.curate",
+        "check a training set: drop near-duplicates (dedup) or eval-set overlaps (decontaminate)",
+    ),
 }
 
 USAGE = """usage: baize <stage> [--help] [args ...]

@@ -34,6 +34,8 @@ class SeedStats:
     read: int = 0
     empty: int = 0
     missing_column: int = 0  # rows without the column at all (a JSONL object missing the key, a null)
+    contaminated: int = 0  # seeds that overlap an eval set (dropped before anything is paid for)
+    contaminated_by: dict = None  # eval set -> seeds
     first_missing_row: int | None = None  # 1-based
     duplicate: int = 0
     other_shards: int = 0
@@ -41,7 +43,9 @@ class SeedStats:
     selected: int = 0
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        stats = dict(self.__dict__)
+        stats["contaminated_by"] = dict(self.contaminated_by or {})
+        return stats
 
 
 def normalize(text: str) -> str:
@@ -138,6 +142,7 @@ def iter_seeds(
     rows_per_read: int = 10_000,
     on_bad_row: str = "skip",
     source: str | None = None,
+    contamination=None,
 ) -> Iterator[Seed]:
     """select_seeds one seed at a time, reading the table `rows_per_read` rows at a time: a source of a million
     seeds is never held as a list (only the digests of the seeds seen, for de-duplication). `stats` counts as
@@ -190,6 +195,12 @@ def iter_seeds(
                 stats.duplicate += 1
                 continue
             seen.add(digest)
+            if contamination is not None and (sets := contamination.match(text)):  # an eval question: never paid for
+                stats.contaminated += 1
+                stats.contaminated_by = stats.contaminated_by or {}
+                for name in sets:
+                    stats.contaminated_by[name] = stats.contaminated_by.get(name, 0) + 1
+                continue
             index, unique = unique, unique + 1
             if index % num_shards != shard_index:
                 stats.other_shards += 1

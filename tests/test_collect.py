@@ -174,6 +174,7 @@ def test_transcript_faults_exact_counts_and_resume(openai_server, tmp_path):
         "too_short": 1,
         "refusal": 1,
         "duplicate": 1,
+        "near_duplicate": 0,  # near_duplicate_threshold unset: exact duplicates only
         "api_error": 1,
     }
     assert report["failed_this_run"] == 1  # s-down: 503 after every retry, not journaled

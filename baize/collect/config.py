@@ -267,6 +267,33 @@ class CollectConfig:
         metadata={"help": "Regexes (case-insensitive) of refusal boilerplate in AI turns (`refusal`); [] disables."},
     )
 
+    near_duplicate_threshold: float | None = field(
+        default=None,
+        metadata={
+            "help": "Also drop near-duplicates of a kept dialogue (`near_duplicate`): MinHash LSH, Jaccard similarity "
+            "of 3-word shingles at least this (0.5 is baize data dedup's measured default; baize.dedup says why). "
+            "Unset: exact duplicates only."
+        },
+    )
+    near_duplicate_over: str = field(
+        default="dialogue",
+        metadata={"help": "What near-duplicates compare: every turn, or the human turns only.",
+                  "choices": ["dialogue", "human_turns"]},
+    )  # fmt: skip
+    decontaminate: list[str] = field(
+        default_factory=lambda: ["project"],
+        metadata={
+            "help": "Eval sets whose questions no seed may overlap (8-word n-grams, baize.decontaminate): project "
+            "(baize's own eval questions), mt_bench, or a file. Matching seeds are dropped before anything is "
+            "paid for and counted in report.json seeds.contaminated; [] disables."
+        },
+    )
+    max_contaminated_fraction: float = field(
+        default=0.5,
+        metadata={"help": "Stop before collecting when more than this share of the seeds match an eval set (a "
+                  "wrong eval file must not silently empty a collection)."},
+    )  # fmt: skip
+
     # ------------------------------------------------------------------ output
     baize_json: bool = field(
         default=False,
@@ -299,11 +326,19 @@ class CollectConfig:
     ).split()
 
     def shaping_settings(self) -> dict:
-        return {name: getattr(self, name) for name in self.SHAPING}
+        settings = {name: getattr(self, name) for name in self.SHAPING}
+        if self.near_duplicate_threshold is not None:  # only when set: collections made before it keep their signature
+            settings.update(near_duplicate_threshold=self.near_duplicate_threshold,
+                            near_duplicate_over=self.near_duplicate_over)  # fmt: skip
+        return settings
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.near_duplicate_threshold is not None and not 0 < self.near_duplicate_threshold <= 1:
+            raise ValueError(f"near_duplicate_threshold must be in (0, 1], got {self.near_duplicate_threshold}")
+        if isinstance(self.decontaminate, str):
+            self.decontaminate = [self.decontaminate] if self.decontaminate else []
         if self.on_bad_row not in ("skip", "error"):
             raise ValueError(f"on_bad_row must be 'skip' or 'error', got {self.on_bad_row!r}")
         if isinstance(self.prices, str):

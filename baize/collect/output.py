@@ -117,6 +117,8 @@ Multi-turn chat data in the style of [Baize](https://arxiv.org/abs/2304.01196) (
 
 Dropped dialogues, by reason: {{ dropped }}.
 
+Decontamination: {{ decontamination }}.
+
 ## Format
 
 One row per dialogue: `messages` (alternating `user` / `assistant` turns, ending with the assistant), the
@@ -206,6 +208,19 @@ def build_card(config: CollectConfig, report: dict):
         cost=cost,
         seeds_license=config.seeds_license,
         settings=card_settings(config),
+        decontamination=decontamination_line(config, report["seeds"]),
+    )
+
+
+def decontamination_line(config: CollectConfig, seeds: dict) -> str:
+    """Which eval sets the seeds were checked against (8-word n-grams, baize.decontaminate), and what matched."""
+    if not config.decontaminate:
+        return "none (the seeds were not checked against evaluation sets)"
+    by_set = seeds.get("contaminated_by") or {}
+    found = ", ".join(f"{name} {by_set.get(name, 0)}" for name in config.decontaminate)
+    return (
+        f"the seeds were checked against {', '.join(config.decontaminate)} (8-word n-gram overlap); "
+        f"{seeds.get('contaminated', 0)} matching seeds were left out before collection ({found})"
     )
 
 

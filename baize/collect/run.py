@@ -36,6 +36,8 @@ from baize.collect.selfchat import (
     turns_dialogue,
 )
 from baize.collect.teacher import Teacher
+from baize.decontaminate import Contamination
+from baize.dedup import NearDuplicates, dialogue_text
 from baize.endpoint import (
     EndpointError,
     RateLimiter,
@@ -75,7 +77,10 @@ class Collector:
         self.deferring = False  # first pass: a seed whose call fails goes to `deferred`, tried again after the rest
         self.deferred: list[Seed] = []
         self.batch_stats: dict | None = None  # batch: true: batches sent, re-attached, answers replayed
-        self.open_batches: dict[str, str] = {}  # batch: true: batches sent that had not ended when the run stopped
+        self.open_batches: dict[str, str] = {}
+        self.near: NearDuplicates | None = (
+            None  # near_duplicate_threshold: the kept dialogues' MinHash index  # batch: true: batches sent that had not ended when the run stopped
+        )
         self.waiting: BatchWritten | None = None  # batch_offline: the request file the engine has to answer
         self.progress = tqdm(total=todo, desc=f"collect ({config.mode})", unit="dialogue", mininterval=0.5)
 
@@ -122,8 +127,13 @@ class Collector:
         }
         if dialogue is not None:
             digest = content_hash(dialogue.messages)
+            similar = None
+            if digest not in self.state.kept_hashes and self.near is not None:
+                similar = self.near.check(seed.id, dialogue_text(dialogue.messages, self.config.near_duplicate_over))
             if digest in self.state.kept_hashes:
                 rejected = Rejected("duplicate", "same turns as a kept dialogue", dialogue.raw)
+            elif similar is not None:
+                rejected = Rejected("near_duplicate", f"near-duplicate of the kept dialogue of seed {similar}")
             else:
                 entry.update(status="kept", messages=dialogue.messages, stop=dialogue.stop, hash=digest)
         if rejected is not None:
@@ -356,6 +366,26 @@ class Collector:
         return summary
 
 
+def check_contamination(config: CollectConfig, stats: SeedStats) -> None:
+    """A decontamination that would drop most seeds is a wrong eval file more likely than a contaminated source."""
+    considered = stats.selected + stats.contaminated
+    if considered and stats.contaminated / considered > config.max_contaminated_fraction:
+        raise UsageError(
+            f"decontaminate {config.decontaminate}: {stats.contaminated} of {considered} seeds of {config.seeds_path} "
+            f"overlap the eval sets (over max_contaminated_fraction {config.max_contaminated_fraction}): check the "
+            "eval sets named, or raise max_contaminated_fraction"
+        )
+
+
+def kept_index(output_dir: Path, config: CollectConfig) -> NearDuplicates:
+    """The near-duplicate index of every dialogue kept so far (a resumed run compares new ones with them too)."""
+    index = NearDuplicates(config.near_duplicate_threshold)
+    for entry in iter_journals(output_dir):
+        if entry["status"] == "kept":
+            index.add(entry["id"], dialogue_text(entry["messages"], config.near_duplicate_over))
+    return index
+
+
 def collect(config: CollectConfig) -> dict:
     """Collect (or resume collecting) into `config.output_dir`; write the outputs; push if asked. Returns the report."""
     output_dir = Path(config.output_dir)
@@ -385,14 +415,20 @@ def collect(config: CollectConfig) -> dict:
         # The seeds are streamed twice (counting, then collecting), never held as a list: a million-seed source
         # costs the set of seen seed digests only.
         seed_stats = SeedStats()
-        done_before = sum(seed.id in state.done for seed in stream_seeds(config, table, seed_stats))
+        contamination = Contamination(config.decontaminate) if config.decontaminate else None
+        done_before = sum(seed.id in state.done for seed in stream_seeds(config, table, seed_stats, contamination))
+        check_contamination(config, seed_stats)
         todo_count = seed_stats.selected - done_before
-        todo = (seed for seed in stream_seeds(config, table, SeedStats()) if seed.id not in state.done)
+        todo = (seed for seed in stream_seeds(config, table, SeedStats(), contamination) if seed.id not in state.done)
         logger.info(
-            "%d seeds selected, %d already done in %s, %d to collect (%s mode)",
+            "%d seeds selected, %d already done in %s, %d to collect (%s mode)%s",
             seed_stats.selected, done_before, output_dir, todo_count, config.mode,
+            f"; {seed_stats.contaminated} seeds overlap eval sets {seed_stats.as_dict()['contaminated_by']} and are "
+            "left out" if seed_stats.contaminated else "",
         )  # fmt: skip
         collector = Collector(config, journal, state, todo_count)
+        if config.near_duplicate_threshold is not None:
+            collector.near = kept_index(output_dir, config)
         collector.ledger = ledger
         # The client library is imported before the clock starts: elapsed_s is the collection's own time.
         startup = time.perf_counter()

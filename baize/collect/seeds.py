@@ -13,7 +13,7 @@ def seed_table(config: CollectConfig):
     return load_table(config.seeds_path, config.seeds_name, config.seeds_split)
 
 
-def stream_seeds(config: CollectConfig, table, stats: SeedStats) -> Iterator[Seed]:
+def stream_seeds(config: CollectConfig, table, stats: SeedStats, contamination=None) -> Iterator[Seed]:
     """This shard's seeds one at a time (a million-seed source is never held as a list); `stats` fills as it goes."""
     return iter_seeds(
         table,
@@ -25,6 +25,7 @@ def stream_seeds(config: CollectConfig, table, stats: SeedStats) -> Iterator[See
         limit=config.limit,
         on_bad_row=config.on_bad_row,
         source=config.seeds_path,
+        contamination=contamination,
     )
 
 

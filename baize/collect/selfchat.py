@@ -36,7 +36,9 @@ USER_PROMPT = (
     f"[Human] {PRIMER_HUMAN}\n[AI] {PRIMER_AI}\n"
 )
 
-REASONS = ("empty", "wrong_format", "truncated", "too_short", "refusal", "duplicate", "api_error")
+REASONS = (
+    "empty", "wrong_format", "truncated", "too_short", "refusal", "duplicate", "near_duplicate", "api_error",
+)  # fmt: skip
 _TAG = re.compile(r"\[\|?(human|ai)\|?\]\s*:?", re.IGNORECASE)
 
 

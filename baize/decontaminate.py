@@ -1,0 +1,96 @@
+"""Decontamination: training text that overlaps an evaluation set's questions, turns or references.
+
+Method: word n-grams after normalisation (lower case, punctuation dropped, whitespace collapsed), n = 8 as in
+open-r1's decontamination script. 13-grams (GPT-3, Llama 2 reports) suit long documents, but a chat question is
+often 10-20 words: a verbatim copy of one shares only a handful of 13-grams and a lightly edited copy none, while 8
+words in a row rarely repeat by chance. An eval text shorter than n words matches when it appears whole in the
+training text. A training text matches an eval set when it shares any n-gram with it.
+
+Eval sets: `project` (baize's own 80 questions and their 80 two-turn versions with references), `mt_bench` (the
+Hub dataset HuggingFaceH4/mt_bench_prompts: prompts and references), or a path to a local .jsonl/.json/.txt file
+(every string in every row, e.g. a recipe's prompt file).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from baize.dedup import words
+from baize.errors import UsageError
+
+NGRAM = 8
+PROJECT_FILES = [
+    Path(__file__).with_name("eval_questions.jsonl"),
+    Path(__file__).with_name("eval_questions_2turn.jsonl"),
+]
+MT_BENCH = "HuggingFaceH4/mt_bench_prompts"
+
+
+def strings(value) -> Iterable[str]:
+    """Every string in a JSON value (questions, turns, references), ids and categories included: too short to
+    matter."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from strings(item)
+
+
+def eval_texts(name: str) -> list[str]:
+    """The texts of one eval set (see the module docstring); one line naming it when it cannot be loaded."""
+    if name == "project":
+        return [text for path in PROJECT_FILES for line in path.open() for text in strings(json.loads(line))]
+    if name == "mt_bench":
+        from baize.seeds import load_table
+
+        table = load_table(MT_BENCH, None, "train", key="decontaminate: mt_bench")
+        return [text for row in table for text in strings({k: row[k] for k in ("prompt", "reference") if k in row})]
+    path = Path(name)
+    if not path.is_file():
+        raise UsageError(f"decontaminate: eval set {name!r} is neither project, mt_bench nor a file that exists")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".txt":
+        return [line for line in text.splitlines() if line.strip()]
+    try:
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()] if path.suffix == ".jsonl" else [
+            json.loads(text)
+        ]  # fmt: skip
+    except json.JSONDecodeError as error:
+        raise UsageError(f"decontaminate: {path}: not JSON ({error})") from None
+    return [s for row in rows for s in strings(row)]
+
+
+class Contamination:
+    """The n-grams of some eval sets, and which set each came from."""
+
+    def __init__(self, sets: list[str], n: int = NGRAM):
+        self.n = n
+        self.ngrams: dict[str, set[str]] = {}  # n-gram -> eval sets
+        self.short: dict[str, set[str]] = {}  # an eval text shorter than n words -> eval sets
+        for name in sets:
+            for text in eval_texts(name):
+                tokens = words(text)
+                if len(tokens) < 3:  # an id, a category, a one-word answer: not evidence of anything
+                    continue
+                if len(tokens) < n:
+                    self.short.setdefault(" ".join(tokens), set()).add(name)
+                for i in range(len(tokens) - n + 1):
+                    self.ngrams.setdefault(" ".join(tokens[i : i + n]), set()).add(name)
+
+    def match(self, text: str) -> set[str]:
+        """The eval sets `text` overlaps (empty: clean)."""
+        tokens = words(text)
+        found: set[str] = set()
+        for i in range(len(tokens) - self.n + 1):
+            found |= self.ngrams.get(" ".join(tokens[i : i + self.n]), set())
+        if self.short:
+            joined = f" {' '.join(tokens)} "
+            for short, sets in self.short.items():
+                if f" {short} " in joined:
+                    found |= sets
+        return found
