@@ -214,6 +214,14 @@ def sft_model_card(
     metrics["dialogues kept / skipped"] = (
         f"{sum(summary['data']['kept'].values())} / {sum(summary['data']['skipped'].values())}"
     )
+    checked = summary["data"].get("decontaminated_against")
+    contaminated = summary["data"].get("contaminated") or {}
+    metrics["decontamination (8-word n-grams)"] = (
+        f"checked against {', '.join(checked)}: "
+        + ", ".join(f"{name} {contaminated.get(name, 0)} rows dropped" for name in checked)
+        if checked
+        else "not checked against evaluation sets"
+    )
     return ModelCard.from_template(
         card_data,
         template_str=CARD_TEMPLATE,

@@ -129,6 +129,8 @@ class ConversionReport:
 
     kept: Counter = field(default_factory=Counter)
     skipped: Counter = field(default_factory=Counter)
+    checked_against: list = field(default_factory=list)  # eval sets the rows were decontaminated against
+    contaminated: Counter = field(default_factory=Counter)  # rows dropped, by eval set they overlap
 
     def summary(self) -> str:
         parts = [f"{name}: kept {self.kept[name]}" for name in self.kept]
@@ -190,8 +192,9 @@ CHAT_FEATURES = datasets.Features(
 
 
 def load_chat_mixture(
-    mixture: DatasetMixtureConfig, on_bad_row: str = "error", seed: int = 42
-) -> tuple[datasets.DatasetDict, ConversionReport]:
+    mixture: DatasetMixtureConfig, on_bad_row: str = "error", seed: int = 42, decontaminate: list[str] | None = None,
+    max_contaminated_fraction: float = 0.5,
+) -> tuple[datasets.DatasetDict, ConversionReport]:  # fmt: skip
     """Load TRL's `datasets:` mixture config as one chat dataset (train, and test if `test_split_size`).
 
     Each entry is loaded by TRL's `get_dataset` (so `path`/`data_files`/`split`/`columns` mean what
@@ -229,6 +232,8 @@ def load_chat_mixture(
         parts = [part.select(range(round(w * total))) for part, w in zip(parts, weights, strict=True)]
 
     combined = datasets.concatenate_datasets(parts)
+    if decontaminate:
+        combined = without_contamination(combined, decontaminate, max_contaminated_fraction, report)
     if mixture.test_split_size is None:
         return datasets.DatasetDict({"train": combined}), report
     size = mixture.test_split_size
@@ -240,6 +245,34 @@ def load_chat_mixture(
             f"between 1 and {len(combined) - 1} (e.g. --test_split_size {max(1, len(combined) // 10)}) or a fraction"
         )
     return combined.train_test_split(test_size=test_size, seed=seed), report
+
+
+def without_contamination(
+    rows: datasets.Dataset, sets: list[str], max_fraction: float, report: ConversionReport
+) -> datasets.Dataset:
+    """The rows that overlap none of the eval sets (baize.decontaminate), the dropped ones counted by set; more than
+    `max_fraction` dropped stops the run (a wrong eval file must not silently empty a training set)."""
+    from baize.decontaminate import Contamination
+    from baize.dedup import dialogue_text
+
+    contamination = Contamination(sets)
+    keep = []
+    for index, messages in enumerate(rows["messages"]):
+        found = contamination.match(dialogue_text(messages))
+        for name in found:
+            report.contaminated[name] += 1
+        if not found:
+            keep.append(index)
+    report.checked_against = list(sets)
+    dropped = len(rows) - len(keep)
+    if rows and dropped / len(rows) > max_fraction:
+        raise UsageError(
+            f"decontaminate {sets}: {dropped} of {len(rows)} training rows overlap the eval sets (over "
+            f"max_contaminated_fraction {max_fraction}): check the eval sets named, or raise the fraction"
+        )
+    if dropped:
+        logger.warning("decontaminate: %d rows overlap %s and are left out", dropped, dict(report.contaminated))
+    return rows.select(keep) if dropped else rows
 
 
 def json_lines_without_bad_ones(config, label: str, on_bad_row: str, report: ConversionReport, error: Exception):

@@ -63,6 +63,17 @@ class BaizeScriptArguments(ScriptArguments):
             "run does nothing, and re-running with other settings is refused."
         },
     )
+    decontaminate: list[str] = field(
+        default_factory=lambda: ["project"],
+        metadata={
+            "help": "Eval sets no training row may overlap (8-word n-grams, baize.decontaminate): project (baize's "
+            "own eval questions), mt_bench, or files. Matching rows are dropped before training and counted per "
+            "set in run_summary.json and the card; [] disables."
+        },
+    )
+    max_contaminated_fraction: float = field(
+        default=0.5, metadata={"help": "Stop when more than this share of the rows overlap the eval sets."}
+    )
     skip_preflight: bool = field(
         default=False,
         metadata={
@@ -140,7 +151,12 @@ def run_summary(trainer, train_metrics: dict, wall_seconds: float, data_report, 
         "num_processes": trainer.accelerator.num_processes,
         "mixed_precision": trainer.accelerator.mixed_precision,
         "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
-        "data": {"kept": dict(data_report.kept), "skipped": dict(data_report.skipped)},
+        "data": {
+            "kept": dict(data_report.kept),
+            "skipped": dict(data_report.skipped),
+            "decontaminated_against": data_report.checked_against,
+            "contaminated": dict(data_report.contaminated),
+        },  # fmt: skip
         **{k: round(v, 1) for k, v in peak_memory_mb().items()},
     }
     return summary
@@ -167,7 +183,10 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
         logger.info("%s (live, while this run trains)", hint)
 
     with training_args.main_process_first(desc="load and convert datasets"):
-        dataset, data_report = load_chat_mixture(dataset_args, script_args.on_bad_row, seed=training_args.seed)
+        dataset, data_report = load_chat_mixture(
+            dataset_args, script_args.on_bad_row, seed=training_args.seed, decontaminate=script_args.decontaminate,
+            max_contaminated_fraction=script_args.max_contaminated_fraction,
+        )  # fmt: skip
     logger.info("Data: %s", data_report.summary())
     eval_dataset = dataset["test"] if "test" in dataset and training_args.eval_strategy != "no" else None
 

@@ -31,7 +31,10 @@ def test_shingles_and_near_duplicate_clusters_keep_the_first_of_each():
     base = ANSWER.format(topic="tea")
     items = [
         ("1", base),
-        ("2", "Could you explain coffee? It grows on shrubs in the tropics; the beans are roasted, ground and brewed."),
+        (
+            "2",
+            "Could you explain coffee? It grows on shrubs in the tropics; the beans are roasted, ground and brewed.",
+        ),
         ("3", base.replace("short history", "long history").replace("start small", "begin small")),  # paraphrase
         ("4", "Something else entirely: how tectonic plates build mountains over millions of years."),
         ("5", base + " Thanks!"),
@@ -118,3 +121,21 @@ def test_baize_data_dedup_and_decontaminate_write_the_kept_rows_and_a_report(tmp
                  "--max_fraction", "0.1")  # fmt: skip
     assert strict.returncode == 2 and "over --max_fraction 0.1" in one_line(strict, "baize data")
     assert not (tmp_path / "x.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_training_rows_that_overlap_an_eval_set_are_dropped_counted_and_on_the_card(tmp_path, tiny_llama_dir):
+    from helpers import sample_dialogues, train, write_jsonl, write_recipe
+    from huggingface_hub import ModelCard
+
+    question = "What is inflation, and what are the main tools a central bank uses to influence it?"
+    rows = sample_dialogues() + [
+        {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": "Rising prices."}]}
+    ]
+    recipe = write_recipe(tmp_path, tiny_llama_dir, write_jsonl(tmp_path / "chat.jsonl", rows), max_steps=1)
+    summary = train(recipe)
+    assert summary["data"]["decontaminated_against"] == ["project"] and summary["data"]["contaminated"] == {
+        "project": 1
+    }
+    card = ModelCard.load(tmp_path / "run" / "README.md").text
+    assert "checked against project: project 1 rows dropped" in card
