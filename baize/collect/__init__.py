@@ -33,6 +33,9 @@ def main(config: CollectConfig) -> dict:
 
     configure_logging()  # the client's per-request lines are off: the progress bar and the report count them
     report = collect(config)
+    if "plan" in report:
+        print(f"plan: {config.output_dir}/plan.json (nothing was sent)")
+        return report
     print(f"report: {config.output_dir}/report.json (kept {report['kept']}, dropped {report['dropped_total']})")
     return report
 

@@ -308,6 +308,14 @@ class CollectConfig:
         default=True,
         metadata={"help": "Create the Hub repo private (make it public once you have checked the licences)."},
     )
+    plan: bool = field(
+        default=False,
+        metadata={
+            "help": "Only plan: print and write plan.json with the requests, tokens, cost (live and batch), wall "
+            "time at the RPM/TPM limits and the seeds max_cost fits, from the dialogues already collected here or "
+            "the recipe's limits; nothing is sent."
+        },
+    )
     overwrite: bool = field(
         default=False,
         metadata={

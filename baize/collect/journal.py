@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from baize.collect.config import CollectConfig
+from baize.dedup import NearDuplicates, dialogue_text
 from baize.endpoint import RoleUsage, Usage
 from baize.errors import UsageError
 from baize.jsonl import GroupCommitAppender, iter_jsonl
@@ -110,3 +111,12 @@ class Journal(GroupCommitAppender):
 
     def __init__(self, output_dir: Path, config: CollectConfig):
         super().__init__(Path(output_dir) / journal_name(config), writer="`baize collect`")
+
+
+def kept_index(output_dir: Path, config: CollectConfig) -> NearDuplicates:
+    """The near-duplicate index of every dialogue kept so far (a resumed run compares new ones with them too)."""
+    index = NearDuplicates(config.near_duplicate_threshold)
+    for entry in iter_journals(output_dir):
+        if entry["status"] == "kept":
+            index.add(entry["id"], dialogue_text(entry["messages"], config.near_duplicate_over))
+    return index

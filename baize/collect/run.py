@@ -21,11 +21,13 @@ from baize.collect.journal import (
     JournalState,
     Ledger,
     iter_journals,
+    kept_index,
     read_ledger_calls,
     read_ledgers,
 )
 from baize.collect.output import TRAIN_FILE, build_report, push, write_outputs
-from baize.collect.seeds import seed_table, stream_seeds
+from baize.collect.plan import describe, plan_collection, plan_vs_actual
+from baize.collect.seeds import check_contamination, seed_table, stream_seeds
 from baize.collect.selfchat import (
     Cleaner,
     Dialogue,
@@ -366,26 +368,6 @@ class Collector:
         return summary
 
 
-def check_contamination(config: CollectConfig, stats: SeedStats) -> None:
-    """A decontamination that would drop most seeds is a wrong eval file more likely than a contaminated source."""
-    considered = stats.selected + stats.contaminated
-    if considered and stats.contaminated / considered > config.max_contaminated_fraction:
-        raise UsageError(
-            f"decontaminate {config.decontaminate}: {stats.contaminated} of {considered} seeds of {config.seeds_path} "
-            f"overlap the eval sets (over max_contaminated_fraction {config.max_contaminated_fraction}): check the "
-            "eval sets named, or raise max_contaminated_fraction"
-        )
-
-
-def kept_index(output_dir: Path, config: CollectConfig) -> NearDuplicates:
-    """The near-duplicate index of every dialogue kept so far (a resumed run compares new ones with them too)."""
-    index = NearDuplicates(config.near_duplicate_threshold)
-    for entry in iter_journals(output_dir):
-        if entry["status"] == "kept":
-            index.add(entry["id"], dialogue_text(entry["messages"], config.near_duplicate_over))
-    return index
-
-
 def collect(config: CollectConfig) -> dict:
     """Collect (or resume collecting) into `config.output_dir`; write the outputs; push if asked. Returns the report."""
     output_dir = Path(config.output_dir)
@@ -426,6 +408,13 @@ def collect(config: CollectConfig) -> dict:
             f"; {seed_stats.contaminated} seeds overlap eval sets {seed_stats.as_dict()['contaminated_by']} and are "
             "left out" if seed_stats.contaminated else "",
         )  # fmt: skip
+        if config.plan:  # what it would cost, and nothing sent
+            sample = [seed.text for seed in itertools.islice(todo, 100)]
+            plan = plan_collection(config, todo_count, sample, state.spent.total.cost_usd)
+            logger.info("%s", describe(plan))
+            return {"plan": plan}
+        spent_before = RoleUsage()
+        spent_before.add(state.spent.total)
         collector = Collector(config, journal, state, todo_count)
         if config.near_duplicate_threshold is not None:
             collector.near = kept_index(output_dir, config)
@@ -455,7 +444,14 @@ def collect(config: CollectConfig) -> dict:
     report = build_report(iter_journals(output_dir), config, seed_stats, run)
     # What the budget counts: every call, kept dialogue or not, read back from the ledgers, where a call a killed
     # run reserved and this run settled (a re-attached batch) is one call.
-    report["billed"] = read_ledgers(output_dir).summary()
+    billed = read_ledgers(output_dir)
+    report["billed"] = billed.summary()
+    this_run = billed.total
+    report["this_run_usage"] = {"calls": this_run.calls - spent_before.calls,
+                                "prompt_tokens": this_run.prompt_tokens - spent_before.prompt_tokens,
+                                "completion_tokens": this_run.completion_tokens - spent_before.completion_tokens}  # fmt: skip
+    if (compared := plan_vs_actual(output_dir, run, report)) is not None:
+        report["plan_vs_actual"] = compared
     paths = write_outputs(iter_journals(output_dir), config, report)
     skipped = ""
     if seed_stats["missing_column"]:  # rows that are no seed: said here, not only in report.json

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from baize.collect.config import CollectConfig
+from baize.errors import UsageError
 from baize.seeds import Seed, SeedStats, iter_seeds, load_table
 
 
@@ -32,3 +33,14 @@ def stream_seeds(config: CollectConfig, table, stats: SeedStats, contamination=N
 def load_seeds(config: CollectConfig) -> tuple[list[Seed], SeedStats]:
     stats = SeedStats()
     return list(stream_seeds(config, seed_table(config), stats)), stats
+
+
+def check_contamination(config: CollectConfig, stats: SeedStats) -> None:
+    """A decontamination that would drop most seeds is a wrong eval file more likely than a contaminated source."""
+    considered = stats.selected + stats.contaminated
+    if considered and stats.contaminated / considered > config.max_contaminated_fraction:
+        raise UsageError(
+            f"decontaminate {config.decontaminate}: {stats.contaminated} of {considered} seeds of {config.seeds_path} "
+            f"overlap the eval sets (over max_contaminated_fraction {config.max_contaminated_fraction}): check the "
+            "eval sets named, or raise max_contaminated_fraction"
+        )
