@@ -120,6 +120,7 @@ bench: $(SETUP_STAMP)
 	$(PYTHON) benchmarks/bench_collect_resume.py
 	$(PYTHON) benchmarks/bench_collect_batch.py
 	$(PYTHON) benchmarks/bench_dedup.py
+	$(PYTHON) benchmarks/bench_plan.py
 
 # The whole offline pipeline on CPU (about 16 minutes on 2 idle cores; 49 were seen on a busy machine): v1 SFT, SDF v2 (6 prompts) and the eval of v1,
 # with SmolLM2-135M-Instruct served by `transformers serve` on port 8000 as the judge and the eval reference.

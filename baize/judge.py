@@ -85,6 +85,20 @@ class JudgeArguments:
             "choices": ["parsed", "expected", "auto"],
         },
     )
+    judge_prices: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "USD per 1M tokens of the judge, as JSON or YAML: {MODEL: {prompt: .., completion: .., "
+            "batch_prompt: .., batch_completion: ..}} (batch prices default to half): the --plan's cost."
+        },
+    )
+    plan: bool = field(
+        default=False,
+        metadata={
+            "help": "Only plan the judge step: requests, tokens, the cost at live and batch prices (judge_prices) and "
+            "the wall time at the RPM/TPM limits, written to plan.json; nothing is sent."
+        },
+    )
     skip_preflight: bool = field(
         default=False,
         metadata={

@@ -25,6 +25,8 @@ RESUME_STATE_PATTERNS = [
     "*signature.json",  # a run's or step's settings, with local paths: for resuming here, not for users
     "spend*.jsonl",  # collection's spend ledgers (report.json has the totals)
     "failed_seeds.jsonl",  # for the operator's re-run (the card counts them)
+    "browse.html",  # collection's page of kept and dropped dialogues, for the operator (the card counts them)
+    "plan.json",  # a --plan's estimate
     "batches/**",  # Batch API request files, batch ids and stored answers: resume state of `batch: true`
     "judge-batches/**",
     "checkpoint-*",

@@ -73,6 +73,8 @@ def test_collection_drops_eval_questions_before_paying_and_near_duplicates_when_
     assert all("near-duplicate of the kept dialogue of seed" in e["detail"] for e in dropped)
     card = (Path(config.output_dir) / "README.md").read_text()
     assert "checked against project (8-word n-gram overlap); 1 matching seeds were left out" in card
+    page = (Path(config.output_dir) / "browse.html").read_text()  # what was kept and dropped, and why
+    assert "<td>near_duplicate</td><td>2</td>" in page and "Dropped (2 of 2 shown)" in page and "topic two" in page
 
     # a resumed run compares new dialogues with those kept before
     config = config_for(openai_server, tmp_path, [*seeds, "topic four"], near_duplicate_threshold=0.7)

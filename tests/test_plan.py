@@ -48,3 +48,31 @@ def test_a_plan_from_the_dialogues_already_collected_matches_the_run_within_15_p
     assert all(0.85 <= value <= 1.15 for value in ratios.values()), ratios
     billed_this_run = report["this_run_usage"]
     assert billed_this_run["calls"] == 30
+
+
+def test_sdf_and_eval_plan_their_judge_requests_without_sending_any(tmp_path):
+    from test_eval import judged_config
+
+    from baize import evaluate, sdf
+    from baize.sdf import SDFConfig
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Why is the sky blue?\nWhat is rain?\n")
+    config = SDFConfig(output_dir=str(tmp_path / "sdf"), model_name_or_path="unused", prompts_path=str(prompts),
+                       num_candidates=3, max_new_tokens=50, judge_model="judge", judge_max_tokens=100, plan=True,
+                       judge_prices='{"judge": {"prompt": 1.0, "completion": 2.0}}')  # fmt: skip
+    plan = sdf.main(config)["plan"]
+    assert plan["requests"] == 6 and plan["completion_tokens_at_most"] == 600  # 2 prompts x 3 pointwise verdicts
+    assert plan["cost_usd_live"] == pytest.approx((plan["prompt_tokens"] + 2 * 600) / 1e6, abs=1e-4)
+    assert not (tmp_path / "sdf" / "candidates.jsonl").exists()  # nothing sampled, nothing sent
+
+    from openai_server import OpenAIServer
+
+    with OpenAIServer(lambda request: "7 5") as server:
+        config = judged_config(tmp_path / "eval", server, plan=True)
+        plan = evaluate.main(config)["plan"]
+        assert plan["requests"] == 12 and not server.requests  # 6 questions, both orders
+        config.plan = False
+        evaluate.judge_step(config)
+        config.plan = True
+        assert evaluate.main(config)["plan"]["requests"] == 0  # every verdict is cached now

@@ -13,6 +13,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from baize.batch import BatchWritten, batch_label, label_of
+from baize.collect.browse import write_browse_page
 from baize.collect.config import CollectConfig
 from baize.collect.journal import (
     JOURNAL_GLOB,
@@ -453,6 +454,7 @@ def collect(config: CollectConfig) -> dict:
     if (compared := plan_vs_actual(output_dir, run, report)) is not None:
         report["plan_vs_actual"] = compared
     paths = write_outputs(iter_journals(output_dir), config, report)
+    write_browse_page(iter_journals(output_dir), output_dir, f"{config.source_label}: kept and dropped")
     skipped = ""
     if seed_stats["missing_column"]:  # rows that are no seed: said here, not only in report.json
         skipped = (

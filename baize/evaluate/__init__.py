@@ -35,7 +35,7 @@ from baize.errors import configure_logging, one_line_errors
 from baize.evaluate.answer import Contestant, answer_step, contestants, read_answers
 from baize.evaluate.calibrate import calibrate_step
 from baize.evaluate.config import STEPS, TWO_TURN_QUESTIONS_FILE, EvalConfig, parse_args
-from baize.evaluate.judge import judge_step, question_outcome
+from baize.evaluate.judge import judge_step, plan_step, question_outcome
 from baize.evaluate.questions import load_questions
 from baize.evaluate.report import report_step
 from baize.evaluate.stats import adjusted_win_rate, bootstrap_interval, relative_score
@@ -51,6 +51,8 @@ __all__ = [
 
 def main(config: EvalConfig) -> dict:
     check_output_dir(config.output_dir)
+    if config.plan:
+        return {"plan": plan_step(config)}
     steps = {"judge": judge_step, "report": report_step, "calibrate": calibrate_step}
     todo = ["answer", "judge", "report"] if config.step == "all" else [config.step]
     # a whole run checks its judge before minutes of answering

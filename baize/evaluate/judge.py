@@ -131,6 +131,36 @@ def judge_rows(config: EvalConfig, questions: list[dict], answers: dict[str, dic
     return rows
 
 
+def plan_step(config: EvalConfig) -> dict:
+    """--plan: the judge requests of this evaluation, from the answers there are, or (before answering) answers at
+    max_new_tokens (an upper bound); verdicts already cached cost nothing and are left out."""
+    from baize.planning import describe_plan, plan_judge
+
+    model, reference = contestants(config)
+    questions = load_questions(config)
+    filler = {"answer": "word " * config.max_new_tokens}
+    answers = {role: {(q["question_id"], t): read_answers(config, c).get((q["question_id"], t), filler)
+                      for q in questions for t in range(1, len(q["turns"]) + 1)}
+               for role, c in (("model", model), ("reference", reference))}  # fmt: skip
+    cache = VerdictCache(config.judge_cache or Path(config.output_dir) / "judge_cache.jsonl")
+    prompts = []
+    for row in judge_rows(config, questions, answers):
+        context, model_text, reference_text = pair_inputs(row)
+        question = row["turns"][0] if row["turn"] == 1 else context
+        orders = [(reference_text, model_text), (model_text, reference_text)][: 2 if config.pairwise else 1]
+        for first, second in orders:
+            if verdict_key(question, [first, second], config, PAIR_RUBRIC.template) not in cache.entries:
+                prompts.append(PAIR_RUBRIC.prompt(context, first, second))
+        if config.single_grading:
+            for role in ("model", "reference"):
+                rubric = SINGLE_RUBRICS[row["reference_answer"] is not None]
+                prompts.append(rubric.prompt(render_context(row["conversations"][role]), row[role],
+                                             reference=row["reference_answer"]))  # fmt: skip
+    plan = plan_judge(config, prompts, what="eval judge", folder=Path(config.output_dir))
+    logger.info("%s", describe_plan(plan))
+    return plan
+
+
 def judge_step(config: EvalConfig) -> dict:
     """Step 2: judgements.jsonl, one row per (question, turn) with every verdict (scores, rationales, retries)."""
     model, reference = contestants(config)

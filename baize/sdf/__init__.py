@@ -38,7 +38,7 @@ from baize.sdf.config import (
     parse_args,
     sample_settings,
 )
-from baize.sdf.judge import Judge, _verdicts, judge_rows, judge_step, parse_pairwise, parse_pointwise
+from baize.sdf.judge import Judge, _verdicts, judge_rows, judge_step, parse_pairwise, parse_pointwise, plan_step
 from baize.sdf.sample import load_prompts, load_v1, render_prompt, sample_step
 from baize.sdf.select import best_and_worst, select_step
 from baize.sdf.train import merged_v1, train_step
@@ -54,6 +54,8 @@ __all__ = [
 def main(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
     configure_logging()
     check_output_dir(config.output_dir)
+    if config.plan:
+        return {"plan": plan_step(config)}
     steps = STEPS[:-1] if config.step == "all" else (config.step,)
     run = {"judge": judge_step, "select": select_step}
     results = {}

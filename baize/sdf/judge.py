@@ -119,6 +119,32 @@ def _verdicts(judge_record: dict) -> list[dict]:
     return [c[key] for c in judge_record["comparisons"] for key in ("order_ab", "order_ba")]
 
 
+def plan_step(config: SDFConfig) -> dict:
+    """--plan: the judge requests this run would send, from the candidates sampled so far, or (before sampling)
+    the prompts with candidates at max_new_tokens (an upper bound)."""
+    from baize.planning import describe_plan, plan_judge
+    from baize.sdf.sample import load_prompts
+
+    folder = Path(config.output_dir)
+    rows = read_jsonl(folder / CANDIDATES_FILE)
+    done = {row["id"] for row in read_jsonl(folder / JUDGED_FILE)}
+    if not rows:
+        filler = {"text": "word " * config.max_new_tokens}
+        rows = [{**prompt, "candidates": [filler] * config.num_candidates} for prompt in load_prompts(config)]
+    prompts = []
+    for row in rows:
+        if row["id"] in done:
+            continue
+        context, texts = render_context(row["messages"]), [c["text"] for c in row["candidates"]]
+        if config.judge_mode == "pointwise":
+            prompts += [POINTWISE_100.prompt(context, text) for text in texts]
+        else:  # king of the hill: every challenger against the best so far, both orders
+            prompts += [PAIR_100.prompt(context, texts[0], text) for text in texts[1:] for _ in range(2)]
+    plan = plan_judge(config, prompts, what=f"SDF judge ({config.judge_mode})", folder=folder)
+    logger.info("%s", describe_plan(plan))
+    return plan
+
+
 def judge_step(config: SDFConfig) -> dict:
     """Step 2: judged.jsonl = candidates + `scores` + the full judge record (rationales, retries, usage)."""
     folder = Path(config.output_dir)

@@ -1,0 +1,59 @@
+"""browse.html: what a collection kept and dropped, and why, as one static page any browser opens (no server, no
+install): the counts by reason, then the dropped dialogues with their reason and detail, then a sample of the kept
+ones. Written beside train.jsonl at the end of every run; left out of pushes like the other run files."""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+from baize.jsonl import open_atomically
+
+BROWSE_FILE = "browse.html"
+SHOWN = {"dropped": 2000, "kept": 300}  # rows per section: the page stays light for a 100,000-dialogue folder
+
+STYLE = """body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;
+width:100%}td,th{border:1px solid #ccc;padding:4px 6px;vertical-align:top;text-align:left}th{background:#f3f3f3}
+details{margin:0}.reason{font-weight:600}.turn{margin:2px 0}.user{color:#1a4d8f}.assistant{color:#2f6b2f}"""
+
+
+def dialogue_html(messages: list[dict]) -> str:
+    turns = "".join(
+        f'<div class="turn {m["role"]}"><b>{"Human" if m["role"] == "user" else "AI"}:</b> {html.escape(m["content"])}</div>'
+        for m in messages if m["role"] in ("user", "assistant")
+    )  # fmt: skip
+    return f"<details><summary>{len(messages) // 2} exchanges</summary>{turns}</details>"
+
+
+def write_browse_page(entries: Iterable[dict], folder: Path, title: str) -> Path:
+    """The page, streamed from the journal entries (kept and dropped); at most SHOWN rows per section."""
+    counts: Counter = Counter()
+    sections = {"dropped": [], "kept": []}
+    for entry in entries:
+        status = entry["status"]
+        counts[entry.get("reason") or "kept"] += 1
+        if len(sections[status]) < SHOWN[status]:
+            sections[status].append(entry)
+    path = Path(folder) / BROWSE_FILE
+    with open_atomically(path) as page:
+        page.write(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                   f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>")  # fmt: skip
+        page.write("<h2>Counts</h2><table><tr><th>outcome</th><th>dialogues</th></tr>")
+        page.writelines(f"<tr><td>{html.escape(k)}</td><td>{n:,}</td></tr>" for k, n in counts.most_common())
+        page.write("</table>")
+        for status in ("dropped", "kept"):
+            shown, total = sections[status], sum(n for k, n in counts.items() if (k == "kept") == (status == "kept"))
+            page.write(f"<h2>{status.capitalize()} ({len(shown):,} of {total:,} shown)</h2>"
+                       "<table><tr><th>seed</th><th>reason</th><th>detail</th><th>dialogue</th></tr>")  # fmt: skip
+            for entry in shown:
+                dialogue = dialogue_html(entry["messages"]) if entry.get("messages") else (
+                    f"<details><summary>raw reply</summary><pre>{html.escape(entry.get('raw') or '')}</pre></details>"
+                    if entry.get("raw") else "")  # fmt: skip
+                page.write(f"<tr><td>{html.escape(entry['seed'])}</td>"
+                           f"<td class='reason'>{html.escape(entry.get('reason') or 'kept')}</td>"
+                           f"<td>{html.escape(entry.get('detail') or entry.get('stop') or '')}</td><td>{dialogue}</td></tr>")  # fmt: skip
+            page.write("</table>")
+        page.write("</body></html>\n")
+    return path
