@@ -49,6 +49,15 @@ def a_vs_b(ab: Sequence[float] | None, ba: Sequence[float] | None) -> tuple[str 
     return to_a[preference(ab)], swapped[preference(ba)]
 
 
+def pair_outcome(ab: Sequence[float] | None, ba: Sequence[float] | None) -> str | None:
+    """A's result from both orders (A shown first in `ab`, second in `ba`): a win or a loss only when both orders
+    agree; a disagreement (position bias) or an equal score is a tie; None when a verdict is missing."""
+    first, second = a_vs_b(ab, ba)
+    if first is None or second is None:
+        return None
+    return first if first == second and first != "tie" else "tie"
+
+
 def cohen_kappa(first: Sequence[str], second: Sequence[str]) -> float | None:
     """Cohen's kappa between two raters' labels of the same items: (observed - chance) / (1 - chance)."""
     if not first or len(first) != len(second):

@@ -614,3 +614,49 @@ def test_sampling_at_a_real_transformers_serve(tmp_path, tiny_llama_dir):
     assert all(
         c["finish_reason"] in ("stop", "length") and c["new_tokens"] >= 1 for r in rows for c in r["candidates"]
     )
+
+
+@pytest.mark.slow
+def test_rounds_sample_fresh_prompts_train_on_the_last_model_and_stop_when_the_gate_finds_no_gain(
+    tmp_path, v1_adapter, tiny_llama_dir
+):
+    from helpers import write_recipe
+
+    train_yaml = write_recipe(tmp_path, tiny_llama_dir, tmp_path / "unused.jsonl", max_steps=1, test_split_size=None,
+                              save_steps=1, output_dir=str(tmp_path / "v2"))  # fmt: skip
+    recipe = yaml.safe_load(train_yaml.read_text())
+    for key in ("model_name_or_path", "datasets", "test_split_size"):
+        recipe.pop(key)
+    train_yaml.write_text(yaml.safe_dump(recipe))
+    gate_file = tmp_path / "gate.txt"
+    gate_file.write_text("What is a cloud?\nWhy do cats purr?\nHow do tides work?\n")
+
+    def judge(request):  # candidates: longer scores higher; the gate's pairs: always a tie (no gain)
+        prompt = request.messages[1]["content"]
+        if "Assistant 1's Answer" in prompt:
+            return "5 5\nEqually good."
+        return f"{min(100, 10 + len(ANSWER.search(prompt).group(1)))}\nLength-based."
+
+    prompts = [f"Question number {i}: why?" for i in range(4)]
+    with OpenAIServer(judge) as server:
+        config = config_for(tmp_path, v1_adapter, prompts, judge_base_url=server.base_url, min_score=1,
+                            train_config=str(train_yaml), num_candidates=2, rounds=3, limit=2,
+                            gate_questions_path=str(gate_file), gate_limit=3, gate_bootstrap_samples=200)  # fmt: skip
+        summary = sdf.main(config)
+        asked = len(server.requests)
+        again = sdf.main(config)  # a finished loop re-run: nothing asked again, nothing retrained
+        assert len(server.requests) == asked
+
+    root = Path(config.output_dir)
+    assert [r["round"] for r in summary["rounds"]] == [1, 2]  # round 3 never ran: round 2 found no gain
+    assert summary["stopped"].startswith("no gain at round 2") and summary["best_round"] == 1
+    assert summary["best"] == str(tmp_path / "v2") and again["best"] == summary["best"]
+    first, second = summary["rounds"]
+    assert second["model"] == str(tmp_path / "v2") and second["trained"] == str(root / "round-2" / "v3")
+    assert (root / "round-2" / "v3" / "adapter_config.json").exists()
+    gate = second["gate"]
+    assert gate["judged"] == 3 and gate["tie"] == 3 and gate["adjusted_win_rate"] == 0.5 and not gate["passed"]
+    round_1 = [row["messages"][-1]["content"] for row in sdf.read_jsonl(root / sdf.CANDIDATES_FILE)]
+    round_2 = [row["messages"][-1]["content"] for row in sdf.read_jsonl(root / "round-2" / sdf.CANDIDATES_FILE)]
+    assert len(round_1) == len(round_2) == 2 and not set(round_1) & set(round_2)  # fresh prompts each round
+    assert json.loads((root / "rounds.json").read_text()) == summary

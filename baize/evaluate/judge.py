@@ -16,6 +16,7 @@ from baize.evaluate.config import JUDGEMENTS_FILE, PAIR_RUBRIC, SINGLE_RUBRICS, 
 from baize.evaluate.questions import conversation, load_questions
 from baize.jsonl import write_jsonl_atomically
 from baize.judge import JUDGE_BATCH_FOLDER, JudgeClient, Verdict, VerdictCache, render_context, verdict_key
+from baize.verdicts import pair_outcome
 
 logger = logging.getLogger("baize.eval")
 
@@ -27,10 +28,7 @@ def order_outcome(first: float, second: float) -> str:
 def question_outcome(reference_first: tuple | None, model_first: tuple | None) -> str | None:
     """The model's result on one question from the two orders: win or loss only when both orders agree;
     a disagreement (position bias) or an equal score is a tie; None when a verdict is missing."""
-    if reference_first is None or model_first is None:
-        return None
-    orders = {order_outcome(reference_first[1], reference_first[0]), order_outcome(*model_first)}
-    return orders.pop() if len(orders) == 1 and "tie" not in orders else "tie"
+    return pair_outcome(model_first, reference_first)
 
 
 def pair_inputs(row: dict) -> tuple[str, str, str]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import sys
 
-from baize.errors import configure_logging, one_line_errors
+from baize.errors import UsageError, configure_logging, one_line_errors
 from baize.jsonl import read_jsonl
 from baize.runs import check_output_dir
 from baize.sdf.config import (
@@ -39,6 +39,7 @@ from baize.sdf.config import (
     sample_settings,
 )
 from baize.sdf.judge import Judge, _verdicts, judge_rows, judge_step, parse_pairwise, parse_pointwise, plan_step
+from baize.sdf.rounds import run_rounds
 from baize.sdf.sample import load_prompts, load_v1, render_prompt, sample_step
 from baize.sdf.select import best_and_worst, select_step
 from baize.sdf.train import merged_v1, train_step
@@ -56,6 +57,10 @@ def main(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
     check_output_dir(config.output_dir)
     if config.plan:
         return {"plan": plan_step(config)}
+    if config.rounds > 1:
+        if config.step != "all":
+            raise UsageError("rounds > 1 runs every step of every round: leave --step at all")
+        return run_rounds(config, train_argv)
     steps = STEPS[:-1] if config.step == "all" else (config.step,)
     run = {"judge": judge_step, "select": select_step}
     results = {}

@@ -132,6 +132,31 @@ class SDFConfig(JudgeArguments):
         default=None, metadata={"help": "Where v1 is merged into its base (unset: OUTPUT_DIR/v1-merged)."}
     )
     merge_dtype: str = field(default="auto", metadata={"help": "dtype of the merged v1 (auto keeps the base's)."})
+    # ------------------------------------------------------------------ rounds (v2 -> v3 -> ...)
+    rounds: int = field(
+        default=1,
+        metadata={
+            "help": "Rounds of self-distillation: round r samples from model r (v1 for round 1), judges, selects, "
+            "trains model r+1 on model r merged, then a gate compares model r+1 with model r on held-out "
+            "questions; the loop stops when the gate finds no gain (the lower bound of the adjusted win rate "
+            "is not above 0.5) or after this many rounds. Round r >= 2 lives in OUTPUT_DIR/round-r."
+        },
+    )
+    reuse_prompts: bool = field(
+        default=False,
+        metadata={"help": "Every round samples the same prompts (default: each round the next `limit` of them)."},
+    )
+    prompts_offset: int = field(
+        default=0, metadata={"help": "Skip this many prompts first (set per round by `rounds`)."}
+    )
+    gate_questions_path: str | None = field(
+        default=None,
+        metadata={"help": "Held-out questions of the rounds' gate (unset: baize's own 80 eval questions, which no "
+                  "round trains on): a .txt or .jsonl file with a `question` or `text` column."},
+    )  # fmt: skip
+    gate_limit: int = field(default=20, metadata={"help": "Gate questions per round."})
+    gate_bootstrap_samples: int = field(default=2000, metadata={"help": "Bootstrap resamples of the gate's interval."})
+
     # ------------------------------------------------------------------ re-runs
     overwrite: bool = field(
         default=False,
@@ -142,6 +167,8 @@ class SDFConfig(JudgeArguments):
     )
 
     def __post_init__(self):
+        if self.rounds < 1:
+            raise ValueError("rounds must be >= 1")
         if self.num_candidates < 2:
             raise ValueError("num_candidates must be >= 2 (SDF picks the best of several)")
 

@@ -52,9 +52,12 @@ def load_prompts(config: SDFConfig) -> list[dict]:
             if key not in seen:
                 seen.add(key)
                 rows.append({"id": key, "messages": messages})
+        rows = rows[config.prompts_offset :]
         return rows[: config.limit] if config.limit is not None else rows
-    seeds, stats = select_seeds(table, config.prompts_column, limit=config.limit)
+    seeds, stats = select_seeds(table, config.prompts_column)
     logger.info("Prompts: %s", stats.as_dict())
+    seeds = seeds[config.prompts_offset :]  # SDF rounds: each round its own slice of the prompts
+    seeds = seeds[: config.limit] if config.limit is not None else seeds
     return [{"id": s.id, "messages": [{"role": "user", "content": s.text}]} for s in seeds]
 
 

@@ -106,7 +106,7 @@ def train_step(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
         how_to = text.find("## How to use")  # the SFT card's how-to loads base + adapter: wrong for a v2
         text = text[:how_to] if how_to >= 0 else text
         card.write_text(text.rstrip() + "\n" + sdf_card_section(lineage, how_to_path(out)))
-    result = {"train": summary, "lineage": lineage}
+    result = {"train": summary, "lineage": lineage, "output_dir": str(out)}
     if push_to_hub and training_args.process_index == 0:
         pushed = push_adapter(
             out,

@@ -1,0 +1,157 @@
+"""SDF rounds (`rounds: K`): v1 -> v2 -> v3 -> ..., each new model gated by evaluation.
+
+Round r samples from model r (v1 for round 1), judges, selects and trains model r+1 on model r merged into its
+base, with the steps of a single SDF run (round 1 in OUTPUT_DIR, as a plain run; round r >= 2 in
+OUTPUT_DIR/round-r, with its own files and signatures, so a killed run resumes in the right round and step). Each
+round samples its own prompts (the next `limit` of them) unless `reuse_prompts`.
+
+The gate: model r+1 and model r answer the same held-out questions (greedy, one answer each, through the one
+sampler; kept in gate_answers.jsonl), and the one judge compares each pair in both orders (cached in
+gate_cache.jsonl). The new model wins a question only when both orders agree. The adjusted win rate (wins + ties
+/ 2) gets a bootstrap interval; a round passes when its lower bound is above 0.5. Round 1's v2 is the paper's
+result and stands whatever its gate says; from round 2 on, a round that does not pass ends the loop, and the best
+model is the last one that passed. rounds.json says why the loop stopped and which model is best.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from baize.jsonl import read_jsonl, write_jsonl_atomically, write_text_atomically
+from baize.judge import JUDGE_BATCH_FOLDER, JudgeClient, VerdictCache, pair_rubric, render_context, verdict_key
+from baize.models import load_chat_model
+from baize.sampling import LocalSampler, SampleRequest, SamplingSettings
+from baize.sdf.config import SDFConfig
+from baize.sdf.judge import judge_step
+from baize.sdf.sample import load_prompts, sample_step
+from baize.sdf.select import select_step
+from baize.sdf.train import train_step
+from baize.seeds import load_table, select_seeds
+from baize.verdicts import OUTCOME_POINTS, a_vs_b, bootstrap_interval, flip_rate, pair_outcome
+
+logger = logging.getLogger("baize.sdf")
+
+ROUNDS_FILE = "rounds.json"
+GATE_RUBRIC = pair_rubric(10)
+DEFAULT_GATE_QUESTIONS = Path(__file__).parent.parent / "eval_questions.jsonl"
+
+
+def gate_questions(config: SDFConfig) -> list[dict]:
+    path = config.gate_questions_path or str(DEFAULT_GATE_QUESTIONS)
+    table = load_table(path, None, "train", key="gate_questions_path")
+    column = "question" if "question" in table.column_names else "text"
+    seeds, _ = select_seeds(table, column, limit=config.gate_limit)
+    return [{"id": seed.id, "question": seed.text} for seed in seeds]
+
+
+def gate_answers(config: SDFConfig, folder: Path, models: dict[str, str], questions: list[dict]) -> dict:
+    """{role: {question id: answer}} for the previous and the new model, answered once and kept."""
+    path = folder / "gate_answers.jsonl"
+    kept = {(row["role"], row["id"]): row["answer"] for row in read_jsonl(path)}
+    rows = [{"role": r, "id": i, "answer": a} for (r, i), a in kept.items()]
+    settings = SamplingSettings(config.max_new_tokens, 0.0, 1.0, config.seed)  # greedy: the models, not the dice
+    for role, model in models.items():
+        todo = [q for q in questions if (role, q["id"]) not in kept]
+        if not todo:
+            continue
+        chat = load_chat_model(model, dtype=config.dtype)
+        sampler = LocalSampler(chat, chat.prompt_builder(), batch_size=config.batch_size)
+        requests = [SampleRequest(q["id"], [{"role": "user", "content": q["question"]}]) for q in todo]
+        for batch in sampler.sample(requests, settings):
+            for sampled in batch:
+                kept[(role, sampled.request.id)] = sampled.samples[0].text
+                rows.append({"role": role, "id": sampled.request.id, "answer": sampled.samples[0].text})
+        write_jsonl_atomically(path, rows)
+    return {role: {q["id"]: kept[(role, q["id"])] for q in questions} for role in models}
+
+
+def gate(config: SDFConfig, folder: Path, previous: str, new: str) -> dict:
+    """Model `new` against model `previous` on the held-out questions, both orders, the one judge."""
+    questions = gate_questions(config)
+    answers = gate_answers(config, folder, {"previous": previous, "new": new}, questions)
+    cache = VerdictCache(folder / "gate_cache.jsonl")
+    verdicts: dict[str, tuple] = {}
+
+    async def run() -> dict:
+        client = JudgeClient(config, cache)
+        client.use_batches(folder / JUDGE_BATCH_FOLDER)
+
+        async def judge(question: dict) -> None:
+            context = render_context([{"role": "user", "content": question["question"]}])
+            a, b = answers["new"][question["id"]], answers["previous"][question["id"]]
+            keys = tuple(verdict_key(question["question"], shown, config, GATE_RUBRIC.template)
+                         for shown in ([a, b], [b, a]))  # fmt: skip
+            ab, ba = await client.both_orders(GATE_RUBRIC, context, a, b, keys)
+            verdicts[question["id"]] = (ab.value, ba.value)
+
+        try:
+            return (await client.judge_all(questions, judge, label=lambda q: q["id"], describe=lambda q: q["id"],
+                                           desc="gate", unit="question")).as_dict()  # fmt: skip
+        finally:
+            await client.close()
+
+    try:
+        stats = asyncio.run(run())
+    finally:
+        cache.close()
+    outcomes = [o for o in (pair_outcome(*v) for v in verdicts.values()) if o is not None]
+    rate = sum(OUTCOME_POINTS[o] for o in outcomes) / len(outcomes) if outcomes else None
+    interval = bootstrap_interval(
+        outcomes, lambda sample: sum(OUTCOME_POINTS[o] for o in sample) / len(sample),
+        resamples=config.gate_bootstrap_samples, seed=config.seed,
+    )  # fmt: skip
+    return {
+        "new": new, "previous": previous, "questions": len(questions), "judged": len(outcomes),
+        "win": outcomes.count("win"), "tie": outcomes.count("tie"), "loss": outcomes.count("loss"),
+        "adjusted_win_rate": round(rate, 3) if rate is not None else None,
+        "adjusted_win_rate_ci": [round(v, 3) for v in interval] if interval else None,
+        "flip_rate": flip_rate([a_vs_b(*v) for v in verdicts.values()]),
+        "passed": bool(interval and interval[0] > 0.5),
+        "request_errors": stats["request_errors"],
+    }  # fmt: skip
+
+
+def run_rounds(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
+    """Every round in turn (each one resumes where it stopped); rounds.json after each."""
+    root = Path(config.output_dir)
+    per_round = config.limit or max(1, len(load_prompts(replace(config, limit=None))) // config.rounds)
+    summary = {"rounds": [], "best": str(config.model_name_or_path), "best_round": 0, "stopped": "rounds done"}
+    model = str(config.model_name_or_path)
+    for number in range(1, config.rounds + 1):
+        folder = root if number == 1 else root / f"round-{number}"
+        later = {} if number == 1 else {"base_model": None, "gguf_file": None,
+                                        "merged_dir": str(folder / f"v{number}-merged")}  # fmt: skip
+        round_config = replace(
+            config, output_dir=str(folder), model_name_or_path=model, rounds=1, step="all", limit=per_round,
+            prompts_offset=0 if config.reuse_prompts else (number - 1) * per_round, **later,
+        )  # fmt: skip
+        argv = list(train_argv or []) + ([] if number == 1 else ["--output_dir", str(folder / f"v{number + 1}")])
+        steps = {
+            "sample": sample_step(round_config, preflight_judge=True),
+            "judge": judge_step(round_config),
+            "select": select_step(round_config),
+        }
+        trained = train_step(round_config, argv)
+        new = trained["output_dir"]
+        result = {"round": number, "model": model, "trained": new, "selected": steps["select"]["selected"],
+                  "selected_score": steps["select"]["best_score"], **{"gate": gate(round_config, folder, model, new)}}  # fmt: skip
+        summary["rounds"].append(result)
+        passed = result["gate"]["passed"]
+        if number == 1 or passed:
+            summary["best"], summary["best_round"] = new, number
+        write_text_atomically(root / ROUNDS_FILE, json.dumps(summary, indent=2) + "\n")
+        logger.info("round %d: %s vs %s: adjusted win rate %s %s -> %s", number, Path(new).name, Path(model).name,
+                    result["gate"]["adjusted_win_rate"], result["gate"]["adjusted_win_rate_ci"],
+                    "passed" if passed else "no gain")  # fmt: skip
+        if number > 1 and not passed:
+            summary["stopped"] = f"no gain at round {number}: the gate's lower bound is not above 0.5"
+            break
+        model = new
+    write_text_atomically(root / ROUNDS_FILE, json.dumps(summary, indent=2) + "\n")
+    logger.info("rounds: best model %s (round %d); stopped: %s", summary["best"], summary["best_round"],
+                summary["stopped"])  # fmt: skip
+    return summary
