@@ -170,6 +170,32 @@ class Completion:
     first_token_logprobs: dict[str, float] | None = None  # {token: log-probability} when asked with top_logprobs
 
 
+@dataclass
+class EndpointArguments:
+    """How any endpoint is called, the same keys for collection's teacher, the SDF and eval judges and their
+    answer and sampling servers; stage configs subclass it (their own keys come first in --help)."""
+
+    timeout: float = field(default=120.0, metadata={"help": "Seconds before one API call times out (then retried)."})
+    max_retries: int = field(
+        default=6,
+        metadata={
+            "help": "Retries per call by the openai client on 408/409/429/5xx, connection errors and time-outs, "
+            "with exponential back-off or the server's Retry-After."
+        },
+    )
+    rpm: float | None = field(default=None, metadata={"help": "Requests-per-minute limit (all calls)."})
+    tpm: float | None = field(
+        default=None,
+        metadata={
+            "help": "Tokens-per-minute limit. Each call reserves its prompt estimate + max_tokens, and gives back "
+            "what its usage shows it did not use."
+        },
+    )
+
+    def rate_limiter(self) -> RateLimiter:
+        return RateLimiter(self.rpm, self.tpm)
+
+
 def chat_body(model: str, messages: list[dict], params: dict) -> dict:
     """A chat-completions request body; None parameters are not sent."""
     return {

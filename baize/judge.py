@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from baize.batch import batch_label
-from baize.endpoint import Endpoint, RateLimiter, RoleUsage, describe_error, resolve_model_name
+from baize.endpoint import Endpoint, EndpointArguments, RoleUsage, describe_error, resolve_model_name
 from baize.jsonl import JSONLAppender, read_jsonl
 from baize.rubrics import (  # noqa: F401 (the rubrics are the judge's: stages import them from here too)
     JUDGE_SYSTEM,
@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class JudgeArguments:
+class JudgeArguments(EndpointArguments):
     """The judge endpoint and how it is asked; stages subclass this and add their own fields."""
 
     judge_model: str = field(default="gpt-3.5-turbo", metadata={"help": "Judge model name at the endpoint."})
@@ -63,10 +63,6 @@ class JudgeArguments:
         default=2, metadata={"help": "Re-asks (with a format reminder) when a verdict cannot be parsed."}
     )
     judge_concurrency: int = field(default=8, metadata={"help": "Questions / prompts judged at once."})
-    max_retries: int = field(default=6, metadata={"help": "HTTP retries of the openai client (429, 5xx, timeouts)."})
-    timeout: float = field(default=120.0, metadata={"help": "Seconds per request."})
-    rpm: float | None = field(default=None, metadata={"help": "Requests per minute limit."})
-    tpm: float | None = field(default=None, metadata={"help": "Tokens per minute limit."})
     judge_batch: bool = field(
         default=False,
         metadata={
@@ -193,7 +189,7 @@ class JudgeClient:
         self.endpoint = Endpoint(
             self.base_url,
             args.judge_api_key_env,
-            limiter=RateLimiter(args.rpm, args.tpm),
+            limiter=args.rate_limiter(),
             max_retries=args.max_retries,
             timeout=args.timeout,
         )

@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass, field
 
 from baize.arguments import parse_recipe
+from baize.endpoint import EndpointArguments
 
 MODES = ("transcript", "turns", "alpaca")
 PRICE_KEYS = ("prompt", "completion", "batch_prompt", "batch_completion")
@@ -22,7 +23,7 @@ DEFAULT_REFUSAL_PATTERNS = [
 
 
 @dataclass
-class CollectConfig:
+class CollectConfig(EndpointArguments):
     """Self-chat collection: seeds -> teacher LLM -> parsed, cleaned dialogues -> a local dataset (-> the Hub)."""
 
     # ------------------------------------------------------------------ what to collect
@@ -119,14 +120,6 @@ class CollectConfig:
             "recipe or the command line, and never written anywhere. Local endpoints need none."
         },
     )
-    timeout: float = field(default=120.0, metadata={"help": "Seconds before one API call times out (then retried)."})
-    max_retries: int = field(
-        default=6,
-        metadata={
-            "help": "Retries per call by the openai client on 408/409/429/5xx, connection errors and time-outs, "
-            "with exponential back-off or the server's Retry-After."
-        },
-    )
 
     # ------------------------------------------------------------------ sampling, per role
     assistant_temperature: float | None = field(
@@ -173,14 +166,6 @@ class CollectConfig:
 
     # ------------------------------------------------------------------ throughput
     concurrency: int = field(default=8, metadata={"help": "Dialogues collected at the same time."})
-    rpm: int | None = field(default=None, metadata={"help": "Requests-per-minute limit (all calls, both roles)."})
-    tpm: int | None = field(
-        default=None,
-        metadata={
-            "help": "Tokens-per-minute limit. Each call reserves its prompt estimate + max_tokens, and gives back "
-            "what its usage shows it did not use."
-        },
-    )
     max_failures: int = field(
         default=100,
         metadata={

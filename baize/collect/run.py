@@ -204,7 +204,7 @@ class Collector:
     async def run_teacher(self, todo: Iterable[Seed]) -> None:
         """Two passes: every seed once with a single try per call, so that fresh seeds do not wait behind failing
         ones, then the seeds that failed with the remaining retries (the same number of attempts in all)."""
-        limiter = RateLimiter(self.config.rpm, self.config.tpm)
+        limiter = self.config.rate_limiter()
         self.teacher = Teacher(self.config, limiter, self.state.spent, ledger=self.ledger)
         try:
             self.deferring = self.config.max_retries > 0

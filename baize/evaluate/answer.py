@@ -15,7 +15,6 @@ from pathlib import Path
 from baize.endpoint import (
     Endpoint,
     EndpointError,
-    RateLimiter,
     describe_error,
     describe_url,
     resolve_model_name,
@@ -172,7 +171,7 @@ async def answer_at_endpoint(config: EvalConfig, contestant: Contestant, questio
     endpoint = Endpoint(
         config.answer_base_url or config.judge_base_url,
         config.answer_api_key_env or config.judge_api_key_env,
-        limiter=RateLimiter(config.rpm, config.tpm),
+        limiter=config.rate_limiter(),
         max_retries=config.max_retries,
         timeout=config.timeout,
     )

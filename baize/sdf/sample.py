@@ -82,7 +82,7 @@ def render_prompt(chat, messages: list[dict]) -> list[int]:
 
 def endpoint_sampler(config: SDFConfig, chat, builder) -> EndpointSampler:
     """The sampling servers, round robin under one limiter, prompted with v1's builder at /v1/completions."""
-    limiter = RateLimiter()
+    limiter = RateLimiter()  # vLLM replicas: no provider limits (rpm/tpm are the judge's)
     endpoints = [Endpoint(url, config.sample_api_key_env, limiter=limiter, max_retries=config.max_retries,
                           timeout=config.timeout) for url in config.sample_base_urls]  # fmt: skip
     # The prompt text already holds its BOS where the template writes one; a tokenizer that adds BOS by default
