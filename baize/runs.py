@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import shutil
 from pathlib import Path
 
@@ -20,15 +21,11 @@ class SettingsChanged(BaizeError, ValueError):
     exit_code = 2  # a usage error, like a bad flag
 
 
-# Resume state: optimizer/scheduler/RNG states, checkpoints, pickled training arguments, collection journals.
+# Resume state every output folder may hold: signatures (settings with local paths, for resuming here) and the
+# Trainer's checkpoints and states. A stage's own resume files are declared by the stage, in its signature
+# (`claim_step(resume_state=...)`), and read back by `declared_resume_state`.
 RESUME_STATE_PATTERNS = [
-    "*signature.json",  # a run's or step's settings, with local paths: for resuming here, not for users
-    "spend*.jsonl",  # collection's spend ledgers (report.json has the totals)
-    "failed_seeds.jsonl",  # for the operator's re-run (the card counts them)
-    "browse.html",  # collection's page of kept and dropped dialogues, for the operator (the card counts them)
-    "plan.json",  # a --plan's estimate
-    "batches/**",  # Batch API request files, batch ids and stored answers: resume state of `batch: true`
-    "judge-batches/**",
+    "*signature.json",
     "checkpoint-*",
     "**/checkpoint-*/**",
     "global_step*",
@@ -40,8 +37,9 @@ RESUME_STATE_PATTERNS = [
     "scaler.pt",
     "rng_state*.pth",
     "trainer_state.json",
-    "journal*.jsonl",
 ]
+# What the stages of baize 0.1 left in their folders before signatures declared it (read for those folders only).
+LEGACY_RESUME_STATE = ["spend*.jsonl", "failed_seeds.jsonl", "batches/**", "judge-batches/**", "journal*.jsonl"]
 
 
 def normalise(value):
@@ -141,12 +139,34 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def declared_resume_state(folder: str | Path) -> list[str]:
+    """The resume-state patterns the stages declared in the signatures under `folder` (relative to it), with
+    baize 0.1's list for a signature that declares none, or a folder without any."""
+    folder = Path(folder)
+    signatures = sorted(folder.rglob("*signature.json"))
+    if not signatures:  # a folder put together by hand, or by baize 0.1: what its stages left there stays home
+        return list(LEGACY_RESUME_STATE)
+    patterns: list[str] = []
+    for path in signatures:
+        try:
+            declared = json.loads(path.read_text()).get("resume_state")
+        except (OSError, ValueError):
+            declared = None
+        prefix = path.parent.relative_to(folder).as_posix()
+        for pattern in LEGACY_RESUME_STATE if declared is None else declared:
+            patterns.append(pattern if prefix == "." else posixpath.normpath(f"{prefix}/{pattern}"))
+    return list(dict.fromkeys(patterns))
+
+
 def claim_step(
-    folder: str | Path, name: str, settings: dict, outputs: list[Path], *, overwrite: bool, what: str
-) -> None:
+    folder: str | Path, name: str, settings: dict, outputs: list[Path], *, overwrite: bool, what: str,
+    resume_state: list[str] | None = None,
+) -> None:  # fmt: skip
     """Before a resumable step writes `outputs` in `folder`: the same settings go on where the last run stopped;
     other settings are refused (SettingsChanged), or with `overwrite` the step's old outputs are deleted first.
-    Outputs without a signature (written by an older baize) are refused too: nothing says how they were made."""
+    Outputs without a signature (written by an older baize) are refused too: nothing says how they were made.
+    `resume_state`: the patterns of the step's files that are for resuming here, never pushed (written into the
+    signature, where `baize push` reads them)."""
     try:
         earlier = check_same_settings(folder, settings, "--overwrite true", name=name, what=what)
     except SettingsChanged:
@@ -166,4 +186,6 @@ def claim_step(
             )
         for path in present:
             remove(path)
-        write_signature(folder, {"settings": settings}, name)
+        write_signature(folder, {"settings": settings, "resume_state": resume_state or []}, name)
+    elif earlier.get("resume_state") != (resume_state or []):  # a folder of an older baize: declare it now
+        write_signature(folder, {**earlier, "resume_state": resume_state or []}, name)

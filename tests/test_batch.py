@@ -374,12 +374,22 @@ def test_request_and_result_lines_are_the_openai_batch_format_that_vllm_run_batc
     assert read_result_line(http_error) == ("seed-0125", None, "HTTP 400: context too long")
 
 
-def test_batch_settings_are_refused_for_alpaca_and_batch_folders_never_pushed():
-    from baize.hub import RESUME_STATE_PATTERNS
+def test_batch_settings_are_refused_for_alpaca_and_batch_folders_never_pushed(tmp_path):
+    from baize.collect.run import RESUME_STATE as COLLECT_STATE
+    from baize.hub import plan_upload
+    from baize.runs import claim_step
+    from baize.sdf.sample import RESUME_STATE as SDF_STATE
 
     with pytest.raises(ValueError, match="alpaca"):
         CollectConfig(mode="alpaca", batch=True)
-    assert "batches/**" in RESUME_STATE_PATTERNS and "judge-batches/**" in RESUME_STATE_PATTERNS
+    # each stage declares its resume state in its signature, and a push leaves it home
+    assert "batches/**" in COLLECT_STATE and "judge-batches/**" in SDF_STATE
+    claim_step(tmp_path, "collect_signature.json", {"mode": "turns"}, [], overwrite=False, what="dialogues",
+               resume_state=COLLECT_STATE)  # fmt: skip
+    for name in ("train.jsonl", "batches/requests-00001.jsonl", "batches/batches.jsonl", "journal.jsonl"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}\n")
+    assert plan_upload(tmp_path, "me/data", repo_type="dataset").upload == ["train.jsonl"]
     assert BatchSession.__doc__
 
 

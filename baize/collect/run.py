@@ -57,6 +57,9 @@ from baize.runs import check_output_dir, claim_step
 from baize.seeds import Seed, SeedStats, check_local_source
 
 FAILED_SEEDS_FILE = "failed_seeds.jsonl"
+# For resuming and for the operator, never pushed: the journals, spend ledgers, failed seeds, the Batch API state,
+# the kept-and-dropped page and a plan (report.json and the card carry the totals).
+RESUME_STATE = ["journal*.jsonl", "spend*.jsonl", "failed_seeds.jsonl", "batches/**", "browse.html", "plan.json"]
 BATCH_FOLDER = "batches"  # batch: true: request files, batch ids and stored answers (baize.batch)
 
 logger = logging.getLogger("baize.collect")
@@ -387,7 +390,7 @@ def collect(config: CollectConfig) -> dict:
         *(output_dir / name for name in (TRAIN_FILE, "report.json", "README.md")),
     ]
     claim_step(output_dir, "collect_signature.json", config.shaping_settings(), outputs, overwrite=config.overwrite,
-               what="dialogues")  # fmt: skip
+               what="dialogues", resume_state=RESUME_STATE)  # fmt: skip
     table = seed_table(config)
     if config.max_cost is not None and config.mode != "alpaca" and config.price(config.teacher_model) is None:
         raise UsageError(f"max_cost is set but `prices` has no entry for {config.teacher_model!r}")

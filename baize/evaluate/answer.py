@@ -249,7 +249,8 @@ def answer_step(config: EvalConfig, preflight_judge: bool = False) -> dict:
     for contestant in contestants(config):
         path = answers_path(config, contestant)
         claim_step(path.parent, f"{contestant.label}.signature.json", answer_settings(config, contestant), [path],
-                   overwrite=config.overwrite, what=f"answers of {contestant.label}")  # fmt: skip
+                   overwrite=config.overwrite, what=f"answers of {contestant.label}",
+                   resume_state=["../judge-batches/**", "../plan.json"])  # fmt: skip
         done = read_answers(config, contestant)
         wanted = sum(len(q["turns"]) for q in questions)
         already = sum((q["question_id"], t) in done for q in questions for t in range(1, len(q["turns"]) + 1))

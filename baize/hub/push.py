@@ -18,7 +18,7 @@ from baize.cards import adapter_card_for_push, complete_card_metadata, dataset_c
 from baize.errors import HubError
 from baize.hub.pull import _auth_error
 from baize.ids import hub_model_id, is_repo_id
-from baize.runs import RESUME_STATE_PATTERNS
+from baize.runs import RESUME_STATE_PATTERNS, declared_resume_state
 from baize.secrets import SECRET_REGEX, known_secret_values
 
 logger = logging.getLogger(__name__)
@@ -136,13 +136,14 @@ def plan_upload(
     if not folder.is_dir():
         raise HubError(f"{folder} is not a folder (give the output_dir of a baize stage)")
     upload, excluded = [], {}
+    resume_state = RESUME_STATE_PATTERNS + declared_resume_state(folder)  # what each stage declared its own
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
         if _matches(rel, SECRET_FILE_PATTERNS):
             excluded[rel] = "credentials or cache file"
         elif _matches(rel, exclude or []):
             excluded[rel] = "--exclude"
-        elif not include_checkpoints and _matches(rel, RESUME_STATE_PATTERNS):
+        elif not include_checkpoints and _matches(rel, resume_state):
             excluded[rel] = "resume state; --include-checkpoints uploads it"
         else:
             upload.append(rel)

@@ -23,6 +23,7 @@ from baize.sdf.config import (
     SDFConfig,
     judge_settings,
 )
+from baize.sdf.sample import RESUME_STATE
 
 logger = logging.getLogger("baize.sdf")
 
@@ -150,7 +151,7 @@ def judge_step(config: SDFConfig) -> dict:
     folder = Path(config.output_dir)
     later = [folder / name for name in (SELECTED_FILE, PREFERENCES_FILE)]
     claim_step(folder, JUDGE_SIGNATURE, judge_settings(config), [folder / JUDGED_FILE, *later],
-               overwrite=config.overwrite, what="SDF verdicts")  # fmt: skip
+               overwrite=config.overwrite, what="SDF verdicts", resume_state=RESUME_STATE)  # fmt: skip
     candidates = read_jsonl(folder / CANDIDATES_FILE)
     if not candidates:
         raise BaizeError(

@@ -28,6 +28,8 @@ from baize.sdf.config import (
 from baize.seeds import load_table, normalize, select_seeds
 
 logger = logging.getLogger("baize.sdf")
+# Never pushed: the judge's Batch API state, the rounds' gate answers and verdicts, a plan, each round's folder.
+RESUME_STATE = ["judge-batches/**", "gate_answers.jsonl", "gate_cache.jsonl", "plan.json", "round-*/**"]
 
 
 def context_id(messages: list[dict]) -> str:
@@ -104,7 +106,7 @@ def sample_step(config: SDFConfig, preflight_judge: bool = False) -> dict:
     out = folder / CANDIDATES_FILE
     later = [folder / name for name in (JUDGED_FILE, SELECTED_FILE, PREFERENCES_FILE, JUDGE_SIGNATURE)]
     claim_step(folder, SAMPLE_SIGNATURE, sample_settings(config), [out, *later], overwrite=config.overwrite,
-               what="SDF candidates")  # fmt: skip
+               what="SDF candidates", resume_state=RESUME_STATE)  # fmt: skip
     prompts = load_prompts(config)
     done = {row["id"] for row in read_jsonl(out)}
     todo = [p for p in prompts if p["id"] not in done]
