@@ -8,6 +8,7 @@ rate limiter and usage type are baize.endpoint's (shared with collection): a 429
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -295,6 +296,26 @@ class JudgeClient:
 
     async def close(self) -> None:
         await self.endpoint.close()
+
+
+def run_judge(args: JudgeArguments, cache: VerdictCache | None, work: Callable[[JudgeClient], Awaitable]):
+    """One judge session: a client on `cache` (its Batch API state beside the cache with judge_batch), `work`
+    run with it, then the client and the cache closed, whatever happened."""
+
+    async def run():
+        client = JudgeClient(args, cache)
+        if cache is not None:
+            client.use_batches(cache.path.parent / JUDGE_BATCH_FOLDER)
+        try:
+            return await work(client)
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(run())
+    finally:
+        if cache is not None:
+            cache.close()
 
 
 # --------------------------------------------------------------------------- the verdict cache

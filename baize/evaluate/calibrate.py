@@ -12,7 +12,6 @@ answer wins for the judge and for the humans.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from pathlib import Path
@@ -21,7 +20,7 @@ from baize.endpoint import EndpointError, describe_url
 from baize.errors import UsageError
 from baize.evaluate.config import PAIR_RUBRIC, EvalConfig
 from baize.evaluate.judge import pair_inputs, question_outcome
-from baize.judge import JUDGE_BATCH_FOLDER, JudgeClient, VerdictCache, verdict_key
+from baize.judge import JudgeClient, VerdictCache, run_judge, verdict_key
 from baize.seeds import load_table
 from baize.verdicts import a_vs_b, bootstrap_interval, cohen_kappa, flip_rate, longer_answer_win_rate
 
@@ -164,19 +163,7 @@ def calibrate_step(config: EvalConfig) -> dict:
     folder = Path(config.output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     cache = VerdictCache(config.judge_cache or folder / "judge_cache.jsonl")
-
-    async def run():
-        client = JudgeClient(config, cache)
-        client.use_batches(cache.path.parent / JUDGE_BATCH_FOLDER)
-        try:
-            return await judge_pairs(config, pairs, client)
-        finally:
-            await client.close()
-
-    try:
-        stats = asyncio.run(run())
-    finally:
-        cache.close()
+    stats = run_judge(config, cache, lambda client: judge_pairs(config, pairs, client))
     figures = {**calibration_figures(config, pairs), "judge": config.judge_model, "usage": stats["usage"]}
     (folder / "calibration.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     (folder / "calibration.md").write_text(calibration_markdown(config, figures), encoding="utf-8")

@@ -5,7 +5,6 @@ disk under what it was asked, so a re-run asks the judge nothing twice."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from baize.evaluate.answer import contestants, read_answers
 from baize.evaluate.config import JUDGEMENTS_FILE, PAIR_RUBRIC, SINGLE_RUBRICS, EvalConfig
 from baize.evaluate.questions import conversation, load_questions
 from baize.jsonl import write_jsonl_atomically
-from baize.judge import JUDGE_BATCH_FOLDER, JudgeClient, Verdict, VerdictCache, render_context, verdict_key
+from baize.judge import JudgeClient, Verdict, VerdictCache, render_context, run_judge, verdict_key
 from baize.verdicts import pair_outcome
 
 logger = logging.getLogger("baize.eval")
@@ -175,18 +174,10 @@ def judge_step(config: EvalConfig) -> dict:
         logger.warning("judge: %d question turns lack an answer (run the answer step): not judged", missing)
     cache = VerdictCache(config.judge_cache or Path(config.output_dir) / "judge_cache.jsonl")
 
-    async def run():
-        client = JudgeClient(config, cache)
-        client.use_batches(cache.path.parent / JUDGE_BATCH_FOLDER)
-        try:
-            return await judge_questions(config, rows, client), client.model
-        finally:
-            await client.close()
+    async def work(client: JudgeClient):
+        return await judge_questions(config, rows, client), client.model
 
-    try:
-        stats, judge_model = asyncio.run(run())
-    finally:
-        cache.close()
+    stats, judge_model = run_judge(config, cache, work)
     judged = [
         {
             "question_id": r["question_id"],

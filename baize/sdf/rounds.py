@@ -15,14 +15,13 @@ model is the last one that passed. rounds.json says why the loop stopped and whi
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from dataclasses import replace
 from pathlib import Path
 
 from baize.jsonl import read_jsonl, write_jsonl_atomically, write_text_atomically
-from baize.judge import JUDGE_BATCH_FOLDER, JudgeClient, VerdictCache, pair_rubric, render_context, verdict_key
+from baize.judge import JudgeClient, VerdictCache, pair_rubric, render_context, run_judge, verdict_key
 from baize.models import load_chat_model
 from baize.sampling import LocalSampler, SampleRequest, SamplingSettings
 from baize.sdf.config import SDFConfig
@@ -73,13 +72,9 @@ def gate(config: SDFConfig, folder: Path, previous: str, new: str) -> dict:
     """Model `new` against model `previous` on the held-out questions, both orders, the one judge."""
     questions = gate_questions(config)
     answers = gate_answers(config, folder, {"previous": previous, "new": new}, questions)
-    cache = VerdictCache(folder / "gate_cache.jsonl")
     verdicts: dict[str, tuple] = {}
 
-    async def run() -> dict:
-        client = JudgeClient(config, cache)
-        client.use_batches(folder / JUDGE_BATCH_FOLDER)
-
+    async def judge_all(client: JudgeClient) -> dict:
         async def judge(question: dict) -> None:
             context = render_context([{"role": "user", "content": question["question"]}])
             a, b = answers["new"][question["id"]], answers["previous"][question["id"]]
@@ -88,16 +83,11 @@ def gate(config: SDFConfig, folder: Path, previous: str, new: str) -> dict:
             ab, ba = await client.both_orders(GATE_RUBRIC, context, a, b, keys)
             verdicts[question["id"]] = (ab.value, ba.value)
 
-        try:
-            return (await client.judge_all(questions, judge, label=lambda q: q["id"], describe=lambda q: q["id"],
-                                           desc="gate", unit="question")).as_dict()  # fmt: skip
-        finally:
-            await client.close()
+        stats = await client.judge_all(questions, judge, label=lambda q: q["id"], describe=lambda q: q["id"],
+                                       desc="gate", unit="question")  # fmt: skip
+        return stats.as_dict()
 
-    try:
-        stats = asyncio.run(run())
-    finally:
-        cache.close()
+    stats = run_judge(config, VerdictCache(folder / "gate_cache.jsonl"), judge_all)
     outcomes = [o for o in (pair_outcome(*v) for v in verdicts.values()) if o is not None]
     rate = sum(OUTCOME_POINTS[o] for o in outcomes) / len(outcomes) if outcomes else None
     interval = bootstrap_interval(
