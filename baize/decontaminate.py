@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from baize.dedup import words
@@ -26,6 +27,25 @@ PROJECT_FILES = [
     Path(__file__).with_name("eval_questions_2turn.jsonl"),
 ]
 MT_BENCH = "HuggingFaceH4/mt_bench_prompts"
+
+
+@dataclass
+class DecontaminationArguments:
+    """The recipe keys of decontamination, the same for collection (its seeds) and SFT (its training rows)."""
+
+    decontaminate: list[str] = field(
+        default_factory=lambda: ["project"],
+        metadata={
+            "help": "Eval sets no seed or training row may overlap (8-word n-grams, baize.decontaminate): project "
+            "(baize's own eval questions), mt_bench, or a file. Matching ones are left out before anything is paid "
+            "for or trained, and counted per set in the report or run summary and on the card; [] disables."
+        },
+    )
+    max_contaminated_fraction: float = field(
+        default=0.5,
+        metadata={"help": "Stop before any work when more than this share overlaps the eval sets (a wrong eval file "
+                  "must not silently empty a collection or a training set)."},
+    )  # fmt: skip
 
 
 def strings(value) -> Iterable[str]:

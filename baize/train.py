@@ -23,6 +23,7 @@ from pathlib import Path
 from trl import DatasetMixtureConfig, ScriptArguments, SFTConfig, TrlParser
 
 from baize.arguments import parse_recipe
+from baize.decontaminate import DecontaminationArguments
 from baize.errors import UsageError, configure_logging, one_line_errors
 from baize.launch import (
     require_saved_model,
@@ -47,7 +48,7 @@ logger = logging.getLogger("baize.train")
 
 
 @dataclass
-class BaizeScriptArguments(ScriptArguments):
+class BaizeScriptArguments(ScriptArguments, DecontaminationArguments):
     on_bad_row: str = field(
         default="error",
         metadata={
@@ -62,17 +63,6 @@ class BaizeScriptArguments(ScriptArguments):
             "help": "Start over: delete output_dir's checkpoints and outputs first. Without it, re-running a finished "
             "run does nothing, and re-running with other settings is refused."
         },
-    )
-    decontaminate: list[str] = field(
-        default_factory=lambda: ["project"],
-        metadata={
-            "help": "Eval sets no training row may overlap (8-word n-grams, baize.decontaminate): project (baize's "
-            "own eval questions), mt_bench, or files. Matching rows are dropped before training and counted per "
-            "set in run_summary.json and the card; [] disables."
-        },
-    )
-    max_contaminated_fraction: float = field(
-        default=0.5, metadata={"help": "Stop when more than this share of the rows overlap the eval sets."}
     )
     skip_preflight: bool = field(
         default=False,

@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass, field
 
 from baize.arguments import parse_recipe
+from baize.decontaminate import DecontaminationArguments
 from baize.endpoint import EndpointArguments
 
 MODES = ("transcript", "turns", "alpaca")
@@ -23,7 +24,7 @@ DEFAULT_REFUSAL_PATTERNS = [
 
 
 @dataclass
-class CollectConfig(EndpointArguments):
+class CollectConfig(EndpointArguments, DecontaminationArguments):
     """Self-chat collection: seeds -> teacher LLM -> parsed, cleaned dialogues -> a local dataset (-> the Hub)."""
 
     # ------------------------------------------------------------------ what to collect
@@ -264,19 +265,6 @@ class CollectConfig(EndpointArguments):
         default="dialogue",
         metadata={"help": "What near-duplicates compare: every turn, or the human turns only.",
                   "choices": ["dialogue", "human_turns"]},
-    )  # fmt: skip
-    decontaminate: list[str] = field(
-        default_factory=lambda: ["project"],
-        metadata={
-            "help": "Eval sets whose questions no seed may overlap (8-word n-grams, baize.decontaminate): project "
-            "(baize's own eval questions), mt_bench, or a file. Matching seeds are dropped before anything is "
-            "paid for and counted in report.json seeds.contaminated; [] disables."
-        },
-    )
-    max_contaminated_fraction: float = field(
-        default=0.5,
-        metadata={"help": "Stop before collecting when more than this share of the seeds match an eval set (a "
-                  "wrong eval file must not silently empty a collection)."},
     )  # fmt: skip
 
     # ------------------------------------------------------------------ output
