@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -148,11 +148,11 @@ class GroupCommitAppender(JSONLAppender):
                 self._write(b"".join(data for data, _ in group))
             except BaseException as error:  # a full disk: every waiter hears it
                 for _, future in group:
-                    future.set_exception(error)
+                    _settle(future, error)
             else:
                 self.syncs += 1
                 for _, future in group:
-                    future.set_result(None)
+                    _settle(future)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -161,6 +161,18 @@ class GroupCommitAppender(JSONLAppender):
                 self._wake.notify()
             self._thread.join()
         super().close()
+
+
+def _settle(future: Future, error: BaseException | None = None) -> None:
+    """Tell a waiter its lines are written (or why not). A waiter that was cancelled (Ctrl-C while it awaited the
+    sync: asyncio cancels the future it waited on) needs no answer; its lines are written all the same."""
+    try:
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+    except InvalidStateError:
+        pass
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -79,6 +79,17 @@ def test_a_durable_append_does_not_block_the_event_loop(tmp_path):
     assert len(ticks) == 20 and len(list(iter_jsonl(tmp_path / "ledger.jsonl"))) == 50
 
 
+def test_a_waiter_cancelled_by_ctrl_c_does_not_stop_the_writer(tmp_path):
+    """Ctrl-C cancels the coroutines awaiting their sync, and asyncio cancels the futures they awaited: the writer
+    thread writes those lines all the same and goes on with the next ones (it used to die with a traceback)."""
+    appender = GroupCommitAppender(tmp_path / "ledger.jsonl")
+    cancelled = appender.submit([{"call": "in flight"}])
+    cancelled.cancel()
+    appender.append_rows([{"call": "next"}])
+    appender.close()
+    assert list(iter_jsonl(tmp_path / "ledger.jsonl")) == [{"call": "in flight"}, {"call": "next"}]
+
+
 # --------------------------------------------------------------------------- one rule for failed requests
 
 
