@@ -394,6 +394,7 @@ def test_a_rejected_hub_token_stops_the_run_before_any_teacher_call(openai_serve
     assert "hf_xxxx" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_key_echoed_back_by_the_endpoint_is_redacted_everywhere(openai_server, tmp_path):
     secret = "my-teacher-key-" + "4d2b" * 6  # not token-shaped: only its value identifies it
     openai_server.responder = lambda r: Reply(status=400, message=f"bad request with key {r.headers['authorization']}")

@@ -95,6 +95,7 @@ def test_a_decontamination_that_would_drop_most_seeds_stops_before_collecting(op
     assert not openai_server.requests
 
 
+@pytest.mark.slow
 def test_baize_data_dedup_and_decontaminate_write_the_kept_rows_and_a_report(tmp_path):
     base = ANSWER.format(topic="tea").replace("[Human] ", "").replace("[AI] ", "").split("\n")
     rows = [

@@ -68,6 +68,7 @@ def test_a_mistake_is_one_line_and_exit_2(files, tmp_path, command, prog, says):
     assert says in one_line(result, prog)
 
 
+@pytest.mark.slow
 def test_make_with_an_unknown_recipe_lists_the_recipes_that_have_that_stage():
     result = run("make", "--no-print-directory", "train", "RECIPE=nope")
     assert result.returncode == 2

@@ -215,6 +215,7 @@ def judged_config(tmp_path: Path, server: OpenAIServer, **overrides) -> EvalConf
     return config
 
 
+@pytest.mark.slow
 def test_judge_both_orders_parsing_outcomes_and_cache(tmp_path):
     with OpenAIServer(judge_responder) as server:
         config = judged_config(tmp_path, server)
@@ -402,6 +403,7 @@ def two_turn_responder(request) -> Reply:
     return Reply("8 6\nfirst better" if "model-under-test says" in first.splitlines()[-1] else "6 8\nsecond better")
 
 
+@pytest.mark.slow
 def test_two_turn_answers_single_grading_reference_and_per_turn_report(tmp_path):
     questions = write_jsonl(
         tmp_path / "two.jsonl",

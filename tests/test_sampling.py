@@ -99,6 +99,7 @@ def test_local_endpoint_and_batch_give_the_same_answers(chat, tmp_path):
         assert {s.request.id: s.samples[0].new_tokens for s in batched} == local_tokens
 
 
+@pytest.mark.slow
 def test_local_sampler_groups_by_temperature_and_n_and_seeds_each_batch_by_its_ids(chat, monkeypatch):
     import baize.sampling
 

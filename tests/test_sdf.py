@@ -76,6 +76,7 @@ def run_judge(config: SDFConfig, rows: list[dict]) -> dict:
 # --------------------------------------------------------------------------- sample
 
 
+@pytest.mark.slow
 def test_sampling_gives_n_distinct_candidates_and_resume_skips_done_prompts(tmp_path, v1_adapter, monkeypatch):
     prompts = ["Why is the sky blue?", "How do bees make honey?", "What is rain?"]
     config = config_for(tmp_path, v1_adapter, prompts)
@@ -473,6 +474,7 @@ def test_candidates_never_keep_a_turn_tag_and_count_their_real_tokens(v1_adapter
     assert result == {"text": "Yes.", "finish_reason": "stop", "new_tokens": len(encode("Yes.")) + 1}
 
 
+@pytest.mark.slow
 def test_changed_sampling_or_judging_settings_are_refused_never_mixed(tmp_path, v1_adapter):
     from baize.runs import SettingsChanged
 
