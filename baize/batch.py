@@ -38,7 +38,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 
-from baize.errors import BaizeError, BatchFailed, BatchRequestFailed, request_error_kind
+from baize.errors import BaizeError, BatchFailed, BatchRequestFailed, status_kind
 from baize.jsonl import JSONLAppender, iter_jsonl, write_jsonl_atomically
 from baize.secrets import redact
 
@@ -470,7 +470,7 @@ class BatchSession:
 
 
 def _transient(error: LineError) -> bool:
-    return request_error_kind(BatchRequestFailed(error, error.status)) == "transient"
+    return status_kind(error.status) == "transient"
 
 
 def _custom_ids(path: Path) -> list[str]:

@@ -76,7 +76,11 @@ def request_error_kind(error: BaseException) -> str:
     200s). `error` is an openai.APIError or one of the endpoint errors above."""
     if isinstance(error, BatchFailed):
         return "fatal"
-    status = getattr(error, "status_code", None)  # openai.APIStatusError, BatchRequestFailed
+    return status_kind(getattr(error, "status_code", None))  # openai.APIStatusError, BatchRequestFailed
+
+
+def status_kind(status: int | None) -> str:
+    """request_error_kind by HTTP status alone (None: no status, e.g. a connection error or an expired batch)."""
     if status is None or status in TRANSIENT_STATUSES or status >= 500:
         return "transient"
     return "fatal" if status in FATAL_STATUSES else "rejected"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from baize.jsonl import open_atomically
@@ -27,33 +27,49 @@ def dialogue_html(messages: list[dict]) -> str:
     return f"<details><summary>{len(messages) // 2} exchanges</summary>{turns}</details>"
 
 
-def write_browse_page(entries: Iterable[dict], folder: Path, title: str) -> Path:
-    """The page, streamed from the journal entries (kept and dropped); at most SHOWN rows per section."""
-    counts: Counter = Counter()
-    sections = {"dropped": [], "kept": []}
-    for entry in entries:
-        status = entry["status"]
-        counts[entry.get("reason") or "kept"] += 1
-        if len(sections[status]) < SHOWN[status]:
-            sections[status].append(entry)
-    path = Path(folder) / BROWSE_FILE
-    with open_atomically(path) as page:
-        page.write(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-                   f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>")  # fmt: skip
-        page.write("<h2>Counts</h2><table><tr><th>outcome</th><th>dialogues</th></tr>")
-        page.writelines(f"<tr><td>{html.escape(k)}</td><td>{n:,}</td></tr>" for k, n in counts.most_common())
-        page.write("</table>")
-        for status in ("dropped", "kept"):
-            shown, total = sections[status], sum(n for k, n in counts.items() if (k == "kept") == (status == "kept"))
-            page.write(f"<h2>{status.capitalize()} ({len(shown):,} of {total:,} shown)</h2>"
-                       "<table><tr><th>seed</th><th>reason</th><th>detail</th><th>dialogue</th></tr>")  # fmt: skip
-            for entry in shown:
-                dialogue = dialogue_html(entry["messages"]) if entry.get("messages") else (
-                    f"<details><summary>raw reply</summary><pre>{html.escape(entry.get('raw') or '')}</pre></details>"
-                    if entry.get("raw") else "")  # fmt: skip
-                page.write(f"<tr><td>{html.escape(entry['seed'])}</td>"
-                           f"<td class='reason'>{html.escape(entry.get('reason') or 'kept')}</td>"
-                           f"<td>{html.escape(entry.get('detail') or entry.get('stop') or '')}</td><td>{dialogue}</td></tr>")  # fmt: skip
+class BrowsePage:
+    """The page, filled as the journal streams by for the outputs (`watch`), written at the end (`write`); at most
+    SHOWN rows per section."""
+
+    def __init__(self, title: str):
+        self.title = title
+        self.counts: Counter = Counter()
+        self.sections: dict[str, list[dict]] = {"dropped": [], "kept": []}
+
+    def watch(self, entries: Iterable[dict]) -> Iterator[dict]:
+        for entry in entries:
+            status = entry["status"]
+            self.counts[entry.get("reason") or "kept"] += 1
+            if len(self.sections[status]) < SHOWN[status]:
+                self.sections[status].append(entry)
+            yield entry
+
+    def write(self, folder: Path) -> Path:
+        title, counts = html.escape(self.title), self.counts
+        path = Path(folder) / BROWSE_FILE
+        with open_atomically(path) as page:
+            page.write(f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
+                       f"<style>{STYLE}</style></head><body><h1>{title}</h1>")  # fmt: skip
+            page.write("<h2>Counts</h2><table><tr><th>outcome</th><th>dialogues</th></tr>")
+            page.writelines(f"<tr><td>{html.escape(k)}</td><td>{n:,}</td></tr>" for k, n in counts.most_common())
             page.write("</table>")
-        page.write("</body></html>\n")
-    return path
+            for status in ("dropped", "kept"):
+                shown = self.sections[status]
+                total = sum(n for k, n in counts.items() if (k == "kept") == (status == "kept"))
+                page.write(f"<h2>{status.capitalize()} ({len(shown):,} of {total:,} shown)</h2>"
+                           "<table><tr><th>seed</th><th>reason</th><th>detail</th><th>dialogue</th></tr>")  # fmt: skip
+                page.writelines(row_html(entry) for entry in shown)
+                page.write("</table>")
+            page.write("</body></html>\n")
+        return path
+
+
+def row_html(entry: dict) -> str:
+    if entry.get("messages"):
+        dialogue = dialogue_html(entry["messages"])
+    elif entry.get("raw"):
+        dialogue = f"<details><summary>raw reply</summary><pre>{html.escape(entry['raw'])}</pre></details>"
+    else:
+        dialogue = ""
+    return (f"<tr><td>{html.escape(entry['seed'])}</td><td class='reason'>{html.escape(entry.get('reason') or 'kept')}"
+            f"</td><td>{html.escape(entry.get('detail') or entry.get('stop') or '')}</td><td>{dialogue}</td></tr>")  # fmt: skip

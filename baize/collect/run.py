@@ -13,7 +13,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from baize.batch import BatchWritten, batch_label, label_of
-from baize.collect.browse import write_browse_page
+from baize.collect.browse import BrowsePage
 from baize.collect.config import CollectConfig
 from baize.collect.journal import (
     JOURNAL_GLOB,
@@ -83,10 +83,8 @@ class Collector:
         self.deferring = False  # first pass: a seed whose call fails goes to `deferred`, tried again after the rest
         self.deferred: list[Seed] = []
         self.batch_stats: dict | None = None  # batch: true: batches sent, re-attached, answers replayed
-        self.open_batches: dict[str, str] = {}
-        self.near: NearDuplicates | None = (
-            None  # near_duplicate_threshold: the kept dialogues' MinHash index  # batch: true: batches sent that had not ended when the run stopped
-        )
+        self.open_batches: dict[str, str] = {}  # batch: true: batches sent that had not ended when the run stopped
+        self.near: NearDuplicates | None = None  # near_duplicate_threshold: the kept dialogues' MinHash index
         self.waiting: BatchWritten | None = None  # batch_offline: the request file the engine has to answer
         self.progress = tqdm(total=todo, desc=f"collect ({config.mode})", unit="dialogue", mininterval=0.5)
 
@@ -456,8 +454,9 @@ def collect(config: CollectConfig) -> dict:
                                 "completion_tokens": this_run.completion_tokens - spent_before.completion_tokens}  # fmt: skip
     if (compared := plan_vs_actual(output_dir, run, report)) is not None:
         report["plan_vs_actual"] = compared
-    paths = write_outputs(iter_journals(output_dir), config, report)
-    write_browse_page(iter_journals(output_dir), output_dir, f"{config.source_label}: kept and dropped")
+    page = BrowsePage(f"{config.source_label}: kept and dropped")
+    paths = write_outputs(page.watch(iter_journals(output_dir)), config, report)  # one pass for both
+    page.write(output_dir)
     skipped = ""
     if seed_stats["missing_column"]:  # rows that are no seed: said here, not only in report.json
         skipped = (

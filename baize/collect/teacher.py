@@ -73,10 +73,8 @@ class Teacher:
             if self.ledger is not None:  # on disk before the request leaves: a kill cannot hide what it may cost
                 entry = {"call": call_id, "role": role, "reserved_tokens": reserved.prompt_tokens
                          + reserved.completion_tokens, "reserved_cost_usd": reserved.cost_usd}  # fmt: skip
-                if held:
-                    entry["batch"] = (
-                        True  # settled from the provider's answer when a killed run's batch is re-attached
-                    )
+                if held:  # settled from the provider's answer when a killed run's batch is re-attached
+                    entry["batch"] = True
                 await self.ledger.append_durably(entry)  # the writer thread syncs it; the event loop goes on
             call = RoleUsage(calls=1)  # a request that failed (an HTTP error after the retries) was not billed
             reply, call = await self.endpoint.chat(model, messages, retries=self.retries, **params)
