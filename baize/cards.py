@@ -115,12 +115,15 @@ def base_license(name_or_path: str) -> str | None:
 
 
 def model_title(output_dir: str | Path) -> str:
-    """A run's model name from its folder: runs/baize-smol/sft -> baize-smol, runs/baize-smol/sdf/v2 -> baize-smol-v2."""
+    """A run's model name from its folder: runs/baize-smol/sft -> baize-smol, runs/baize-smol/sdf/v2 -> baize-smol-v2,
+    runs/baize-smol/sdf/round-2/v3 -> baize-smol-v3."""
     path = Path(output_dir).resolve()
     if path.name == "sft":
         return path.parent.name
     if path.name.startswith("v") and path.name[1:].isdigit() and path.parent.name in ("sdf", "dpo"):
         return f"{path.parent.parent.name}-{path.name}"
+    if path.name.startswith("v") and path.name[1:].isdigit() and path.parent.name.startswith("round-"):
+        return f"{path.parent.parent.parent.name}-{path.name}"  # runs/baize-smol/sdf/round-2/v3 -> baize-smol-v3
     return path.name
 
 

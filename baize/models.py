@@ -24,6 +24,7 @@ from baize.ids import (  # noqa: F401 (re-exported: where models are named)
     is_repo_id,
     model_source,
 )
+from baize.lineage import LINEAGE_FILE
 from baize.prompts import (
     PROMPT_FORMATS,
     PromptBuilder,
@@ -35,10 +36,6 @@ from baize.prompts import (
 )
 
 logger = logging.getLogger(__name__)
-
-# Beside a Baize v2 (SDF) adapter: its v1 parent, v1's base and the judge. A v2 LoRA was trained on v1 merged into
-# the base, so it loads as base -> v1 merged -> v2 (load_chat_model does that when the merged folder is not here).
-LINEAGE_FILE = "sdf.json"
 
 
 def cache_dir() -> Path:
@@ -168,17 +165,27 @@ def resolve_base(adapter_folder: Path, base: str | None = None, gguf_file: str |
 
 
 def sdf_parent(folder: Path, token: str | None = None) -> Path | None:
-    """The v1 folder a Baize v2 adapter is loaded on top of (LINEAGE_FILE), when the merged v1 it was trained on is
-    not on this machine (a pushed v2); None for any other adapter."""
+    """The parent folder a self-distilled adapter (v2, v3, ...) is loaded on top of (LINEAGE_FILE), when the merged
+    parent it was trained on is not on this machine (a pushed adapter); None for any other adapter."""
     from baize.hub import pull
 
     lineage = folder / LINEAGE_FILE
     if not lineage.exists():
         return None
     config = json.loads((folder / "adapter_config.json").read_text())
-    if Path(config.get("base_model_name_or_path") or "").is_dir():  # the merged v1 is here: load on it directly
+    if Path(config.get("base_model_name_or_path") or "").is_dir():  # the merged parent is here: load on it directly
         return None
     return pull(json.loads(lineage.read_text())["v1_parent"], token=token)
+
+
+def sdf_parents(folder: Path, token: str | None = None) -> list[Path]:
+    """Every adapter to merge into the base before this one, the oldest first: [v1] for a v2, [v1, v2] for a v3."""
+    chain: list[Path] = []
+    while (parent := sdf_parent(chain[0] if chain else folder, token)) is not None:
+        if parent in chain or parent == folder:
+            raise HubError(f"the lineage of {folder} ({LINEAGE_FILE}) loops through {parent}")
+        chain.insert(0, parent)
+    return chain
 
 
 def default_dtype():
@@ -255,8 +262,8 @@ def load_chat_model(
             f"{folder} holds no model (no adapter_config.json or config.json): train into it first (make train), "
             "or give an adapter or model folder or Hub repo id"
         )
-    v1_folder = sdf_parent(folder, token) if is_adapter and base is None else None
-    base_path = resolve_base(v1_folder or folder, base, gguf_file) if is_adapter else None
+    parents = sdf_parents(folder, token) if is_adapter and base is None else []
+    base_path = resolve_base(parents[0] if parents else folder, base, gguf_file) if is_adapter else None
     model_path = base_path if is_adapter else str(folder)
 
     dtype = dtype or default_dtype()
@@ -281,9 +288,9 @@ def load_chat_model(
         if is_adapter and model is not None:
             from peft import PeftModel
 
-            if v1_folder is not None:  # a Baize v2: trained on v1 merged into the base
-                logger.info("Baize v2 adapter: merging its v1 %s into the base first", v1_folder)
-                model = PeftModel.from_pretrained(model, str(v1_folder)).merge_and_unload()
+            for parent in parents:  # a Baize v2, v3, ...: trained on its parents merged into the base, in order
+                logger.info("Self-distilled adapter: merging its parent %s into the base first", parent)
+                model = PeftModel.from_pretrained(model, str(parent)).merge_and_unload()
             model = PeftModel.from_pretrained(model, str(folder))
         tokenizer_source = str(folder) if has_tokenizer(folder) else model_path
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, token=token)

@@ -1,6 +1,7 @@
 """`baize push FOLDER`: upload a stage's output folder to the Hugging Face Hub (adapter or dataset repo).
 
     baize push runs/baize-smol/sft --repo-id me/baize-smol --base-model HuggingFaceTB/SmolLM2-135M-Instruct
+    baize push runs/baize-smol/sdf --repo-id me/baize-smol-v3   # SDF rounds: the best round's adapter and its parents
     baize push runs/selfchat-quora/collect --repo-type dataset --private
     baize push runs/baize-smol/sft --repo-id me/baize-smol --space me/baize-smol-chat   # + a Space running `baize web`
     python -m baize.push FOLDER --dry-run       # what would go up, without touching the network
@@ -16,15 +17,20 @@ import sys
 from pathlib import Path
 
 from baize.arguments import StageParser
-from baize.errors import configure_logging, one_line_errors
+from baize.cards import model_title
+from baize.errors import UsageError, configure_logging, one_line_errors
 from baize.hub import (
+    adapter_of_round,
     default_repo_id,
     plan_adapter_push,
     plan_dataset_push,
     plan_model_push,
     plan_space_push,
+    plan_stack_push,
     push_plan,
+    whoami_name,
 )
+from baize.lineage import ROUNDS_FILE, read_lineage
 
 DESCRIPTION = """\
 Upload a folder written by a baize stage to the Hugging Face Hub.
@@ -32,6 +38,9 @@ Upload a folder written by a baize stage to the Hugging Face Hub.
   model repos (default): an adapter folder from `baize train` -- adapter weights and config, tokenizer and
     chat template, run summary, and a model card whose metadata (base_model, library_name: peft, datasets,
     license, tags) is completed and whose how-to names the repo -- or a full model folder (`baize merge`).
+  a self-distilled stack: an SDF output folder (its best round, or --round N) or a v2/v3 adapter folder goes up
+    with every parent that is only on this machine (v1, v2, ... each to REPO_ID-v1, -v2, ...), each sdf.json naming
+    its parent's repo, so that `baize chat REPO_ID` anywhere loads base -> v1 -> ... -> the adapter.
   dataset repos (--repo-type dataset): collected dialogues, SDF scores, ... with their dataset card.
 
 Left out unless asked: checkpoint-*/ folders, optimizer/scheduler/RNG states, training_args.bin and collect
@@ -64,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     visibility.add_argument(
         "--public", dest="private", action="store_false", help="public repo (the default for a new model repo)"
+    )
+    parser.add_argument(
+        "--round",
+        default="best",
+        help="for an SDF output folder that ran rounds (rounds.json): the round whose model to push, or best (the "
+        "last round whose gate passed; the default)",
     )
     parser.add_argument("--revision", help="branch to push to (created from main if missing; default: main)")
     parser.add_argument("--create_pr", action="store_true", help="open a pull request instead of committing")
@@ -118,15 +133,25 @@ def main(args: argparse.Namespace) -> None:
     if args.space and not Path(args.folder).exists():  # an adapter already on the Hub: the Space alone
         push_space(args, args.folder, base_model=args.base_model)
         return
+    folder = Path(args.folder)
+    if args.repo_type == "model" and (folder / ROUNDS_FILE).is_file():
+        folder = adapter_of_round(folder, args.round)
+    elif args.round != "best":
+        raise UsageError(f"--round: {folder} has no {ROUNDS_FILE} (it is not the output folder of SDF rounds)")
     repo_id = args.repo_id
     if repo_id is None:
         if args.dry_run:
             repo_id = "<user>/<name>"
         else:
-            repo_id = default_repo_id(args.folder)
-    if args.repo_type == "model" and not (Path(args.folder) / "adapter_config.json").exists():
+            repo_id = (
+                f"{whoami_name()}/{model_title(folder)}" if folder != Path(args.folder) else default_repo_id(folder)
+            )
+    if args.repo_type == "model" and read_lineage(folder) is not None:
+        push_stack(args, folder, repo_id)
+        return
+    if args.repo_type == "model" and not (folder / "adapter_config.json").exists():
         plan = plan_model_push(
-            args.folder,
+            folder,
             repo_id,
             base_model=args.base_model,
             license=args.license,
@@ -135,7 +160,7 @@ def main(args: argparse.Namespace) -> None:
         )
     elif args.repo_type == "model":
         plan = plan_adapter_push(
-            args.folder,
+            folder,
             repo_id,
             base_model=args.base_model,
             license=args.license,
@@ -145,7 +170,7 @@ def main(args: argparse.Namespace) -> None:
         )
     else:
         plan = plan_dataset_push(
-            args.folder,
+            folder,
             repo_id,
             license=args.license,
             include_checkpoints=args.include_checkpoints,
@@ -169,6 +194,24 @@ def main(args: argparse.Namespace) -> None:
     print(f"Pushed {len(result.files)} file(s) to {result.url} ({result.revision}): {result.commit_url}")
     if args.space:
         push_space(args, repo_id, base_model=plan.card.data.get("base_model") if plan.card else None)
+
+
+def push_stack(args: argparse.Namespace, adapter: Path, repo_id: str) -> None:
+    """A v2/v3 adapter with every parent only this machine has, each to its own repo, the oldest first."""
+    plans = plan_stack_push(adapter, repo_id, base_model=args.base_model, license=args.license,
+                            datasets=args.dataset, include_checkpoints=args.include_checkpoints,
+                            exclude=args.exclude)  # fmt: skip
+    for plan in plans:
+        print(plan.describe(), flush=True)
+        if args.dry_run:
+            print("\n--- README.md (card) ---\n" + str(plan.card))
+            continue
+        result = push_plan(plan, private=args.private, revision=args.revision, create_pr=args.create_pr,
+                           commit_message=args.commit_message,
+                           allow_token_shaped_text=args.allow_token_shaped_text)  # fmt: skip
+        print(f"Pushed {len(result.files)} file(s) to {result.url} ({result.revision}): {result.commit_url}")
+    if args.space and not args.dry_run:
+        push_space(args, repo_id, base_model=plans[-1].card.data.get("base_model") if plans[-1].card else None)
 
 
 def push_space(args: argparse.Namespace, adapter: str, base_model: str | None) -> None:

@@ -662,3 +662,40 @@ def test_rounds_sample_fresh_prompts_train_on_the_last_model_and_stop_when_the_g
     round_2 = [row["messages"][-1]["content"] for row in sdf.read_jsonl(root / "round-2" / sdf.CANDIDATES_FILE)]
     assert len(round_1) == len(round_2) == 2 and not set(round_1) & set(round_2)  # fresh prompts each round
     assert json.loads((root / "rounds.json").read_text()) == summary
+
+
+@pytest.mark.slow
+def test_a_dpo_round_trains_on_the_best_vs_worst_pairs_on_top_of_the_frozen_parent(tmp_path, v1_adapter):
+    """round_method dpo: the new LoRA learns from preferences.jsonl with `baize dpo` (reference: the parent, its
+    LoRA off), on the parent merged into its base; the lineage and card say so, and it loads as base -> v1 -> v2."""
+    from baize.models import load_chat_model
+
+    dpo_yaml = tmp_path / "dpo.yaml"
+    dpo_yaml.write_text(yaml.safe_dump({
+        "use_peft": True, "lora_r": 4, "lora_alpha": 8, "lora_target_modules": "all-linear", "beta": 0.1,
+        "max_length": 128, "max_steps": 2, "per_device_train_batch_size": 2, "learning_rate": 1e-3,
+        "logging_steps": 1, "save_strategy": "no", "report_to": "none", "dataloader_pin_memory": False,
+        "output_dir": str(tmp_path / "sdf" / "v2"),
+    }))  # fmt: skip
+
+    def judge(request):  # longer candidates score higher: best and worst always differ
+        return f"{min(100, 10 + len(ANSWER.search(request.messages[1]['content']).group(1)))}\nLength."
+
+    prompts = [f"Question number {i}: why?" for i in range(3)]
+    with OpenAIServer(judge) as server:
+        config = config_for(tmp_path, v1_adapter, prompts, judge_base_url=server.base_url, min_score=1,
+                            num_candidates=2, round_method="dpo", dpo_config=str(dpo_yaml))  # fmt: skip
+        results = sdf.main(config)
+    assert results["select"]["preferences"] >= 1
+    trained = results["train"]
+    out = Path(trained["output_dir"])
+    assert trained["lineage"]["method"] == "dpo" and trained["lineage"]["version"] == 2
+    assert (out / "adapter_config.json").exists()
+    card = (out / "README.md").read_text()
+    assert "## Baize v2: Self-Distillation with Feedback" in card and "preference pairs of a DPO step" in card
+    chat = load_chat_model(out)  # its base is the merged v1 here
+    with torch.no_grad():
+        ids = chat.tokenizer("[|Human|] hi", return_tensors="pt").input_ids
+        with chat.model.disable_adapter():
+            parent = chat.model(ids).logits
+        assert not torch.equal(parent, chat.model(ids).logits)  # DPO moved the new LoRA

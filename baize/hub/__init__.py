@@ -22,12 +22,14 @@ from baize.hub.push import (
     push_training_output,
     whoami_name,
 )
+from baize.hub.stack import adapter_of_round, plan_stack_push
 from baize.ids import is_repo_id
 from baize.runs import RESUME_STATE_PATTERNS
 
 __all__ = [
-    "RESUME_STATE_PATTERNS", "SECRET_FILE_PATTERNS", "HubError", "PushPlan", "PushResult", "commit_operations",
+    "RESUME_STATE_PATTERNS", "SECRET_FILE_PATTERNS", "HubError", "PushPlan", "PushResult", "adapter_of_round",
+    "commit_operations",
     "default_repo_id", "find_secrets", "is_repo_id", "plan_adapter_push", "plan_dataset_push", "plan_model_push",
-    "plan_space_push", "plan_upload", "pull", "push_adapter", "push_dataset", "push_plan", "push_training_output",
+    "plan_space_push", "plan_stack_push", "plan_upload", "pull", "push_adapter", "push_dataset", "push_plan", "push_training_output",
     "redundant_weight_patterns", "whoami_name",
 ]  # fmt: skip

@@ -55,6 +55,7 @@ class PushPlan:
     excluded: dict[str, str]  # path -> reason
     card: RepoCard | None = None
     adapter_config: dict | None = None  # rewritten adapter_config.json (base model id), when it changes
+    rewritten: dict[str, str] = dataclass_field(default_factory=dict)  # other files uploaded as this text instead
     notes: list[str] = dataclass_field(default_factory=list)
     include_checkpoints: bool = False
 
@@ -288,13 +289,13 @@ def plan_space_push(
 
 
 def commit_operations(plan: PushPlan) -> list:
-    """The plan as one commit: the planned files read from the folder as they are, and the generated card and
-    adapter config from memory (the local folder is never modified, and nothing is copied)."""
+    """The plan as one commit: the planned files as they are, the generated or rewritten ones from memory."""
     from huggingface_hub import CommitOperationAdd
 
     generated = {
         "README.md": str(plan.card) if plan.card is not None else None,
         "adapter_config.json": json.dumps(plan.adapter_config, indent=2) + "\n" if plan.adapter_config else None,
+        **plan.rewritten,
     }
     operations = [
         CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(plan.folder / rel))
@@ -477,10 +478,8 @@ def push_dataset(
 
 
 def push_training_output(training_args, model_args=None) -> PushResult:
-    """`push_to_hub: true` in an SFT/SDF recipe: push `output_dir` with the recipe's hub_* settings.
-
-    Uses `hub_model_id` (default `<user>/<run name>`), `hub_private_repo` and `hub_revision`; the base model's
-    Hub id comes from `model_args.model_name_or_path` when it is one."""
+    """`push_to_hub: true` in an SFT/SDF recipe: push `output_dir` with the recipe's hub_model_id (default
+    `<user>/<run name>`), hub_private_repo and hub_revision; the base is model_name_or_path when a Hub id."""
     base = hub_model_id(model_args.model_name_or_path) if model_args is not None else None
     return push_adapter(
         training_args.output_dir,

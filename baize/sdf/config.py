@@ -128,6 +128,19 @@ class SDFConfig(JudgeArguments):
             "by SDF). Extra SFT overrides go after `--` on the command line."
         },
     )
+    round_method: str = field(
+        default="sft",
+        metadata={
+            "help": "How the new LoRA learns from the judged answers: sft on the best answer per prompt (the paper), "
+            "or dpo on the best-vs-worst pairs (preferences.jsonl) with dpo_config, the parent as reference.",
+            "choices": ["sft", "dpo"],
+        },
+    )
+    dpo_config: str | None = field(
+        default=None,
+        metadata={"help": "DPO recipe of the new LoRA when round_method is dpo (parsed by `baize dpo`; its model "
+                  "and datasets are set by SDF)."},
+    )  # fmt: skip
     merged_dir: str | None = field(
         default=None, metadata={"help": "Where v1 is merged into its base (unset: OUTPUT_DIR/v1-merged)."}
     )
@@ -169,6 +182,8 @@ class SDFConfig(JudgeArguments):
     def __post_init__(self):
         if self.rounds < 1:
             raise ValueError("rounds must be >= 1")
+        if self.round_method == "dpo" and not self.dpo_config:
+            raise ValueError("round_method dpo needs dpo_config: the DPO recipe of the new LoRA")
         if self.num_candidates < 2:
             raise ValueError("num_candidates must be >= 2 (SDF picks the best of several)")
 

@@ -12,7 +12,16 @@ from pathlib import Path
 from baize.endpoint import EndpointError, RoleUsage, describe_url
 from baize.errors import BaizeError
 from baize.jsonl import JSONLAppender, read_jsonl
-from baize.judge import JUDGE_BATCH_FOLDER, PAIR_100, POINTWISE_100, JudgeClient, Verdict, render_context
+from baize.judge import (
+    JUDGE_BATCH_FOLDER,
+    PAIR_100,
+    POINTWISE_100,
+    JudgeClient,
+    Verdict,
+    VerdictCache,
+    render_context,
+    verdict_key,
+)
 from baize.runs import claim_step
 from baize.sdf.config import (
     CANDIDATES_FILE,
@@ -26,6 +35,8 @@ from baize.sdf.config import (
 from baize.sdf.sample import RESUME_STATE
 
 logger = logging.getLogger("baize.sdf")
+# Every verdict as it arrives: a killed judge step re-asks none of them (judged.jsonl is written a prompt at a time).
+JUDGE_CACHE_FILE = "judge_cache.jsonl"
 
 
 def parse_pointwise(text: str | None) -> tuple[float | None, str | None]:
@@ -39,16 +50,22 @@ def parse_pairwise(text: str | None) -> tuple[tuple[float, float] | None, str | 
 class Judge(JudgeClient):
     """The SDF judge: pointwise 1-100 scores or king-of-the-hill pairwise comparisons of the candidates."""
 
+    def key(self, context: str, answers: list[str], template: str) -> str | None:
+        return verdict_key(context, answers, self.args, template) if self.cache is not None else None
+
     async def pointwise(self, row: dict, usage: RoleUsage) -> dict:
         context = render_context(row["messages"])
-        verdicts = await self.endpoint.together(
-            *[self.verdict(POINTWISE_100, context, c["text"], usage=usage) for c in row["candidates"]]
-        )
+        verdicts = await self.endpoint.together(*[
+            self.verdict(POINTWISE_100, context, c["text"], usage=usage,
+                         key=self.key(context, [c["text"]], POINTWISE_100.template))
+            for c in row["candidates"]
+        ])  # fmt: skip
         return {"scores": [v.value for v in verdicts], "verdicts": [v.as_dict() for v in verdicts]}
 
     async def compare(self, context: str, a: str, b: str, usage: RoleUsage) -> dict:
         """a vs b asked in both orders; each side's score is its mean over the orders that parsed."""
-        ab, ba = await self.both_orders(PAIR_100, context, a, b, usage=usage)
+        keys = (self.key(context, [a, b], PAIR_100.template), self.key(context, [b, a], PAIR_100.template))
+        ab, ba = await self.both_orders(PAIR_100, context, a, b, keys, usage=usage)
         ab_scores, ba_scores = ab.value or (None, None), ba.value or (None, None)
         a_scores = [s for s in (ab_scores[0], ba_scores[1]) if s is not None]  # a is Assistant 1, then 2
         b_scores = [s for s in (ab_scores[1], ba_scores[0]) if s is not None]
@@ -164,13 +181,14 @@ def judge_step(config: SDFConfig) -> dict:
         return {"judged": 0, "already_done": len(done)}
 
     async def run():
-        judge = Judge(config)
+        judge = Judge(config, VerdictCache(folder / JUDGE_CACHE_FILE))
         judge.use_batches(folder / JUDGE_BATCH_FOLDER)
         try:
             with JSONLAppender(folder / JUDGED_FILE, writer="`baize sdf`") as appender:
                 return await judge_rows(config, todo, appender, judge)
         finally:
             await judge.close()
+            judge.cache.close()
 
     stats = asyncio.run(run())
     stats.pop("rows")

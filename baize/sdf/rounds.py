@@ -10,18 +10,23 @@ sampler; kept in gate_answers.jsonl), and the one judge compares each pair in bo
 gate_cache.jsonl). The new model wins a question only when both orders agree. The adjusted win rate (wins + ties
 / 2) gets a bootstrap interval; a round passes when its lower bound is above 0.5. Round 1's v2 is the paper's
 result and stands whatever its gate says; from round 2 on, a round that does not pass ends the loop, and the best
-model is the last one that passed. rounds.json says why the loop stopped and which model is best.
+model is the last one that passed. rounds.json says why the loop stopped and which model is best, with each
+round's time and selected answers' mean score; rounds.png charts the gate's win rate by round, and each trained
+adapter's card gets the lineage table up to its round (`baize push OUTPUT_DIR` pushes the best round's stack).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
 from baize.jsonl import read_jsonl, write_jsonl_atomically, write_text_atomically
 from baize.judge import JudgeClient, VerdictCache, pair_rubric, render_context, run_judge, verdict_key
+from baize.lineage import ROUNDS_CARD_HEADING, ROUNDS_FILE, rounds_card_section
 from baize.models import load_chat_model
 from baize.sampling import LocalSampler, SampleRequest, SamplingSettings
 from baize.sdf.config import SDFConfig
@@ -34,7 +39,7 @@ from baize.verdicts import OUTCOME_POINTS, a_vs_b, bootstrap_interval, flip_rate
 
 logger = logging.getLogger("baize.sdf")
 
-ROUNDS_FILE = "rounds.json"
+ROUNDS_CHART = "rounds.png"
 GATE_RUBRIC = pair_rubric(10)
 DEFAULT_GATE_QUESTIONS = Path(__file__).parent.parent / "eval_questions.jsonl"
 
@@ -105,13 +110,56 @@ def gate(config: SDFConfig, folder: Path, previous: str, new: str) -> dict:
     }  # fmt: skip
 
 
+def plot_rounds(rounds: list[dict], path: Path) -> None:
+    """The gate's adjusted win rate of each round's new model against its parent, with its interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display needed
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(rounds) + 2), 3.5))
+    names = [f"v{r['round'] + 1} vs v{r['round']}" for r in rounds]
+    rates = [r["gate"]["adjusted_win_rate"] or 0 for r in rounds]
+    cis = [r["gate"]["adjusted_win_rate_ci"] or [rate, rate] for r, rate in zip(rounds, rates, strict=True)]
+    errors = [[rate - ci[0] for rate, ci in zip(rates, cis, strict=True)],
+              [ci[1] - rate for rate, ci in zip(rates, cis, strict=True)]]  # fmt: skip
+    colours = ["tab:green" if r["gate"]["passed"] else "tab:grey" for r in rounds]
+    ax.bar(names, rates, yerr=errors, capsize=4, color=colours)
+    ax.axhline(0.5, color="black", linestyle="--", linewidth=1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("adjusted win rate vs parent")
+    ax.set_title("SDF rounds: the gate (green: passed)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def record_lineage(root: Path, summary: dict) -> None:
+    """rounds.json, rounds.png, and in each trained adapter's card the table of the rounds up to its own."""
+    write_text_atomically(root / ROUNDS_FILE, json.dumps(summary, indent=2) + "\n")
+    plot_rounds(summary["rounds"], root / ROUNDS_CHART)
+    for number, entry in enumerate(summary["rounds"], start=1):
+        adapter = Path(entry["trained"])
+        card = adapter / "README.md"
+        if not card.exists():
+            continue
+        shutil.copyfile(root / ROUNDS_CHART, adapter / ROUNDS_CHART)
+        text = card.read_text()
+        cut = text.find(ROUNDS_CARD_HEADING)
+        text = (text[:cut] if cut >= 0 else text).rstrip() + "\n"
+        card.write_text(text + rounds_card_section(summary["rounds"][:number], ROUNDS_CHART))
+
+
 def run_rounds(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
     """Every round in turn (each one resumes where it stopped); rounds.json after each."""
     root = Path(config.output_dir)
     per_round = config.limit or max(1, len(load_prompts(replace(config, limit=None))) // config.rounds)
     summary = {"rounds": [], "best": str(config.model_name_or_path), "best_round": 0, "stopped": "rounds done"}
     model = str(config.model_name_or_path)
+    earlier = json.loads((root / ROUNDS_FILE).read_text()) if (root / ROUNDS_FILE).exists() else {"rounds": []}
+    finished = {entry["round"]: entry for entry in earlier["rounds"]}
     for number in range(1, config.rounds + 1):
+        started = time.perf_counter()
         folder = root if number == 1 else root / f"round-{number}"
         later = {} if number == 1 else {"base_model": None, "gguf_file": None,
                                         "merged_dir": str(folder / f"v{number}-merged")}  # fmt: skip
@@ -127,13 +175,18 @@ def run_rounds(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
         }
         trained = train_step(round_config, argv)
         new = trained["output_dir"]
-        result = {"round": number, "model": model, "trained": new, "selected": steps["select"]["selected"],
-                  "selected_score": steps["select"]["best_score"], **{"gate": gate(round_config, folder, model, new)}}  # fmt: skip
+        result = {
+            "round": number, "method": config.round_method, "model": model, "trained": new,
+            "selected": steps["select"]["selected"], "preferences": steps["select"].get("preferences"),
+            "selected_score": steps["select"]["best_score"], "gate": gate(round_config, folder, model, new),
+        }  # fmt: skip
+        # Wall seconds of the run that finished the round (kept as they were when a finished loop is re-run).
+        result["seconds"] = finished.get(number, {}).get("seconds", round(time.perf_counter() - started, 1))
         summary["rounds"].append(result)
         passed = result["gate"]["passed"]
         if number == 1 or passed:
             summary["best"], summary["best_round"] = new, number
-        write_text_atomically(root / ROUNDS_FILE, json.dumps(summary, indent=2) + "\n")
+        record_lineage(root, summary)
         logger.info("round %d: %s vs %s: adjusted win rate %s %s -> %s", number, Path(new).name, Path(model).name,
                     result["gate"]["adjusted_win_rate"], result["gate"]["adjusted_win_rate_ci"],
                     "passed" if passed else "no gain")  # fmt: skip
@@ -141,7 +194,7 @@ def run_rounds(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
             summary["stopped"] = f"no gain at round {number}: the gate's lower bound is not above 0.5"
             break
         model = new
-    write_text_atomically(root / ROUNDS_FILE, json.dumps(summary, indent=2) + "\n")
+    record_lineage(root, summary)
     logger.info("rounds: best model %s (round %d); stopped: %s", summary["best"], summary["best_round"],
                 summary["stopped"])  # fmt: skip
     return summary

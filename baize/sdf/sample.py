@@ -29,7 +29,14 @@ from baize.seeds import load_table, normalize, select_seeds
 
 logger = logging.getLogger("baize.sdf")
 # Never pushed: the judge's Batch API state, the rounds' gate answers and verdicts, a plan, each round's folder.
-RESUME_STATE = ["judge-batches/**", "gate_answers.jsonl", "gate_cache.jsonl", "plan.json", "round-*/**"]
+RESUME_STATE = [
+    "judge-batches/**",
+    "judge_cache.jsonl",
+    "gate_answers.jsonl",
+    "gate_cache.jsonl",
+    "plan.json",
+    "round-*/**",
+]
 
 
 def context_id(messages: list[dict]) -> str:

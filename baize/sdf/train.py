@@ -1,5 +1,6 @@
-"""Step 4, train: v1 merged into its base (frozen) and a NEW LoRA trained on top with `baize train` on
-selected.jsonl -> the v2 adapter, its lineage (sdf.json) and card section; pushed if the SFT recipe says so."""
+"""Step 4, train: the parent (v1, or the last round's model) merged into its base (frozen) and a NEW LoRA trained
+on top, with `baize train` on selected.jsonl (round_method sft, the paper) or `baize dpo` on preferences.jsonl
+(round_method dpo) -> the adapter, its lineage (sdf.json) and card section; pushed if the recipe says so."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import json
 import logging
 from pathlib import Path
 
-from baize.cards import card_base_model, how_to_path
+from baize.cards import card_base_model, how_to_path, model_title
 from baize.errors import BaizeError, UsageError
 from baize.hub import pull, push_adapter
+from baize.lineage import LINEAGE_FILE, SDF_CARD_MARK, local_ancestors, read_lineage, sdf_card_section, version
 from baize.merging import merge_adapter
-from baize.models import LINEAGE_FILE, hub_model_id
-from baize.sdf.card import SDF_CARD_HEADING, sdf_card_section
-from baize.sdf.config import SELECTED_FILE, SDFConfig
+from baize.models import hub_model_id
+from baize.sdf.config import PREFERENCES_FILE, SELECTED_FILE, SDFConfig
 
 logger = logging.getLogger("baize.sdf")
 
@@ -44,52 +45,81 @@ def merged_v1(config: SDFConfig) -> Path:
     return target
 
 
-def train_step(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
-    """Step 4: a NEW LoRA (v2) trained with `baize.train` on selected.jsonl, on top of the merged, frozen v1."""
-    from trl.scripts.utils import DatasetConfig
+def parse_recipe_for(config: SDFConfig, train_argv: list[str] | None):
+    """The recipe of the new LoRA (SFT or DPO), parsed by its own stage, and that stage's entry point."""
+    if config.round_method == "dpo":
+        from baize.dpo import main as run
+        from baize.dpo import parse_args
 
+        return parse_args(["--config", config.dpo_config, *(train_argv or [])]), run, config.dpo_config
     from baize.train import main as train_main
-    from baize.train import parse_args as parse_train
+    from baize.train import parse_args
 
     if not config.train_config:
         raise BaizeError(
             "train_config is not set: name the SFT recipe for the v2 LoRA (e.g. recipes/X/sdf-train.yaml)"
         )
+
+    def run(script_args, training_args, model_args, dataset_args):
+        return train_main(script_args, training_args, model_args, dataset_args, recipe=config.train_config)
+
+    return parse_args(["--config", config.train_config, *(train_argv or [])]), run, config.train_config
+
+
+def training_data(config: SDFConfig) -> Path:
+    """selected.jsonl (SFT) or preferences.jsonl (DPO), or one line saying why the select step left it empty."""
     folder = Path(config.output_dir)
-    selected = folder / SELECTED_FILE
-    if not selected.exists():
-        raise BaizeError(f"{selected} is missing: run the select step first")
-    if not selected.read_text().strip():
+    data = folder / (PREFERENCES_FILE if config.round_method == "dpo" else SELECTED_FILE)
+    if not data.exists():
+        raise BaizeError(f"{data} is missing: run the select step first")
+    if not data.read_text().strip():
         summary = folder / "select_summary.json"
         stats = json.loads(summary.read_text()) if summary.exists() else {}
+        if config.round_method == "dpo":
+            raise BaizeError(
+                f"the select step exported no preference pair ({data}): no prompt had a best and a worst answer "
+                f"at least min_margin {config.min_margin} apart; lower min_margin or use round_method sft"
+            )
         raise BaizeError(
             f"the select step chose no answer to train on: of {stats.get('judged_prompts', '?')} judged prompts, "
             f"{stats.get('unscored', '?')} have no parsable score and {stats.get('below_min_score', '?')} are below "
             f"min_score {config.min_score} ({summary}); point judge_model / judge_base_url at a capable judge, or "
             "lower min_score"
         )
-    script_args, training_args, model_args, dataset_args = parse_train(
-        ["--config", config.train_config, *(train_argv or [])]
-    )
-    v1_id = hub_model_id(config.model_name_or_path)
-    if training_args.push_to_hub and not v1_id:  # before the training, not after it
+    return data
+
+
+def train_step(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
+    """Step 4: a NEW LoRA trained on top of the merged, frozen parent, by SFT on selected.jsonl or DPO on
+    preferences.jsonl."""
+    from trl.scripts.utils import DatasetConfig
+
+    (script_args, training_args, model_args, dataset_args), run, recipe = parse_recipe_for(config, train_argv)
+    data = training_data(config)
+    folder = Path(config.output_dir)
+    parent_id = hub_model_id(config.model_name_or_path)
+    if training_args.push_to_hub and not parent_id:  # before the training, not after it
         raise UsageError(
-            f"push_to_hub: the v2 adapter is loaded on top of its v1, which others must be able to download: push "
-            f"v1 first (baize push {config.model_name_or_path} --repo-id YOU/NAME) and set model_name_or_path to "
-            "that repo id"
+            f"push_to_hub: the new adapter is loaded on top of its parent, which others must be able to download: "
+            f"push it first (baize push {config.model_name_or_path} --repo-id YOU/NAME) and set model_name_or_path "
+            "to that repo id; or push the whole stack after training (baize push OUTPUT_DIR)"
         )
     base = merged_v1(config)
     model_args.model_name_or_path, model_args.gguf_file = str(base), None
-    dataset_args.datasets = [DatasetConfig(path="json", data_files=str(selected))]
-    # Pushed below, once the lineage and the v2 card section are written, not by the SFT run.
+    dataset_args.datasets = [DatasetConfig(path="json", data_files=str(data))]
+    # Pushed below, once the lineage and the card section are written, not by the training run.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    summary = train_main(script_args, training_args, model_args, dataset_args, recipe=config.train_config)
+    summary = run(script_args, training_args, model_args, dataset_args)
     select = (
         json.loads((folder / "select_summary.json").read_text()) if (folder / "select_summary.json").exists() else {}
     )
+    parent_lineage = read_lineage(config.model_name_or_path) if Path(config.model_name_or_path).is_dir() else None
     lineage = {
-        # What loads the v2 adapter: its v1 (a Hub id when it has one) merged into v1's base, then v2 on top.
-        "v1_parent": v1_id or config.model_name_or_path,
+        # What loads the new adapter: its parent (a Hub id when it has one) merged into the parent's base, then the
+        # new LoRA on top; the parent's own sdf.json goes on down to v1.
+        "version": version(parent_lineage) + 1 if parent_lineage else 2,
+        "method": config.round_method,
+        "v1_parent": parent_id or config.model_name_or_path,
         "v1_base": card_base_model(str(base)),
         "merged_v1": base.name,
         "judge_model": hub_model_id(config.judge_model) or config.judge_model,
@@ -100,12 +130,7 @@ def train_step(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
     }
     out = Path(training_args.output_dir)
     (out / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2) + "\n")
-    card = out / "README.md"
-    if card.exists() and SDF_CARD_HEADING not in card.read_text():  # a re-run of a finished step adds nothing
-        text = card.read_text()
-        how_to = text.find("## How to use")  # the SFT card's how-to loads base + adapter: wrong for a v2
-        text = text[:how_to] if how_to >= 0 else text
-        card.write_text(text.rstrip() + "\n" + sdf_card_section(lineage, how_to_path(out)))
+    write_card(out, lineage, recipe)
     result = {"train": summary, "lineage": lineage, "output_dir": str(out)}
     if push_to_hub and training_args.process_index == 0:
         pushed = push_adapter(
@@ -116,5 +141,24 @@ def train_step(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
             base_model=lineage["v1_base"],
         )
         result["pushed"] = pushed.url
-        logger.info("Pushed v2 to %s", pushed.url)
+        logger.info("Pushed v%d to %s", lineage["version"], pushed.url)
     return result
+
+
+def write_card(out: Path, lineage: dict, recipe: str) -> None:
+    """The SFT card with the SDF section in place of its how-to; a DPO run writes no card, so one is made."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    card = out / "README.md"
+    text = card.read_text() if card.exists() else None
+    if text is not None and SDF_CARD_MARK in text:  # a re-run of a finished step adds nothing
+        return
+    if text is None:
+        data = ModelCardData(base_model=lineage["v1_base"], library_name="peft", pipeline_tag="text-generation",
+                             tags=["baize", "sdf", "dpo", "lora", "trl"])  # fmt: skip
+        text = f"---\n{data.to_yaml()}\n---\n\n# {model_title(out)}\n\nTrained with `baize sdf` ({recipe}).\n"
+        ModelCard(text)  # the metadata parses
+    how_to = text.find("## How to use")  # the SFT card's how-to loads base + adapter: wrong for a stacked LoRA
+    text = text[:how_to] if how_to >= 0 else text
+    parents = [model_title(p) for p in local_ancestors(out)] or None
+    card.write_text(text.rstrip() + "\n" + sdf_card_section(lineage, how_to_path(out), parents))

@@ -1,0 +1,137 @@
+"""The lineage of a self-distilled adapter (Baize v2, v3, ...): what it loads on top of, and how its card says so.
+
+A v(k+1) LoRA is trained on v(k) merged into its base, so it loads as base -> v1 merged -> ... -> v(k) merged ->
+v(k+1). LINEAGE_FILE beside the adapter names its parent (a local folder, or a Hub id once pushed) and the parent's
+base; the parent's own LINEAGE_FILE names the next one up, down to a plain SFT adapter (v1) that has none.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from baize.cards import GENERATE_SNIPPET, model_reference, model_title
+from baize.ids import hub_model_id
+
+LINEAGE_FILE = "sdf.json"
+SDF_CARD_MARK = ": Self-Distillation with Feedback"  # in the heading of the section below, whatever the version
+ROUNDS_CARD_HEADING = "## SDF rounds"
+ROUNDS_FILE = "rounds.json"  # in an SDF output folder that ran rounds: every round, the best model, why it stopped
+
+
+def read_lineage(folder: str | Path) -> dict | None:
+    path = Path(folder) / LINEAGE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def version(lineage: dict) -> int:
+    """2 for the paper's v2 (lineage files written before rounds existed say nothing), k+1 for a round-k model."""
+    return int(lineage.get("version", 2))
+
+
+def local_ancestors(folder: str | Path) -> list[Path]:
+    """The adapter's parents that are local folders, the oldest first (a parent named by Hub id ends the walk)."""
+    chain: list[Path] = []
+    lineage = read_lineage(folder)
+    while lineage is not None:
+        parent = Path(lineage["v1_parent"])
+        if not parent.is_dir() or parent in chain:  # a Hub id (or a folder not on this machine) ends it
+            break
+        chain.insert(0, parent)
+        lineage = read_lineage(parent)
+    return chain
+
+
+def sdf_card_section(lineage: dict, ref: str, parents: list[str] | None = None) -> str:
+    """The card section of a v(k+1) adapter: what it was trained on, by which judge, and how the stack loads.
+
+    `parents`: the ids (or names) of every adapter below this one, the oldest first; default: the one parent."""
+    select = lineage["selection"]
+    best, every = select.get("best_score", {}), select.get("all_scores", {})
+    number = version(lineage)
+    parents = parents or [hub_model_id(lineage["v1_parent"]) or model_title(lineage["v1_parent"])]
+    parent = model_reference(lineage["v1_parent"])
+    root_base = model_reference(lineage["v1_base"]) if lineage["v1_base"] else "its base"
+    base_id = lineage["v1_base"] or "BASE_MODEL"
+    judge_id = hub_model_id(lineage["judge_model"]) or lineage["judge_model"]
+    judge = f"[{judge_id}](https://huggingface.co/{judge_id})" if hub_model_id(judge_id) else f"`{judge_id}`"
+    method = lineage.get("method", "sft")
+    trained = (
+        "the best answer per prompt (score >= {min_score}) was used for SFT"
+        if method == "sft"
+        else "the best and the worst answer per prompt made the preference pairs of a DPO step (reference: the "
+        "parent itself)"
+    ).format(min_score=lineage["min_score"])
+    merges = "\n".join(
+        f'model = PeftModel.from_pretrained(model, "{p}").merge_and_unload()  # v{i}, frozen'
+        for i, p in enumerate(parents, start=number - len(parents))
+    )
+    return f"""
+## Baize v{number}{SDF_CARD_MARK}
+
+This adapter is the **v{number} LoRA** of [Baize](https://arxiv.org/abs/2304.01196) section 3.3. Its parent
+{parent} (base {root_base}) sampled {lineage["num_candidates"]} answers per prompt;
+the judge {judge} ({lineage["judge_mode"]}) scored each one for helpfulness, relevance,
+accuracy and level of detail; {trained}.
+
+The parent is frozen: it was merged into its base (PEFT `merge_and_unload`) and this NEW LoRA was trained on
+top, so h = W0 x + B1 A1 x + ... + B{number} A{number} x as in the paper.
+
+## How to use
+
+`baize chat {ref}` (and `baize eval`, `baize web`) load it that way by themselves, from `{LINEAGE_FILE}`. By hand:
+
+```python
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+model = AutoModelForCausalLM.from_pretrained("{base_id}")
+{merges}
+model = PeftModel.from_pretrained(model, "{ref}")  # this v{number} LoRA on top
+tokenizer = AutoTokenizer.from_pretrained("{ref}")  # the Baize chat template
+{GENERATE_SNIPPET}```
+
+| | value |
+|---|---|
+| prompts judged | {select.get("judged_prompts")} |
+| prompts selected (best >= min score) | {select.get("selected")} |
+| below min score / unscored | {select.get("below_min_score")} / {select.get("unscored")} |
+| best-candidate score mean / median / min / max | {best.get("mean")} / {best.get("median")} / {best.get("min")} / {best.get("max")} |
+| all-candidate score mean (n) | {every.get("mean")} ({every.get("count")}) |
+| preference pairs exported (best vs worst) | {select.get("preferences")} |
+"""
+
+
+def with_sdf_section(card_text: str, section: str) -> str:
+    """The card with its SDF section (and everything after it) replaced; the SFT how-to, which loads base +
+    adapter and is wrong for a stacked adapter, goes too."""
+    cut = card_text.find("## Baize v")
+    cut = cut if cut >= 0 and SDF_CARD_MARK in card_text[cut:] else card_text.find("## How to use")
+    head = card_text[:cut] if cut >= 0 else card_text
+    return head.rstrip() + "\n" + section
+
+
+def rounds_card_section(rounds: list[dict], chart: str | None) -> str:
+    """The lineage v1 -> v2 -> ... with each round's selection scores and gate result, and the win-rate chart."""
+    rows = []
+    for entry in rounds:
+        gate, score = entry["gate"], entry.get("selected_score") or {}
+        ci = gate.get("adjusted_win_rate_ci")
+        rows.append(
+            f"| {entry['round']} | v{entry['round']} → v{entry['round'] + 1} | {entry['selected']} | "
+            f"{score.get('mean')} | {gate['win']}/{gate['tie']}/{gate['loss']} | {gate['adjusted_win_rate']} "
+            f"[{ci[0] if ci else '–'}, {ci[1] if ci else '–'}] | {gate['flip_rate']} | "
+            f"{'passed' if gate['passed'] else 'no gain'} |"
+        )
+    picture = f"\n![Adjusted win rate of each round's model against its parent]({chart})\n" if chart else ""
+    return f"""
+{ROUNDS_CARD_HEADING}
+
+Each round sampled from the newest model, judged, selected and trained the next one; a gate then compared the new
+model with its parent on held-out questions (both orders, one judge: a question is won only when both orders
+agree). A round passes when the lower bound of its adjusted win rate is above 0.5.
+
+| round | models | answers selected | selected mean score | gate win/tie/loss | adjusted win rate [95% CI] | flip rate | gate |
+|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+{picture}"""
