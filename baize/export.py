@@ -25,9 +25,10 @@ import tempfile
 from pathlib import Path
 
 from baize.arguments import StageParser
-from baize.cards import model_title
+from baize.cards import card_base_model, model_title
 from baize.errors import HubError, UsageError, configure_logging, one_line_errors
 from baize.hub import pull
+from baize.ids import hub_model_id
 from baize.merging import merge_adapter
 from baize.models import add_chat_model_arguments, cache_dir, load_chat_model
 from baize.prompts import format_stop_strings
@@ -252,7 +253,9 @@ def export(args: argparse.Namespace) -> dict:
                 modelfile(gguf_name, chat.system_prompt, eos_text, stops, SamplingSettings())
             )
             files.append("Modelfile")
-        record = {"settings": settings, "files": files, "eos_token": eos_text, **metadata,
+        # What the GGUF is a quantised copy of, by Hub id: the exported repo, or an adapter's base.
+        source = hub_model_id(args.model) or (card_base_model(chat.base) if chat.base else None)
+        record = {"settings": settings, "files": files, "eos_token": eos_text, **metadata, "base_model": source,
                   "prompt_format": chat.prompt_format, "system": chat.system_prompt}  # fmt: skip
         (partial / RECORD).write_text(json.dumps(record, indent=2) + "\n")
         if out.exists():

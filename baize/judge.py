@@ -77,11 +77,16 @@ class JudgeArguments(EndpointArguments):
         metadata={
             "help": "How a single score (SDF pointwise, eval single grading) is read: `parsed` from the reply's "
             "text; `expected` (G-Eval) as the probability-weighted mean over the score tokens of the first "
-            "generated token (the endpoint must return logprobs: OpenAI, vLLM); `auto`: expected where the "
+            "generated token (the endpoint must return logprobs: OpenAI, vLLM, llama-cpp-python's server); `auto`: expected where the "
             "endpoint sends logprobs, parsed elsewhere. Pair verdicts are always parsed.",
             "choices": ["parsed", "expected", "auto"],
         },
     )
+    judge_note: str | None = field(
+        default=None,
+        metadata={"help": "A note on the judge printed beside its name in every report and summary (e.g. that a "
+                  "135M model is a smoke-test judge whose scores show the pipeline, not quality)."},
+    )  # fmt: skip
     judge_prices: dict | str | None = field(
         default=None,
         metadata={

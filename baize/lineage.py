@@ -55,6 +55,8 @@ def sdf_card_section(lineage: dict, ref: str, parents: list[str] | None = None) 
     base_id = lineage["v1_base"] or "BASE_MODEL"
     judge_id = hub_model_id(lineage["judge_model"]) or lineage["judge_model"]
     judge = f"[{judge_id}](https://huggingface.co/{judge_id})" if hub_model_id(judge_id) else f"`{judge_id}`"
+    if select.get("judge_note"):
+        judge += f" ({select['judge_note']})"
     method = lineage.get("method", "sft")
     trained = (
         "the best answer per prompt (score >= {min_score}) was used for SFT"

@@ -30,6 +30,7 @@ from baize.hub import (
     push_plan,
     whoami_name,
 )
+from baize.hub.gguf import plan_gguf_push
 from baize.lineage import ROUNDS_FILE, read_lineage
 
 DESCRIPTION = """\
@@ -41,6 +42,8 @@ Upload a folder written by a baize stage to the Hugging Face Hub.
   a self-distilled stack: an SDF output folder (its best round, or --round N) or a v2/v3 adapter folder goes up
     with every parent that is only on this machine (v1, v2, ... each to REPO_ID-v1, -v2, ...), each sdf.json naming
     its parent's repo, so that `baize chat REPO_ID` anywhere loads base -> v1 -> ... -> the adapter.
+  GGUF repos (--gguf): a `baize export` folder's GGUF file(s), Modelfile and export.json, with a card naming the
+    model it is a quantised copy of and the commands for llama.cpp, Ollama and LM Studio.
   dataset repos (--repo-type dataset): collected dialogues, SDF scores, ... with their dataset card.
 
 Left out unless asked: checkpoint-*/ folders, optimizer/scheduler/RNG states, training_args.bin and collect
@@ -73,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     visibility.add_argument(
         "--public", dest="private", action="store_false", help="public repo (the default for a new model repo)"
+    )
+    parser.add_argument(
+        "--gguf",
+        action="store_true",
+        help="FOLDER is a `baize export` folder: push its GGUF file(s) and Modelfile as a GGUF model repo, with a "
+        "card (base_model and the quantized relation, the chat template, commands for llama.cpp, Ollama, LM Studio)",
     )
     parser.add_argument(
         "--round",
@@ -146,10 +155,12 @@ def main(args: argparse.Namespace) -> None:
             repo_id = (
                 f"{whoami_name()}/{model_title(folder)}" if folder != Path(args.folder) else default_repo_id(folder)
             )
-    if args.repo_type == "model" and read_lineage(folder) is not None:
+    if args.gguf:
+        plan = plan_gguf_push(folder, repo_id, base_model=args.base_model, license=args.license, exclude=args.exclude)
+    elif args.repo_type == "model" and read_lineage(folder) is not None:
         push_stack(args, folder, repo_id)
         return
-    if args.repo_type == "model" and not (folder / "adapter_config.json").exists():
+    elif args.repo_type == "model" and not (folder / "adapter_config.json").exists():
         plan = plan_model_push(
             folder,
             repo_id,

@@ -167,17 +167,24 @@ def parse_score_pair(text: str | None, scale: int = 100) -> tuple[tuple[float, f
 def expected_score(logprobs: dict[str, float] | None, scale: int) -> float | None:
     """G-Eval's probability-weighted score (Liu et al. 2023, arXiv 2303.16634): the mean of the score tokens
     (integers 1..scale) among the first generated token's alternatives, weighted by their probabilities and
-    renormalised over them; None when none of them is a score. A score must be one token (true of GPT-class
-    tokenizers for 1-100)."""
+    renormalised over them; None when none of them is a score.
+
+    GPT-class tokenizers write 1-100 as one token. Tokenizers that write numbers one digit per token (Llama,
+    SmolLM2, Qwen) show only a score's first digit there: on a scale of 20 or more, when no alternative has two
+    digits, a lone digit d is read as its bucket of two-digit scores, 10d..10d+9, at its middle (10d + 4.5)."""
     if not logprobs:
         return None
-    weights = {}
+    weights: dict[int, float] = {}
     for token, logprob in logprobs.items():
         text = token.strip()
         if text.isdigit() and 1 <= int(text) <= scale:
             weights[int(text)] = weights.get(int(text), 0.0) + math.exp(logprob)
     total = sum(weights.values())
-    return sum(value * weight for value, weight in weights.items()) / total if total else None
+    if not total:
+        return None
+    if scale >= 20 and max(weights) <= 9:  # first digits only: 1-100 bucketed
+        return min(scale, sum((10 * value + 4.5) * weight for value, weight in weights.items()) / total)
+    return sum(value * weight for value, weight in weights.items()) / total
 
 
 # --------------------------------------------------------------------------- rubrics

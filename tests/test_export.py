@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -208,3 +209,31 @@ def test_llama_cpp_serves_the_export_with_its_stored_template(exported, tmp_path
     text = reply.choices[0].message.content
     assert "[|Human|]" not in text and "[|AI|]" not in text
     assert reply.choices[0].finish_reason in ("stop", "length")
+
+
+@pytest.mark.slow
+def test_push_gguf_uploads_the_export_with_a_quantized_card(exported, tmp_path):
+    from helpers import hub_env
+    from hub_server import HubServer
+    from huggingface_hub import ModelCard
+
+    with HubServer() as hub:
+        env = hub_env(hub, tmp_path / "home", hub.token)
+        pushed = subprocess.run([sys.executable, "-m", "baize.push", str(exported["f16"]), "--gguf", "--repo_id",
+                                 "baize-tester/smol-gguf"], cwd=REPO, env=env, capture_output=True, text=True,
+                                timeout=300)  # fmt: skip
+        assert pushed.returncode == 0, pushed.stderr[-3000:]
+        assert ("model", "baize-tester/smol-gguf") in hub.repos
+        reader = subprocess.run([sys.executable, "-c", "from huggingface_hub import hf_hub_download as d; import sys; "
+                                 "print(d('baize-tester/smol-gguf', sys.argv[1])); print(d('baize-tester/smol-gguf', "
+                                 "'README.md'))", json.loads((exported["f16"] / "export.json").read_text())["files"][0]],
+                                cwd=REPO, env=hub_env(hub, tmp_path / "home2", None), capture_output=True, text=True,
+                                timeout=300)  # fmt: skip
+        assert reader.returncode == 0, reader.stderr[-3000:]
+    gguf_path, card_path = reader.stdout.split()
+    assert gguf_metadata(Path(gguf_path))["stop_strings"] == ["[|Human|]", "[|AI|]", "\n[|"]
+    card = ModelCard.load(card_path)
+    assert (
+        card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct" and card.data.base_model_relation == "quantized"
+    )
+    assert "gguf" in card.data.tags and "ollama run hf.co/baize-tester/smol-gguf" in card.text

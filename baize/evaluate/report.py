@@ -24,7 +24,8 @@ def markdown_table(results: dict) -> str:
     lines = [
         f"# {model} vs {reference}",
         "",
-        f"Judge: `{results['judge']}`, scores 1-10. **Score %**: {model}'s total as a % of {reference}'s, reference "
+        f"Judge: `{results['judge']}`{' (' + results['judge_note'] + ')' if results.get('judge_note') else ''}, "
+        "scores 1-10. **Score %**: {model}'s total as a % of {reference}'s, reference "
         f"shown first (the Baize paper's metric). **Win/tie/loss**: asked in both orders; a win or loss needs both "
         f"orders to agree; **unjudged**: a verdict did not parse. **Adj. win rate** = (win + tie/2) / judged. Intervals: {confidence}% bootstrap over "
         "questions. **Words**: mean answer length.",
@@ -168,6 +169,7 @@ def report_step(config: EvalConfig) -> dict:
         "reference": reference.label,
         "reference_spec": reference.spec,
         "judge": judged[0]["judge"],
+        "judge_note": config.judge_note,
         "confidence": config.confidence,
         **blocks(judged),  # all turns together
         "turns": {str(t): blocks([r for r in judged if r.get("turn", 1) == t]) for t in turns}

@@ -144,5 +144,7 @@ def select_step(config: SDFConfig) -> dict:
             f"judge flagged: its pairwise verdicts flip in {flip:.0%} of the comparisons when the candidates swap "
             f"places (over max_flip_rate {config.max_flip_rate})"
         )
+    if config.judge_note:
+        stats["judge_note"] = config.judge_note
     logger.info("select: %s", stats)
     return stats
