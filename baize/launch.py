@@ -170,7 +170,9 @@ def trainable_weights_for_fp16(model, training_args) -> int:
 
 
 def attention_implementation(requested: str | None) -> str | None:
-    """The recipe's attention kernel, or sdpa (with one warning) where its package is not installed."""
+    """The recipe's attention kernel; where its package is not installed, baize's per-document attention for packed
+    batches (baize.packed_attention: PyTorch's varlen flash attention on CUDA, flex_attention elsewhere; sdpa for
+    unpacked batches), with one warning."""
     package = FAST_ATTENTION.get(requested or "")
     if package is None:
         return requested
@@ -178,13 +180,15 @@ def attention_implementation(requested: str | None) -> str | None:
 
     if importlib.util.find_spec(package) is not None and torch.cuda.is_available():
         return requested
+    from baize.packed_attention import register
+
     logger.warning(
-        "attn_implementation %s needs the %s package and a CUDA GPU; falling back to sdpa (correct, slower with "
-        "packing). Install it with: pip install flash-attn --no-build-isolation",
+        "attn_implementation %s needs the %s package and a CUDA GPU; using baize's per-document attention for "
+        "packed batches instead (PyTorch's own varlen or flex attention; sdpa otherwise)",
         requested,
         package,
     )
-    return "sdpa"
+    return register()
 
 
 def check_liger(training_args) -> None:

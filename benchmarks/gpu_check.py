@@ -339,7 +339,7 @@ def step_recipe_paths(check: Check, scratch: Path) -> dict:
         dtype = overrides.get("dtype") or ("float16" if "load_in_8bit" in quant else "bfloat16")
         summary["reloaded_mean_abs_logit"] = reload_and_score(out, dtype=dtype, **quant)
         summary["bnb_cast_warnings"] = output.count("inputs will be cast from")
-        summary["attn_fallback_warning"] = "falling back to sdpa" in output
+        summary["attn_fallback_warning"] = "per-document attention for packed batches" in output
         records[label] = summary
     return records
 

