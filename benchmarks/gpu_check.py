@@ -235,6 +235,19 @@ def finite_loss(summary: dict) -> None:
 # ------------------------------------------------------------------------------------------------------- steps
 
 
+def nvidia_smi() -> dict:
+    """The SKU, power limit and clocks, which set the peak (an H200 NVL ~835 dense bf16 TFLOP/s, an SXM 989)."""
+    fields = "name,power.limit,power.max_limit,clocks.max.sm,clocks.sm,clocks.max.mem"
+    try:
+        line = subprocess.run(["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader"], capture_output=True,
+                              text=True, timeout=30).stdout.splitlines()[0]  # fmt: skip
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return {}
+    values = dict(zip(fields.split(","), (v.strip() for v in line.split(",")), strict=False))
+    values["suggested_peak_tflops"] = 835 if "NVL" in values.get("name", "") else 989
+    return {"nvidia_smi": values}
+
+
 def step_env() -> dict:
     import importlib.metadata as md
 
@@ -258,6 +271,7 @@ def step_env() -> dict:
             capability=f"{props.major}.{props.minor}",
             native_bf16=native_bf16(),
             bf16_with_emulation=torch.cuda.is_bf16_supported(),
+            **nvidia_smi(),
         )
     else:
         info["card"] = "none (CPU)"
@@ -618,6 +632,32 @@ PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x
              "manylinux2014_x86_64")  # fmt: skip
 
 
+BUNDLE_LIMIT_MIB = 58  # the machine takes 64 MiB; the rest is the project's own tree
+BNB_KEEP = re.compile(r"libbitsandbytes_(cpu|cuda128|cuda130)\.so$")  # the CPU and the CUDA 12.8/13.0 builds
+
+
+def trim_bitsandbytes(wheel: Path) -> int:
+    """Rewrite the bitsandbytes wheel without the CUDA 11.8-12.6/13.2 and ROCm libraries that the GPU machine never
+    loads (bitsandbytes picks the library of torch's CUDA version), RECORD updated; returns the bytes saved."""
+    import zipfile
+
+    before = wheel.stat().st_size
+    trimmed = wheel.with_suffix(".trimmed")
+    with zipfile.ZipFile(wheel) as source, zipfile.ZipFile(trimmed, "w", zipfile.ZIP_DEFLATED) as target:
+        dropped = {i.filename for i in source.infolist()
+                   if re.search(r"libbitsandbytes_\w+\.so$", i.filename) and not BNB_KEEP.search(i.filename)}  # fmt: skip
+        for item in source.infolist():
+            if item.filename in dropped:
+                continue
+            data = source.read(item.filename)
+            if item.filename.endswith(".dist-info/RECORD"):
+                lines = data.decode().splitlines(keepends=True)
+                data = "".join(line for line in lines if line.split(",")[0] not in dropped).encode()
+            target.writestr(item, data)
+    trimmed.replace(wheel)
+    return before - wheel.stat().st_size
+
+
 def make_bundle(folder: Path) -> None:
     """`make gpu-wheels`: the wheels and the SmolLM2 config/tokenizer that travel to an offline GPU machine."""
     import configparser
@@ -637,6 +677,8 @@ def make_bundle(folder: Path) -> None:
     for platform_tag in PLATFORMS:
         command += ["--platform", platform_tag]
     subprocess.run(command, check=True)
+    for wheel in wheels.glob("bitsandbytes-*.whl"):
+        print(f"{wheel.name}: {trim_bitsandbytes(wheel) / 2**20:.1f} MiB of unused CUDA/ROCm libraries left out")
     from transformers import AutoConfig, AutoTokenizer
 
     from baize.models import resolve_model_path
@@ -646,6 +688,9 @@ def make_bundle(folder: Path) -> None:
     AutoTokenizer.from_pretrained(smol).save_pretrained(folder / "smollm2")
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     print(f"{folder}: {size / 2**20:.1f} MiB ({', '.join(sorted(p.name for p in wheels.iterdir()))})")
+    if size > BUNDLE_LIMIT_MIB * 2**20:
+        raise SystemExit(f"{folder} is {size / 2**20:.1f} MiB, over the {BUNDLE_LIMIT_MIB} MiB that leave room for the "
+                         "project in the GPU machine's 64 MiB transfer: leave a package out")  # fmt: skip
 
 
 ALL_STEPS = ("env", "smol", "recipes", "fsdp", "liger", "sdf", "bench7b")

@@ -34,3 +34,26 @@ def test_gpu_check_dry_run_passes_every_step(tmp_path):
     bench = steps["bench7b"]
     assert len(bench) == 1 + 4 + 1 and all(v["tokens_per_s"] > 0 for v in bench.values() if isinstance(v, dict))
     assert "| 7B-shaped LoRA |" in (tmp_path / "gpu_check.md").read_text()
+
+
+def test_gpu_wheels_leave_out_the_bitsandbytes_libraries_the_gpu_machine_never_loads(tmp_path):
+    """The transfer's headroom: the CPU and CUDA 12.8/13.0 libraries stay, the rest and their RECORD lines go."""
+    import zipfile
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from gpu_check import trim_bitsandbytes
+
+    wheel = tmp_path / "bitsandbytes-0.50.2-py3-none-manylinux_2_24_x86_64.whl"
+    libraries = ["cpu", "cuda118", "cuda126", "cuda128", "cuda130", "cuda132", "rocm64"]
+    names = [f"bitsandbytes/libbitsandbytes_{lib}.so" for lib in libraries] + ["bitsandbytes/__init__.py"]
+    record = "bitsandbytes-0.50.2.dist-info/RECORD"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name in names:
+            archive.writestr(name, b"x" * 50_000 if name.endswith(".so") else b"")
+        archive.writestr(record, "".join(f"{name},sha256=abc,1\n" for name in [*names, record]))
+    assert trim_bitsandbytes(wheel) > 0
+    with zipfile.ZipFile(wheel) as archive:
+        kept = sorted(n for n in archive.namelist() if n.endswith(".so"))
+        listed = [line.split(",")[0] for line in archive.read(record).decode().splitlines()]
+    assert kept == [f"bitsandbytes/libbitsandbytes_{lib}.so" for lib in ("cpu", "cuda128", "cuda130")]
+    assert set(listed) == {*kept, "bitsandbytes/__init__.py", record}
