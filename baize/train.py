@@ -30,6 +30,7 @@ from baize.launch import (
     trainable_weights_for_fp16,
 )
 from baize.prompts import most_common_system_prompt, record_system_prompt
+from baize.speed import SpeedArguments, apply_speed_options, selective_checkpointing_callback
 from baize.training import (
     BaizeModelConfig,
     LaunchMatchedConfig,
@@ -74,7 +75,7 @@ class BaizeScriptArguments(ScriptArguments, DecontaminationArguments):
 
 
 @dataclass
-class BaizeSFTConfig(LaunchMatchedConfig, SFTConfig):
+class BaizeSFTConfig(LaunchMatchedConfig, SpeedArguments, SFTConfig):
     # Baize v1.5 and later: loss on AI turns only, through the {% generation %} markers of the template.
     assistant_only_loss: bool = field(
         default=True, metadata={"help": "Compute the loss on AI turns (and their EOS) only."}
@@ -193,6 +194,10 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
     )
 
     trainable_weights_for_fp16(trainer.model, training_args)
+    speed = apply_speed_options(trainer.model, training_args)
+    if training_args.selective_checkpointing and training_args.gradient_checkpointing:
+        selective = selective_checkpointing_callback()
+        trainer.add_callback(selective)
     checkpoint = resume_checkpoint(training_args)
     resumed = re.search(r"checkpoint-(\d+)/?$", str(checkpoint or ""))
     start_step = int(resumed.group(1)) if resumed else 0
@@ -203,6 +208,10 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
     summary = run_summary(
         trainer, train_result.metrics, time.perf_counter() - start, data_report, start_step, runtime.earlier
     )
+    if training_args.selective_checkpointing and training_args.gradient_checkpointing:
+        speed["selectively_checkpointed_layers"] = selective.layers
+    if speed:
+        summary["speed_options"] = speed
 
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
