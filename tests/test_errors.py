@@ -158,12 +158,20 @@ def test_failed_seeds_exit_1_with_a_summary_and_the_list_and_keep_the_rest(tmp_p
 
 @pytest.mark.slow
 def test_ctrl_c_is_one_line_exit_130_and_keeps_every_finished_dialogue(tmp_path):
+    import itertools
     import signal
+    import threading
     import time
 
     from openai_server import OpenAIServer
 
+    # After four answers the server holds every reply until the Ctrl-C is sent: on a busy machine the run could
+    # otherwise finish before the signal arrives.
+    answered, interrupted = itertools.count(), threading.Event()
+
     def responder(request):
+        if next(answered) >= 4:
+            interrupted.wait(60)
         return f"[Human] q {abs(hash(request.prompt))}\n[AI] an answer long enough to keep"
 
     with OpenAIServer(responder, latency=0.3) as server:
@@ -177,6 +185,7 @@ def test_ctrl_c_is_one_line_exit_130_and_keeps_every_finished_dialogue(tmp_path)
         while (not journal.exists() or len(journal.read_text().splitlines()) < 2) and time.monotonic() < deadline:
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)
+        interrupted.set()
         stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-3000:]
     lines = [line for line in stderr.splitlines() if line.startswith("baize collect:")]
