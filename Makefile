@@ -130,6 +130,9 @@ bench: $(SETUP_STAMP)
 	$(PYTHON) benchmarks/bench_collect_batch.py
 	$(PYTHON) benchmarks/bench_dedup.py
 	$(PYTHON) benchmarks/bench_plan.py
+	$(MAKE) llama-cpp
+	$(PYTHON) benchmarks/bench_gguf.py
+	$(PYTHON) benchmarks/bench_rounds.py
 
 # The whole offline pipeline on CPU: v1 SFT, two SDF rounds (v2, v3; 6 prompts each) and the eval of v1.
 # The judge (and the eval's reference answers): SmolLM2-135M-Instruct's GGUF served by llama-cpp-python, which sends

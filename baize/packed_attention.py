@@ -25,6 +25,7 @@ import inspect
 import torch
 
 NAME = "baize_packed"
+BACKEND: str | None = None  # None: varlen on CUDA when torch has it, else flex; "flex" forces flex (the benchmark)
 
 
 def document_ids(position_ids: torch.Tensor) -> torch.Tensor:
@@ -100,7 +101,7 @@ def packed_attention_forward(module, query, key, value, attention_mask, scaling=
                                       **kwargs)  # fmt: skip
     batch, heads, length, dim = query.shape
     varlen = _varlen()
-    if query.is_cuda and varlen is not None:
+    if query.is_cuda and varlen is not None and BACKEND != "flex":
         if kwargs.get("cu_seq_lens_q") is not None and batch == 1:  # TRL's collator computed them on the CPU
             bounds, longest = kwargs["cu_seq_lens_q"].to(torch.int32), int(kwargs["max_length_q"])
         else:

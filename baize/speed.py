@@ -61,25 +61,33 @@ def selective_context():
     return create_selective_checkpoint_contexts(policy)
 
 
-def selective_checkpointing_callback():
-    """A Trainer callback: once the Trainer has turned checkpointing on (train start), every checkpointed layer
-    checkpoints selectively (non-reentrant, which selective checkpointing needs)."""
+def checkpoint_selectively(model) -> int:
+    """Every layer whose activation checkpointing is on checkpoints selectively from now on (non-reentrant, which
+    selective checkpointing needs); returns how many layers."""
     import functools
 
     from torch.utils.checkpoint import checkpoint
-    from transformers import TrainerCallback
     from transformers.modeling_layers import GradientCheckpointingLayer
+
+    layers = 0
+    for module in model.modules():
+        if isinstance(module, GradientCheckpointingLayer) and module.gradient_checkpointing:
+            module._gradient_checkpointing_func = functools.partial(
+                checkpoint, use_reentrant=False, context_fn=selective_context
+            )
+            layers += 1
+    return layers
+
+
+def selective_checkpointing_callback():
+    """A Trainer callback: once the Trainer has turned checkpointing on (train start), checkpoint selectively."""
+    from transformers import TrainerCallback
 
     class SelectiveCheckpointing(TrainerCallback):
         layers = 0
 
         def on_train_begin(self, args, state, control, model=None, **kwargs):
-            for module in model.modules():
-                if isinstance(module, GradientCheckpointingLayer) and module.gradient_checkpointing:
-                    module._gradient_checkpointing_func = functools.partial(
-                        checkpoint, use_reentrant=False, context_fn=selective_context
-                    )
-                    self.layers += 1
+            self.layers = checkpoint_selectively(model)
 
     return SelectiveCheckpointing()
 

