@@ -70,40 +70,40 @@ def chatty_copy(tiny_llama_dir: Path, dest: Path) -> Path:
     return model_dir
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @contextmanager
-def transformers_serve(log_path: Path, ready_timeout: float = 90.0):
-    """A real `transformers serve` on a free loopback port (it loads whatever model a request names);
-    yields its OpenAI base URL and stops it afterwards."""
+def local_server(command: list[str], log_path: Path, ready_url: str, *, ready_timeout: float = 120.0,
+                 env: dict | None = None, stop_signal=None):  # fmt: skip
+    """A server process started with `command` (output to `log_path`), waited for until `ready_url` answers, and
+    stopped afterwards (SIGTERM, or `stop_signal`; killed when it does not stop within 15 s)."""
     import os
     import signal
-    import socket
     import subprocess
-    import sys
     import time
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     log = log_path.open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "transformers.cli.transformers", "serve", "--device", "cpu",
-         "--host", "127.0.0.1", "--port", str(port), "--default-seed", "0"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )  # fmt: skip
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     try:
         deadline = time.monotonic() + ready_timeout
         while True:
             assert server.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, f"transformers serve did not become ready in {ready_timeout:.0f} s"
+            assert time.monotonic() < deadline, f"{command[2]} did not become ready in {ready_timeout:.0f} s"
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                urllib.request.urlopen(ready_url, timeout=1)
                 break
             except OSError:
                 time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/v1"
+        yield
     finally:
-        server.send_signal(signal.SIGINT)
+        server.send_signal(stop_signal or signal.SIGTERM)
         try:
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -112,15 +112,26 @@ def transformers_serve(log_path: Path, ready_timeout: float = 90.0):
 
 
 @contextmanager
+def transformers_serve(log_path: Path, ready_timeout: float = 90.0):
+    """A real `transformers serve` on a free loopback port (it loads whatever model a request names);
+    yields its OpenAI base URL and stops it afterwards."""
+    import signal
+    import sys
+
+    port = free_port()
+    command = [sys.executable, "-m", "transformers.cli.transformers", "serve", "--device", "cpu", "--host",
+               "127.0.0.1", "--port", str(port), "--default-seed", "0"]  # fmt: skip
+    with local_server(command, log_path, f"http://127.0.0.1:{port}/health", ready_timeout=ready_timeout,
+                      env={"HF_HUB_OFFLINE": "1"}, stop_signal=signal.SIGINT):  # fmt: skip
+        yield f"http://127.0.0.1:{port}/v1"
+
+
+@contextmanager
 def llama_cpp_server(model: Path, log_path: Path, *extra: str, ready_timeout: float = 120.0):
     """llama-cpp-python's OpenAI-compatible server (llama.cpp) on a GGUF file, on a free loopback port; yields its
     base URL. Skips the test when llama-cpp-python is absent, except under CI, where `make llama-cpp` installs it."""
     import os
-    import socket
-    import subprocess
     import sys
-    import time
-    import urllib.request
 
     try:
         import llama_cpp.server  # noqa: F401
@@ -130,30 +141,11 @@ def llama_cpp_server(model: Path, log_path: Path, *extra: str, ready_timeout: fl
         import pytest
 
         pytest.skip("llama-cpp-python is not installed: `make llama-cpp` builds it (about 7 minutes on 2 cores)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = log_path.open("w")
-    server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host",
-                               "127.0.0.1", "--port", str(port), *extra], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-    try:
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            assert server.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, f"llama_cpp.server did not become ready in {ready_timeout:.0f} s"
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
+    port = free_port()
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port",
+               str(port), *extra]  # fmt: skip
+    with local_server(command, log_path, f"http://127.0.0.1:{port}/v1/models", ready_timeout=ready_timeout):
         yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "down_proj"]  # the original Baize set

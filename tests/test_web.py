@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, make_lora_adapter
+from helpers import REPO, free_port, local_server, make_lora_adapter
 from openai_server import OpenAIServer, Reply
 
 from baize.models import load_chat_model
@@ -133,12 +131,6 @@ BROWSER_ARGS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def web_server(tmp_path_factory, tiny_llama_dir):
     """`baize web` on a tiny random adapter (long replies: a random model seldom says EOS), or BAIZE_WEB_TEST_MODEL."""
@@ -147,33 +139,10 @@ def web_server(tmp_path_factory, tiny_llama_dir):
     )
     port = free_port()
     log = tmp_path_factory.mktemp("web-log") / "web.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "baize.web", model, "--port", str(port), "--max_new_tokens", "1500"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
-        )
     url = f"http://127.0.0.1:{port}/"
-    try:
-        import urllib.request
-
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "baize web did not start: " + log.read_text()[-3000:]
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
+    command = [sys.executable, "-m", "baize.web", model, "--port", str(port), "--max_new_tokens", "1500"]
+    with local_server(command, log, url, env={"GRADIO_ANALYTICS_ENABLED": "False"}):
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def bot_texts(page) -> list[str]:
