@@ -155,6 +155,15 @@ def portable_template(chat_template: str) -> str:
     return chat_template
 
 
+def gguf_template(chat_template: str | None, prompt_format: str) -> str | None:
+    """The template a runtime should render: the portable Baize template; for the original project-baize format
+    the same with `baize_format` fixed to "original" (runtimes pass no such keyword); a native template as it is."""
+    if chat_template is None:
+        return None
+    template = portable_template(chat_template)
+    return '{%- set baize_format = "original" -%}\n' + template if prompt_format == "original" else template
+
+
 def add_stop_strings(path: Path, stops: list[str], chat_template: str) -> dict:
     """Copy the GGUF with the chat template (portable) and the turn tags in its metadata; returns what a reader
     finds there."""
@@ -163,10 +172,13 @@ def add_stop_strings(path: Path, stops: list[str], chat_template: str) -> dict:
 
     reader = gguf.GGUFReader(path)
     arch = reader.get_field(gguf.Keys.General.ARCHITECTURE).contents()
-    new = {STOP_KEY: MetadataDetails(gguf.GGUFValueType.ARRAY, stops, sub_type=gguf.GGUFValueType.STRING)}
+    new = (
+        {STOP_KEY: MetadataDetails(gguf.GGUFValueType.ARRAY, stops, sub_type=gguf.GGUFValueType.STRING)}
+        if stops
+        else {}
+    )
     if chat_template:
-        new[gguf.Keys.Tokenizer.CHAT_TEMPLATE] = MetadataDetails(gguf.GGUFValueType.STRING,
-                                                                 portable_template(chat_template))  # fmt: skip
+        new[gguf.Keys.Tokenizer.CHAT_TEMPLATE] = MetadataDetails(gguf.GGUFValueType.STRING, chat_template)
     copy = path.with_suffix(".meta.gguf")
     writer = gguf.GGUFWriter(copy, arch=arch, endianess=reader.endianess)
     copy_with_new_metadata(reader, writer, new, [])
@@ -192,18 +204,23 @@ def go_string(text: str) -> str:
     return json.dumps(text)  # a Go template string literal: the same escapes as JSON for these texts
 
 
-def modelfile(gguf_name: str, system: str | None, eos_text: str, stops: list[str], settings: SamplingSettings) -> str:
-    """An Ollama Modelfile whose TEMPLATE renders the Baize format exactly as the training template does."""
+def modelfile(gguf_name: str, system: str | None, eos_text: str, stops: list[str], settings: SamplingSettings,
+              prompt_format: str = "baize") -> str:  # fmt: skip
+    """An Ollama Modelfile whose TEMPLATE renders the Baize format exactly as the training template does (the
+    original format: no EOS after an answer); a native template is left to Ollama, which reads it from the GGUF."""
     header = system if system is not None else "The conversation between human and AI assistant."
     stops = [*(s for s in stops if "\n" not in s), eos_text]  # the turn tags and EOS
+    answer_end = "" if prompt_format == "original" else eos_text
     template = (
         "{{- if .System }}{{ .System }}{{ else }}" + header.replace("{{", "{{ `{{` }}") + "{{ end }}"
         "{{- range .Messages }}"
         '{{- if eq .Role "user" }}\n[|Human|]{{ .Content }}'
-        '{{- else if eq .Role "assistant" }}\n[|AI|]{{ .Content }}' + eos_text + "{{- end }}"
+        '{{- else if eq .Role "assistant" }}\n[|AI|]{{ .Content }}' + answer_end + "{{- end }}"
         "{{- end }}\n[|AI|]"
     )
-    lines = [f"FROM ./{gguf_name}", f'TEMPLATE """{template}"""']
+    lines = [f"FROM ./{gguf_name}"]
+    if prompt_format != "native":
+        lines.append(f'TEMPLATE """{template}"""')
     if system is not None:
         lines.append(f'SYSTEM """{system}"""')
     lines += [f"PARAMETER stop {go_string(stop)}" for stop in stops]
@@ -244,13 +261,13 @@ def export(args: argparse.Namespace) -> dict:
         hf_folder = merged_model(args.model, partial, args)
         convert(hf_folder, partial / gguf_name, quant)
         stops = format_stop_strings(chat.prompt_format)
-        metadata = add_stop_strings(partial / gguf_name, stops, chat.chat_template)
+        metadata = add_stop_strings(partial / gguf_name, stops, gguf_template(chat.chat_template, chat.prompt_format))
         shutil.rmtree(partial / "merged", ignore_errors=True)
         eos_text = chat.tokenizer.eos_token
         files = [gguf_name]
         if args.to == "ollama":
             (partial / "Modelfile").write_text(
-                modelfile(gguf_name, chat.system_prompt, eos_text, stops, SamplingSettings())
+                modelfile(gguf_name, chat.system_prompt, eos_text, stops, SamplingSettings(), chat.prompt_format)
             )
             files.append("Modelfile")
         # What the GGUF is a quantised copy of, by Hub id: the exported repo, or an adapter's base.

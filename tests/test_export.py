@@ -62,26 +62,38 @@ def exported(tmp_path_factory, smol_dir) -> dict:
 
     weights = load_file(adapter / "adapter_model.safetensors")
     save_file({k: v * 0.05 for k, v in weights.items()}, adapter / "adapter_model.safetensors")
+    # The original project-baize adapters' shape: adapter files only, no tokenizer (the original prompt format).
+    original = make_lora_adapter(root / "original-adapter", smol_dir, with_tokenizer=False, seed=6)
     done = {}
-    for to, quant in (("ollama", "f16"), ("gguf", "q8_0")):
-        result = export(str(adapter), "--to", to, "--quant", quant, "--output", str(root / f"{to}-{quant}"))
+    for name, model, to, quant in (("f16", adapter, "ollama", "f16"), ("q8_0", adapter, "gguf", "q8_0"),
+                                   ("original", original, "ollama", "f16"), ("native", smol_dir, "ollama", "f16")):  # fmt: skip
+        result = export(str(model), "--to", to, "--quant", quant, "--output", str(root / name))
         assert result.returncode == 0, result.stderr[-3000:]
-        done[quant] = root / f"{to}-{quant}"
-    return {"adapter": adapter, "root": root, **done}
+        done[name] = root / name
+    return {
+        "adapter": adapter,
+        "models": {"baize": adapter, "original": original, "native": smol_dir},
+        "root": root,
+        **done,
+    }
 
 
 @pytest.mark.slow
-def test_one_template_everywhere(exported):
+@pytest.mark.parametrize("prompt_format", ["baize", "original", "native"])
+def test_one_template_everywhere(exported, prompt_format):
     """The same conversations through baize's prompt builder, the saved tokenizer's apply_chat_template, the
-    GGUF's stored template rendered by plain Jinja2 (no transformers), and the Ollama TEMPLATE's table."""
+    GGUF's stored template rendered by plain Jinja2 (no transformers), and the Ollama TEMPLATE's table: for a
+    baize adapter, an original project-baize-shaped adapter and a native model (SmolLM2's own ChatML)."""
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    chat = load_chat_model(exported["adapter"], without_weights=True)
+    folder = exported["f16" if prompt_format == "baize" else prompt_format]
+    chat = load_chat_model(exported["models"][prompt_format], without_weights=True)
+    assert chat.prompt_format == prompt_format
     builder = chat.prompt_builder(system=None)
-    record = json.loads((exported["f16"] / "export.json").read_text())
-    metadata = gguf_metadata(exported["f16"] / record["files"][0])
+    record = json.loads((folder / "export.json").read_text())
+    metadata = gguf_metadata(folder / record["files"][0])
     assert metadata["eos_token_id"] == chat.tokenizer.eos_token_id and record["eos_token"] == "<|im_end|>"
-    assert metadata["stop_strings"] == ["[|Human|]", "[|AI|]", "\n[|"]
+    assert metadata["stop_strings"] == (None if prompt_format == "native" else ["[|Human|]", "[|AI|]", "\n[|"])
     assert "{%- generation" not in metadata["chat_template"]  # transformers' training markers are not for runtimes
 
     def raise_exception(message):
@@ -91,17 +103,32 @@ def test_one_template_everywhere(exported):
     environment.globals["raise_exception"] = raise_exception
     gguf_template = environment.from_string(metadata["chat_template"])
     bos = chat.tokenizer.bos_token or ""
-    for name, messages in CASES.items():
-        text = builder.render_messages(messages)
-        assert chat.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == text
-        rendered = gguf_template.render(messages=messages, add_generation_prompt=True, bos_token=bos,
-                                        eos_token=chat.tokenizer.eos_token)  # fmt: skip
-        assert rendered == text, name
-        assert bos + OLLAMA_EXPECTED[name] == text, name
+    original = {"baize_format": "original"} if prompt_format == "original" else {}
 
-    modelfile = (exported["f16"] / "Modelfile").read_text()
-    assert modelfile.startswith(f'FROM ./{record["files"][0]}\nTEMPLATE """')
-    assert "{{ .Content }}<|im_end|>" in modelfile and '\n[|AI|]"""' in modelfile
+    def render(messages):
+        return gguf_template.render(messages=messages, add_generation_prompt=True, bos_token=bos,
+                                    eos_token=chat.tokenizer.eos_token)  # fmt: skip
+
+    for name, messages in CASES.items():
+        # baize's prompt (for original adapters it primes the chat as the original demo did) ...
+        assert render(builder.conversation(messages)) == builder.render_messages(messages), name
+        # ... and a client's messages as they are, through the template saved with the model
+        plain = chat.tokenizer.apply_chat_template(messages, chat_template=chat.chat_template, tokenize=False,
+                                                   add_generation_prompt=True, **original)  # fmt: skip
+        assert render(messages) == plain, name
+        if prompt_format != "original":  # the tokenizer's own template (no baize_format keyword needed)
+            assert chat.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == plain
+        if prompt_format == "baize":
+            assert bos + OLLAMA_EXPECTED[name] == plain, name
+        elif prompt_format == "original":
+            assert OLLAMA_EXPECTED[name].replace("<|im_end|>", "") == plain, name  # no BOS, no EOS in the text
+
+    modelfile = (folder / "Modelfile").read_text()
+    assert modelfile.startswith(f"FROM ./{record['files'][0]}\n")
+    if prompt_format == "native":  # Ollama reads a native template from the GGUF itself
+        assert "TEMPLATE" not in modelfile and 'PARAMETER stop "<|im_end|>"' in modelfile
+        return
+    assert ("{{ .Content }}<|im_end|>" in modelfile) == (prompt_format == "baize") and '\n[|AI|]"""' in modelfile
     for stop in ("[|Human|]", "[|AI|]", "<|im_end|>"):
         assert f"PARAMETER stop {json.dumps(stop)}" in modelfile
     assert "PARAMETER temperature" in modelfile and "PARAMETER top_p" in modelfile
