@@ -293,7 +293,8 @@ def cli(argv: list[str] | None = None) -> None:
         print(f"Exported {gguf_file} ({gguf_file.stat().st_size / 2**20:.1f} MiB)")
         print(f"  llama.cpp: llama-server -m {gguf_file} --jinja   (chat template from the GGUF)")
         if args.to == "ollama":
-            print(f"  Ollama:    ollama create {out.name} -f {out / 'Modelfile'} && ollama run {out.name}")
+            name = args.name or model_title(args.model)
+            print(f"  Ollama:    ollama create {name} -f {out / 'Modelfile'} && ollama run {name}")
 
 
 if __name__ == "__main__":

@@ -278,6 +278,7 @@ def test_judge_both_orders_parsing_outcomes_and_cache(tmp_path):
     folder = Path(config.output_dir)
     table = (folder / "results.md").read_text()
     assert "Answers cut at max_new_tokens (512, the same budget for both)" in table
+    assert "{model}" not in table and f"**Score %**: {results['model']}'s total" in table
     assert "| alpha | 2 |" in table and "| **overall** | 6 | 88.6 |" in table
     for chart in ("scores_by_category.png", "pairwise_by_category.png"):
         assert (folder / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

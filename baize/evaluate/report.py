@@ -25,7 +25,7 @@ def markdown_table(results: dict) -> str:
         f"# {model} vs {reference}",
         "",
         f"Judge: `{results['judge']}`{' (' + results['judge_note'] + ')' if results.get('judge_note') else ''}, "
-        "scores 1-10. **Score %**: {model}'s total as a % of {reference}'s, reference "
+        f"scores 1-10. **Score %**: {model}'s total as a % of {reference}'s, reference "
         f"shown first (the Baize paper's metric). **Win/tie/loss**: asked in both orders; a win or loss needs both "
         f"orders to agree; **unjudged**: a verdict did not parse. **Adj. win rate** = (win + tie/2) / judged. Intervals: {confidence}% bootstrap over "
         "questions. **Words**: mean answer length.",
