@@ -502,8 +502,48 @@ def train_steps(model, batch: int, length: int, steps: int, autocast_dtype) -> l
     return times
 
 
+TRAINER_ROW = "baize train: bf16 8x512 packed dialogues, dropout 0.05 (the Trainer's own overhead)"
+
+
+def trainer_row(check: Check, scratch: Path, peak_tflops: float) -> dict:
+    """The anchor's shape through `baize train` itself (TRL's SFTTrainer, the collator, packing, logging): a
+    7B-shaped Llama with the SmolLM2 tokenizer's vocabulary, on the demo's self-chat dialogues."""
+    from ladder import linear_params
+    from transformers import AutoConfig
+
+    tokenizer_dir, _ = smol_base(scratch)
+    dims = TINY if check.dry_run else LLAMA2_7B
+    model_dir = random_llama(
+        scratch / "llama-7b-dialogues", dims, tokenizer_dir, dtype="bfloat16" if gpu() else "float32"
+    )
+    out = scratch / "bench-baize-train"
+    shutil.rmtree(out, ignore_errors=True)
+    overrides = dict(model_name_or_path=str(model_dir), output_dir=str(out), load_in_8bit=False, dtype="bfloat16",
+                     fp16=False, bf16=True, lora_dropout=0.05, per_device_train_batch_size=8, global_batch_size=8,
+                     max_length=512, packing=True, max_steps=12, activation_checkpointing=False,
+                     datasets=[{"path": "json", "data_files": "data/baize-smol/selfchat.jsonl"}], test_split_size=8,
+                     eval_strategy="no", save_strategy="no", report_to="none", warmup_steps=1, logging_steps=1)  # fmt: skip
+    if check.dry_run:
+        overrides.update(dtype="float32", bf16=False, max_steps=2, per_device_train_batch_size=2, global_batch_size=2)
+    recipe = write_recipe("recipes/baize-7b/sft.yaml", scratch / "bench-baize-train.yaml", **overrides)
+    rc, output = check.run([*launcher("single_gpu"), "baize.train", "--config", str(recipe)], TRAINER_ROW)
+    if rc != 0:
+        raise RuntimeError(f"baize train exited {rc}: {output[-1500:]}")
+    summary = summary_of(out)
+    finite_loss(summary)
+    config = AutoConfig.from_pretrained(model_dir)
+    # Attention counted at the full 512 (an upper bound: packed documents attend within themselves).
+    flops_per_token = 4 * linear_params(config) + 12 * config.num_hidden_layers * 512 * config.hidden_size
+    tokens_per_s = summary["tokens_per_second"] or 0.0
+    return {"tokens_per_s": round(tokens_per_s), "tflops": round(flops_per_token * tokens_per_s / 1e12, 1),
+            "mfu_pct": round(100 * flops_per_token * tokens_per_s / (peak_tflops * 1e12), 1),
+            "step_s": None, "first_step_s": None, "peak_allocated_gib": None, "peak_reserved_gib": None,
+            "note": "tokens/s over the whole run, first step included", **summary}  # fmt: skip
+
+
 def step_bench7b(check: Check, scratch: Path, peak_tflops: float) -> dict:
-    """The ladder (benchmarks/ladder.py): each option of the recipes one row at a time, written as it finishes."""
+    """The ladder (benchmarks/ladder.py): each option of the recipes one row at a time, written as it finishes;
+    then the anchor's shape through `baize train` itself."""
     from ladder import run_ladder
 
     def on_row(rows: dict) -> None:
@@ -512,6 +552,12 @@ def step_bench7b(check: Check, scratch: Path, peak_tflops: float) -> dict:
         check.save()
 
     results = run_ladder(TINY if check.dry_run else LLAMA2_7B, scratch, peak_tflops, check.dry_run, on_row)
+    free_gpu()
+    try:
+        results[TRAINER_ROW] = trainer_row(check, scratch, peak_tflops)
+    except Exception as error:  # a failed row is a result
+        results[TRAINER_ROW] = {"error": f"{type(error).__name__}: {error}"[:600]}
+    on_row(results)
     check.results["steps"].pop("bench7b (so far)", None)
     if any("error" in r for r in results.values()):
         raise RuntimeError(json.dumps(results)[:2000])

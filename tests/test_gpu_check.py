@@ -32,11 +32,13 @@ def test_gpu_check_dry_run_passes_every_step(tmp_path):
     assert steps["fsdp"]["int8_fsdp_refused"].startswith("baize train: error: load_in_8bit cannot be sharded")
     assert steps["sdf"]["speedup"] > 0
     sys.path.insert(0, str(REPO / "benchmarks"))
+    from gpu_check import TRAINER_ROW
     from ladder import ladder_rows
 
     bench = {label: row for label, row in steps["bench7b"].items() if isinstance(row, dict)}
-    assert list(bench) == [row.label for row in ladder_rows()]  # every rung ran, in order
-    assert all(row["tokens_per_s"] > 0 and row["step_s"] > 0 for row in bench.values())
+    assert list(bench) == [*(row.label for row in ladder_rows()), TRAINER_ROW]  # every rung ran, in order
+    assert all(row["tokens_per_s"] > 0 for row in bench.values())
+    assert bench[TRAINER_ROW]["global_step"] == 2 and bench[TRAINER_ROW]["loss_last"] > 0
     assert bench["+ regional compile (best)"]["options"]["compiled_layers"] == 2
     assert bench["best + selective checkpointing"]["selective_layers"] == 2
     assert "| 7B-shaped LoRA |" in (tmp_path / "gpu_check.md").read_text()
