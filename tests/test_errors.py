@@ -177,9 +177,12 @@ def test_ctrl_c_is_one_line_exit_130_and_keeps_every_finished_dialogue(tmp_path)
     with OpenAIServer(responder, latency=0.3) as server:
         command = collect_command(server, tmp_path, [f"seed {i}" for i in range(40)], "--concurrency", "2")
         env = {**os.environ, "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
+        # A terminal's Ctrl-C: a shell running this suite in the background (`cmd &`) starts it with SIGINT
+        # ignored, which Python then keeps ignoring; the user's terminal does not.
         process = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
         journal = tmp_path / "out" / "journal.jsonl"
         deadline = time.monotonic() + 120
         while (not journal.exists() or len(journal.read_text().splitlines()) < 2) and time.monotonic() < deadline:
