@@ -469,39 +469,6 @@ def step_sdf(check: Check, scratch: Path) -> dict:
     }
 
 
-def train_steps(model, batch: int, length: int, steps: int, autocast_dtype) -> list[float]:
-    """LoRA steps on random tokens (every position real, as with packing); seconds per optimizer step."""
-    import torch
-
-    device = next(model.parameters()).device
-    # from_pretrained returns eval mode, where transformers skips activation checkpointing: without this the
-    # "checkpointing" rows measured no checkpointing (first H200 run, 2026-11-27: same memory, int8 32x512 OOM).
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4)
-    scaler = torch.amp.GradScaler(enabled=autocast_dtype == torch.float16)  # fp16 needs loss scaling, as in training
-    vocab = model.config.vocab_size
-    times, losses = [], []
-    for _ in range(steps):
-        ids = torch.randint(0, vocab, (batch, length), device=device)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            loss = model(input_ids=ids, labels=ids).loss
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-        losses.append(loss.item())
-    if not all(map(lambda x: x == x and abs(x) != float("inf"), losses)):
-        raise AssertionError(f"non-finite loss {losses}")
-    return times
-
-
 TRAINER_ROW = "baize train: bf16 8x512 packed dialogues, dropout 0.05 (the Trainer's own overhead)"
 
 
@@ -562,12 +529,6 @@ def step_bench7b(check: Check, scratch: Path, peak_tflops: float) -> dict:
     if any("error" in r for r in results.values()):
         raise RuntimeError(json.dumps(results)[:2000])
     return results
-
-
-def base_linear_params(config) -> int:
-    d, f, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    kv = d // config.num_attention_heads * config.num_key_value_heads
-    return layers * (2 * d * d + 2 * d * kv + 3 * d * f) + d * config.vocab_size
 
 
 # ------------------------------------------------------------------------------------------------------ report
