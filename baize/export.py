@@ -164,7 +164,7 @@ def gguf_template(chat_template: str | None, prompt_format: str) -> str | None:
     return '{%- set baize_format = "original" -%}\n' + template if prompt_format == "original" else template
 
 
-def add_stop_strings(path: Path, stops: list[str], chat_template: str) -> dict:
+def write_gguf_metadata(path: Path, stops: list[str], chat_template: str) -> dict:
     """Copy the GGUF with the chat template (portable) and the turn tags in its metadata; returns what a reader
     finds there."""
     import gguf
@@ -261,7 +261,9 @@ def export(args: argparse.Namespace) -> dict:
         hf_folder = merged_model(args.model, partial, args)
         convert(hf_folder, partial / gguf_name, quant)
         stops = format_stop_strings(chat.prompt_format)
-        metadata = add_stop_strings(partial / gguf_name, stops, gguf_template(chat.chat_template, chat.prompt_format))
+        metadata = write_gguf_metadata(
+            partial / gguf_name, stops, gguf_template(chat.chat_template, chat.prompt_format)
+        )
         shutil.rmtree(partial / "merged", ignore_errors=True)
         eos_text = chat.tokenizer.eos_token
         files = [gguf_name]
