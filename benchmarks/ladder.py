@@ -8,8 +8,12 @@ at the recipes' shapes with checkpointing: int8 32 x 512 (fp16, dropout 0.05), f
 int8 speed factor), int8 with ~0.2 % outlier features (LLM.int8's slow path), QLoRA 4 x 1024 and 8 x 1024.
 Each row: tokens/s, MFU (4N + attention per document), peak allocated and reserved memory; a one-step profiler
 split (GEMM / attention / Triton / elementwise / idle) for the anchor and the best row. Rows are written as they
-finish (`on_row`), so a cut-off run still leaves evidence. The base is built once; quantised rows load it from
-one saved copy.
+finish (`on_row`), so a cut-off run still leaves evidence. The base is built once on the GPU; the quantised rows
+quantise its weights from memory through transformers' own loader (`state_dict=`), so nothing is saved to disk.
+
+Every row carries the seconds it is expected to take on one H100/H200 and whether it is essential (it measures one
+of the issue's targets). Under a time budget a row runs only if it fits, and an optional row only if every
+essential row after it still fits too (`Budget.allows`); a row left out says so in the results.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import statistics
 import time
 import traceback
 from dataclasses import dataclass, replace
-from pathlib import Path
 from types import SimpleNamespace
 
 PACKED_DOCUMENTS = 16
@@ -42,29 +45,64 @@ class Row:
     rank: int = 8
     outliers: bool = False
     profile: bool = False
+    expected_s: int = 10  # on one H100/H200, load and compile included
+    essential: bool = True  # measures a target; an optional row gives way to the essential ones after it
+
+
+@dataclass
+class Budget:
+    """Seconds left for the check: a row or step runs if it fits, an optional one only if the essential ones after
+    it still fit too. `deadline=None` is no limit (the dry run)."""
+
+    deadline: float | None = None  # a time.monotonic() value
+
+    @classmethod
+    def of(cls, seconds: float | None) -> Budget:
+        return cls(None if seconds is None else time.monotonic() + seconds)
+
+    def left(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+
+    def allows(self, expected_s: float, essential: bool, essential_after_s: float = 0.0) -> bool:
+        return expected_s + (0.0 if essential else essential_after_s) <= self.left()
+
+    def skipped(self, expected_s: float) -> dict:
+        return {"skipped": f"time budget: {max(0, self.left()):.0f} s left, this needs ~{expected_s:.0f} s"}
 
 
 def ladder_rows() -> list[Row]:
-    anchor = Row("anchor: bf16 8x512, dropout 0 (the 31.5 % row)", profile=True)
-    dropout = replace(anchor, label="+ dropout 0.05", dropout=0.05, profile=False)
+    """In the order they run: the options on the GPU-resident bf16 base first, then the quantised rows (the base
+    moves to the CPU to make room). Expected seconds are estimates for one H100/H200 (compile ~1 min a variant)."""
+    anchor = Row("anchor: bf16 8x512, dropout 0 (the 31.5 % row)", profile=True, expected_s=15)
+    dropout = replace(anchor, label="+ dropout 0.05", dropout=0.05, profile=False, expected_s=8)
     bf16_adapters = replace(dropout, label="+ adapters in bf16", adapter_dtype="compute")
     liger = replace(bf16_adapters, label="+ Liger kernels", liger=True)
     wide = replace(liger, label="+ micro-batch 16x512", batch=16)
     long = replace(liger, label="+ micro-batch 8x1024", length=1024)
-    best = replace(wide, label="+ regional compile (best)", compile=True, profile=True)
+    best = replace(wide, label="+ regional compile (best)", compile=True, profile=True, expected_s=90)
+    checkpointed = dict(length=512, dropout=0.05, checkpointing="full")
     return [
         anchor, dropout, bf16_adapters, liger, wide, long, best,
-        replace(best, label="best + full checkpointing", checkpointing="full", profile=False),
-        replace(best, label="best + selective checkpointing", checkpointing="selective", profile=False),
-        *(replace(bf16_adapters, label=f"packed 1x8192, {name}", batch=1, length=8192, packed=True, attention=name)
+        replace(best, label="best + full checkpointing", checkpointing="full", profile=False, expected_s=45,
+                essential=False),
+        replace(best, label="best + selective checkpointing", checkpointing="selective", profile=False,
+                expected_s=60, essential=False),
+        *(replace(bf16_adapters, label=f"packed 1x8192, {name}", batch=1, length=8192, packed=True, attention=name,
+                  expected_s=40 if name == "flex" else 10, essential=name != "flex")
           for name in ("sdpa", "varlen", "flex")),
-        Row("int8 32x512 fp16, dropout 0.05, checkpointing", 32, 512, 0.05, checkpointing="full", quant="8bit"),
-        Row("fp16 LoRA 32x512, dropout 0.05, checkpointing", 32, 512, 0.05, checkpointing="full", quant="fp16"),
-        Row("int8 32x512 with 0.2 % outlier features", 32, 512, 0.05, checkpointing="full", quant="8bit",
-            outliers=True),
-        Row("QLoRA NF4 4x1024, r=16, checkpointing", 4, 1024, 0.05, checkpointing="full", quant="4bit", rank=16),
-        Row("QLoRA NF4 8x1024, r=16, checkpointing", 8, 1024, 0.05, checkpointing="full", quant="4bit", rank=16),
+        Row("int8 32x512 fp16, dropout 0.05, checkpointing", 32, **checkpointed, quant="8bit", expected_s=40),
+        Row("fp16 LoRA 32x512, dropout 0.05, checkpointing", 32, **checkpointed, quant="fp16", expected_s=15),
+        Row("int8 32x512 with 0.2 % outlier features", 32, **checkpointed, quant="8bit", outliers=True,
+            expected_s=45, essential=False),
+        Row("QLoRA NF4 4x1024, r=16, checkpointing", 4, 1024, 0.05, checkpointing="full", quant="4bit", rank=16,
+            expected_s=25),
+        Row("QLoRA NF4 8x1024, r=16, checkpointing", 8, 1024, 0.05, checkpointing="full", quant="4bit", rank=16,
+            expected_s=25, essential=False),
     ]  # fmt: skip
+
+
+def essential_seconds(rows: list[Row]) -> int:
+    return sum(row.expected_s for row in rows if row.essential)
 
 
 def linear_params(config) -> int:
@@ -142,7 +180,22 @@ def training_step(model, inputs: dict, optimizer, scaler, autocast):
     return step
 
 
-def run_ladder(dims: dict, scratch: Path, peak_tflops: float, dry_run: bool, on_row) -> dict:
+def timed_steps(step, losses: list[float], dry_run: bool) -> list[float]:
+    """Seconds of each timed step after the first: four, or as many as fit in ~6 s (at least two) for the slow
+    rows, so the ladder spends its time on rows rather than on repeats."""
+    import torch
+
+    times: list[float] = []
+    while len(times) < 2 or (len(times) < (2 if dry_run else 4) and sum(times) < 6):
+        started = time.perf_counter()
+        losses.append(step())
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def run_ladder(dims: dict, peak_tflops: float, dry_run: bool, on_row, budget: Budget | None = None) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig
@@ -156,12 +209,18 @@ def run_ladder(dims: dict, scratch: Path, peak_tflops: float, dry_run: bool, on_
     torch.manual_seed(0)
     with device:
         base = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16 if cuda else torch.float32)
-    saved = scratch / "ladder-base"  # one copy on disk, for the quantised rows only
+    budget = budget or Budget()
     results, liger_applied, compiled = {}, False, False
     n_linear = linear_params(config)
-    for row in ladder_rows():
+    rows = ladder_rows()
+    for index, row in enumerate(rows):
+        if not budget.allows(row.expected_s, row.essential, essential_seconds(rows[index + 1 :])):
+            results[row.label] = budget.skipped(row.expected_s)
+            on_row(results)
+            continue
         if dry_run:
             row = replace(row, batch=min(row.batch, 2), length=min(row.length, 128))
+        started_row = time.perf_counter()
         record: dict = {}
         model = peft = None
         try:
@@ -173,8 +232,6 @@ def run_ladder(dims: dict, scratch: Path, peak_tflops: float, dry_run: bool, on_
                 compiled = False
             start = time.perf_counter()
             if row.quant:
-                if not saved.exists():
-                    base.save_pretrained(saved)
                 if cuda and base.device.type == "cuda":  # room for the quantised copies (the last rows)
                     base = base.to("cpu")
                     gc.collect()
@@ -185,14 +242,18 @@ def run_ladder(dims: dict, scratch: Path, peak_tflops: float, dry_run: bool, on_
                                                bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16),
                 }.get(row.quant)  # fmt: skip
                 dtype = torch.float16 if row.quant in ("8bit", "fp16") else torch.bfloat16
-                model = AutoModelForCausalLM.from_pretrained(saved, dtype=dtype if cuda else torch.float32,
-                                                             quantization_config=quantization if cuda or dry_run else None,
-                                                             device_map={"": 0} if cuda else None)  # fmt: skip
+                # transformers' own loading path (the recipes'), from the base's weights in memory: no disk
+                model = type(base).from_pretrained(None, config=config, state_dict=base.state_dict(),
+                                                   attn_implementation="sdpa", dtype=dtype if cuda else torch.float32,
+                                                   quantization_config=quantization if cuda or dry_run else None,
+                                                   device_map={"": 0} if cuda else None)  # fmt: skip
                 if row.outliers:  # large activations in 0.2 % of the hidden features: LLM.int8's fp16 decomposition
                     features = torch.randperm(config.hidden_size)[: max(1, config.hidden_size // 500)]
                     for name, param in model.named_parameters():
-                        if name.endswith("layernorm.weight"):
-                            param.data[features] *= 40
+                        if name.endswith("layernorm.weight"):  # a new tensor: the CPU dry run shares the base's
+                            scaled = param.data.clone()
+                            scaled[features] *= 40
+                            param.data = scaled
             else:
                 model = base
                 model.set_attn_implementation(packed_attention.register() if row.attention != "sdpa" else "sdpa")
@@ -230,12 +291,7 @@ def run_ladder(dims: dict, scratch: Path, peak_tflops: float, dry_run: bool, on_
             first = time.perf_counter()
             losses = [step()]  # allocations, kernel selection and compilation
             record["first_step_s"] = round(time.perf_counter() - first, 2)
-            times = []
-            for _ in range(2 if dry_run else 4):
-                started = time.perf_counter()
-                losses.append(step())
-                torch.cuda.synchronize() if cuda else None
-                times.append(time.perf_counter() - started)
+            times = timed_steps(step, losses, dry_run)
             if not all(abs(x) < float("inf") and x == x for x in losses):
                 raise AssertionError(f"non-finite loss {losses}")
             step_s = statistics.median(times)
@@ -247,7 +303,7 @@ def run_ladder(dims: dict, scratch: Path, peak_tflops: float, dry_run: bool, on_
                 mfu_pct=round(100 * flops_per_token * tokens_per_s / (peak_tflops * 1e12), 1),
                 peak_allocated_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
                 peak_reserved_gib=round(torch.cuda.max_memory_reserved() / 2**30, 2) if cuda else None,
-                options=applied or None,
+                options=applied or None, timed_steps=len(times),
             )  # fmt: skip
             if row.profile and cuda:
                 record["profile_ms"] = profile_split(step)
@@ -267,6 +323,7 @@ def run_ladder(dims: dict, scratch: Path, peak_tflops: float, dry_run: bool, on_
                 if cuda:
                     torch.cuda.empty_cache()
             packed_attention.BACKEND = None
+        record.update(seconds=round(time.perf_counter() - started_row, 1), expected_s=row.expected_s)  # for the plan
         results[row.label] = record
         on_row(results)
     return results
