@@ -119,19 +119,24 @@ def rounds_card_section(rounds: list[dict], chart: str | None) -> str:
     for entry in rounds:
         gate, score = entry["gate"], entry.get("selected_score") or {}
         ci = gate.get("adjusted_win_rate_ci")
+        flips = "–" if gate.get("flip_rate") is None else gate["flip_rate"]
         rows.append(
             f"| {entry['round']} | v{entry['round']} → v{entry['round'] + 1} | {entry['selected']} | "
             f"{score.get('mean')} | {gate['win']}/{gate['tie']}/{gate['loss']} | {gate['adjusted_win_rate']} "
-            f"[{ci[0] if ci else '–'}, {ci[1] if ci else '–'}] | {gate['flip_rate']} | "
+            f"[{ci[0] if ci else '–'}, {ci[1] if ci else '–'}] | {flips} | "
             f"{'passed' if gate['passed'] else 'no gain'} |"
         )
     picture = f"\n![Adjusted win rate of each round's model against its parent]({chart})\n" if chart else ""
+    how = {
+        "pairwise": "both orders, one judge: a question is won only when both orders agree",
+        "pointwise": "one judge scoring each answer on its own, 1-100: the higher score wins the question",
+    }[rounds[-1]["gate"].get("mode", "pairwise") if rounds else "pairwise"]
     return f"""
 {ROUNDS_CARD_HEADING}
 
 Each round sampled from the newest model, judged, selected and trained the next one; a gate then compared the new
-model with its parent on held-out questions (both orders, one judge: a question is won only when both orders
-agree). A round passes when the lower bound of its adjusted win rate is above 0.5.
+model with its parent on held-out questions ({how}). A round passes when the lower bound of its adjusted win rate
+is above 0.5.
 
 | round | models | answers selected | selected mean score | gate win/tie/loss | adjusted win rate [95% CI] | flip rate | gate |
 |---|---|---|---|---|---|---|---|

@@ -134,8 +134,35 @@ def test_two_rounds_gate_on_their_verdicts_resume_after_sigkill_and_push_as_a_st
         again = subprocess.run(sdf_command(tmp_path / "sdf.yaml"), cwd=REPO, capture_output=True, text=True,
                                timeout=900)  # fmt: skip
         assert again.returncode == 0 and len(server.requests) == asked
+        pairwise = (root / "rounds.json").read_text()
 
-    summary = json.loads((root / "rounds.json").read_text())
+        # Another gate for the finished rounds is refused in one line, and changes nothing...
+        refused = subprocess.run([*sdf_command(tmp_path / "sdf.yaml"), "--gate_mode", "pointwise"], cwd=REPO,
+                                 capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert refused.returncode != 0 and len(server.requests) == asked
+        assert "gated with other settings (mode 'pairwise' -> 'pointwise')" in refused.stderr.strip().splitlines()[-1]
+        assert (root / "rounds.json").read_text() == pairwise
+        # ...and with --overwrite true every round's gate is judged again: each answer scored on its own, nothing
+        # sampled, judged or trained again.
+        rejudged = subprocess.run([*sdf_command(tmp_path / "sdf.yaml"), "--gate_mode", "pointwise", "--overwrite",
+                                   "true"], cwd=REPO, capture_output=True, text=True, timeout=900)  # fmt: skip
+        assert rejudged.returncode == 0, rejudged.stderr[-3000:]
+        asked_again = [request.messages[-1]["content"] for request in server.requests[asked:]]
+        assert asked_again and all(ANSWER.search(prompt) for prompt in asked_again)  # no pair prompt
+
+    pointwise = json.loads((root / "rounds.json").read_text())
+    for entry, folder in zip(pointwise["rounds"], (root, root / "round-2"), strict=True):
+        pairs = {}
+        for row in (json.loads(line) for line in (folder / "gate_answers.jsonl").read_text().splitlines()):
+            pairs.setdefault(row["id"], {})[row["role"]] = score(row["answer"])
+        outcomes = ["win" if p["new"] > p["previous"] else "loss" if p["new"] < p["previous"] else "tie"
+                    for p in pairs.values()]  # fmt: skip
+        gate = entry["gate"]
+        assert gate["mode"] == "pointwise" and gate["flip_rate"] is None and gate["judged"] == len(pairs)
+        assert (gate["win"], gate["tie"], gate["loss"]) == tuple(map(outcomes.count, ("win", "tie", "loss")))
+    assert pointwise["gate_settings"]["mode"] == "pointwise"
+
+    summary = json.loads(pairwise)
     first, second = summary["rounds"]
 
     # What each round selected, by the judge's scores (a 16-dim random model cannot learn the judge's taste: its

@@ -168,6 +168,15 @@ class SDFConfig(JudgeArguments):
                   "round trains on): a .txt or .jsonl file with a `question` or `text` column."},
     )  # fmt: skip
     gate_limit: int = field(default=20, metadata={"help": "Gate questions per round."})
+    gate_mode: str = field(
+        default="pairwise",
+        metadata={"help": "How the gate compares model r+1 with model r on each question. `pairwise`: the judge "
+                  "sees both answers, in both orders, and a win needs both orders to agree. `pointwise`: each "
+                  "answer is scored 1-100 on its own with SDF's pointwise rubric (probability-weighted with "
+                  "judge_scoring: expected), the higher score wins and equal scores tie: no position bias to "
+                  "cancel, and a judge too small to write a pair verdict still decides every question.",
+                  "choices": ["pairwise", "pointwise"]},
+    )  # fmt: skip
     gate_bootstrap_samples: int = field(default=2000, metadata={"help": "Bootstrap resamples of the gate's interval."})
 
     # ------------------------------------------------------------------ re-runs
@@ -184,6 +193,8 @@ class SDFConfig(JudgeArguments):
             raise ValueError("rounds must be >= 1")
         if self.round_method == "dpo" and not self.dpo_config:
             raise ValueError("round_method dpo needs dpo_config: the DPO recipe of the new LoRA")
+        if self.gate_mode not in ("pairwise", "pointwise"):
+            raise ValueError(f"gate_mode must be pairwise or pointwise, not {self.gate_mode!r}")
         if self.num_candidates < 2:
             raise ValueError("num_candidates must be >= 2 (SDF picks the best of several)")
 

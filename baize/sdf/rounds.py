@@ -7,8 +7,11 @@ round samples its own prompts (the next `limit` of them) unless `reuse_prompts`.
 
 The gate: model r+1 and model r answer the same held-out questions (greedy, one answer each, through the one
 sampler; kept in gate_answers.jsonl), and the one judge compares each pair in both orders (cached in
-gate_cache.jsonl). The new model wins a question only when both orders agree. The adjusted win rate (wins + ties
-/ 2) gets a bootstrap interval; a round passes when its lower bound is above 0.5. Round 1's v2 is the paper's
+gate_cache.jsonl). The new model wins a question only when both orders agree. With `gate_mode: pointwise` the judge
+scores each answer on its own instead (SDF's pointwise rubric, probability-weighted where the endpoint gives
+logprobs) and the higher score wins. The adjusted win rate (wins + ties / 2) gets a bootstrap interval; a round
+passes when its lower bound is above 0.5. The gate's settings are kept in rounds.json: a re-run that changes them
+is refused (`overwrite: true` re-judges every round's gate under the new ones). Round 1's v2 is the paper's
 result and stands whatever its gate says; from round 2 on, a round that does not pass ends the loop, and the best
 model is the last one that passed. rounds.json says why the loop stopped and which model is best, with each
 round's time and selected answers' mean score; rounds.png charts the gate's win rate by round, and each trained
@@ -24,8 +27,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from baize.errors import BaizeError
 from baize.jsonl import read_jsonl, write_jsonl_atomically, write_text_atomically
-from baize.judge import JudgeClient, VerdictCache, pair_rubric, render_context, run_judge, verdict_key
+from baize.judge import POINTWISE_100, JudgeClient, VerdictCache, pair_rubric, render_context, run_judge, verdict_key
 from baize.lineage import ROUNDS_CARD_HEADING, ROUNDS_FILE, rounds_card_section
 from baize.models import load_chat_model
 from baize.sampling import LocalSampler, SampleRequest, SamplingSettings
@@ -73,16 +77,38 @@ def gate_answers(config: SDFConfig, folder: Path, models: dict[str, str], questi
     return {role: {q["id"]: kept[(role, q["id"])] for q in questions} for role in models}
 
 
+def score_outcome(new: float | None, previous: float | None) -> str | None:
+    """The new model's result on one question from the two answers' own scores; None when one is missing."""
+    if new is None or previous is None:
+        return None
+    return "win" if new > previous else "loss" if new < previous else "tie"
+
+
+def gate_settings(config: SDFConfig) -> dict:
+    """What decides the gate's verdicts beyond the judge (whose settings sign its cache entries)."""
+    return {"mode": config.gate_mode, "questions": config.gate_questions_path, "limit": config.gate_limit,
+            "bootstrap_samples": config.gate_bootstrap_samples}  # fmt: skip
+
+
 def gate(config: SDFConfig, folder: Path, previous: str, new: str) -> dict:
     """Model `new` against model `previous` on the held-out questions, both orders, the one judge."""
     questions = gate_questions(config)
     answers = gate_answers(config, folder, {"previous": previous, "new": new}, questions)
-    verdicts: dict[str, tuple] = {}
+    verdicts: dict[str, tuple] = {}  # pairwise: (new first, previous first); pointwise: (new's, previous's score)
+    pointwise = config.gate_mode == "pointwise"
 
     async def judge_all(client: JudgeClient) -> dict:
         async def judge(question: dict) -> None:
             context = render_context([{"role": "user", "content": question["question"]}])
             a, b = answers["new"][question["id"]], answers["previous"][question["id"]]
+            if pointwise:  # the key SDF's own pointwise judge uses: the same answer is never scored twice
+                new, previous = await client.endpoint.together(*(
+                    client.verdict(POINTWISE_100, context, text,
+                                   key=verdict_key(context, [text], config, POINTWISE_100.template))
+                    for text in (a, b)
+                ))  # fmt: skip
+                verdicts[question["id"]] = (new.value, previous.value)
+                return
             keys = tuple(verdict_key(question["question"], shown, config, GATE_RUBRIC.template)
                          for shown in ([a, b], [b, a]))  # fmt: skip
             ab, ba = await client.both_orders(GATE_RUBRIC, context, a, b, keys)
@@ -93,18 +119,20 @@ def gate(config: SDFConfig, folder: Path, previous: str, new: str) -> dict:
         return stats.as_dict()
 
     stats = run_judge(config, VerdictCache(folder / "gate_cache.jsonl"), judge_all)
-    outcomes = [o for o in (pair_outcome(*v) for v in verdicts.values()) if o is not None]
+    outcome = score_outcome if pointwise else pair_outcome
+    outcomes = [o for o in (outcome(*v) for v in verdicts.values()) if o is not None]
     rate = sum(OUTCOME_POINTS[o] for o in outcomes) / len(outcomes) if outcomes else None
     interval = bootstrap_interval(
         outcomes, lambda sample: sum(OUTCOME_POINTS[o] for o in sample) / len(sample),
         resamples=config.gate_bootstrap_samples, seed=config.seed,
     )  # fmt: skip
     return {
-        "new": new, "previous": previous, "questions": len(questions), "judged": len(outcomes),
+        "new": new, "previous": previous, "mode": config.gate_mode, "questions": len(questions),
+        "judged": len(outcomes),
         "win": outcomes.count("win"), "tie": outcomes.count("tie"), "loss": outcomes.count("loss"),
         "adjusted_win_rate": round(rate, 3) if rate is not None else None,
         "adjusted_win_rate_ci": [round(v, 3) for v in interval] if interval else None,
-        "flip_rate": flip_rate([a_vs_b(*v) for v in verdicts.values()]),
+        "flip_rate": None if pointwise else flip_rate([a_vs_b(*v) for v in verdicts.values()]),
         "passed": bool(interval and interval[0] > 0.5),
         "request_errors": stats["request_errors"],
     }  # fmt: skip
@@ -157,6 +185,13 @@ def run_rounds(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
     summary = {"rounds": [], "best": str(config.model_name_or_path), "best_round": 0, "stopped": "rounds done"}
     model = str(config.model_name_or_path)
     earlier = json.loads((root / ROUNDS_FILE).read_text()) if (root / ROUNDS_FILE).exists() else {"rounds": []}
+    settings = gate_settings(config)
+    kept = earlier.get("gate_settings", {**settings, "mode": "pairwise"})  # before gate_mode: always pairwise
+    if earlier["rounds"] and kept != settings and not config.overwrite:
+        changed = ", ".join(f"{k} {kept.get(k)!r} -> {v!r}" for k, v in settings.items() if kept.get(k) != v)
+        raise BaizeError(f"{root / ROUNDS_FILE}: these rounds were gated with other settings ({changed}); set them "
+                         "back, or pass --overwrite true to judge every round's gate again under the new ones")  # fmt: skip
+    summary["gate_settings"] = settings
     finished = {entry["round"]: entry for entry in earlier["rounds"]}
     for number in range(1, config.rounds + 1):
         started = time.perf_counter()
