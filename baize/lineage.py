@@ -135,8 +135,9 @@ def rounds_card_section(rounds: list[dict], chart: str | None) -> str:
 {ROUNDS_CARD_HEADING}
 
 Each round sampled from the newest model, judged, selected and trained the next one; a gate then compared the new
-model with its parent on held-out questions ({how}). A round passes when the lower bound of its adjusted win rate
-is above 0.5.
+model with its parent on held-out questions
+({how}).
+A round passes when the lower bound of its adjusted win rate is above 0.5.
 
 | round | models | answers selected | selected mean score | gate win/tie/loss | adjusted win rate [95% CI] | flip rate | gate |
 |---|---|---|---|---|---|---|---|

@@ -54,8 +54,10 @@ def main() -> None:
             gate = entry["gate"]
             print(f"round {entry['round']}: {entry['seconds']:.0f} s; selected {entry['selected']} of {len(rows)}; "
                   f"mean score all candidates {statistics.mean(every):.2f}, selected "
-                  f"{entry['selected_score'].get('mean')}; gate adjusted win rate {gate['adjusted_win_rate']} "
-                  f"{gate['adjusted_win_rate_ci']} ({'passed' if gate['passed'] else 'no gain'})")  # fmt: skip
+                  f"{entry['selected_score'].get('mean')}; gate ({gate.get('mode', 'pairwise')}) judged "
+                  f"{gate['judged']} of {gate['questions']}, win/tie/loss {gate['win']}/{gate['tie']}/{gate['loss']}, "
+                  f"adjusted win rate {gate['adjusted_win_rate']} {gate['adjusted_win_rate_ci']} "
+                  f"({'passed' if gate['passed'] else 'no gain'})")  # fmt: skip
         print(f"stopped: {summary['stopped']}; best round {summary['best_round']}")
 
 
