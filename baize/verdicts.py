@@ -71,6 +71,14 @@ def cohen_kappa(first: Sequence[str], second: Sequence[str]) -> float | None:
     return (observed - chance) / (1 - chance)
 
 
+def score_outcome(a: float | None, b: float | None) -> str | None:
+    """A's result from the two answers' own scores (single-answer grading): the higher score wins, equal scores
+    tie; None when one is missing."""
+    if a is None or b is None:
+        return None
+    return "win" if a > b else "loss" if a < b else "tie"
+
+
 def flip_rate(pairs: Sequence[tuple[str | None, str | None]]) -> float | None:
     """Share of pairs whose two orders disagree about A vs B (a win turning into a tie or a loss when the answers
     swap places), over the pairs with both verdicts."""

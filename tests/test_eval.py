@@ -456,9 +456,14 @@ def test_two_turn_answers_single_grading_reference_and_per_turn_report(tmp_path)
     assert second["categories"]["math"]["reference_single_score"] is None
     assert second["overall"]["single_unparsed"] == 1 and results["unparsed_verdicts"] == 1
     assert results["overall"]["reference_guided"] == 2  # math, both turns
+    # the grades as a comparison: 7 beats 5 on every question both grades exist for (not turn-2 math)
+    overall = results["overall"]
+    assert (overall["single_win"], overall["single_tie"], overall["single_loss"]) == (3, 0, 0)
+    assert overall["single_adjusted_win_rate"] == 1.0 and results["categories"]["math"]["single_win"] == 1
     assert summary["report"]["unparsed_verdicts"] == 1 and summary["report"]["verdicts"] == 16
     report = (Path(config.output_dir) / "results.md").read_text()
     assert "## Turn 2" in report and "## Single-answer grading" in report and "Unparsed verdicts: 1 of 16" in report
+    assert "| 3/0/0 | 1.000 (1.000–1.000) |" in report
     for chart in ("turn1_by_category.png", "turn2_by_category.png"):
         assert (Path(config.output_dir) / chart).read_bytes()[:4] == b"\x89PNG"
 

@@ -113,10 +113,12 @@ def single_grading_table(results: dict) -> list[str]:
         "",
         f"Each answer graded on its own, 1-10, by `{results['judge']}` (MT-Bench's single-answer grading; the "
         f"question's reference answer shown in {', '.join(results['reference_guided_categories'])}). Mean grade; "
-        f"overall with its {confidence}% bootstrap interval.",
+        f"overall with its {confidence}% bootstrap interval. **By grade**: the grades as a comparison, all turns: "
+        f"{model} wins a question where its grade is higher, equal grades tie; adjusted win rate with its interval.",
         "",
-        f"| category | {head} | all turns {model} | all turns {reference} |",
-        "|---|" + "---|" * (2 * len(turns) + 2),
+        f"| category | {head} | all turns {model} | all turns {reference} | by grade win/tie/loss "
+        f"| by grade adj. win rate ({confidence}% CI) |",
+        "|---|" + "---|" * (2 * len(turns) + 4),
     ]
     blocks = {t: (results.get("turns") or {"1": results})[t] for t in turns}
     for name in [*results["categories"], "overall"]:
@@ -131,7 +133,11 @@ def single_grading_table(results: dict) -> list[str]:
                 f"{b} ({_ci(pooled.get(f'{role}_single_score_ci'), 2)})"
                 for b, role in zip(both, ("model", "reference"), strict=True)
             ]
-        lines.append(f"| {'**overall**' if name == 'overall' else name} | {' | '.join(cells + both)} |")
+        by_grade = [
+            f"{pooled.get('single_win', 0)}/{pooled.get('single_tie', 0)}/{pooled.get('single_loss', 0)}",
+            f"{_fmt(pooled.get('single_adjusted_win_rate'), 3)} ({_ci(pooled.get('single_adjusted_win_rate_ci'), 3)})",
+        ]
+        lines.append(f"| {'**overall**' if name == 'overall' else name} | {' | '.join(cells + both + by_grade)} |")
     return lines
 
 

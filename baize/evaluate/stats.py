@@ -15,6 +15,7 @@ from baize.verdicts import (
     length_controlled_interval,
     length_controlled_win_rate,
     longer_answer_win_rate,
+    score_outcome,
 )
 
 
@@ -58,6 +59,17 @@ def summarize(config: EvalConfig, judged: list[dict], lengths: dict[str, dict[st
             single[f"{role}_single_score"] = _mean(scores)
             single[f"{role}_single_score_ci"] = [round(v, 2) for v in ci] if ci else None
         single["single_unparsed"] = sum(g[role]["value"] is None for g in graded for role in ("model", "reference"))
+        # the grades as a comparison (MT-Bench's way of setting single grading beside pairwise verdicts): the model
+        # wins a question where its own grade is higher; no order to be biased by
+        by_grade = [o for o in (score_outcome(g["model"]["value"], g["reference"]["value"]) for g in graded) if o]
+        ci_grade = bootstrap_interval(by_grade, adjusted_win_rate, **interval)
+        single.update(
+            single_win=by_grade.count("win"),
+            single_tie=by_grade.count("tie"),
+            single_loss=by_grade.count("loss"),
+            single_adjusted_win_rate=round(adjusted_win_rate(by_grade), 3) if by_grade else None,
+            single_adjusted_win_rate_ci=[round(v, 3) for v in ci_grade] if ci_grade else None,
+        )
         single["reference_guided"] = sum(bool(row.get("reference_guided")) for row in judged)
     return {
         "questions": len(judged),

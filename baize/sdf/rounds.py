@@ -39,7 +39,7 @@ from baize.sdf.sample import load_prompts, sample_step
 from baize.sdf.select import select_step
 from baize.sdf.train import train_step
 from baize.seeds import load_table, select_seeds
-from baize.verdicts import OUTCOME_POINTS, a_vs_b, bootstrap_interval, flip_rate, pair_outcome
+from baize.verdicts import OUTCOME_POINTS, a_vs_b, bootstrap_interval, flip_rate, pair_outcome, score_outcome
 
 logger = logging.getLogger("baize.sdf")
 
@@ -75,13 +75,6 @@ def gate_answers(config: SDFConfig, folder: Path, models: dict[str, str], questi
                 rows.append({"role": role, "id": sampled.request.id, "answer": sampled.samples[0].text})
         write_jsonl_atomically(path, rows)
     return {role: {q["id"]: kept[(role, q["id"])] for q in questions} for role in models}
-
-
-def score_outcome(new: float | None, previous: float | None) -> str | None:
-    """The new model's result on one question from the two answers' own scores; None when one is missing."""
-    if new is None or previous is None:
-        return None
-    return "win" if new > previous else "loss" if new < previous else "tie"
 
 
 def gate_settings(config: SDFConfig) -> dict:
