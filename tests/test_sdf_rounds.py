@@ -219,3 +219,40 @@ def test_two_rounds_gate_on_their_verdicts_resume_after_sigkill_and_push_as_a_st
     assert local.returncode == 0, local.stderr[-3000:]
     remote_logits, local_logits = json.loads(remote.stdout), json.loads(local.stdout)
     assert max(abs(a - b) for a, b in zip(remote_logits, local_logits, strict=True)) < 1e-4
+
+
+def test_a_gate_whose_judge_fails_some_questions_stops_the_run_and_the_rerun_asks_only_the_rest(tmp_path):
+    """A gate decided on part of its questions would decide the loop: it fails in one line instead; every verdict
+    that came is cached, so the re-run asks only the failed question's."""
+    from openai_server import server_error
+
+    from baize.endpoint import EndpointError
+    from baize.sdf.config import SDFConfig
+    from baize.sdf.rounds import gate, gate_questions
+
+    (tmp_path / "gate.txt").write_text("What is a cloud?\nWhy do cats purr?\nHow do tides work?\n")
+    failing = {"on": True}
+
+    def responder(request):
+        prompt = request.messages[-1]["content"]
+        if failing["on"] and "cats" in prompt:
+            return server_error()
+        return f"{score(ANSWER.search(prompt).group(1))}\nVowels."
+
+    with OpenAIServer(responder) as server:
+        config = SDFConfig(output_dir=str(tmp_path), model_name_or_path="unused", gate_mode="pointwise",
+                           gate_questions_path=str(tmp_path / "gate.txt"), gate_limit=3, gate_bootstrap_samples=50,
+                           judge_base_url=server.base_url, judge_model="test-judge", max_retries=0,
+                           judge_api_key_env="BAIZE_TEST_UNSET_KEY")  # fmt: skip
+        answers = {"new": "A tidy answer about oceans.", "previous": "Sky stuff."}
+        rows = [{"role": role, "id": q["id"], "answer": f"{text} ({q['question']})"}
+                for q in gate_questions(config) for role, text in answers.items()]  # fmt: skip
+        (tmp_path / "gate_answers.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        with pytest.raises(EndpointError, match=r"failed 1 of 3 gate questions .* re-run the same command"):
+            gate(config, tmp_path, "v1", "v2")
+        assert lines(tmp_path / "gate_cache.jsonl") == 4  # the two questions that were answered, both answers
+        failing["on"] = False
+        asked = len(server.requests)
+        result = gate(config, tmp_path, "v1", "v2")
+        assert len(server.requests) - asked == 2 and result["judged"] == 3
+        assert (result["win"], result["tie"], result["loss"]) == (3, 0, 0)  # the vowel-rich answer every time

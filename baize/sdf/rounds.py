@@ -27,6 +27,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from baize.endpoint import EndpointError, describe_url
 from baize.errors import BaizeError
 from baize.jsonl import read_jsonl, write_jsonl_atomically, write_text_atomically
 from baize.judge import POINTWISE_100, JudgeClient, VerdictCache, pair_rubric, render_context, run_judge, verdict_key
@@ -112,6 +113,13 @@ def gate(config: SDFConfig, folder: Path, previous: str, new: str) -> dict:
         return stats.as_dict()
 
     stats = run_judge(config, VerdictCache(folder / "gate_cache.jsonl"), judge_all)
+    if stats["request_errors"]:  # a gate on part of its questions would decide the loop: every verdict that came
+        # is cached, so the re-run asks only for the rest (and trains nothing again)
+        raise EndpointError(
+            f"the judge at {describe_url(config.judge_base_url)} failed {stats['request_errors']} of "
+            f"{len(questions)} gate questions ({stats['last_error']}): check judge_base_url / judge_model and that "
+            "the server is up, then re-run the same command"
+        )
     outcome = score_outcome if pointwise else pair_outcome
     outcomes = [o for o in (outcome(*v) for v in verdicts.values()) if o is not None]
     rate = sum(OUTCOME_POINTS[o] for o in outcomes) / len(outcomes) if outcomes else None
