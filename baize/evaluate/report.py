@@ -198,11 +198,17 @@ def report_step(config: EvalConfig) -> dict:
     charts = plot_charts(results, folder) + plot_turn_charts(results, folder)
     score = "no verdicts" if overall["score_pct"] is None else f"score {overall['score_pct']}% of {reference.label}"
     win_rate = "–" if overall["adjusted_win_rate"] is None else overall["adjusted_win_rate"]
+    by_grade = (
+        f"by grade win/tie/loss {overall['single_win']}/{overall['single_tie']}/{overall['single_loss']}, adjusted "
+        f"win rate {_fmt(overall['single_adjusted_win_rate'], 3)}, "
+        if "single_win" in overall
+        else ""
+    )
     logger.info(
-        "report: %s, win/tie/loss/unjudged %d/%d/%d/%d, adjusted win rate %s (length-controlled %s), judge flip "
+        "report: %s, win/tie/loss/unjudged %d/%d/%d/%d, adjusted win rate %s (length-controlled %s), %sjudge flip "
         "rate %s, longer answer wins %s, %d of %d verdicts unparsed -> %s%s",
         score, overall["win"], overall["tie"], overall["loss"], overall["unjudged"], win_rate,
-        overall.get("lc_win_rate"), overall.get("flip_rate"), overall.get("longer_answer_win_rate"),
+        overall.get("lc_win_rate"), by_grade, overall.get("flip_rate"), overall.get("longer_answer_win_rate"),
         results["unparsed_verdicts"], results["verdicts"], folder / "results.md",
         f"; {results['judge_flag']}" if results.get("judge_flag") else "",
     )  # fmt: skip
