@@ -71,6 +71,11 @@ def cohen_kappa(first: Sequence[str], second: Sequence[str]) -> float | None:
     return (observed - chance) / (1 - chance)
 
 
+def adjusted_win_rate(outcomes: Sequence[str]) -> float:
+    """(wins + ties / 2) / outcomes: a tie is half a win."""
+    return sum(OUTCOME_POINTS[o] for o in outcomes) / len(outcomes)
+
+
 def score_outcome(a: float | None, b: float | None) -> str | None:
     """A's result from the two answers' own scores (single-answer grading): the higher score wins, equal scores
     tie; None when one is missing."""

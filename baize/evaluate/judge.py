@@ -20,10 +20,6 @@ from baize.verdicts import pair_outcome
 logger = logging.getLogger("baize.eval")
 
 
-def order_outcome(first: float, second: float) -> str:
-    return "win" if first > second else "loss" if first < second else "tie"
-
-
 def question_outcome(reference_first: tuple | None, model_first: tuple | None) -> str | None:
     """The model's result on one question from the two orders: win or loss only when both orders agree;
     a disagreement (position bias) or an equal score is a tie; None when a verdict is missing."""

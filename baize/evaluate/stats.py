@@ -8,6 +8,7 @@ import statistics
 from baize.evaluate.config import EvalConfig
 from baize.verdicts import (
     a_vs_b,
+    adjusted_win_rate,
     bootstrap_interval,
     cohen_kappa,
     first_position_win_rate,
@@ -17,11 +18,6 @@ from baize.verdicts import (
     longer_answer_win_rate,
     score_outcome,
 )
-
-
-def adjusted_win_rate(outcomes: list[str]) -> float:
-    points = {"win": 1.0, "tie": 0.5, "loss": 0.0}
-    return sum(points[o] for o in outcomes) / len(outcomes)
 
 
 def relative_score(pairs: list[tuple[float, float]]) -> float:

@@ -40,7 +40,7 @@ from baize.sdf.sample import load_prompts, sample_step
 from baize.sdf.select import select_step
 from baize.sdf.train import train_step
 from baize.seeds import load_table, select_seeds
-from baize.verdicts import OUTCOME_POINTS, a_vs_b, bootstrap_interval, flip_rate, pair_outcome, score_outcome
+from baize.verdicts import a_vs_b, adjusted_win_rate, bootstrap_interval, flip_rate, pair_outcome, score_outcome
 
 logger = logging.getLogger("baize.sdf")
 
@@ -122,11 +122,9 @@ def gate(config: SDFConfig, folder: Path, previous: str, new: str) -> dict:
         )
     outcome = score_outcome if pointwise else pair_outcome
     outcomes = [o for o in (outcome(*v) for v in verdicts.values()) if o is not None]
-    rate = sum(OUTCOME_POINTS[o] for o in outcomes) / len(outcomes) if outcomes else None
-    interval = bootstrap_interval(
-        outcomes, lambda sample: sum(OUTCOME_POINTS[o] for o in sample) / len(sample),
-        resamples=config.gate_bootstrap_samples, seed=config.seed,
-    )  # fmt: skip
+    rate = adjusted_win_rate(outcomes) if outcomes else None
+    interval = bootstrap_interval(outcomes, adjusted_win_rate, resamples=config.gate_bootstrap_samples,
+                                  seed=config.seed)  # fmt: skip
     return {
         "new": new, "previous": previous, "mode": config.gate_mode, "questions": len(questions),
         "judged": len(outcomes),

@@ -12,7 +12,7 @@ from baize.endpoint import describe_url
 from baize.errors import BaizeError
 from baize.jsonl import read_jsonl, write_jsonl_atomically
 from baize.sdf.config import CANDIDATES_FILE, JUDGED_FILE, PREFERENCES_FILE, SELECTED_FILE, SDFConfig
-from baize.verdicts import a_vs_b, first_position_win_rate, flip_rate, longer_answer_win_rate
+from baize.verdicts import a_vs_b, first_position_win_rate, flip_rate, longer_answer_win_rate, score_outcome
 
 logger = logging.getLogger("baize.sdf")
 
@@ -46,20 +46,16 @@ def judge_bias(judged: list[dict]) -> dict:
             shown += [ab, ba]
             a, b = comparison["a"], comparison["b"]
             if None not in (comparison["a_score"], comparison["b_score"]):
-                outcome = order_outcome(comparison["a_score"], comparison["b_score"])
+                outcome = score_outcome(comparison["a_score"], comparison["b_score"])
                 decisions.append((outcome, words[a], words[b]))
         if row.get("judge", {}).get("mode") == "pointwise":
             scored = [(score, words[i]) for i, score in enumerate(row["scores"]) if score is not None]
             for i, (score_a, words_a) in enumerate(scored):
                 for score_b, words_b in scored[i + 1 :]:
-                    decisions.append((order_outcome(score_a, score_b), words_a, words_b))
+                    decisions.append((score_outcome(score_a, score_b), words_a, words_b))
     figures = {"flip_rate": flip_rate(pairs), "first_position_win_rate": first_position_win_rate(shown),
                "longer_answer_win_rate": longer_answer_win_rate(decisions)}  # fmt: skip
     return {name: round(value, 3) if value is not None else None for name, value in figures.items()}
-
-
-def order_outcome(first: float, second: float) -> str:
-    return "win" if first > second else "loss" if first < second else "tie"
 
 
 def _describe(values: list[float]) -> dict:
