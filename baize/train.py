@@ -195,6 +195,7 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
 
     trainable_weights_for_fp16(trainer.model, training_args)
     speed = apply_speed_options(trainer.model, training_args)
+    selective = None
     if training_args.selective_checkpointing and training_args.gradient_checkpointing:
         selective = selective_checkpointing_callback()
         trainer.add_callback(selective)
@@ -208,7 +209,7 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
     summary = run_summary(
         trainer, train_result.metrics, time.perf_counter() - start, data_report, start_step, runtime.earlier
     )
-    if training_args.selective_checkpointing and training_args.gradient_checkpointing:
+    if selective is not None:
         speed["selectively_checkpointed_layers"] = selective.layers
     if speed:
         summary["speed_options"] = speed
