@@ -708,6 +708,9 @@ def main(argv: list[str] | None = None) -> int:
         "--bundle", metavar="DIR", help="only write the wheels + SmolLM2 tokenizer to DIR (make gpu-wheels)"
     )
     args = parser.parse_args(argv)
+    unknown = [name for name in args.steps.split(",") if name not in STEP_PLAN]
+    if unknown:
+        parser.error(f"--steps: no step {', '.join(unknown)} (the steps: {','.join(ALL_STEPS)})")
     if args.bundle:
         make_bundle(Path(args.bundle))
         return 0

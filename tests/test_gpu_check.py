@@ -81,6 +81,16 @@ def test_a_check_out_of_time_skips_and_lists_what_it_left_out(tmp_path):
     assert "Run them alone with --steps env,smol,recipes,bench7b,fsdp,liger,sdf" in result.stdout
 
 
+def test_a_misspelt_step_is_refused_in_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "benchmarks/gpu_check.py", "--dry-run", "--steps", "env,bench7", "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and not (tmp_path / "gpu_check.json").exists()
+    assert result.stderr.strip().splitlines()[-1].endswith("--steps: no step bench7 (the steps: "
+                                                           "env,smol,recipes,bench7b,fsdp,liger,sdf)")  # fmt: skip
+
+
 def test_the_ladder_out_of_time_writes_every_row_as_skipped():
     sys.path.insert(0, str(REPO / "benchmarks"))
     from gpu_check import TINY
