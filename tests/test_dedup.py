@@ -55,7 +55,7 @@ def test_contamination_by_eight_word_ngrams_and_short_eval_texts(tmp_path):
     own = Contamination(["project", str(mine)])
     assert own.match("Please name three primes, quickly.") == {str(mine)}  # shorter than 8 words: whole match
     assert own.match("write a limerick about a cat who loves the rain and the sea") == {str(mine)}
-    with pytest.raises(UsageError, match="neither project, mt_bench nor a file"):
+    with pytest.raises(UsageError, match="neither project, mt_bench, a Hub dataset id nor a file"):
         Contamination(["nope.jsonl"])
 
 

