@@ -23,14 +23,19 @@ OUTCOME_POINTS = {"win": 1.0, "tie": 0.5, "loss": 0.0}
 def bootstrap_interval(
     samples: list, statistic, *, resamples: int = 10_000, confidence: float = 0.95, seed: int = 0
 ) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of `statistic(resample)` over resamples (with replacement) of `samples`."""
+    """Percentile bootstrap interval of `statistic(resample)` over resamples (with replacement) of `samples`. A
+    statistic that is not identified on a resample (None) leaves that resample out; when that is most of them, there
+    is no interval (None)."""
     if not samples:
         return None
     rng = random.Random(seed)
-    values = sorted(statistic(rng.choices(samples, k=len(samples))) for _ in range(resamples))
+    drawn = (statistic(rng.choices(samples, k=len(samples))) for _ in range(resamples))
+    values = sorted(value for value in drawn if value is not None)
+    if len(values) < resamples / 2:
+        return None
     tail = (1 - confidence) / 2
-    low = values[int(tail * (resamples - 1))]
-    high = values[int(round((1 - tail) * (resamples - 1)))]
+    low = values[int(tail * (len(values) - 1))]
+    high = values[int(round((1 - tail) * (len(values) - 1)))]
     return low, high
 
 
@@ -105,14 +110,27 @@ def longer_answer_win_rate(decisions: Sequence[tuple[str, int, int]]) -> float |
     return sum(counted) / len(counted) if counted else None
 
 
+def length_separates(outcomes: Sequence[str], length_differences: Sequence[float]) -> bool:
+    """Length explains every verdict: a length difference splits them, every win (and tie) on one side of it or on
+    it, every loss (and tie) on the other side or on it, not all on it. A logistic fit of the outcome on length has
+    no finite maximum then (complete or quasi-complete separation): any win rate at equal length fits as well."""
+    pairs = list(zip(outcomes, length_differences, strict=True))
+    ones = [d for o, d in pairs if o in ("win", "tie")]  # a tie counts half a win and half a loss
+    zeros = [d for o, d in pairs if o in ("loss", "tie")]
+    if not ones or not zeros or len({d for _, d in pairs}) < 2:
+        return False
+    return min(ones) >= max(zeros) or max(ones) <= min(zeros)
+
+
 def length_controlled_win_rate(outcomes: Sequence[str], length_differences: Sequence[float]) -> float | None:
     """The win rate the model would have at equal answer lengths: a logistic regression of the outcome (win 1,
     loss 0, a tie half of each) on the length difference (model - reference, scaled by its standard deviation,
-    through tanh as AlpacaEval does), fitted by maximum likelihood (scipy), read at a difference of zero."""
+    through tanh as AlpacaEval does), fitted by maximum likelihood (scipy), read at a difference of zero. None where
+    it is not identified: fewer than two verdicts, or length separates the wins from the losses completely."""
+    if len(outcomes) < 2 or length_separates(outcomes, length_differences):
+        return None
     from scipy.optimize import minimize
 
-    if len(outcomes) < 2:
-        return None
     y = np.array([OUTCOME_POINTS[o] for o in outcomes])
     x = np.array(length_differences, dtype=float)
     scale = x.std() or 1.0
@@ -123,17 +141,17 @@ def length_controlled_win_rate(outcomes: Sequence[str], length_differences: Sequ
         # y log sigma(z) + (1 - y) log sigma(-z), with log sigma(z) = -log(1 + e^-z), computed stably
         return float(np.sum(y * np.logaddexp(0, -z) + (1 - y) * np.logaddexp(0, z)))
 
-    # a light ridge on the length weight keeps the fit finite when every outcome is explained by length
+    # a light ridge on the length weight, as AlpacaEval's C = 100: the same fit where length does not separate
     fit = minimize(lambda b: negative_log_likelihood(b) + 0.01 * b[1] ** 2, np.zeros(2), method="BFGS")
     return 1.0 / (1.0 + math.exp(-fit.x[0]))
 
 
 def length_controlled_interval(outcomes, length_differences, *, resamples: int, confidence: float, seed: int):
-    """Bootstrap interval of the length-controlled win rate over the compared items."""
+    """Bootstrap interval of the length-controlled win rate over the compared items (resamples where it is not
+    identified are left out; None when that is most of them)."""
     items = list(zip(outcomes, length_differences, strict=True))
 
     def statistic(sample):
-        value = length_controlled_win_rate([o for o, _ in sample], [d for _, d in sample])
-        return 0.5 if value is None else value
+        return length_controlled_win_rate([o for o, _ in sample], [d for _, d in sample])
 
     return bootstrap_interval(items, statistic, resamples=resamples, confidence=confidence, seed=seed)

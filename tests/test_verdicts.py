@@ -17,7 +17,9 @@ from baize.verdicts import (
     cohen_kappa,
     first_position_win_rate,
     flip_rate,
+    length_controlled_interval,
     length_controlled_win_rate,
+    length_separates,
     longer_answer_win_rate,
     preference,
 )
@@ -47,17 +49,36 @@ def test_kappa_flip_rate_and_position_and_length_figures_by_hand():
 
 
 def test_the_length_controlled_win_rate_takes_length_out():
-    # The model wins exactly when its answer is longer: the raw win rate is 0.5 whatever; at equal length the
-    # fit says the outcome would be even too. A model that wins half its longer AND half its shorter answers,
-    # with more wins overall at equal length, keeps its edge.
-    outcomes = ["win", "loss"] * 10
-    diffs = [+50, -50] * 10
-    assert length_controlled_win_rate(outcomes, diffs) == pytest.approx(0.5, abs=0.01)
-    biased = ["win"] * 12 + ["loss"] * 8  # the model wins more, and its answers are longer when it wins
+    # The model wins more, and mostly where its answer is longer: less than the raw 0.6 at equal length.
+    biased = ["win"] * 10 + ["loss"] * 2 + ["win"] * 2 + ["loss"] * 6
     lengths = [+30] * 12 + [-30] * 8
-    assert 0.4 < length_controlled_win_rate(biased, lengths) < 12 / 20  # less than the raw 0.6: length explains part
+    assert 0.4 < length_controlled_win_rate(biased, lengths) < 12 / 20
     balanced = ["win", "win", "win", "loss"] * 10  # wins 3 of 4 of its longer and of its shorter answers alike
     assert length_controlled_win_rate(balanced, ([10] * 4 + [-10] * 4) * 5) == pytest.approx(0.75, abs=0.02)
+
+
+def test_where_length_explains_every_verdict_the_length_controlled_rate_is_not_identified():
+    # Every win longer, every loss shorter (or the reverse): any rate at equal length fits as well. AlpacaEval's
+    # own fit says 0.50 and 0.29 on sets like these; a number and a narrow interval would look confident.
+    separated = [
+        (["win", "loss"] * 10, [+50, -50] * 10),  # every win longer
+        (["win"] * 3 + ["loss"] * 7, [-5, -9, -2, 4, 8, 12, 3, 30, 7, 1]),  # every win shorter
+        (["win", "loss"] * 10 + ["win"], [+50, -50] * 10 + [-50]),  # quasi: the longer answers all won
+        (["win", "loss", "tie"] * 4, [+20, -20, 0] * 4),  # the ties sit at the split
+    ]
+    for outcomes, diffs in separated:
+        assert length_separates(outcomes, diffs), (outcomes, diffs)
+        assert length_controlled_win_rate(outcomes, diffs) is None
+        assert length_controlled_interval(outcomes, diffs, resamples=200, confidence=0.95, seed=0) is None
+    # a win and a loss that length does not explain identify it again (and a tie among the longer answers does)
+    for outcomes, diffs in ((["win", "loss"] * 11, [+50, -50] * 10 + [-50, +50]),
+                            (["win", "loss"] * 10 + ["tie"], [+50, -50] * 10 + [+60])):  # fmt: skip
+        assert not length_separates(outcomes, diffs)
+        assert 0 < length_controlled_win_rate(outcomes, diffs) < 1
+    assert length_controlled_win_rate(["win", "loss"] * 11, [+50, -50] * 10 + [-50, +50]) == pytest.approx(
+        0.5, abs=0.01
+    )
+    assert not length_separates(["win", "loss", "tie"], [0, 0, 0])  # no length difference: the raw rate
 
 
 QUESTIONS = {str(i): ("all", f"question {i}") for i in range(1, 9)}
@@ -184,5 +205,44 @@ def test_calibration_against_human_votes_for_an_agreeing_and_a_position_biased_j
     figures, _ = calibrate(tmp_path / "biased", lambda request: Reply("9 3"))
     assert figures["flip_rate"] == 1.0 and figures["judge_outcomes"] == {"win": 0, "tie": 6, "loss": 0}
     assert figures["agreement_with_ties"] == round(1 / 6, 3) and figures["agreement_without_ties"] is None
+    assert figures["first_position_win_rate"] == 1.0  # the first-shown answer won every decided verdict
     md = (tmp_path / "biased" / "eval" / "calibration.md").read_text()
     assert "| flip rate between the orders | 1.0 |" in md
+    assert "| first-shown answer wins (decided verdicts; unbiased 0.5) | 1.0 |" in md
+
+
+MALFORMED_VOTES = {
+    "turn not a number": ({"turn": "two"}, "row 1: turn 'two' is not a number"),
+    "conversation as a string": ({"conversation_a": "USER: hi ASSISTANT: hello"}, "row 1: conversation_a is a string"),
+    "ShareGPT messages": (
+        {"conversation_b": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]},
+        "row 1: conversation_b has ShareGPT's from/value messages",
+    ),
+}
+
+
+@pytest.mark.parametrize("change", MALFORMED_VOTES, ids=list(MALFORMED_VOTES))
+def test_a_malformed_human_vote_file_is_one_line_naming_the_row_and_nothing_is_asked(tmp_path, change):
+    from baize.errors import UsageError
+
+    row = json.loads(human_judgments(tmp_path / "good.jsonl").read_text().splitlines()[0])
+    fields, says = MALFORMED_VOTES[change]
+    path = tmp_path / "votes.jsonl"
+    path.write_text(json.dumps({**row, **fields}) + "\n")
+    with OpenAIServer(lambda request: Reply("5 5")) as server:
+        config = config_for(tmp_path, server, step="calibrate", calibration_path=str(path))
+        with pytest.raises(UsageError, match=f"calibration_path {path}: {says}") as raised:
+            evaluate.main(config)
+        assert not server.requests
+    assert "\n" not in str(raised.value)
+
+
+def test_the_report_says_not_identified_instead_of_a_number_and_an_interval():
+    from baize.evaluate.report import judge_section
+
+    overall = {"lc_win_rate": None, "lc_win_rate_ci": None, "lc_not_identified": True, "adjusted_win_rate": 0.5}
+    row = [line for line in judge_section({"overall": overall, "confidence": 0.95}) if "length-controlled" in line]
+    assert row == ["| length-controlled win rate (95% CI) | not identified: length explains every verdict | |"]
+    overall = {**overall, "lc_win_rate": 0.654, "lc_win_rate_ci": [0.5, 0.8], "lc_not_identified": False}
+    row = [line for line in judge_section({"overall": overall, "confidence": 0.95}) if "length-controlled" in line]
+    assert row == ["| length-controlled win rate (95% CI) | 0.654 (0.500 to 0.800) | |"]

@@ -22,7 +22,14 @@ from baize.evaluate.config import PAIR_RUBRIC, EvalConfig
 from baize.evaluate.judge import pair_inputs, question_outcome
 from baize.judge import JudgeClient, VerdictCache, run_judge, verdict_key
 from baize.seeds import load_table
-from baize.verdicts import a_vs_b, bootstrap_interval, cohen_kappa, flip_rate, longer_answer_win_rate
+from baize.verdicts import (
+    a_vs_b,
+    bootstrap_interval,
+    cohen_kappa,
+    first_position_win_rate,
+    flip_rate,
+    longer_answer_win_rate,
+)
 
 logger = logging.getLogger("baize.eval")
 
@@ -48,8 +55,14 @@ def load_pairs(config: EvalConfig) -> list[dict]:
                 f"calibration_path {config.calibration_path}: row {number}: winner {row['winner']!r} is not one of "
                 f"{sorted(HUMAN_OUTCOME)}"
             )
-        turn = int(row["turn"])
-        a, b = row["conversation_a"], row["conversation_b"]
+        where = f"calibration_path {config.calibration_path}: row {number}"
+        try:
+            turn = int(row["turn"])
+        except (TypeError, ValueError):
+            raise UsageError(f"{where}: turn {row['turn']!r} is not a number (1 or 2)") from None
+        if turn < 1:
+            raise UsageError(f"{where}: turn {turn} must be 1 or more")
+        a, b = (messages(row[column], f"{where}: {column}") for column in ("conversation_a", "conversation_b"))
         if len(a) < 2 * turn or len(b) < 2 * turn:
             raise UsageError(f"calibration_path {config.calibration_path}: row {number}: no answer to turn {turn}")
         questions = [m["content"] for m in a if m["role"] == "user"]
@@ -66,6 +79,24 @@ def load_pairs(config: EvalConfig) -> list[dict]:
             }
         )
     return pairs
+
+
+def messages(value, where: str) -> list[dict]:
+    """A conversation of MT-Bench's human-judgment format (a list of role/content messages), or one line saying
+    what the file holds instead."""
+    if isinstance(value, str):
+        raise UsageError(f"{where} is a string; MT-Bench's format has a list of {{role, content}} messages")
+    if not isinstance(value, list) or not all(isinstance(m, dict) for m in value):
+        raise UsageError(f"{where} must be a list of {{role, content}} messages, not {type(value).__name__}")
+    if any(m.get("role") is None and m.get("from") is not None for m in value):
+        raise UsageError(
+            f"{where} has ShareGPT's from/value messages; MT-Bench's format has role/content (convert: from human "
+            "-> role user, gpt -> assistant, value -> content)"
+        )
+    for m in value:
+        if not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise UsageError(f"{where}: a message without a text role and content: {str(m)[:80]}")
+    return value
 
 
 async def judge_pairs(config: EvalConfig, pairs: list[dict], client: JudgeClient) -> dict:
@@ -118,6 +149,10 @@ def calibration_figures(config: EvalConfig, pairs: list[dict]) -> dict:
         "pairs_without_ties": len(decided),
         "cohen_kappa": rounded(cohen_kappa([j for j, _ in rows], [h for _, h in rows])),
         "flip_rate": rounded(flip_rate([a_vs_b(p["a_first"], p["b_first"]) for p in judged])),
+        # the same answers shown both ways round: an unbiased judge prefers the first-shown half of the time
+        "first_position_win_rate": rounded(
+            first_position_win_rate([v for p in judged for v in (p["a_first"], p["b_first"])])
+        ),
         "judge_longer_answer_win_rate": rounded(longer_answer_win_rate([d for d in judge_decisions if d[0]])),
         "human_longer_answer_win_rate": rounded(longer_answer_win_rate(human_decisions)),
         "judge_outcomes": {o: sum(j == o for j, _ in rows) for o in ("win", "tie", "loss")},
@@ -148,6 +183,7 @@ def calibration_markdown(config: EvalConfig, figures: dict) -> str:
             f"{figures['agreement_without_ties']} | {ci('agreement_without_ties')} |",
             f"| Cohen's kappa with humans | {figures['cohen_kappa']} | |",
             f"| flip rate between the orders | {figures['flip_rate']} | |",
+            f"| first-shown answer wins (decided verdicts; unbiased 0.5) | {figures['first_position_win_rate']} | |",
             f"| longer answer wins: judge / humans | {figures['judge_longer_answer_win_rate']} / "
             f"{figures['human_longer_answer_win_rate']} | |",
             "",
@@ -168,9 +204,10 @@ def calibrate_step(config: EvalConfig) -> dict:
     (folder / "calibration.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     (folder / "calibration.md").write_text(calibration_markdown(config, figures), encoding="utf-8")
     logger.info(
-        "calibrate: agreement with humans %s with ties, %s without; kappa %s; flip rate %s; longer answer wins "
-        "%s (humans %s) -> %s", figures["agreement_with_ties"], figures["agreement_without_ties"],
-        figures["cohen_kappa"], figures["flip_rate"], figures["judge_longer_answer_win_rate"],
+        "calibrate: agreement with humans %s with ties, %s without; kappa %s; flip rate %s; first-shown wins %s; "
+        "longer answer wins %s (humans %s) -> %s", figures["agreement_with_ties"], figures["agreement_without_ties"],
+        figures["cohen_kappa"], figures["flip_rate"], figures["first_position_win_rate"],
+        figures["judge_longer_answer_win_rate"],
         figures["human_longer_answer_win_rate"], folder / "calibration.md",
     )  # fmt: skip
     if stats["request_errors"]:

@@ -57,6 +57,9 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+NOT_IDENTIFIED = "not identified: length explains every verdict"
+
+
 def judge_section(results: dict) -> list[str]:
     """How far the judge's verdicts can be trusted (docs/eval.md: how to read these)."""
     overall, confidence = results["overall"], int(results["confidence"] * 100)
@@ -74,10 +77,15 @@ def judge_section(results: dict) -> list[str]:
         "what the answers deserve |",
         f"| kappa between the orders | {_fmt(overall.get('kappa_between_orders'), 3)} | 1 |",
         f"| adjusted win rate | {_fmt(overall.get('adjusted_win_rate'), 3)} | |",
-        f"| length-controlled win rate ({confidence}% CI) | {_fmt(overall.get('lc_win_rate'), 3)} "
-        f"({_fmt(lc_ci[0], 3) if lc_ci else '–'} to {_fmt(lc_ci[1], 3) if lc_ci else '–'}) | |",
+        f"| length-controlled win rate ({confidence}% CI) | {length_controlled_cell(overall, lc_ci)} | |",
         *(["", f"**{flag}**"] if flag else []),
     ]
+
+
+def length_controlled_cell(overall: dict, lc_ci) -> str:
+    if overall.get("lc_not_identified"):
+        return NOT_IDENTIFIED
+    return f"{_fmt(overall.get('lc_win_rate'), 3)} ({_fmt(lc_ci[0], 3) if lc_ci else '–'} to {_fmt(lc_ci[1], 3) if lc_ci else '–'})"
 
 
 def _fmt(value, digits=1):
@@ -208,7 +216,8 @@ def report_step(config: EvalConfig) -> dict:
         "report: %s, win/tie/loss/unjudged %d/%d/%d/%d, adjusted win rate %s (length-controlled %s), %sjudge flip "
         "rate %s, longer answer wins %s, %d of %d verdicts unparsed -> %s%s",
         score, overall["win"], overall["tie"], overall["loss"], overall["unjudged"], win_rate,
-        overall.get("lc_win_rate"), by_grade, overall.get("flip_rate"), overall.get("longer_answer_win_rate"),
+        NOT_IDENTIFIED if overall.get("lc_not_identified") else overall.get("lc_win_rate"), by_grade,
+        overall.get("flip_rate"), overall.get("longer_answer_win_rate"),
         results["unparsed_verdicts"], results["verdicts"], folder / "results.md",
         f"; {results['judge_flag']}" if results.get("judge_flag") else "",
     )  # fmt: skip

@@ -15,6 +15,7 @@ from baize.verdicts import (
     flip_rate,
     length_controlled_interval,
     length_controlled_win_rate,
+    length_separates,
     longer_answer_win_rate,
     score_outcome,
 )
@@ -121,4 +122,5 @@ def judge_bias(config: EvalConfig, judged: list[dict], lengths: dict, outcomes: 
         ("longer_answer_win_rate", longer_answer_win_rate(decisions)), ("kappa_between_orders", kappa),
         ("lc_win_rate", lc),
     )}  # fmt: skip
-    return {**rounded, "lc_win_rate_ci": [round(v, 3) for v in lc_ci] if lc_ci else None}
+    return {**rounded, "lc_win_rate_ci": [round(v, 3) for v in lc_ci] if lc_ci else None,
+            "lc_not_identified": length_separates(lc_outcomes, diffs)}  # fmt: skip
