@@ -4,12 +4,15 @@ and a bounded gather. The collection teacher, the judge and eval's endpoint answ
 Retries (429, 5xx, time-outs, connection errors; Retry-After honoured) are the openai client's own. What
 it cannot do, because each request retries on its own, is make the *other* requests back off: a response
 hook sees every 429/503 with Retry-After and pauses the limiter, so a rate limit does not turn into a
-storm of 429s from all the concurrent requests.
+storm of 429s from all the concurrent requests. Every HTTP attempt (the client's retries too) acquires the
+limiter in httpx's request hook, when it leaves (baize.ratelimit). 429s are not a seed's failure while the
+limiter's `max_wait` lasts: after the client's own retries, the call waits out the shared pause and asks again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import math
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from baize.batch import BatchSession, batch_label, custom_id
 from baize.errors import EndpointError, MalformedReply
 from baize.models import resolve_model_path
-from baize.ratelimit import RateLimiter  # noqa: F401 (the endpoint's limiter; stages import it from here)
+from baize.ratelimit import RateLimiter, Sent
 from baize.secrets import redact, register_key_variable
 
 logger = logging.getLogger(__name__)
@@ -116,13 +119,21 @@ class EndpointArguments:
     tpm: float | None = field(
         default=None,
         metadata={
-            "help": "Tokens-per-minute limit. Each call reserves its prompt estimate + max_tokens, and gives back "
-            "what its usage shows it did not use."
+            "help": "Tokens-per-minute limit. Each HTTP attempt counts when it leaves, at its prompt estimate + "
+            "max_tokens until its usage settles it; what was sent in any minute never exceeds the limit."
+        },
+    )
+
+    rate_limit_wait: float = field(
+        default=600.0,
+        metadata={
+            "help": "Seconds one call may keep waiting out rate limits (429s, retried without a limit of attempts "
+            "until then, every request pausing for the server's Retry-After) before it fails."
         },
     )
 
     def rate_limiter(self) -> RateLimiter:
-        return RateLimiter(self.rpm, self.tpm)
+        return RateLimiter(self.rpm, self.tpm, max_wait=self.rate_limit_wait)
 
 
 def chat_body(model: str, messages: list[dict], params: dict) -> dict:
@@ -137,6 +148,13 @@ def chat_body(model: str, messages: list[dict], params: dict) -> dict:
 def estimate_prompt_tokens(messages: list[dict]) -> int:
     """A generous guess before the call (3 characters a token); the usage fields settle the difference."""
     return sum(len(m["content"]) // 3 + 4 for m in messages) + 3
+
+
+def prompt_tokens_at_most(messages: list[dict]) -> int:
+    """An upper bound of the prompt tokens a provider can bill: a byte-level BPE or SentencePiece token (with byte
+    fallback) covers at least one UTF-8 byte, plus 8 tokens a message for the chat format's special tokens and 8
+    for the reply's priming (OpenAI's format takes 3-4 and 3). What a budget reserves, so that it holds."""
+    return sum(len((m.get("content") or "").encode()) + 8 for m in messages) + 8
 
 
 def first_token_logprobs(choice) -> dict[str, float] | None:
@@ -198,6 +216,18 @@ def describe_url(base_url: str | None) -> str:
     return base_url or "https://api.openai.com/v1"
 
 
+class CallMeter:
+    """One call's reservation, and the limiter entries of its HTTP attempts (the client's retries included)."""
+
+    def __init__(self, held: int):
+        self.held = held
+        self.attempts: list[Sent] = []
+
+
+# The call in progress in this task: httpx's request hook, awaited in the same task, finds its reservation here.
+_CALL: contextvars.ContextVar[CallMeter | None] = contextvars.ContextVar("baize_call", default=None)
+
+
 class Endpoint:
     """One base URL: chat completions through the shared limiter, usage charged to a `RoleUsage`."""
 
@@ -232,13 +262,19 @@ class Endpoint:
         )
 
     async def _before_request(self, request) -> None:
-        """Every HTTP attempt, the client's own retries included, waits out a shared pause (a 429's Retry-After)."""
-        wait = self.limiter.paused_until - self.limiter.clock()
+        """Every HTTP attempt, the client's own retries included, acquires the limiter as it leaves: it waits out a
+        shared pause (a 429's Retry-After) and the limits, and is counted at its call's reservation."""
+        meter = _CALL.get()
+        if meter is not None:
+            meter.attempts.append(await self.limiter.acquire(meter.held))
+            return
+        wait = self.limiter.paused_until - self.limiter.clock()  # a request outside a metered call (preflight)
         while wait > 0:
             await self.limiter.sleep(wait)
             wait = self.limiter.paused_until - self.limiter.clock()
 
     async def _on_response(self, response) -> None:
+        self.limiter.observe(response.headers)
         # A 429 (or a 503 that says when to come back) is about everyone's load: every request pauses. A bare 503
         # is one request's bad luck: only that request is retried, by the client.
         overloaded = response.status_code == 503 and any(
@@ -246,6 +282,9 @@ class Endpoint:
         )
         if response.status_code != 429 and not overloaded:
             return
+        meter = _CALL.get()
+        if meter is not None and meter.attempts:  # refused: it used none of the limit
+            self.limiter.refund(meter.attempts[-1])
         self.rate_limited += response.status_code == 429
         self.limiter.pause(retry_after_seconds(response.headers))
 
@@ -343,11 +382,13 @@ class Endpoint:
         """One chat completion streamed (the web demo): yields the text as it arrives. Closing the iterator (a
         Stop in the page) closes the HTTP stream, which is what tells the server to stop generating."""
         params = {name: value for name, value in params.items() if value is not None}
-        reserved = estimate_prompt_tokens(messages) + params.get("max_tokens", 0)
-        await self.limiter.acquire(reserved)
+        meter = CallMeter(estimate_prompt_tokens(messages) + params.get("max_tokens", 0))
         used = 0
+        token = _CALL.set(meter)
         try:
             stream = await self.client.chat.completions.create(model=model, messages=messages, stream=True, **params)
+            _CALL.reset(token)
+            token = None
             async with stream:
                 async for chunk in stream:
                     if chunk.usage is not None:
@@ -355,18 +396,18 @@ class Endpoint:
                     if chunk.choices and chunk.choices[0].delta.content:
                         yield chunk.choices[0].delta.content
         finally:
-            self.limiter.settle(reserved, used or reserved)
+            if token is not None:
+                _CALL.reset(token)
+            if meter.attempts:
+                self.limiter.settle(meter.attempts[-1], used or meter.held)
 
     async def _metered(self, reserved: RoleUsage, usage: RoleUsage | None, request: Awaitable):
-        """Await one request under the limiter: `reserved` tokens held until its usage settles them. `request`
-        gives the response and what unusable 200 answers before it were billed (`_create`); returns the response,
-        what was unusable, and this call's usage with both counted (also added to `usage`)."""
-        held = reserved.prompt_tokens + reserved.completion_tokens
-        try:
-            await self.limiter.acquire(held)
-        except BaseException:  # cancelled while waiting: the request was never sent
-            request.close()
-            raise
+        """Await one request under the limiter: each HTTP attempt is counted at `reserved` as it leaves (the
+        request hook), and the last one settles at the call's usage. `request` gives the response and what unusable
+        200 answers before it were billed (`_create`); returns the response, what was unusable, and this call's
+        usage with both counted (also added to `usage`)."""
+        meter = CallMeter(reserved.prompt_tokens + reserved.completion_tokens)
+        token = _CALL.set(meter)
         call = RoleUsage(calls=1)  # an HTTP error after the retries was not billed
         try:
             response, unusable = await request
@@ -380,7 +421,9 @@ class Endpoint:
                     usage.add(call)
             raise
         finally:
-            self.limiter.settle(held, call.prompt_tokens + call.completion_tokens)
+            _CALL.reset(token)
+            if meter.attempts:
+                self.limiter.settle(meter.attempts[-1], call.prompt_tokens + call.completion_tokens)
         if usage is not None:
             usage.add(call)
         return response, unusable, call
@@ -396,7 +439,27 @@ class Endpoint:
         return call
 
     async def _create_text(self, model: str, prompt: str, n: int, params: dict):
-        return await self.client.completions.create(model=model, prompt=prompt, n=n, **params), RoleUsage(calls=0)
+        response = await self._rate_limited(self.client.completions.create, model=model, prompt=prompt, n=n, **params)
+        return response, RoleUsage(calls=0)
+
+    async def _rate_limited(self, create, **request):
+        """`create(**request)`, asked again after the client's own retries end in a 429, for as long as the
+        limiter's `max_wait` lasts: a rate limit delays a call, it does not fail it (the shared pause spaces the
+        attempts). A 429 that is not a rate limit (an exhausted quota) fails at once."""
+        import openai
+
+        deadline = None
+        while True:
+            try:
+                return await create(**request)
+            except openai.RateLimitError as error:
+                if getattr(error, "code", None) == "insufficient_quota":
+                    raise
+                now = self.limiter.clock()
+                deadline = deadline if deadline is not None else now + self.limiter.max_wait
+                if now >= deadline:
+                    raise
+                await self.limiter.sleep(max(self.limiter.paused_until - now, 0.0) + 0.05)
 
     async def _create(self, model: str, messages: list[dict], params: dict, retries: int, reserved: RoleUsage):
         """The request and what unusable answers before it were billed. A 200 whose body is not a completion (no
@@ -409,7 +472,8 @@ class Endpoint:
         unusable = RoleUsage(calls=0)
         for attempt in range(retries + 1):
             try:
-                response = await client.chat.completions.create(model=model, messages=messages, **params)
+                response = await self._rate_limited(client.chat.completions.create, model=model, messages=messages,
+                                                    **params)  # fmt: skip
                 if response.choices:
                     return response, unusable
                 problem = "a completion without choices"

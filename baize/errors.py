@@ -41,6 +41,15 @@ class EndpointError(BaizeError, RuntimeError):
     """An endpoint that cannot be used (no API key, unreachable): the message names the URL and what to do."""
 
 
+class BudgetReached(BaizeError):
+    """A call whose reservation would take the spend past `max_cost` / `max_tokens` is not sent; `reason` names the
+    budget. Not a failure: the seed waits for a run with a larger budget."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"{reason} reached: this call's reservation does not fit what is left")
+        self.reason = reason
+
+
 class MalformedReply(EndpointError):
     """HTTP 200, but not a usable completion, after the retries: a transient provider fault (the request is retried
     by the next run). `billed`: what the provider may have charged for the unusable answers (a

@@ -66,6 +66,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering, on top of the server's latency
     message: str = ""  # error message for status >= 400
+    error_code: str | None = None  # the error's `code` (e.g. OpenAI's "insufficient_quota" on a 429)
     raw: bytes | None = None  # a 200 with this body as it is (a malformed or empty reply from a flaky provider)
     chunk_delay: float = 0.0  # with `stream: true`, seconds between the streamed pieces (one word each)
     # {token: probability} of the reply's first token, sent as `logprobs` when the request asks for them (as
@@ -485,7 +486,12 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.status >= 400:
             owner._settle(reserved, 0)
             error_type = "rate_limit_exceeded" if reply.status == 429 else "server_error"
-            self._send(reply.status, {"error": {"message": reply.message, "type": error_type}}, reply.headers)
+            error = {
+                "message": reply.message,
+                "type": error_type,
+                **({"code": reply.error_code} if reply.error_code else {}),
+            }
+            self._send(reply.status, {"error": error}, reply.headers)
             return
         if reply.raw is not None:
             owner._settle(reserved, 0)

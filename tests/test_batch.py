@@ -151,6 +151,36 @@ def test_max_cost_holds_at_batch_prices(openai_server, tmp_path):
     assert usage["cost_usd"] == pytest.approx((usage["prompt_tokens"] * 0.4 + usage["completion_tokens"] * 0.8) / 1e6)
 
 
+def test_max_cost_holds_exactly_when_the_teacher_bills_more_prompt_tokens_than_the_character_estimate(
+    openai_server, tmp_path
+):
+    """A teacher that bills a token per two characters (a third more than the 3-characters-a-token estimate): each
+    reservation is an upper bound of what its call can be billed, so no run, and no re-run, spends past max_cost."""
+
+    def responder(request):
+        text = transcript_responder(request)
+        prompt_chars = sum(len(m["content"]) for m in request.messages)
+        return Reply(text, usage={"prompt_tokens": prompt_chars // 2, "completion_tokens": len(text.split())})
+
+    openai_server.responder = responder
+    prices = {"test-teacher": {"prompt": 1.0, "completion": 2.0, "batch_prompt": 1.0, "batch_completion": 2.0}}
+    seeds = [f"topic {i}" for i in range(30)]
+    config = batch_config(openai_server, tmp_path, seeds, prices=prices, assistant_max_tokens=60, max_cost=0.0015)
+    first = collect(config)
+    assert 0 < first["kept"] < 30 and first["stopped"] == "max_cost"
+    kept = [first["kept"]]
+    for _ in range(8):  # re-runs start a seed where what is really billed left room for its reservation
+        report = collect(batch_config(openai_server, tmp_path, seeds, prices=prices, assistant_max_tokens=60,
+                                      max_cost=0.0015))  # fmt: skip
+        assert report["billed"]["cost_usd"] <= 0.0015
+        kept.append(report["kept"])
+        if kept[-1] == kept[-2]:
+            break
+    assert kept[-1] == kept[-2] and kept[-1] < 30  # until nothing more fits
+    lines = [json.loads(line) for line in (tmp_path / "out" / "spend.jsonl").read_text().splitlines()]
+    assert sum(line["cost_usd"] for line in lines if "prompt_tokens" in line) <= 0.0015
+
+
 def test_a_key_echoed_back_in_batch_answers_never_lands_in_a_file(openai_server, tmp_path, monkeypatch):
     secret = "my-batch-key-" + "7c1e" * 6  # not token-shaped: only its value identifies it
     monkeypatch.setenv("BAIZE_TEST_BATCH_KEY", secret)

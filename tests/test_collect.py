@@ -704,9 +704,9 @@ def test_rate_limiter_rpm_tpm_refund_and_pause():
         assert now[0] == 0.0  # a full bucket lets the first call through
         await limiter.acquire(10)
         assert now[0] == pytest.approx(1.0)  # the next request waits for the RPM bucket
-        await limiter.acquire(500)  # larger than the TPM bucket: waits until it is full, then goes into debt
+        big = await limiter.acquire(500)  # larger than the TPM bucket: waits until it is full, then goes into debt
         assert now[0] == pytest.approx(2.0)
-        limiter.settle(reserved=500, used=200)  # usage shows 300 tokens unused: given back (debt 400 -> 100)
+        limiter.settle(big, used=200)  # usage shows 300 tokens unused: given back (debt 400 -> 100)
         await limiter.acquire(100)
         assert now[0] == pytest.approx(4.0)  # repay the 100 of debt, then 100 for this call (7.0 without the refund)
         limiter.pause(5.0)  # a 429 with Retry-After: 5

@@ -52,7 +52,7 @@ from baize.endpoint import (
     describe_url,
     resolve_api_key,
 )
-from baize.errors import UsageError, request_error_kind
+from baize.errors import BudgetReached, UsageError, request_error_kind
 from baize.jsonl import write_jsonl_atomically
 from baize.runs import check_output_dir, claim_step
 from baize.seeds import Seed, SeedStats, check_local_source
@@ -176,6 +176,10 @@ class Collector:
             self.cleaner.check(dialogue.messages)
         except Rejected as error:
             dialogue, rejected = None, error
+        except BudgetReached as reached:  # not started: the seed waits for a run with a larger budget
+            if self.stopped == "done":
+                self.stopped = reached.reason
+            return
         except (openai.APIError, EndpointError) as error:
             kind = request_error_kind(error)  # the rule batch mode uses too (baize.errors)
             if kind == "rejected":  # this request (e.g. too long a context), not the endpoint: dropped, not re-paid

@@ -15,6 +15,7 @@ from baize.collect.config import CollectConfig
 from baize.collect.teacher import Teacher
 from baize.data import DataFormatError, alpaca_to_messages
 from baize.endpoint import Usage
+from baize.errors import BudgetReached
 from baize.seeds import Seed
 
 # The v1 template (our wording of the Baize collector's instructions), ending with the same two primer lines.
@@ -194,7 +195,13 @@ async def turns_dialogue(
             question = seed.text
         else:
             prompt = simulator_prompt(user_template, messages)
-            asked = await teacher.chat("user", [{"role": "user", "content": prompt}], usage, config.user_stop)
+            try:
+                asked = await teacher.chat("user", [{"role": "user", "content": prompt}], usage, config.user_stop)
+            except BudgetReached:
+                if not messages:
+                    raise
+                stop = "budget"
+                break
             question, last_question = human_line(asked.content), asked.content
             if config.end_marker and config.end_marker.casefold() in question.casefold():
                 stop = "no_more_questions"
@@ -208,7 +215,13 @@ async def turns_dialogue(
                 stop = "no_more_questions"  # an empty line is the simulator running out of questions
                 break
         user = {"role": "user", "content": question}
-        answer = await teacher.chat("assistant", system + messages + [user], usage)
+        try:
+            answer = await teacher.chat("assistant", system + messages + [user], usage)
+        except BudgetReached:
+            if not messages:
+                raise
+            stop = "budget"  # kept with the rounds it has, as when the budget is spent between rounds
+            break
         if answer.finish_reason == "length":
             if config.on_truncated == "drop":
                 raise Rejected("truncated", "an AI turn hit assistant_max_tokens", answer.content)

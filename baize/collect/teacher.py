@@ -12,9 +12,10 @@ from baize.endpoint import (
     RateLimiter,
     RoleUsage,
     Usage,
-    estimate_prompt_tokens,
+    prompt_tokens_at_most,
     resolve_model_name,
 )
+from baize.errors import BudgetReached
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +60,14 @@ class Teacher:
         params = {**self.sampling(role), "stop": stop or None}
         model = self.models[role]
         call_id = self.endpoint.call_id(model, messages, **params)
-        reserved = RoleUsage(1, estimate_prompt_tokens(messages), params.get("max_tokens") or 0)
+        # What the call can be billed at most (the prompt's upper bound + max_tokens): the ledger's reservation.
+        reserved = RoleUsage(1, prompt_tokens_at_most(messages), params.get("max_tokens") or 0)
         self.price(role, reserved)
         # A batch sends every dialogue's call at once: the budget holds their reservations until they settle, so
-        # that the dialogues started after them see what the batch may cost.
+        # that the dialogues started after them see what the batch may cost; a call that does not fit is not sent.
         held = self.endpoint.batch is not None
         if held:  # before any await: the seeds that start next see it
+            self.check_budget(reserved)
             self.spent.add(role, reserved)
         call: RoleUsage | None = None  # None: not sent (or cancelled in flight): it stays at its reservation
         reply: Completion | None = None
@@ -94,6 +97,15 @@ class Teacher:
             if call is not None:
                 self.settle(role, call_id, call, usage, reply, unusable)
         return reply
+
+    def check_budget(self, reserved: RoleUsage) -> None:
+        """Refuse a call whose reservation would take the spend (every settled and reserved call) past a budget."""
+        total = self.spent.total
+        if self.config.max_cost is not None and total.cost_usd + reserved.cost_usd > self.config.max_cost:
+            raise BudgetReached("max_cost")
+        tokens = total.prompt_tokens + total.completion_tokens + reserved.prompt_tokens + reserved.completion_tokens
+        if self.config.max_tokens is not None and tokens > self.config.max_tokens:
+            raise BudgetReached("max_tokens")
 
     def settle(self, role: str, call_id: str, call: RoleUsage, usage: Usage, reply: Completion | None, unusable: int):
         self.price(role, call)
