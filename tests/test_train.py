@@ -190,7 +190,8 @@ def test_run_writes_loss_plot_recipe_and_trackio_curves(tmp_path, tiny_llama_dir
 
     # trackio's own CLI lists the run, named after the model, and its loss curve
     def trackio(*args):
-        listed = subprocess.run(["trackio", *args], env=env, capture_output=True, text=True, timeout=120)
+        cli = Path(sys.executable).parent / "trackio"  # the console script of the environment running the tests
+        listed = subprocess.run([str(cli), *args], env=env, capture_output=True, text=True, timeout=120)
         assert listed.returncode == 0, listed.stderr[-2000:]
         return listed.stdout
 

@@ -67,7 +67,8 @@ class Teacher:
         # that the dialogues started after them see what the batch may cost; a call that does not fit is not sent.
         held = self.endpoint.batch is not None
         if held:  # before any await: the seeds that start next see it
-            self.check_budget(reserved)
+            if call_id not in self.endpoint.batch.results:  # an answer already stored was paid for: it is read
+                self.check_budget(reserved)
             self.spent.add(role, reserved)
         call: RoleUsage | None = None  # None: not sent (or cancelled in flight): it stays at its reservation
         reply: Completion | None = None
