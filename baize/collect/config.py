@@ -252,6 +252,19 @@ class CollectConfig(EndpointArguments, DecontaminationArguments):
         default_factory=lambda: list(DEFAULT_REFUSAL_PATTERNS),
         metadata={"help": "Regexes (case-insensitive) of refusal boilerplate in AI turns (`refusal`); [] disables."},
     )
+    language: str | None = field(
+        default="seed",
+        metadata={
+            "help": "The language every turn must be in, or the dialogue is dropped (`language`): `seed` (the seed "
+            "question's, told per turn by py3langid), a code such as en or zh, or none. Turns too short to tell do "
+            "not count (baize/text_quality.py)."
+        },
+    )
+    drop_repetition: bool = field(
+        default=True,
+        metadata={"help": "Drop dialogues with a turn that loops (`repetition`: a span repeated back to back, a "
+                  "sentence 3 times, or under half of its word 4-grams distinct)."},
+    )  # fmt: skip
 
     near_duplicate_threshold: float | None = field(
         default=None,
@@ -303,7 +316,7 @@ class CollectConfig(EndpointArguments, DecontaminationArguments):
         "mode seeds_path seeds_name seeds_split seeds_column teacher_model teacher_gguf_file user_model "
         "assistant_temperature assistant_top_p assistant_max_tokens user_temperature user_top_p user_max_tokens "
         "user_stop assistant_system_prompt transcript_prompt user_prompt seed_as_first_question max_rounds "
-        "end_marker min_exchanges min_reply_chars on_truncated refusal_patterns"
+        "end_marker min_exchanges min_reply_chars on_truncated refusal_patterns language drop_repetition"
     ).split()
 
     def shaping_settings(self) -> dict:
@@ -314,6 +327,8 @@ class CollectConfig(EndpointArguments, DecontaminationArguments):
         return settings
 
     def __post_init__(self):
+        if isinstance(self.language, str) and self.language.lower() in ("none", "null", "any", ""):
+            self.language = None
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.near_duplicate_threshold is not None and not 0 < self.near_duplicate_threshold <= 1:

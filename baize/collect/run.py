@@ -173,7 +173,7 @@ class Collector:
             dialogue = await DIALOGUE_FUNCTIONS[self.config.mode](
                 self.teacher, seed, self.config, usage, budget_spent=budget_spent or self.budget_spent
             )
-            self.cleaner.check(dialogue.messages)
+            self.cleaner.check(dialogue.messages, seed.text)
         except Rejected as error:
             dialogue, rejected = None, error
         except BudgetReached as reached:  # not started: the seed waits for a run with a larger budget
@@ -347,7 +347,7 @@ class Collector:
         for seed in todo:
             try:
                 dialogue = alpaca_dialogue(seed)
-                self.cleaner.check(dialogue.messages)
+                self.cleaner.check(dialogue.messages, seed.text)
             except Rejected as rejected:
                 self.record(seed, Usage(), rejected=rejected)
                 continue

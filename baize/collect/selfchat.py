@@ -1,7 +1,8 @@
 """Self-chat: the prompts, the two collection modes, the transcript parser and the cleaning rules.
 
 Every rejected dialogue raises `Rejected(reason)`; the reasons are the report's drop counts:
-`empty`, `wrong_format`, `truncated`, `too_short`, `refusal`, `duplicate`, `api_error`.
+`empty`, `wrong_format`, `truncated`, `too_short`, `refusal`, `language`, `repetition`, `duplicate`,
+`near_duplicate`, `api_error`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from baize.data import DataFormatError, alpaca_to_messages
 from baize.endpoint import Usage
 from baize.errors import BudgetReached
 from baize.seeds import Seed
+from baize.text_quality import dialogue_repetition, language_problem
 
 # The v1 template (our wording of the Baize collector's instructions), ending with the same two primer lines.
 PRIMER_HUMAN = "Hello!"
@@ -38,7 +40,8 @@ USER_PROMPT = (
 )
 
 REASONS = (
-    "empty", "wrong_format", "truncated", "too_short", "refusal", "duplicate", "near_duplicate", "api_error",
+    "empty", "wrong_format", "truncated", "too_short", "refusal", "language", "repetition", "duplicate",
+    "near_duplicate", "api_error",
 )  # fmt: skip
 _TAG = re.compile(r"\[\|?(human|ai)\|?\]\s*:?", re.IGNORECASE)
 
@@ -129,8 +132,10 @@ class Cleaner:
         self.config = config
         self.refusals = [re.compile(p, re.IGNORECASE) for p in config.refusal_patterns]
 
-    def check(self, messages: list[dict[str, str]]) -> None:
-        """Raise `Rejected` for a too short dialogue or refusal boilerplate (format was checked on parsing)."""
+    def check(self, messages: list[dict[str, str]], seed: str | None = None) -> None:
+        """Raise `Rejected` for a too short dialogue, refusal boilerplate, a turn that leaves the dialogue's
+        language (`seed`: the seed question, for `language: seed`) or a turn that loops (format was checked on
+        parsing)."""
         exchanges = len(messages) // 2
         if exchanges < self.config.min_exchanges:
             raise Rejected("too_short", f"{exchanges} exchange(s) < min_exchanges={self.config.min_exchanges}")
@@ -142,6 +147,10 @@ class Cleaner:
                 for pattern in self.refusals:
                     if pattern.search(m["content"]):
                         raise Rejected("refusal", f"matches {pattern.pattern!r}")
+        if self.config.drop_repetition and (problem := dialogue_repetition(messages)):
+            raise Rejected("repetition", problem)
+        if problem := language_problem(messages, self.config.language, seed):
+            raise Rejected("language", problem)
 
 
 # --------------------------------------------------------------------------- the modes

@@ -14,6 +14,7 @@ from baize.evaluate.charts import plot_charts, plot_turn_charts
 from baize.evaluate.config import JUDGEMENTS_FILE, EvalConfig
 from baize.evaluate.stats import summarize
 from baize.jsonl import read_jsonl
+from baize.text_quality import repetition_problem
 
 logger = logging.getLogger("baize.eval")
 
@@ -47,6 +48,15 @@ def markdown_table(results: dict) -> str:
         f"Unparsed verdicts: {results['unparsed_verdicts']} of {results['verdicts']} (counted as unjudged, never as "
         "a score).",
     ]
+    repetition = results.get("repetition_rate")
+    if repetition:
+        lines += [
+            "",
+            f"Answers that loop (a span repeated back to back, a sentence again and again; the rule collection's "
+            f"cleaning drops by): {model} {repetition['looping']['model']} of {repetition['answers']['model']} "
+            f"({_fmt(repetition['model'], 3)}), {reference} {repetition['looping']['reference']} of "
+            f"{repetition['answers']['reference']} ({_fmt(repetition['reference'], 3)}).",
+        ]
     cut = results.get("cut_at_max_new_tokens")
     if cut:
         lines += [
@@ -160,6 +170,14 @@ def report_step(config: EvalConfig) -> dict:
     lengths = {role: {i: row["words"] for i, row in rows.items()} for role, rows in answers.items()}
     # Answers cut at max_new_tokens: a reference cut more often than the model is judged on unfinished text.
     cut = {role: sum(row.get("finish_reason") == "length" for row in rows.values()) for role, rows in answers.items()}
+    # Answers that loop (baize.text_quality, the rule collection's cleaning drops by): Baize's users' issue #5.
+    looping = {role: sum(repetition_problem(row.get("answer") or "") is not None for row in rows.values())
+               for role, rows in answers.items()}  # fmt: skip
+    repetition = {
+        **{role: round(n / len(answers[role]), 3) if answers[role] else None for role, n in looping.items()},
+        "answers": {role: len(rows) for role, rows in answers.items()},
+        "looping": looping,
+    }
 
     def blocks(rows: list[dict]) -> dict:
         categories: dict[str, list[dict]] = {}
@@ -193,6 +211,7 @@ def report_step(config: EvalConfig) -> dict:
         "unparsed_verdicts": sum(v["value"] is None for v in verdicts),
         "reference_guided_categories": config.reference_guided_categories,
         "cut_at_max_new_tokens": {**cut, "max_new_tokens": config.max_new_tokens},
+        "repetition_rate": repetition,
         "config": {k: v for k, v in asdict(config).items() if "api_key" not in k},
     }
     overall = results["overall"]
