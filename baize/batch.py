@@ -38,7 +38,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 
-from baize.errors import BaizeError, BatchFailed, BatchRequestFailed, status_kind
+from baize.errors import BatchFailed, BatchRequestFailed, BatchWritten, status_kind
 from baize.jsonl import JSONLAppender, iter_jsonl, write_jsonl_atomically
 from baize.secrets import redact
 
@@ -54,18 +54,6 @@ CHAT_URL = "/v1/chat/completions"
 # What the next request is about (a seed id, a verdict key): the readable half of its custom_id. Set by the stage
 # before it asks; coroutines started from there (asyncio copies the context) inherit it.
 batch_label: contextvars.ContextVar[str] = contextvars.ContextVar("batch_label", default="request")
-
-
-class BatchWritten(BaizeError):
-    """offline: a request file is written and waits for an engine's answers; the run stops here, on purpose."""
-
-    def __init__(self, requests: Path, count: int):
-        self.requests, self.count = requests, count
-        results = requests.with_name(requests.name.replace("requests-", "results-"))
-        super().__init__(
-            f"wrote {requests} ({count} requests) for an offline engine: run `vllm run-batch -i {requests} -o "
-            f"{results} --model MODEL`, then this command again"
-        )
 
 
 def label_of(request_id: str) -> str:

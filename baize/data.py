@@ -22,7 +22,7 @@ import datasets
 from trl import DatasetMixtureConfig, get_dataset
 from trl.scripts.utils import DatasetConfig
 
-from baize.errors import UsageError
+from baize.errors import DataFormatError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +31,6 @@ HUMAN_TAG = "[|Human|]"
 AI_TAG = "[|AI|]"
 _TAG_RE = re.compile(r"(\[\|Human\|\]|\[\|AI\|\])")
 PROVENANCE_COLUMNS = ("seed", "source", "teacher", "mode")
-
-
-class DataFormatError(UsageError):
-    """A row that cannot be turned into a chat. The message names the dataset and its 1-based row."""
 
 
 # --------------------------------------------------------------------------- converters

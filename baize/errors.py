@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import sys
+from pathlib import Path
 
 from baize.secrets import redact, redact_logs
 
@@ -77,6 +78,34 @@ class BatchRequestFailed(MalformedReply):
 # ones by the same rule before a live call gives up):
 FATAL_STATUSES = (401, 403, 404, 422)  # every request would fail the same way: stop the run
 TRANSIENT_STATUSES = (408, 409, 429)  # and every 5xx: ask again (a batch sends it again, a live run retries)
+
+
+class BatchWritten(BaizeError):
+    """offline: a request file is written and waits for an engine's answers; the run stops here, on purpose."""
+
+    def __init__(self, requests: Path, count: int):
+        self.requests, self.count = requests, count
+        results = requests.with_name(requests.name.replace("requests-", "results-"))
+        super().__init__(
+            f"wrote {requests} ({count} requests) for an offline engine: run `vllm run-batch -i {requests} -o "
+            f"{results} --model MODEL`, then this command again"
+        )
+
+
+class DataFormatError(UsageError):
+    """A row that cannot be turned into a chat. The message names the dataset and its 1-based row."""
+
+
+class LaunchError(BaizeError, ValueError):
+    """A recipe / accelerate-config combination that cannot work; the message says what does."""
+
+    exit_code = 2
+
+
+class SettingsChanged(BaizeError, ValueError):
+    """A re-run in an output folder that holds a run made with other settings."""
+
+    exit_code = 2  # a usage error, like a bad flag
 
 
 def request_error_kind(error: BaseException) -> str:

@@ -13,19 +13,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from baize.errors import BaizeError
+from baize.errors import LaunchError
 
 logger = logging.getLogger(__name__)
 
 FAST_ATTENTION = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface"}
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 MODEL_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-
-
-class LaunchError(BaizeError, ValueError):
-    """A recipe / accelerate-config combination that cannot work; the message says what does."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)

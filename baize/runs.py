@@ -9,16 +9,10 @@ import posixpath
 import shutil
 from pathlib import Path
 
-from baize.errors import BaizeError, UsageError
+from baize.errors import SettingsChanged, UsageError
 from baize.jsonl import write_text_atomically
 
 SIGNATURE_FILE = "run_signature.json"
-
-
-class SettingsChanged(BaizeError, ValueError):
-    """A re-run in an output folder that holds a run made with other settings."""
-
-    exit_code = 2  # a usage error, like a bad flag
 
 
 # Resume state every output folder may hold: signatures (settings with local paths, for resuming here) and the

@@ -24,8 +24,7 @@ from baize.collect import CollectConfig, collect, parse_args
 from baize.collect.seeds import load_seeds
 from baize.collect.selfchat import REASONS, Cleaner, Rejected, parse_transcript
 from baize.endpoint import EndpointError, RateLimiter, resolve_model_name
-from baize.errors import BaizeError
-from baize.runs import SettingsChanged
+from baize.errors import BaizeError, SettingsChanged
 from baize.seeds import seed_id
 
 REPO = Path(__file__).resolve().parent.parent

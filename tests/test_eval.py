@@ -14,9 +14,9 @@ from openai_server import OpenAIServer, Reply
 
 from baize import evaluate
 from baize.endpoint import EndpointError
+from baize.errors import SettingsChanged
 from baize.evaluate import EvalConfig
 from baize.evaluate.answer import answer_row, answers_path
-from baize.runs import SettingsChanged
 from baize.sampling import Sample
 
 PAIR = re.compile(r"Assistant 1's Answer\]\n(.*?)\n\[The End.*?Assistant 2's Answer\]\n(.*?)\n\[The End", re.S)

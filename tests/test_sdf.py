@@ -476,7 +476,7 @@ def test_candidates_never_keep_a_turn_tag_and_count_their_real_tokens(v1_adapter
 
 @pytest.mark.slow
 def test_changed_sampling_or_judging_settings_are_refused_never_mixed(tmp_path, v1_adapter):
-    from baize.runs import SettingsChanged
+    from baize.errors import SettingsChanged
 
     config = config_for(tmp_path, v1_adapter, ["What is 2+2?"], num_candidates=2)
     sdf.sample_step(config)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from baize.batch import BatchWritten, batch_label, label_of
+from baize.batch import batch_label, label_of
 from baize.collect.browse import BrowsePage
 from baize.collect.config import CollectConfig
 from baize.collect.journal import (
@@ -52,7 +52,7 @@ from baize.endpoint import (
     describe_url,
     resolve_api_key,
 )
-from baize.errors import BudgetReached, UsageError, request_error_kind
+from baize.errors import BatchWritten, BudgetReached, UsageError, request_error_kind
 from baize.jsonl import write_jsonl_atomically
 from baize.runs import check_output_dir, claim_step
 from baize.seeds import Seed, SeedStats, check_local_source

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from baize.collect.config import CollectConfig
 from baize.collect.teacher import Teacher
-from baize.data import DataFormatError, alpaca_to_messages
+from baize.data import alpaca_to_messages
 from baize.endpoint import Usage
-from baize.errors import BudgetReached
+from baize.errors import BudgetReached, DataFormatError
 from baize.seeds import Seed
 from baize.text_quality import dialogue_repetition, language_problem
 
