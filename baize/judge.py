@@ -19,22 +19,10 @@ from pathlib import Path
 from baize.batch import batch_label
 from baize.endpoint import Endpoint, EndpointArguments, RoleUsage, describe_error, resolve_model_name
 from baize.jsonl import JSONLAppender, read_jsonl
-from baize.rubrics import (  # noqa: F401 (the rubrics are the judge's: stages import them from here too)
+from baize.rubrics import (
     JUDGE_SYSTEM,
-    PAIR_100,
-    POINTWISE_100,
-    POINTWISE_100_TEMPLATE,
     Rubric,
     expected_score,
-    pair_reminder,
-    pair_rubric,
-    pair_template,
-    parse_score,
-    parse_score_pair,
-    render_context,
-    single_reminder,
-    single_rubric,
-    single_template,
 )
 
 logger = logging.getLogger(__name__)
@@ -147,10 +135,6 @@ class Verdict:
 
 
 # --------------------------------------------------------------------------- the client and the verdict loop
-
-
-def new_usage() -> RoleUsage:
-    return RoleUsage()
 
 
 JUDGE_BATCH_FOLDER = "judge-batches"

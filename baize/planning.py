@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from baize.endpoint import estimate_prompt_tokens
-from baize.judge import JUDGE_SYSTEM
+from baize.rubrics import JUDGE_SYSTEM
 
 BATCH_DISCOUNT = 0.5  # the OpenAI Batch API's price where no batch price is given
 

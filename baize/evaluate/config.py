@@ -9,7 +9,8 @@ from pathlib import Path
 
 from baize.arguments import parse_recipe
 from baize.errors import UsageError
-from baize.judge import JudgeArguments, pair_rubric, single_rubric
+from baize.judge import JudgeArguments
+from baize.rubrics import pair_rubric, single_rubric
 from baize.sampling import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SEED
 
 STEPS = ("answer", "judge", "report", "all", "calibrate")

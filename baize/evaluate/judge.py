@@ -14,7 +14,8 @@ from baize.evaluate.answer import contestants, read_answers
 from baize.evaluate.config import JUDGEMENTS_FILE, PAIR_RUBRIC, SINGLE_RUBRICS, EvalConfig
 from baize.evaluate.questions import conversation, load_questions
 from baize.jsonl import write_jsonl_atomically
-from baize.judge import JudgeClient, Verdict, VerdictCache, render_context, run_judge, verdict_key
+from baize.judge import JudgeClient, Verdict, VerdictCache, run_judge, verdict_key
+from baize.rubrics import render_context
 from baize.verdicts import pair_outcome
 
 logger = logging.getLogger("baize.eval")

@@ -7,7 +7,8 @@ import sys
 from dataclasses import dataclass, field
 
 from baize.arguments import parse_recipe
-from baize.judge import PAIR_100, POINTWISE_100, JudgeArguments
+from baize.judge import JudgeArguments
+from baize.rubrics import PAIR_100, POINTWISE_100
 from baize.sampling import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SEED, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 
 STEPS = ("sample", "judge", "select", "train", "all")

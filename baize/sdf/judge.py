@@ -12,16 +12,8 @@ from pathlib import Path
 from baize.endpoint import EndpointError, RoleUsage, describe_url
 from baize.errors import BaizeError
 from baize.jsonl import JSONLAppender, read_jsonl
-from baize.judge import (
-    JUDGE_BATCH_FOLDER,
-    PAIR_100,
-    POINTWISE_100,
-    JudgeClient,
-    Verdict,
-    VerdictCache,
-    render_context,
-    verdict_key,
-)
+from baize.judge import JUDGE_BATCH_FOLDER, JudgeClient, Verdict, VerdictCache, verdict_key
+from baize.rubrics import PAIR_100, POINTWISE_100, render_context
 from baize.runs import claim_step
 from baize.sdf.config import (
     CANDIDATES_FILE,

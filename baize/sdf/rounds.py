@@ -30,9 +30,10 @@ from pathlib import Path
 from baize.endpoint import EndpointError, describe_url
 from baize.errors import BaizeError
 from baize.jsonl import read_jsonl, write_jsonl_atomically, write_text_atomically
-from baize.judge import POINTWISE_100, JudgeClient, VerdictCache, pair_rubric, render_context, run_judge, verdict_key
+from baize.judge import JudgeClient, VerdictCache, run_judge, verdict_key
 from baize.lineage import ROUNDS_CARD_HEADING, ROUNDS_FILE, rounds_card_section
 from baize.models import load_chat_model
+from baize.rubrics import POINTWISE_100, pair_rubric, render_context
 from baize.sampling import LocalSampler, SampleRequest, SamplingSettings
 from baize.sdf.config import SDFConfig
 from baize.sdf.judge import judge_step
