@@ -16,7 +16,8 @@ from openai_server import OpenAIServer, Reply
 
 from baize import sdf
 from baize.generation import generate_candidates
-from baize.sdf import SDFConfig, parse_pairwise, parse_pointwise
+from baize.rubrics import PAIR_100, POINTWISE_100
+from baize.sdf import SDFConfig
 
 REPO = Path(__file__).resolve().parent.parent
 ANSWER = re.compile(r"\[The Start of Assistant's Answer\]\n(.*?)\n\[The End of Assistant's Answer\]", re.S)
@@ -109,7 +110,10 @@ def test_shared_prefill_matches_plain_generate(v1_adapter):
     from baize.models import load_chat_model
 
     chat = load_chat_model(v1_adapter)
-    prompts = [sdf.render_prompt(chat, [{"role": "user", "content": q}]) for q in ("Hi", "Why is the sky so blue?")]
+    prompts = [
+        chat.prompt_builder().encode_messages([{"role": "user", "content": q}])
+        for q in ("Hi", "Why is the sky so blue?")
+    ]
     shared = generate_candidates(chat.model, chat.tokenizer, prompts, 2, max_new_tokens=5, temperature=0)
     plain = generate_candidates(
         chat.model, chat.tokenizer, prompts, 2, max_new_tokens=5, temperature=0, share_prefill=False
@@ -151,15 +155,15 @@ def test_shared_prefill_matches_plain_generate(v1_adapter):
     ],
 )
 def test_pointwise_parsing(text, expected):
-    assert parse_pointwise(text) == expected
+    assert POINTWISE_100.parse(text) == expected
 
 
 def test_pairwise_parsing():
-    assert parse_pairwise("8 9\nBoth fine") == ((8.0, 9.0), None)
-    assert parse_pairwise("70, 85") == ((70.0, 85.0), None)
-    assert parse_pairwise("Assistant 1 gets 60 and Assistant 2: 75.") == ((60.0, 75.0), None)
-    assert parse_pairwise("120 30") == (None, "out_of_range")
-    assert parse_pairwise("I cannot compare these.") == (None, "refused")
+    assert PAIR_100.parse("8 9\nBoth fine") == ((8.0, 9.0), None)
+    assert PAIR_100.parse("70, 85") == ((70.0, 85.0), None)
+    assert PAIR_100.parse("Assistant 1 gets 60 and Assistant 2: 75.") == ((60.0, 75.0), None)
+    assert PAIR_100.parse("120 30") == (None, "out_of_range")
+    assert PAIR_100.parse("I cannot compare these.") == (None, "refused")
 
 
 def test_pointwise_judge_well_formed_malformed_out_of_range_refused(tmp_path, v1_adapter):

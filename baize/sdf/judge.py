@@ -31,14 +31,6 @@ logger = logging.getLogger("baize.sdf")
 JUDGE_CACHE_FILE = "judge_cache.jsonl"
 
 
-def parse_pointwise(text: str | None) -> tuple[float | None, str | None]:
-    return POINTWISE_100.parse(text)
-
-
-def parse_pairwise(text: str | None) -> tuple[tuple[float, float] | None, str | None]:
-    return PAIR_100.parse(text)
-
-
 class Judge(JudgeClient):
     """The SDF judge: pointwise 1-100 scores or king-of-the-hill pairwise comparisons of the candidates."""
 

@@ -83,12 +83,6 @@ def load_v1(config: SDFConfig, without_weights: bool = False):
     )
 
 
-def render_prompt(chat, messages: list[dict]) -> list[int]:
-    """Prompt token ids exactly as `baize chat` builds them: the Baize template with the system prompt v1 was
-    trained with, or for the original adapters the demo's system text, primer and BOS."""
-    return chat.prompt_builder().encode_messages(messages)
-
-
 def endpoint_sampler(config: SDFConfig, chat, builder) -> EndpointSampler:
     """The sampling servers, round robin under one limiter, prompted with v1's builder at /v1/completions."""
     limiter = RateLimiter()  # vLLM replicas: no provider limits (rpm/tpm are the judge's)
