@@ -294,11 +294,15 @@ OFFLINE_TABLES = [
      "calibration_path: dataset 'lmsys/mt_bench_human_judgments' is not in the local"),
     (["baize.evaluate", "--questions_path", "HuggingFaceH4/mt_bench_prompts", "--model", "m", "--output_dir", "{out}"],
      "baize eval", "questions_path: dataset 'HuggingFaceH4/mt_bench_prompts' is not in the local"),
+    (["baize.collect", "--seeds_path", "sentence-transformers/quora-duplicates", "--mode", "alpaca", "--output_dir",
+      "{out}"], "baize collect", "seeds_path: dataset 'sentence-transformers/quora-duplicates' is not in the local"),
 ]  # fmt: skip
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("command", "prog", "says"), OFFLINE_TABLES, ids=["decontaminate", "calibrate", "questions"])
+@pytest.mark.parametrize(
+    ("command", "prog", "says"), OFFLINE_TABLES, ids=["decontaminate", "calibrate", "questions", "seeds"]
+)
 def test_a_hub_table_offline_is_one_line_with_the_download_command(tmp_path, command, prog, says):
     rows = tmp_path / "rows.jsonl"
     rows.write_text(

@@ -392,10 +392,10 @@ def collect(config: CollectConfig) -> dict:
         *output_dir.glob(LEDGER_GLOB),
         *(output_dir / name for name in (TRAIN_FILE, "report.json", "README.md")),
     ]
+    table = seed_table(config)  # a Hub table offline is one line before anything is written
     if not config.plan:  # a plan writes plan.json and nothing else: no signature, no journal, no ledger
         claim_step(output_dir, "collect_signature.json", config.shaping_settings(), outputs,
                    overwrite=config.overwrite, what="dialogues", resume_state=RESUME_STATE)  # fmt: skip
-    table = seed_table(config)
     if config.max_cost is not None and config.mode != "alpaca" and config.price(config.teacher_model) is None:
         raise UsageError(f"max_cost is set but `prices` has no entry for {config.teacher_model!r}")
     # Opening repairs a torn last line before anything is read (a plan only reads).
