@@ -116,6 +116,7 @@ data: setup
 
 bench: setup
 	$(PYTHON) benchmarks/bench_collect.py
+	$(PYTHON) benchmarks/bench_collect_load.py
 	$(PYTHON) benchmarks/bench_packing.py
 	$(PYTHON) benchmarks/bench_sdf.py
 	$(PYTHON) benchmarks/bench_sdf_endpoints.py

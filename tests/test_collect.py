@@ -766,7 +766,9 @@ def test_a_bare_503_does_not_pause_every_request_but_a_429_does(openai_server):
     from baize.endpoint import Endpoint
 
     async def scenario(reply) -> float:
-        endpoint = Endpoint(openai_server.base_url, "BAIZE_TEST_UNSET_KEY", max_retries=0)
+        # max_wait=0: no asking again after the client's (zero) retries; the shared pause is what is measured
+        endpoint = Endpoint(openai_server.base_url, "BAIZE_TEST_UNSET_KEY", max_retries=0,
+                            limiter=RateLimiter(max_wait=0))  # fmt: skip
         openai_server.responder = lambda r: reply
         try:
             await endpoint.chat("m", [{"role": "user", "content": "hi"}])
