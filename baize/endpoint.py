@@ -125,7 +125,7 @@ class EndpointArguments:
     )
 
     rate_limit_wait: float = field(
-        default=600.0,
+        default=300.0,
         metadata={
             "help": "Seconds one call may keep waiting out rate limits (429s, retried without a limit of attempts "
             "until then, every request pausing for the server's Retry-After) before it fails."

@@ -67,7 +67,7 @@ class RateLimiter:
         tpm: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable] = asyncio.sleep,
-        max_wait: float = 600.0,
+        max_wait: float = 300.0,
     ):
         self.rpm, self.tpm = rpm, tpm
         self.requests = TokenBucket(rpm, clock) if rpm else None
