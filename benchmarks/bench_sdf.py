@@ -60,7 +60,7 @@ def main() -> None:
         label = "SmolLM2-135M-Instruct (no v1 adapter found)"
     chat = sdf.load_v1(config)
     questions = (REPO / "data/baize-smol/sdf_prompts.txt").read_text().split("\n")[: args.prompts]
-    prompts = [sdf.render_prompt(chat, [{"role": "user", "content": q}]) for q in questions]
+    prompts = [chat.prompt_builder().encode_messages([{"role": "user", "content": q}]) for q in questions]
     total = len(prompts) * args.n
     common = {"max_new_tokens": args.new_tokens, "ignore_eos": True}
     from baize.generation import generate_candidates as gen

@@ -460,7 +460,7 @@ def step_sdf(check: Check, scratch: Path) -> dict:
         raise FileNotFoundError("the smol step did not leave an adapter")
     chat = sdf.load_v1(sdf.SDFConfig(model_name_or_path=str(adapter)))
     questions = (REPO / "data/baize-smol/sdf_prompts.txt").read_text().split("\n")[:8]
-    prompts = [sdf.render_prompt(chat, [{"role": "user", "content": q}]) for q in questions]
+    prompts = [chat.prompt_builder().encode_messages([{"role": "user", "content": q}]) for q in questions]
     n, new = 4, (8 if check.dry_run else 128)
     from baize.generation import generate_candidates as gen
 

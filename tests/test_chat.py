@@ -127,9 +127,7 @@ def test_original_adapter_prompt_and_stop_at_turn_tags(original_adapter, tiny_ll
     assert reply.finish == "stop_string" and reply.text == "Sure."
 
     # SDF sampling and eval answers prompt an original adapter the same way: its guardrail, primer and BOS.
-    from baize.sdf import render_prompt
-
-    ids = render_prompt(chat, [{"role": "user", "content": "Tell me more."}])
+    ids = chat.prompt_builder().encode_messages([{"role": "user", "content": "Tell me more."}])
     assert ids == builder.build([], "Tell me more.").input_ids
     assert chat.tokenizer.decode(ids, skip_special_tokens=True) == (
         GUARDRAIL_SYSTEM_PROMPT + "\n[|Human|]Hello!\n[|AI|]Hi!\n[|Human|]Tell me more.\n[|AI|]"

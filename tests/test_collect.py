@@ -172,6 +172,8 @@ def test_transcript_faults_exact_counts_and_resume(openai_server, tmp_path):
         "truncated": 1,
         "too_short": 1,
         "refusal": 1,
+        "language": 0,
+        "repetition": 0,
         "duplicate": 1,
         "near_duplicate": 0,  # near_duplicate_threshold unset: exact duplicates only
         "api_error": 1,
