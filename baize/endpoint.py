@@ -12,13 +12,14 @@ limiter's `max_wait` lasts: after the client's own retries, the call waits out t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import logging
 import math
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from baize.batch import BatchSession, batch_label, custom_id
@@ -228,6 +229,17 @@ class CallMeter:
 _CALL: contextvars.ContextVar[CallMeter | None] = contextvars.ContextVar("baize_call", default=None)
 
 
+@contextlib.contextmanager
+def metering(held: int) -> Iterator[CallMeter]:
+    """The HTTP attempts made inside the block count `held` tokens each (the request hook acquires them)."""
+    meter = CallMeter(held)
+    token = _CALL.set(meter)
+    try:
+        yield meter
+    finally:
+        _CALL.reset(token)
+
+
 class Endpoint:
     """One base URL: chat completions through the shared limiter, usage charged to a `RoleUsage`."""
 
@@ -382,13 +394,11 @@ class Endpoint:
         """One chat completion streamed (the web demo): yields the text as it arrives. Closing the iterator (a
         Stop in the page) closes the HTTP stream, which is what tells the server to stop generating."""
         params = {name: value for name, value in params.items() if value is not None}
-        meter = CallMeter(estimate_prompt_tokens(messages) + params.get("max_tokens", 0))
         used = 0
-        token = _CALL.set(meter)
-        try:
+        with metering(estimate_prompt_tokens(messages) + params.get("max_tokens", 0)) as meter:
+            # the request leaves inside `metering`; the text arrives after it (a generator's yields leave the task)
             stream = await self.client.chat.completions.create(model=model, messages=messages, stream=True, **params)
-            _CALL.reset(token)
-            token = None
+        try:
             async with stream:
                 async for chunk in stream:
                     if chunk.usage is not None:
@@ -396,34 +406,29 @@ class Endpoint:
                     if chunk.choices and chunk.choices[0].delta.content:
                         yield chunk.choices[0].delta.content
         finally:
-            if token is not None:
-                _CALL.reset(token)
-            if meter.attempts:
-                self.limiter.settle(meter.attempts[-1], used or meter.held)
+            self.limiter.settle(meter.attempts[-1], used or meter.held)
 
     async def _metered(self, reserved: RoleUsage, usage: RoleUsage | None, request: Awaitable):
         """Await one request under the limiter: each HTTP attempt is counted at `reserved` as it leaves (the
         request hook), and the last one settles at the call's usage. `request` gives the response and what unusable
         200 answers before it were billed (`_create`); returns the response, what was unusable, and this call's
         usage with both counted (also added to `usage`)."""
-        meter = CallMeter(reserved.prompt_tokens + reserved.completion_tokens)
-        token = _CALL.set(meter)
         call = RoleUsage(calls=1)  # an HTTP error after the retries was not billed
-        try:
-            response, unusable = await request
-            call = self._usage_of(response)
-            call.prompt_tokens += unusable.prompt_tokens
-            call.completion_tokens += unusable.completion_tokens
-        except MalformedReply as error:
-            if error.billed is not None:  # billed all the same: charged to the caller's usage too
-                call = error.billed
-                if usage is not None:
-                    usage.add(call)
-            raise
-        finally:
-            _CALL.reset(token)
-            if meter.attempts:
-                self.limiter.settle(meter.attempts[-1], call.prompt_tokens + call.completion_tokens)
+        with metering(reserved.prompt_tokens + reserved.completion_tokens) as meter:
+            try:
+                response, unusable = await request
+                call = self._usage_of(response)
+                call.prompt_tokens += unusable.prompt_tokens
+                call.completion_tokens += unusable.completion_tokens
+            except MalformedReply as error:
+                if error.billed is not None:  # billed all the same: charged to the caller's usage too
+                    call = error.billed
+                    if usage is not None:
+                        usage.add(call)
+                raise
+            finally:
+                if meter.attempts:
+                    self.limiter.settle(meter.attempts[-1], call.prompt_tokens + call.completion_tokens)
         if usage is not None:
             usage.add(call)
         return response, unusable, call

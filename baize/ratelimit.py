@@ -51,10 +51,10 @@ class TokenBucket:
 class Sent:
     """One HTTP attempt in the window: when it left and what it counts (its reservation until it settles)."""
 
-    __slots__ = ("at", "tokens", "reserved")
+    __slots__ = ("at", "tokens", "in_window")
 
     def __init__(self, at: float, tokens: float):
-        self.at, self.tokens, self.reserved = at, tokens, tokens
+        self.at, self.tokens, self.in_window = at, tokens, False
 
 
 class RateLimiter:
@@ -76,18 +76,21 @@ class RateLimiter:
         self.max_wait = max_wait
         self.paused_until = 0.0
         self.window: deque[Sent] = deque()
+        self.window_tokens = 0.0  # what the window's entries count, kept as they come, settle and leave
         self.server_tokens: list[float] | None = None  # [tokens the server said remain, when its count resets]
         self._lock = asyncio.Lock()  # waiters are served in order
 
     def _window_wait(self, tokens: float, now: float) -> float:
         """Seconds until `tokens` more fit in the last minute's sends (0: now)."""
         while self.window and self.window[0].at <= now - WINDOW_SECONDS:
-            self.window.popleft()
+            gone = self.window.popleft()
+            gone.in_window = False
+            self.window_tokens -= gone.tokens
         wait = 0.0
         if self.rpm and len(self.window) + 1 > self.rpm:
             wait = self.window[len(self.window) - int(self.rpm)].at + WINDOW_SECONDS - now
         if self.tpm and self.window:
-            excess = sum(sent.tokens for sent in self.window) + min(tokens, self.tpm) - self.tpm
+            excess = self.window_tokens + min(tokens, self.tpm) - self.tpm
             for sent in self.window:  # the oldest sends leave the window first
                 if excess <= 0:
                     break
@@ -128,15 +131,20 @@ class RateLimiter:
             sent = Sent(self.clock(), tokens)
             if self.rpm or self.tpm:
                 self.window.append(sent)
+                sent.in_window = True
+                self.window_tokens += tokens
             return sent
 
     def settle(self, sent: Sent, used: float) -> None:
-        """An attempt reserved `sent.reserved` tokens and its usage says `used`: the window counts `used` from now
-        on, and the bucket gets back (or is charged) the difference."""
-        sent.tokens = used
+        """An attempt counted at its reservation and its usage says `used`: the window counts `used` from now on,
+        and the bucket gets back (or is charged) the difference. Settling again with the same figure changes
+        nothing (a refused attempt is refunded, then settled at its call's usage of 0)."""
+        difference, sent.tokens = sent.tokens - used, used
+        if sent.in_window:
+            self.window_tokens -= difference
         if self.tokens:
             self.tokens.refill()
-            self.tokens.level = min(self.tokens.capacity, self.tokens.level + sent.reserved - used)
+            self.tokens.level = min(self.tokens.capacity, self.tokens.level + difference)
 
     def refund(self, sent: Sent) -> None:
         """An attempt the server refused (429): it used none of the limit. Its request slot stays counted."""
