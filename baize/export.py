@@ -293,7 +293,7 @@ def export(args: argparse.Namespace) -> dict:
                     stops,
                     SamplingSettings(),
                     chat.prompt_format,
-                    ollama_bos_text(chat, gguf_metadata(partial / gguf_name)),
+                    ollama_bos_text(chat, metadata),
                 )  # fmt: skip
             )
             files.append("Modelfile")

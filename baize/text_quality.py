@@ -38,12 +38,17 @@ def prose(text: str) -> str:
     return _CODE.sub(" ", text or "")
 
 
+def letters(text: str) -> int:
+    """How much text there is to tell a language by: its letters, a CJK character counting 3 (one carries about as
+    much as a short word)."""
+    cjk = len(re.findall(rf"[{_CJK}]", text))
+    return sum(ch.isalpha() for ch in text) + 2 * cjk
+
+
 def language_of(text: str, min_letters: int = MIN_LETTERS, min_probability: float = MIN_PROBABILITY) -> str | None:
     """The ISO 639-1 code of the text's language, or None when it is too short or unsure to tell."""
     text = prose(text)
-    cjk = len(re.findall(rf"[{_CJK}]", text))
-    letters = sum(ch.isalpha() for ch in text) - cjk + 3 * cjk
-    if letters < min_letters:
+    if letters(text) < min_letters:
         return None
     language, probability = _identifier().classify(text)
     if probability < min_probability:
@@ -74,8 +79,7 @@ def seed_languages(seed: str) -> tuple[str | None, dict[str, float] | None]:
     """What a seed question says of the dialogue's language: (its language, None) when it tells, else (None, the
     probability of each language given the seed) when it has 10 letters or more, else (None, None)."""
     text = prose(seed)
-    cjk = len(re.findall(rf"[{_CJK}]", text))
-    if sum(ch.isalpha() for ch in text) - cjk + 3 * cjk < 10:
+    if letters(text) < 10:
         return None, None
     plausible: dict[str, float] = {}
     for language, probability in _identifier().rank(text):
