@@ -319,6 +319,14 @@ class CollectConfig(EndpointArguments, DecontaminationArguments):
         "end_marker min_exchanges min_reply_chars on_truncated refusal_patterns language drop_repetition"
     ).split()
 
+    def budget_reached(self, cost: float, tokens: int, *, exceeded: bool = False) -> str | None:
+        """The budget (`max_cost`, `max_tokens`) a spend of `cost` and `tokens` has reached, or with `exceeded`,
+        gone past (a reservation may take the spend up to a budget, not beyond it); None while within both."""
+        for reason, value, limit in (("max_cost", cost, self.max_cost), ("max_tokens", tokens, self.max_tokens)):
+            if limit is not None and (value > limit if exceeded else value >= limit):
+                return reason
+        return None
+
     def shaping_settings(self) -> dict:
         settings = {name: getattr(self, name) for name in self.SHAPING}
         if self.near_duplicate_threshold is not None:  # only when set: collections made before it keep their signature

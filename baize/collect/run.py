@@ -93,14 +93,7 @@ class Collector:
 
     def budget_spent(self) -> str | None:
         total = self.state.spent.total
-        if self.config.max_cost is not None and total.cost_usd >= self.config.max_cost:
-            return "max_cost"
-        if (
-            self.config.max_tokens is not None
-            and total.prompt_tokens + total.completion_tokens >= self.config.max_tokens
-        ):
-            return "max_tokens"
-        return None
+        return self.config.budget_reached(total.cost_usd, total.prompt_tokens + total.completion_tokens)
 
     def stop_reason(self) -> str | None:
         if self.fatal:

@@ -102,11 +102,9 @@ class Teacher:
     def check_budget(self, reserved: RoleUsage) -> None:
         """Refuse a call whose reservation would take the spend (every settled and reserved call) past a budget."""
         total = self.spent.total
-        if self.config.max_cost is not None and total.cost_usd + reserved.cost_usd > self.config.max_cost:
-            raise BudgetReached("max_cost")
         tokens = total.prompt_tokens + total.completion_tokens + reserved.prompt_tokens + reserved.completion_tokens
-        if self.config.max_tokens is not None and tokens > self.config.max_tokens:
-            raise BudgetReached("max_tokens")
+        if reason := self.config.budget_reached(total.cost_usd + reserved.cost_usd, tokens, exceeded=True):
+            raise BudgetReached(reason)
 
     def settle(self, role: str, call_id: str, call: RoleUsage, usage: Usage, reply: Completion | None, unusable: int):
         self.price(role, call)
