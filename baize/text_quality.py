@@ -33,6 +33,11 @@ def _identifier():
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 
+def known_language(code: str) -> bool:
+    """A language code the identifier can tell (py3langid's ISO 639 codes, e.g. en, zh, ru, de)."""
+    return SAME_LANGUAGE.get(code, code) in {SAME_LANGUAGE.get(c, c) for c in _identifier().nb_classes}
+
+
 def prose(text: str) -> str:
     """The text without its code (fenced blocks and inline code): code says nothing of the language."""
     return _CODE.sub(" ", text or "")

@@ -47,6 +47,8 @@ MISTAKES = [
     (["baize.collect", "--config", "recipes/baize-smol/collect.yaml", "--concurrency", "0"], "baize collect",
      "concurrency must be >= 1"),
     (["baize.collect", "--seeds_path", "{empty}", "--mode", "alpaca"], "baize collect", "empty.txt: the file is empty"),
+    (["baize.collect", "--config", "recipes/selfchat-zh/collect.yaml", "--language", "chinese"], "baize collect",
+     "language 'chinese' is not a language code py3langid tells"),
     (["baize.collect", "--seeds_path", "missing.jsonl"], "baize collect", "seeds_path: file not found: missing.jsonl"),
     (["baize.collect", "--seeds_path", "{seeds}", "--seeds_column", "question", "--base_url", "http://127.0.0.1:9/v1"],
      "baize collect", "seed column 'question' not found; the dataset has ['title']"),

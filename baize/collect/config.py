@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from baize.arguments import parse_recipe
 from baize.decontaminate import DecontaminationArguments
 from baize.endpoint import EndpointArguments
+from baize.text_quality import known_language
 
 MODES = ("transcript", "turns", "alpaca")
 PRICE_KEYS = ("prompt", "completion", "batch_prompt", "batch_completion")
@@ -337,6 +338,12 @@ class CollectConfig(EndpointArguments, DecontaminationArguments):
     def __post_init__(self):
         if isinstance(self.language, str) and self.language.lower() in ("none", "null", "any", ""):
             self.language = None
+        if self.language not in (None, "seed") and not known_language(self.language):
+            # an unknown code would drop every dialogue as `language`
+            raise ValueError(
+                f"language {self.language!r} is not a language code py3langid tells (e.g. en, zh, ru, de); use seed, "
+                "a code, or none"
+            )
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.near_duplicate_threshold is not None and not 0 < self.near_duplicate_threshold <= 1:
