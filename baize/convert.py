@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from baize.arguments import StageParser
-from baize.errors import UsageError, one_line_errors
+from baize.io.arguments import StageParser
+from baize.io.errors import UsageError, one_line_errors
 
 OUTPUT_FORMATS = {".jsonl": "messages", ".json": "baize"}
 
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> None:
-    from baize.data import convert_file
+    from baize.data.formats import convert_file
 
     if not Path(args.src).is_file():
         raise UsageError(f"{args.src}: no such file (relative to {Path.cwd()})")

@@ -16,17 +16,17 @@ import json
 import sys
 from pathlib import Path
 
-from baize.arguments import StageParser
-from baize.decontaminate import Contamination
-from baize.dedup import DEFAULT_SHINGLE_SIZE, DEFAULT_THRESHOLD, dialogue_text, near_duplicate_clusters
-from baize.errors import UsageError, configure_logging, one_line_errors
-from baize.jsonl import write_jsonl_atomically, write_text_atomically
+from baize.data.decontaminate import Contamination
+from baize.data.dedup import DEFAULT_SHINGLE_SIZE, DEFAULT_THRESHOLD, dialogue_text, near_duplicate_clusters
+from baize.io.arguments import StageParser
+from baize.io.errors import UsageError, configure_logging, one_line_errors
+from baize.io.jsonl import write_jsonl_atomically, write_text_atomically
 
 
 def read_chat_rows(path: str) -> list[dict]:
     import datasets
 
-    from baize.data import ConversionReport, to_chat_dataset
+    from baize.data.formats import ConversionReport, to_chat_dataset
 
     source = Path(path)
     builder = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}.get(source.suffix)
@@ -87,10 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="{dedup,decontaminate}")
     near = commands.add_parser("dedup", help="drop near-duplicate dialogues (the first of a cluster is kept)",
                                description="Drop near-duplicate dialogues: MinHash LSH over word shingles "
-                               "(baize.dedup); the first dialogue of a cluster is kept.")  # fmt: skip
+                               "(baize.data.dedup); the first dialogue of a cluster is kept.")  # fmt: skip
     clean = commands.add_parser("decontaminate", help="drop dialogues that overlap evaluation sets",
                                 description="Drop dialogues sharing an 8-word n-gram with an eval set's questions, "
-                                "turns or references (baize.decontaminate).")  # fmt: skip
+                                "turns or references (baize.data.decontaminate).")  # fmt: skip
     for sub in (near, clean):
         sub.add_argument("input", help="chat JSONL, original Baize JSON or Alpaca JSON")
         sub.add_argument("-o", "--output", required=True, help="chat JSONL of the rows kept")

@@ -17,13 +17,13 @@ from pathlib import Path
 
 from trl import DatasetMixtureConfig, DPOConfig, ScriptArguments, TrlParser
 
-from baize.arguments import parse_recipe
-from baize.errors import one_line_errors
-from baize.launch import (
+from baize.io.arguments import parse_recipe
+from baize.io.errors import one_line_errors
+from baize.modeling.launch import (
     require_saved_model,
     trainable_weights_for_fp16,
 )
-from baize.training import (
+from baize.modeling.training import (
     BaizeModelConfig,
     LaunchMatchedConfig,
     begin,

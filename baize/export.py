@@ -24,15 +24,15 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from baize.arguments import StageParser
-from baize.cards import card_base_model, model_title
-from baize.errors import HubError, UsageError, configure_logging, one_line_errors
 from baize.hub import pull
-from baize.ids import hub_model_id
-from baize.merging import merge_adapter
-from baize.models import add_chat_model_arguments, cache_dir, load_chat_model
+from baize.hub.cards import card_base_model, model_title
+from baize.io.arguments import StageParser
+from baize.io.errors import HubError, UsageError, configure_logging, one_line_errors
+from baize.llm.sampling import SamplingSettings
+from baize.modeling.ids import hub_model_id
+from baize.modeling.loading import add_chat_model_arguments, cache_dir, load_chat_model
+from baize.modeling.merging import merge_adapter
 from baize.prompts import format_stop_strings
-from baize.sampling import SamplingSettings
 
 logger = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ import argparse
 import logging
 import sys
 
-from baize.arguments import StageParser
-from baize.errors import configure_logging, one_line_errors
-from baize.merging import merge_adapter
-from baize.models import add_chat_model_arguments
+from baize.io.arguments import StageParser
+from baize.io.errors import configure_logging, one_line_errors
+from baize.modeling.loading import add_chat_model_arguments
+from baize.modeling.merging import merge_adapter
 
 logger = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from baize.arguments import StageParser
-from baize.errors import one_line_errors
 from baize.hub import pull, redundant_weight_patterns
-from baize.ids import LEGACY_BASE_MODELS, is_repo_id
+from baize.io.arguments import StageParser
+from baize.io.errors import one_line_errors
+from baize.modeling.ids import LEGACY_BASE_MODELS, is_repo_id
 
 
 def build_parser():

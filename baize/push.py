@@ -16,9 +16,6 @@ import logging
 import sys
 from pathlib import Path
 
-from baize.arguments import StageParser
-from baize.cards import model_title
-from baize.errors import UsageError, configure_logging, one_line_errors
 from baize.hub import (
     adapter_of_round,
     default_repo_id,
@@ -30,8 +27,11 @@ from baize.hub import (
     push_plan,
     whoami_name,
 )
+from baize.hub.cards import model_title
 from baize.hub.gguf import plan_gguf_push
-from baize.lineage import ROUNDS_FILE, read_lineage
+from baize.hub.lineage import ROUNDS_FILE, read_lineage
+from baize.io.arguments import StageParser
+from baize.io.errors import UsageError, configure_logging, one_line_errors
 
 DESCRIPTION = """\
 Upload a folder written by a baize stage to the Hugging Face Hub.

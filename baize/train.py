@@ -22,16 +22,15 @@ from pathlib import Path
 
 from trl import DatasetMixtureConfig, ScriptArguments, SFTConfig, TrlParser
 
-from baize.arguments import parse_recipe
-from baize.decontaminate import DecontaminationArguments
-from baize.errors import UsageError, configure_logging, one_line_errors
-from baize.launch import (
+from baize.data.decontaminate import DecontaminationArguments
+from baize.io.arguments import parse_recipe
+from baize.io.errors import UsageError, configure_logging, one_line_errors
+from baize.modeling.launch import (
     require_saved_model,
     trainable_weights_for_fp16,
 )
-from baize.prompts import most_common_system_prompt, record_system_prompt
-from baize.speed import SpeedArguments, apply_speed_options, selective_checkpointing_callback
-from baize.training import (
+from baize.modeling.speed import SpeedArguments, apply_speed_options, selective_checkpointing_callback
+from baize.modeling.training import (
     BaizeModelConfig,
     LaunchMatchedConfig,
     begin,
@@ -44,6 +43,7 @@ from baize.training import (
     without_generic_card,
     write_resolved_recipe,
 )
+from baize.prompts import most_common_system_prompt, record_system_prompt
 
 logger = logging.getLogger("baize.train")
 
@@ -156,8 +156,8 @@ def run_summary(trainer, train_metrics: dict, wall_seconds: float, data_report, 
 def main(script_args, training_args, model_args, dataset_args, recipe: str | None = None) -> dict:
     from trl import SFTTrainer, get_peft_config
 
-    from baize.cards import LOSS_PLOT, model_title, sft_model_card
-    from baize.data import load_chat_mixture
+    from baize.data.formats import load_chat_mixture
+    from baize.hub.cards import LOSS_PLOT, model_title, sft_model_card
 
     configure_logging()
     settings, finished = begin(script_args, training_args, model_args, dataset_args)

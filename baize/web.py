@@ -8,7 +8,7 @@
 The page is gradio's ChatInterface: replies stream in, Stop ends one, and the chat's own buttons regenerate
 (retry), undo the last exchange and clear. Each browser session keeps its own history; requests queue as
 gradio queues them (one generation at a time on a local model, `--concurrency` at once on an endpoint).
-Prompts come from baize.prompts and every reply from the one sampler (baize.sampling), as SDF and eval answer.
+Prompts come from baize.prompts and every reply from the one sampler (baize.llm.sampling), as SDF and eval answer.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from baize.arguments import StageParser
-from baize.endpoint import Endpoint, resolve_model_name
-from baize.errors import UsageError, configure_logging, one_line_errors
-from baize.generation import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
-from baize.models import add_chat_model_arguments, chat_model_from_args, hub_model_id
+from baize.io.arguments import StageParser
+from baize.io.errors import UsageError, configure_logging, one_line_errors
+from baize.llm.endpoint import Endpoint
+from baize.llm.generation import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+from baize.llm.sampling import EndpointSampler, LocalSampler, SamplingSettings
+from baize.modeling.loading import add_chat_model_arguments, chat_model_from_args, hub_model_id, resolve_model_name
 from baize.prompts import (
     DEFAULT_MAX_HISTORY_TOKENS,
     GUARDRAIL_SYSTEM_PROMPT,
@@ -32,7 +33,6 @@ from baize.prompts import (
     reply_text,
     trained_system_prompt,
 )
-from baize.sampling import EndpointSampler, LocalSampler, SamplingSettings
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def exchanges(history: list[dict]) -> list[tuple[str, str]]:
 
 
 class LocalBackend:
-    """A model loaded in this process, answering through the one sampler (baize.sampling.LocalSampler)."""
+    """A model loaded in this process, answering through the one sampler (baize.llm.sampling.LocalSampler)."""
 
     concurrency = 1  # one generate() at a time on the one model; other users wait in gradio's queue
 

@@ -49,7 +49,7 @@ def responder(request):
 
 def run(server, workdir: Path, name: str, seeds: int, expect_all: bool = True, **settings) -> dict:
     from baize.collect import CollectConfig, collect
-    from baize.errors import EndpointError
+    from baize.io.errors import EndpointError
 
     seed_file = workdir / f"{name}.txt"
     seed_file.write_text("".join(f"benchmark topic {name} {i}\n" for i in range(seeds)))

@@ -48,7 +48,7 @@ elif what == "outputs":
 else:
     from baize.collect import CollectConfig
     from baize.collect.seeds import load_seeds, seed_table, stream_seeds
-    from baize.seeds import SeedStats
+    from baize.data.seeds import SeedStats
     config = CollectConfig(mode="transcript", seeds_path=str(folder / "seeds.txt"))
     if what == "seeds-list":
         count = len(load_seeds(config)[0])

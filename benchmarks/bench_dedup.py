@@ -1,4 +1,4 @@
-"""Near-duplicate removal at scale (baize.dedup): recall and precision on planted paraphrases, speed, memory.
+"""Near-duplicate removal at scale (baize.data.dedup): recall and precision on planted paraphrases, speed, memory.
 
     python benchmarks/bench_dedup.py [--dialogues 100000] [--planted 2000] [--compare 10000]
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from baize.dedup import DEFAULT_SHINGLE_SIZE, DEFAULT_THRESHOLD, NUM_PERM, NearDuplicates, shingles  # noqa: E402
+from baize.data.dedup import DEFAULT_SHINGLE_SIZE, DEFAULT_THRESHOLD, NUM_PERM, NearDuplicates, shingles  # noqa: E402
 
 PHRASES = ["Could you explain", "in simple words", "The most important idea is", "step by step", "Thank you"]
 

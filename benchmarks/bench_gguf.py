@@ -45,7 +45,7 @@ def tokens_per_second(url: str, model: str, prompts: list[str], max_tokens: int)
 def main() -> None:
     from helpers import llama_cpp_server, transformers_serve
 
-    from baize.models import resolve_model_path
+    from baize.modeling.loading import resolve_model_path
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=6)

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
     import datasets
     import torch
 
-    from baize.models import resolve_model_path
+    from baize.modeling.loading import resolve_model_path
 
     torch.manual_seed(0)
     model_path = resolve_model_path(args.model, args.gguf_file or None)

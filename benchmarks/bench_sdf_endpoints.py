@@ -26,7 +26,7 @@ def main() -> None:
     from openai_server import OpenAIServer, Reply
 
     from baize import sdf
-    from baize.models import resolve_model_path
+    from baize.modeling.loading import resolve_model_path
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=32)

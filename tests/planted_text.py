@@ -1,5 +1,5 @@
 """Question/answer pairs written for the project in Chinese, Russian, German and Spanish (the languages Baize's users
-asked about, and two more), for the planted-dialogue tests of baize.text_quality and the selfchat-zh sample."""
+asked about, and two more), for the planted-dialogue tests of baize.data.text_quality and the selfchat-zh sample."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The OpenAI Batch API path (baize.batch): the real openai client uploads files and creates and polls batches at
+"""The OpenAI Batch API path (baize.llm.batch): the real openai client uploads files and creates and polls batches at
 the loopback server's `/v1/files` and `/v1/batches`; collection, the SDF judge and the eval judge run through it.
 Kills while a batch runs, expired batches, failed requests, a budget at batch prices, and the request file's
 format (which `vllm run-batch` reads) are checked here."""
@@ -18,9 +18,9 @@ import pytest
 from openai_server import OpenAIServer, Reply, openai_server_fixture  # noqa: F401
 from test_collect import REPO, config_for, is_simulator, journal, seed_of, turns_responder, write_seeds
 
-from baize.batch import BATCH_LOG, RESULTS_FILE, BatchSession, batch_label, read_result_line, request_line
 from baize.collect import CollectConfig, collect
-from baize.endpoint import Endpoint, EndpointError
+from baize.llm.batch import BATCH_LOG, RESULTS_FILE, BatchSession, batch_label, read_result_line, request_line
+from baize.llm.endpoint import Endpoint, EndpointError
 
 PRICES = {"test-teacher": {"prompt": 1.0, "completion": 2.0}}
 
@@ -310,7 +310,7 @@ def test_a_batch_created_but_not_journaled_is_found_by_its_input_file(openai_ser
 
     # what the killed run did: wrote the request file, uploaded it, journaled the upload, created the batch
     bodies = [{"model": "m", "messages": [{"role": "user", "content": q}]} for q in ("a", "b")]
-    from baize.batch import custom_id
+    from baize.llm.batch import custom_id
 
     lines = [request_line(custom_id("request", body), body) for body in bodies]
     folder.mkdir()
@@ -407,7 +407,7 @@ def test_request_and_result_lines_are_the_openai_batch_format_that_vllm_run_batc
 def test_batch_settings_are_refused_for_alpaca_and_batch_folders_never_pushed(tmp_path):
     from baize.collect.run import RESUME_STATE as COLLECT_STATE
     from baize.hub import plan_upload
-    from baize.runs import claim_step
+    from baize.io.runs import claim_step
     from baize.sdf.sample import RESUME_STATE as SDF_STATE
 
     with pytest.raises(ValueError, match="alpaca"):

@@ -16,8 +16,8 @@ from helpers import make_lora_adapter
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from baize.chat import ChatSession
-from baize.generation import GenerationSettings, generate_reply
-from baize.models import load_chat_model, resolve_base
+from baize.llm.generation import GenerationSettings, generate_reply
+from baize.modeling.loading import load_chat_model, resolve_base
 from baize.prompts import (
     GUARDRAIL_SYSTEM_PROMPT,
     PromptBuilder,

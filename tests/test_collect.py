@@ -23,9 +23,10 @@ from openai_server import OpenAIServer, Reply, hang, openai_server_fixture, rate
 from baize.collect import CollectConfig, collect, parse_args
 from baize.collect.seeds import load_seeds
 from baize.collect.selfchat import REASONS, Cleaner, Rejected, parse_transcript
-from baize.endpoint import EndpointError, RateLimiter, resolve_model_name
-from baize.errors import BaizeError, SettingsChanged
-from baize.seeds import seed_id
+from baize.data.seeds import seed_id
+from baize.io.errors import BaizeError, SettingsChanged
+from baize.llm.endpoint import EndpointError, RateLimiter
+from baize.modeling.loading import resolve_model_name
 
 REPO = Path(__file__).resolve().parent.parent
 TOPIC = re.compile(r"topic '([^']*)'")
@@ -602,7 +603,7 @@ def test_outputs_card_baize_format_and_push(openai_server, tmp_path):
     from helpers import hub_env
     from hub_server import HubServer
 
-    from baize.data import baize_to_messages
+    from baize.data.formats import baize_to_messages
 
     openai_server.responder = lambda r: f"[Human] about {seed_of(r)}\n[AI] an answer about {seed_of(r)}"
     config = config_for(openai_server, tmp_path, ["one", "two"], baize_json=True, seeds_license="cc-by-4.0")
@@ -765,7 +766,7 @@ def test_failing_seeds_do_not_hold_the_slots_while_fresh_seeds_wait(openai_serve
 def test_a_bare_503_does_not_pause_every_request_but_a_429_does(openai_server):
     from openai_server import rate_limited, server_error
 
-    from baize.endpoint import Endpoint
+    from baize.llm.endpoint import Endpoint
 
     async def scenario(reply) -> float:
         # max_wait=0: no asking again after the client's (zero) retries; the shared pause is what is measured
@@ -787,7 +788,7 @@ def test_a_bare_503_does_not_pause_every_request_but_a_429_does(openai_server):
 def test_client_retries_wait_out_the_shared_pause_of_a_429(openai_server):
     from openai_server import rate_limited, server_error
 
-    from baize.endpoint import Endpoint
+    from baize.llm.endpoint import Endpoint
 
     seen: dict[str, int] = {}
 

@@ -5,7 +5,7 @@ from helpers import sample_dialogues, write_jsonl
 from trl import DatasetMixtureConfig
 from trl.scripts.utils import DatasetConfig
 
-from baize.data import (
+from baize.data.formats import (
     BAIZE_HEADER,
     DataFormatError,
     alpaca_to_messages,
@@ -14,7 +14,7 @@ from baize.data import (
     load_chat_mixture,
     messages_to_baize,
 )
-from baize.errors import UsageError
+from baize.io.errors import UsageError
 
 ORIGINAL = (
     "The conversation between human and AI assistant.\n"

@@ -1,5 +1,5 @@
-"""Data you can trust: near-duplicates (baize.dedup, MinHash LSH) and decontamination against eval sets
-(baize.decontaminate), in collection (before anything is paid for) and as `baize data dedup|decontaminate`."""
+"""Data you can trust: near-duplicates (baize.data.dedup, MinHash LSH) and decontamination against eval sets
+(baize.data.decontaminate), in collection (before anything is paid for) and as `baize data dedup|decontaminate`."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from test_collect import REPO, config_for, journal, seed_of
 from test_errors import one_line, run
 
 from baize.collect import collect
-from baize.decontaminate import Contamination
-from baize.dedup import dialogue_text, near_duplicate_clusters, shingles
-from baize.errors import UsageError
+from baize.data.decontaminate import Contamination
+from baize.data.dedup import dialogue_text, near_duplicate_clusters, shingles
+from baize.io.errors import UsageError
 
 ANSWER = (
     "[Human] Could you explain {topic} in simple words please?\n[AI] Sure. {topic} is a topic with a short history, "

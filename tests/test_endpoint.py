@@ -1,4 +1,4 @@
-"""The one endpoint client (baize.endpoint) on its own: what a chat call sends and returns, text completions with
+"""The one endpoint client (baize.llm.endpoint) on its own: what a chat call sends and returns, text completions with
 `n`, streaming, and a call's usage, with the real openai client against the loopback server."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncio
 
 from openai_server import OpenAIServer, Reply
 
-from baize.endpoint import Endpoint, RoleUsage
+from baize.llm.endpoint import Endpoint, RoleUsage
 
 
 def test_chat_sends_only_set_parameters_and_returns_the_completion_and_its_usage():

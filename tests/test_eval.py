@@ -13,11 +13,11 @@ from helpers import chatty_copy, transformers_serve, write_jsonl
 from openai_server import OpenAIServer, Reply
 
 from baize import evaluate
-from baize.endpoint import EndpointError
-from baize.errors import SettingsChanged
 from baize.evaluate import EvalConfig
 from baize.evaluate.answer import answer_row, answers_path
-from baize.sampling import Sample
+from baize.io.errors import SettingsChanged
+from baize.llm.endpoint import EndpointError
+from baize.llm.sampling import Sample
 
 PAIR = re.compile(r"Assistant 1's Answer\]\n(.*?)\n\[The End.*?Assistant 2's Answer\]\n(.*?)\n\[The End", re.S)
 QUESTION = re.compile(r"\[Conversation\]\nUser: (.*?)\n\n\[The Start", re.S)
@@ -485,8 +485,8 @@ def test_endpoint_contestant_prompted_like_a_local_model(tmp_path, tiny_llama_di
     system prompt, its own turn-1 answer), at /v1/completions, cut at the turn tags."""
     from helpers import make_lora_adapter
 
-    from baize.generation import batch_seed
-    from baize.models import load_chat_model
+    from baize.llm.generation import batch_seed
+    from baize.modeling.loading import load_chat_model
 
     adapter = make_lora_adapter(tmp_path / "v1", tiny_llama_dir)
     questions = write_jsonl(tmp_path / "two.jsonl", [{"question_id": 7, "category": "math",

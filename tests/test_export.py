@@ -18,7 +18,7 @@ import torch
 from helpers import REPO, llama_cpp_server, make_lora_adapter
 
 from baize.export import gguf_metadata
-from baize.models import load_chat_model
+from baize.modeling.loading import load_chat_model
 
 CASES = {
     "one question": [{"role": "user", "content": "What is a cloud?"}],

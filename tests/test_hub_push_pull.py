@@ -18,10 +18,10 @@ from helpers import hub_env, make_lora_adapter, sample_dialogues, train, write_j
 from hub_server import HubServer
 from huggingface_hub import ModelCard
 
-from baize.cards import dataset_card
-from baize.generation import GenerationSettings, generate_reply
 from baize.hub import HubError, find_secrets, plan_adapter_push, push_plan
-from baize.models import load_chat_model
+from baize.hub.cards import dataset_card
+from baize.llm.generation import GenerationSettings, generate_reply
+from baize.modeling.loading import load_chat_model
 from baize.push import cli as push_cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -112,8 +112,8 @@ def test_pushed_card_metadata_and_body(hub, run_dir, pushed):
 
 PULL_SCRIPT = """
 import json, sys
-from baize.generation import GenerationSettings, generate_reply
-from baize.models import load_chat_model
+from baize.llm.generation import GenerationSettings, generate_reply
+from baize.modeling.loading import load_chat_model
 from baize.hub import HubError
 repo, base, question = sys.argv[1:4]
 chat = load_chat_model(repo, revision="v1", base=base)

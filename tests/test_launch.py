@@ -9,7 +9,7 @@ import pytest
 import yaml
 from trl import ModelConfig
 
-from baize.launch import (
+from baize.modeling.launch import (
     LaunchError,
     Sharding,
     attention_implementation,

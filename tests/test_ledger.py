@@ -22,9 +22,9 @@ from test_collect import REPO, config_for, journal, seed_of, write_seeds
 
 from baize.collect import CollectConfig, collect
 from baize.collect.journal import read_ledger_calls, read_ledgers
-from baize.endpoint import estimate_prompt_tokens
-from baize.errors import BatchRequestFailed, MissingColumn, request_error_kind
-from baize.jsonl import GroupCommitAppender, iter_jsonl
+from baize.io.errors import BatchRequestFailed, MissingColumn, request_error_kind
+from baize.io.jsonl import GroupCommitAppender, iter_jsonl
+from baize.llm.endpoint import estimate_prompt_tokens
 
 # one price for every token, so that what the server billed is its token count times it
 FLAT = {"test-teacher": {"prompt": 2.0, "completion": 2.0, "batch_prompt": 1.0, "batch_completion": 1.0}}

@@ -12,10 +12,10 @@ import yaml
 from helpers import make_lora_adapter
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from baize.generation import GenerationSettings, generate_reply
 from baize.hub import HubError
+from baize.llm.generation import GenerationSettings, generate_reply
 from baize.merge import merge_adapter
-from baize.models import load_chat_model
+from baize.modeling.loading import load_chat_model
 from baize.prompts import ORIGINAL_TEMPLATE_HEADER, detect_prompt_format
 
 

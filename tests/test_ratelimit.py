@@ -1,4 +1,4 @@
-"""The limiter (baize.ratelimit) and the endpoint client's rate-limit policy: what is sent in any minute never
+"""The limiter (baize.llm.ratelimit) and the endpoint client's rate-limit policy: what is sent in any minute never
 exceeds the limits given, however late the loop runs; the server's headers hold sends back; 429s delay a call
 (retried without a limit of attempts while `rate_limit_wait` lasts), they do not fail it."""
 
@@ -10,8 +10,8 @@ import random
 import pytest
 from openai_server import OpenAIServer, Reply, rate_limited
 
-from baize.endpoint import Endpoint, RoleUsage
-from baize.ratelimit import RateLimiter, _duration
+from baize.llm.endpoint import Endpoint, RoleUsage
+from baize.llm.ratelimit import RateLimiter, _duration
 
 
 def test_no_minute_ever_holds_more_than_the_limit_however_late_the_loop_wakes():

@@ -1,4 +1,4 @@
-"""The one sampler (baize.sampling): a local model, the loopback endpoint (prompt text at /v1/completions, and
+"""The one sampler (baize.llm.sampling): a local model, the loopback endpoint (prompt text at /v1/completions, and
 chat completions) and the Batch API transport give the same answers for the same requests, when the server runs
 the same model greedily. Also: seeds per batch of request ids, grouping by temperature, n per request, the
 endpoint's round robin and failures."""
@@ -10,10 +10,10 @@ import asyncio
 import pytest
 from openai_server import OpenAIServer, Reply
 
-from baize.endpoint import Endpoint
-from baize.generation import generate_candidates
-from baize.models import load_chat_model
-from baize.sampling import EndpointSampler, LocalSampler, SampleRequest, SamplingSettings
+from baize.llm.endpoint import Endpoint
+from baize.llm.generation import generate_candidates
+from baize.llm.sampling import EndpointSampler, LocalSampler, SampleRequest, SamplingSettings
+from baize.modeling.loading import load_chat_model
 
 GREEDY = SamplingSettings(max_new_tokens=8, temperature=0.0, top_p=1.0, seed=7)
 REQUESTS = [
@@ -101,10 +101,10 @@ def test_local_endpoint_and_batch_give_the_same_answers(chat, tmp_path):
 
 @pytest.mark.slow
 def test_local_sampler_groups_by_temperature_and_n_and_seeds_each_batch_by_its_ids(chat, monkeypatch):
-    import baize.sampling
+    import baize.llm.sampling
 
     calls = []
-    real = baize.sampling.generate_candidates
+    real = baize.llm.sampling.generate_candidates
 
     def spy(model, tokenizer, prompts, n, **kwargs):
         import torch
@@ -112,7 +112,7 @@ def test_local_sampler_groups_by_temperature_and_n_and_seeds_each_batch_by_its_i
         calls.append((len(prompts), n, kwargs["temperature"], torch.initial_seed()))
         return real(model, tokenizer, prompts, n, **kwargs)
 
-    monkeypatch.setattr(baize.sampling, "generate_candidates", spy)
+    monkeypatch.setattr(baize.llm.sampling, "generate_candidates", spy)
     requests = [
         SampleRequest("a", [{"role": "user", "content": "one"}], n=2, temperature=0.7),
         SampleRequest("b", [{"role": "user", "content": "two"}], n=1, temperature=0.0),

@@ -15,8 +15,8 @@ from helpers import chatty_copy, transformers_serve, write_jsonl
 from openai_server import OpenAIServer, Reply
 
 from baize import sdf
-from baize.generation import generate_candidates
-from baize.rubrics import PAIR_100, POINTWISE_100
+from baize.judging.rubrics import PAIR_100, POINTWISE_100
+from baize.llm.generation import generate_candidates
 from baize.sdf import SDFConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,11 +93,13 @@ def test_sampling_gives_n_distinct_candidates_and_resume_skips_done_prompts(tmp_
     with open(Path(config.output_dir) / sdf.CANDIDATES_FILE, "ab") as f:
         f.write(b'{"id": "torn')
     calls = []
-    import baize.sampling
+    import baize.llm.sampling
 
-    real = baize.sampling.generate_candidates
+    real = baize.llm.sampling.generate_candidates
     monkeypatch.setattr(
-        baize.sampling, "generate_candidates", lambda m, t, p, *a, **k: calls.append(len(p)) or real(m, t, p, *a, **k)
+        baize.llm.sampling,
+        "generate_candidates",
+        lambda m, t, p, *a, **k: calls.append(len(p)) or real(m, t, p, *a, **k),
     )
     config = config_for(tmp_path, v1_adapter, [*prompts, "How do magnets work?"])
     stats = sdf.sample_step(config)
@@ -107,7 +109,7 @@ def test_sampling_gives_n_distinct_candidates_and_resume_skips_done_prompts(tmp_
 
 
 def test_shared_prefill_matches_plain_generate(v1_adapter):
-    from baize.models import load_chat_model
+    from baize.modeling.loading import load_chat_model
 
     chat = load_chat_model(v1_adapter)
     prompts = [
@@ -419,7 +421,7 @@ def test_dpo_on_preference_pairs_trains_a_new_lora(tmp_path, tiny_llama_dir):
     from safetensors.torch import load_file
 
     from baize import dpo
-    from baize.training import prepare_model_loading
+    from baize.modeling.training import prepare_model_loading
 
     write_dpo_recipe(tmp_path, tiny_llama_dir)
     metrics = dpo.main(*dpo.parse_args(["--config", str(tmp_path / "dpo.yaml")]))
@@ -450,8 +452,8 @@ def test_dpo_resumes_from_its_last_checkpoint(tmp_path, tiny_llama_dir):
 
 
 def test_candidates_never_keep_a_turn_tag_and_count_their_real_tokens(v1_adapter):
-    from baize.generation import finished_sequence
-    from baize.models import load_chat_model
+    from baize.llm.generation import finished_sequence
+    from baize.modeling.loading import load_chat_model
 
     chat = load_chat_model(v1_adapter)
     tok, stops = chat.tokenizer, chat.prompt_builder().stop_strings
@@ -480,7 +482,7 @@ def test_candidates_never_keep_a_turn_tag_and_count_their_real_tokens(v1_adapter
 
 @pytest.mark.slow
 def test_changed_sampling_or_judging_settings_are_refused_never_mixed(tmp_path, v1_adapter):
-    from baize.errors import SettingsChanged
+    from baize.io.errors import SettingsChanged
 
     config = config_for(tmp_path, v1_adapter, ["What is 2+2?"], num_candidates=2)
     sdf.sample_step(config)
@@ -514,8 +516,8 @@ def test_an_unreachable_judge_fails_the_run_naming_its_url_and_nothing_is_select
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
-    from baize.runs import claim_step
-    from baize.seeds import seed_id
+    from baize.data.seeds import seed_id
+    from baize.io.runs import claim_step
 
     config = config_for(tmp_path, v1_adapter, ["What is 2+2?"], judge_base_url=url)
     folder = Path(config.output_dir)
@@ -541,7 +543,7 @@ def test_an_unreachable_judge_fails_the_run_naming_its_url_and_nothing_is_select
 
 
 def test_verdict_cache_key_covers_how_the_judge_is_asked():
-    from baize.judge import JudgeArguments, verdict_key
+    from baize.judging.client import JudgeArguments, verdict_key
 
     asked = [JudgeArguments(), JudgeArguments(judge_temperature=0.5), JudgeArguments(judge_max_tokens=64)]
     keys = {verdict_key("q", ["a", "b"], judge, "TEMPLATE") for judge in asked}
@@ -555,8 +557,8 @@ def test_verdict_cache_key_covers_how_the_judge_is_asked():
 def test_sampling_at_endpoints_sends_the_shared_prompt_and_resumes(tmp_path, v1_adapter):
     """`sample_base_urls`: the prompt text the shared builder renders goes to /v1/completions with n, stop, seed;
     prompts are spread over the replicas; the answers are cut at turn tags; a re-run asks nothing."""
-    from baize.generation import batch_seed
-    from baize.models import load_chat_model
+    from baize.llm.generation import batch_seed
+    from baize.modeling.loading import load_chat_model
 
     def replica(request):
         seed = request.body["seed"]
@@ -672,7 +674,7 @@ def test_rounds_sample_fresh_prompts_train_on_the_last_model_and_stop_when_the_g
 def test_a_dpo_round_trains_on_the_best_vs_worst_pairs_on_top_of_the_frozen_parent(tmp_path, v1_adapter):
     """round_method dpo: the new LoRA learns from preferences.jsonl with `baize dpo` (reference: the parent, its
     LoRA off), on the parent merged into its base; the lineage and card say so, and it loads as base -> v1 -> v2."""
-    from baize.models import load_chat_model
+    from baize.modeling.loading import load_chat_model
 
     dpo_yaml = tmp_path / "dpo.yaml"
     dpo_yaml.write_text(yaml.safe_dump({

@@ -204,7 +204,7 @@ def test_two_rounds_gate_on_their_verdicts_resume_after_sigkill_and_push_as_a_st
         assert {"baize-tester/tiny-sdf-v1", "baize-tester/tiny-sdf-v2", "baize-tester/tiny-sdf-v3"} <= repos
         probe = (
             "import json, sys, torch\n"
-            "from baize.models import load_chat_model\n"
+            "from baize.modeling.loading import load_chat_model\n"
             "chat = load_chat_model(sys.argv[1])\n"
             "ids = chat.tokenizer('[|Human|] Why is the sky blue?', return_tensors='pt').input_ids\n"
             "with torch.no_grad():\n"
@@ -226,7 +226,7 @@ def test_a_gate_whose_judge_fails_some_questions_stops_the_run_and_the_rerun_ask
     that came is cached, so the re-run asks only the failed question's."""
     from openai_server import server_error
 
-    from baize.endpoint import EndpointError
+    from baize.llm.endpoint import EndpointError
     from baize.sdf.config import SDFConfig
     from baize.sdf.rounds import gate, gate_questions
 

@@ -1,4 +1,4 @@
-"""The speed options a recipe can turn on (baize.speed; off by default until a GPU run measures them): each one is
+"""The speed options a recipe can turn on (baize.modeling.speed; off by default until a GPU run measures them): each one is
 applied, and the loss matches the default's within a stated tolerance, on a tiny Llama on CPU."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def test_compute_dtype_adapters_are_bf16_and_give_the_same_loss(tiny_llama_dir):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from baize.speed import apply_speed_options
+    from baize.modeling.speed import apply_speed_options
 
     def model():
         torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""Language and repetition in cleaning (baize.text_quality), on planted dialogues: the project's 160 hand-written
+"""Language and repetition in cleaning (baize.data.text_quality), on planted dialogues: the project's 160 hand-written
 English dialogues and question/answer pairs written in Chinese, Russian, German and Spanish, clean and with a turn
 planted that leaves the dialogue's language or loops. Recall and precision are measured and must be >= 0.95."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from planted_text import PAIRS, dialogue
 
-from baize.text_quality import dialogue_repetition, language_of, language_problem, repetition_problem
+from baize.data.text_quality import dialogue_repetition, language_of, language_problem, repetition_problem
 
 REPO = Path(__file__).resolve().parent.parent
 ENGLISH = [json.loads(line) for line in (REPO / "data" / "baize-smol" / "selfchat.jsonl").read_text().splitlines()]

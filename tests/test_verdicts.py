@@ -1,4 +1,4 @@
-"""A judge you can measure (baize.verdicts): each statistic on hand-computed cases, and the eval report's judge
+"""A judge you can measure (baize.judging.stats): each statistic on hand-computed cases, and the eval report's judge
 figures for scripted biased judges at the loopback server (one that always prefers the answer shown first, one
 that always prefers the longer answer)."""
 
@@ -12,7 +12,7 @@ from openai_server import OpenAIServer, Reply
 from test_eval import PAIR, config_for, write_answers
 
 from baize import evaluate
-from baize.verdicts import (
+from baize.judging.stats import (
     a_vs_b,
     cohen_kappa,
     first_position_win_rate,
@@ -223,7 +223,7 @@ MALFORMED_VOTES = {
 
 @pytest.mark.parametrize("change", MALFORMED_VOTES, ids=list(MALFORMED_VOTES))
 def test_a_malformed_human_vote_file_is_one_line_naming_the_row_and_nothing_is_asked(tmp_path, change):
-    from baize.errors import UsageError
+    from baize.io.errors import UsageError
 
     row = json.loads(human_judgments(tmp_path / "good.jsonl").read_text().splitlines()[0])
     fields, says = MALFORMED_VOTES[change]

@@ -13,7 +13,7 @@ import pytest
 from helpers import REPO, free_port, local_server, make_lora_adapter
 from openai_server import OpenAIServer, Reply
 
-from baize.models import load_chat_model
+from baize.modeling.loading import load_chat_model
 from baize.web import EndpointBackend, LocalBackend, ReplySettings, exchanges, stream_answer
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 
 from baize.collect.config import CollectConfig, parse_args
-from baize.errors import configure_logging, one_line_errors
+from baize.io.errors import configure_logging, one_line_errors
 
 __all__ = ["CollectConfig", "cli", "collect", "main", "parse_args"]
 

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from baize.jsonl import open_atomically
+from baize.io.jsonl import open_atomically
 
 BROWSE_FILE = "browse.html"
 SHOWN = {"dropped": 2000, "kept": 300}  # rows per section: the page stays light for a 100,000-dialogue folder

@@ -6,10 +6,10 @@ import json
 import sys
 from dataclasses import dataclass, field
 
-from baize.arguments import parse_recipe
-from baize.decontaminate import DecontaminationArguments
-from baize.endpoint import EndpointArguments
-from baize.text_quality import known_language
+from baize.data.decontaminate import DecontaminationArguments
+from baize.data.text_quality import known_language
+from baize.io.arguments import parse_recipe
+from baize.llm.endpoint import EndpointArguments
 
 MODES = ("transcript", "turns", "alpaca")
 PRICE_KEYS = ("prompt", "completion", "batch_prompt", "batch_completion")
@@ -258,7 +258,7 @@ class CollectConfig(EndpointArguments, DecontaminationArguments):
         metadata={
             "help": "The language every turn must be in, or the dialogue is dropped (`language`): `seed` (the seed "
             "question's, told per turn by py3langid), a code such as en or zh, or none. Turns too short to tell do "
-            "not count (baize/text_quality.py)."
+            "not count (baize/data/text_quality.py)."
         },
     )
     drop_repetition: bool = field(
@@ -271,7 +271,7 @@ class CollectConfig(EndpointArguments, DecontaminationArguments):
         default=None,
         metadata={
             "help": "Also drop near-duplicates of a kept dialogue (`near_duplicate`): MinHash LSH, Jaccard similarity "
-            "of 3-word shingles at least this (0.5 is baize data dedup's measured default; baize.dedup says why). "
+            "of 3-word shingles at least this (0.5 is baize data dedup's measured default; baize.data.dedup says why). "
             "Unset: exact duplicates only."
         },
     )

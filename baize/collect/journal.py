@@ -1,6 +1,6 @@
 """The journal: one JSON line per finished seed (kept or dropped), appended durably, never twice.
 
-Appends go through `baize.jsonl.GroupCommitAppender` (a writer thread: one write + fdatasync per group of lines,
+Appends go through `baize.io.jsonl.GroupCommitAppender` (a writer thread: one write + fdatasync per group of lines,
 never on the event loop; a torn last line cut on reopening; one writer at a time), and a dialogue counts as done
 only once its line is on disk. Failed seeds (API errors after all retries) are not written, so the next run retries them.
 """
@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from baize.collect.config import CollectConfig
-from baize.dedup import NearDuplicates, dialogue_text
-from baize.endpoint import RoleUsage, Usage
-from baize.errors import UsageError
-from baize.jsonl import GroupCommitAppender, iter_jsonl
+from baize.data.dedup import NearDuplicates, dialogue_text
+from baize.io.errors import UsageError
+from baize.io.jsonl import GroupCommitAppender, iter_jsonl
+from baize.llm.endpoint import RoleUsage, Usage
 
 logger = logging.getLogger(__name__)
 

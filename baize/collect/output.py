@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 from baize.collect.config import CollectConfig
 from baize.collect.selfchat import REASONS
-from baize.endpoint import Usage
-from baize.jsonl import open_atomically, write_text_atomically
+from baize.io.jsonl import open_atomically, write_text_atomically
+from baize.llm.endpoint import Usage
 
 logger = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def build_card(config: CollectConfig, report: dict):
 
 
 def decontamination_line(config: CollectConfig, seeds: dict) -> str:
-    """Which eval sets the seeds were checked against (8-word n-grams, baize.decontaminate), and what matched."""
+    """Which eval sets the seeds were checked against (8-word n-grams, baize.data.decontaminate), and what matched."""
     if not config.decontaminate:
         return "none (the seeds were not checked against evaluation sets)"
     by_set = seeds.get("contaminated_by") or {}
@@ -238,7 +238,7 @@ def write_outputs(entries: Iterable[dict], config: CollectConfig, report: dict) 
         train = stack.enter_context(open_atomically(paths["train"]))
         baize = stack.enter_context(open_atomically(paths["baize"])) if config.baize_json else None
         if baize is not None:
-            from baize.data import messages_to_baize
+            from baize.data.formats import messages_to_baize
 
             baize.write("[")
         first = True

@@ -17,7 +17,7 @@ from pathlib import Path
 from baize.collect.config import BATCH_DISCOUNT, CollectConfig
 from baize.collect.journal import iter_journals
 from baize.collect.selfchat import TRANSCRIPT_PROMPT, USER_PROMPT, fill
-from baize.endpoint import estimate_prompt_tokens
+from baize.llm.endpoint import estimate_prompt_tokens
 
 PLAN_FILE = "plan.json"
 UNBOUNDED_COMPLETION = 1024  # assumed when a role has no max_tokens

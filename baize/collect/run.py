@@ -13,7 +13,6 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from baize.batch import batch_label, label_of
 from baize.collect.browse import BrowsePage
 from baize.collect.config import CollectConfig
 from baize.collect.journal import (
@@ -40,9 +39,14 @@ from baize.collect.selfchat import (
     turns_dialogue,
 )
 from baize.collect.teacher import Teacher
-from baize.decontaminate import Contamination
-from baize.dedup import NearDuplicates, dialogue_text
-from baize.endpoint import (
+from baize.data.decontaminate import Contamination
+from baize.data.dedup import NearDuplicates, dialogue_text
+from baize.data.seeds import Seed, SeedStats, check_local_source
+from baize.io.errors import BatchWritten, BudgetReached, UsageError, request_error_kind
+from baize.io.jsonl import write_jsonl_atomically
+from baize.io.runs import check_output_dir, claim_step
+from baize.llm.batch import batch_label, label_of
+from baize.llm.endpoint import (
     EndpointError,
     RateLimiter,
     RoleUsage,
@@ -52,16 +56,12 @@ from baize.endpoint import (
     describe_url,
     resolve_api_key,
 )
-from baize.errors import BatchWritten, BudgetReached, UsageError, request_error_kind
-from baize.jsonl import write_jsonl_atomically
-from baize.runs import check_output_dir, claim_step
-from baize.seeds import Seed, SeedStats, check_local_source
 
 FAILED_SEEDS_FILE = "failed_seeds.jsonl"
 # For resuming and for the operator, never pushed: the journals, spend ledgers, failed seeds, the Batch API state,
 # the kept-and-dropped page and a plan (report.json and the card carry the totals).
 RESUME_STATE = ["journal*.jsonl", "spend*.jsonl", "failed_seeds.jsonl", "batches/**", "browse.html", "plan.json"]
-BATCH_FOLDER = "batches"  # batch: true: request files, batch ids and stored answers (baize.batch)
+BATCH_FOLDER = "batches"  # batch: true: request files, batch ids and stored answers (baize.llm.batch)
 
 logger = logging.getLogger("baize.collect")
 
@@ -118,7 +118,7 @@ class Collector:
             "seed": seed.text,
             "source": self.config.source_label,
             "teacher": self.config.teacher,
-            # the label baize.data and the shipped sample use for Alpaca rows
+            # the label baize.data.formats and the shipped sample use for Alpaca rows
             "mode": "single-turn" if self.config.mode == "alpaca" else self.config.mode,
             "usage": usage.summary(),
             "usage_by_role": usage.by_role(),
@@ -174,7 +174,7 @@ class Collector:
                 self.stopped = reached.reason
             return
         except (openai.APIError, EndpointError) as error:
-            kind = request_error_kind(error)  # the rule batch mode uses too (baize.errors)
+            kind = request_error_kind(error)  # the rule batch mode uses too (baize.io.errors)
             if kind == "rejected":  # this request (e.g. too long a context), not the endpoint: dropped, not re-paid
                 rejected = Rejected("api_error", describe_error(error))
             elif kind == "fatal":  # every other seed would fail the same way: stop the run
@@ -249,7 +249,7 @@ class Collector:
             raise
 
     async def run_batches(self, todo: Iterable[Seed], folder: Path) -> None:
-        """`batch: true`: the seeds in runs of batch_size, each run sent batch by batch (baize.batch) through the
+        """`batch: true`: the seeds in runs of batch_size, each run sent batch by batch (baize.llm.batch) through the
         same dialogue, parse, clean and journal code as live calls. Batches a killed run left at the provider come
         first: they are paid for, so they are collected and settled before the budget decides anything."""
         config = self.config

@@ -1,12 +1,12 @@
-"""The collection stage's seeds: its config's table, column, mode, shard and limit, read by baize.seeds."""
+"""The collection stage's seeds: its config's table, column, mode, shard and limit, read by baize.data.seeds."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 from baize.collect.config import CollectConfig
-from baize.errors import UsageError
-from baize.seeds import Seed, SeedStats, iter_seeds, load_table
+from baize.data.seeds import Seed, SeedStats, iter_seeds, load_table
+from baize.io.errors import UsageError
 
 
 def seed_table(config: CollectConfig):

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from baize.collect.config import CollectConfig
 from baize.collect.teacher import Teacher
-from baize.data import alpaca_to_messages
-from baize.endpoint import Usage
-from baize.errors import BudgetReached, DataFormatError
-from baize.seeds import Seed
-from baize.text_quality import dialogue_repetition, language_problem
+from baize.data.formats import alpaca_to_messages
+from baize.data.seeds import Seed
+from baize.data.text_quality import dialogue_repetition, language_problem
+from baize.io.errors import BudgetReached, DataFormatError
+from baize.llm.endpoint import Usage
 
 # The v1 template (our wording of the Baize collector's instructions), ending with the same two primer lines.
 PRIMER_HUMAN = "Hello!"

@@ -1,11 +1,12 @@
-"""The teacher: chat calls by role through the shared endpoint client (baize.endpoint), with cost accounting."""
+"""The teacher: chat calls by role through the shared endpoint client (baize.llm.endpoint), with cost accounting."""
 
 from __future__ import annotations
 
 import logging
 
 from baize.collect.config import CollectConfig
-from baize.endpoint import (
+from baize.io.errors import BudgetReached
+from baize.llm.endpoint import (
     Completion,
     Endpoint,
     MalformedReply,
@@ -13,9 +14,8 @@ from baize.endpoint import (
     RoleUsage,
     Usage,
     prompt_tokens_at_most,
-    resolve_model_name,
 )
-from baize.errors import BudgetReached
+from baize.modeling.loading import resolve_model_name
 
 logger = logging.getLogger(__name__)
 

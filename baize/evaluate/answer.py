@@ -1,5 +1,5 @@
 """Step 1, answer: the model and the reference answer every question turn through the one sampler
-(baize.sampling) -> answers/<label>.jsonl, appended as they are done; turn 2 is asked with the contestant's own
+(baize.llm.sampling) -> answers/<label>.jsonl, appended as they are done; turn 2 is asked with the contestant's own
 turn-1 answer. A contestant is a local adapter or model (loaded like `baize chat`, batched generation) or
 `openai:MODEL` at an OpenAI-compatible endpoint (chat completions, or the local builder's prompt text at
 /v1/completions with `*_prompt_from`)."""
@@ -12,22 +12,21 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from baize.endpoint import (
+from baize.evaluate.config import OPENAI_PREFIX, EvalConfig
+from baize.evaluate.questions import conversation, load_questions, turns_to_answer
+from baize.io.errors import UsageError
+from baize.io.jsonl import JSONLAppender, read_jsonl
+from baize.io.runs import claim_step, fingerprint
+from baize.llm.endpoint import (
     Endpoint,
     EndpointError,
     describe_error,
     describe_url,
-    resolve_model_name,
 )
-from baize.errors import UsageError
-from baize.evaluate.config import OPENAI_PREFIX, EvalConfig
-from baize.evaluate.questions import conversation, load_questions, turns_to_answer
-from baize.jsonl import JSONLAppender, read_jsonl
-from baize.models import load_chat_model
-from baize.preflight import check_endpoints
+from baize.llm.preflight import check_endpoints
+from baize.llm.sampling import EndpointSampler, LocalSampler, Sample, Sampled, SampleRequest, SamplingSettings
+from baize.modeling.loading import load_chat_model, resolve_model_name
 from baize.prompts import GUARDRAIL_SYSTEM_PROMPT
-from baize.runs import claim_step, fingerprint
-from baize.sampling import EndpointSampler, LocalSampler, Sample, Sampled, SampleRequest, SamplingSettings
 
 logger = logging.getLogger("baize.eval")
 

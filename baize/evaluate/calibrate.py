@@ -16,13 +16,12 @@ import json
 import logging
 from pathlib import Path
 
-from baize.endpoint import EndpointError, describe_url
-from baize.errors import UsageError
+from baize.data.seeds import load_table
 from baize.evaluate.config import PAIR_RUBRIC, EvalConfig
 from baize.evaluate.judge import pair_inputs, question_outcome
-from baize.judge import JudgeClient, VerdictCache, run_judge, verdict_key
-from baize.seeds import load_table
-from baize.verdicts import (
+from baize.io.errors import UsageError
+from baize.judging.client import JudgeClient, VerdictCache, run_judge, verdict_key
+from baize.judging.stats import (
     a_vs_b,
     bootstrap_interval,
     cohen_kappa,
@@ -30,6 +29,7 @@ from baize.verdicts import (
     flip_rate,
     longer_answer_win_rate,
 )
+from baize.llm.endpoint import EndpointError, describe_url
 
 logger = logging.getLogger("baize.eval")
 

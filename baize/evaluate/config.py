@@ -7,11 +7,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from baize.arguments import parse_recipe
-from baize.errors import UsageError
-from baize.judge import JudgeArguments
-from baize.rubrics import pair_rubric, single_rubric
-from baize.sampling import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SEED
+from baize.io.arguments import parse_recipe
+from baize.io.errors import UsageError
+from baize.judging.client import JudgeArguments
+from baize.judging.rubrics import pair_rubric, single_rubric
+from baize.llm.sampling import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SEED
 
 STEPS = ("answer", "judge", "report", "all", "calibrate")
 QUESTIONS_FILE = Path(__file__).parent.parent / "eval_questions.jsonl"
@@ -44,7 +44,7 @@ CATEGORY_TEMPERATURES = {
 
 @dataclass
 class EvalConfig(JudgeArguments):
-    """The judge endpoint's fields (judge_model, judge_base_url, ...) are baize.judge.JudgeArguments'."""
+    """The judge endpoint's fields (judge_model, judge_base_url, ...) are baize.judging.client.JudgeArguments'."""
 
     output_dir: str = field(default="runs/eval", metadata={"help": "Folder of every step's files."})
     step: str = field(

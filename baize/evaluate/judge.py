@@ -1,4 +1,4 @@
-"""Step 2, judge: per (question, turn), the one judge (baize.judge) scores both answers 1-10 side by side in both
+"""Step 2, judge: per (question, turn), the one judge (baize.judging.client) scores both answers 1-10 side by side in both
 orders (reference first is the paper's call; a side wins only if it wins in both), and with single_grading each
 answer on its own (reference-guided where the category says) -> judgements.jsonl. Every verdict is cached on
 disk under what it was asked, so a re-run asks the judge nothing twice."""
@@ -8,15 +8,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from baize.endpoint import EndpointError, describe_url
-from baize.errors import BaizeError
 from baize.evaluate.answer import contestants, read_answers
 from baize.evaluate.config import JUDGEMENTS_FILE, PAIR_RUBRIC, SINGLE_RUBRICS, EvalConfig
 from baize.evaluate.questions import conversation, load_questions
-from baize.jsonl import write_jsonl_atomically
-from baize.judge import JudgeClient, Verdict, VerdictCache, run_judge, verdict_key
-from baize.rubrics import render_context
-from baize.verdicts import pair_outcome
+from baize.io.errors import BaizeError
+from baize.io.jsonl import write_jsonl_atomically
+from baize.judging.client import JudgeClient, Verdict, VerdictCache, run_judge, verdict_key
+from baize.judging.rubrics import render_context
+from baize.judging.stats import pair_outcome
+from baize.llm.endpoint import EndpointError, describe_url
 
 logger = logging.getLogger("baize.eval")
 
@@ -128,7 +128,7 @@ def judge_rows(config: EvalConfig, questions: list[dict], answers: dict[str, dic
 def plan_step(config: EvalConfig) -> dict:
     """--plan: the judge requests of this evaluation, from the answers there are, or (before answering) answers at
     max_new_tokens (an upper bound); verdicts already cached cost nothing and are left out."""
-    from baize.planning import describe_plan, plan_judge
+    from baize.judging.plan import describe_plan, plan_judge
 
     model, reference = contestants(config)
     questions = load_questions(config)

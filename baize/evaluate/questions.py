@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from baize.errors import MissingColumn, UsageError
+from baize.data.seeds import column_values, load_table
 from baize.evaluate.config import QUESTIONS_FILE, EvalConfig
-from baize.seeds import column_values, load_table
+from baize.io.errors import MissingColumn, UsageError
 
 
 def load_questions(config: EvalConfig) -> list[dict]:

@@ -8,13 +8,13 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from baize.errors import UsageError
+from baize.data.text_quality import repetition_problem
 from baize.evaluate.answer import contestants, read_answers
 from baize.evaluate.charts import plot_charts, plot_turn_charts
 from baize.evaluate.config import JUDGEMENTS_FILE, EvalConfig
 from baize.evaluate.stats import summarize
-from baize.jsonl import read_jsonl
-from baize.text_quality import repetition_problem
+from baize.io.errors import UsageError
+from baize.io.jsonl import read_jsonl
 
 logger = logging.getLogger("baize.eval")
 
@@ -170,7 +170,7 @@ def report_step(config: EvalConfig) -> dict:
     lengths = {role: {i: row["words"] for i, row in rows.items()} for role, rows in answers.items()}
     # Answers cut at max_new_tokens: a reference cut more often than the model is judged on unfinished text.
     cut = {role: sum(row.get("finish_reason") == "length" for row in rows.values()) for role, rows in answers.items()}
-    # Answers that loop (baize.text_quality, the rule collection's cleaning drops by): Baize's users' issue #5.
+    # Answers that loop (baize.data.text_quality, the rule collection's cleaning drops by): Baize's users' issue #5.
     looping = {role: sum(repetition_problem(row.get("answer") or "") is not None for row in rows.values())
                for role, rows in answers.items()}  # fmt: skip
     repetition = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 
 from baize.evaluate.config import EvalConfig
-from baize.verdicts import (
+from baize.judging.stats import (
     a_vs_b,
     adjusted_win_rate,
     bootstrap_interval,
@@ -94,7 +94,7 @@ def summarize(config: EvalConfig, judged: list[dict], lengths: dict[str, dict[st
 
 
 def judge_bias(config: EvalConfig, judged: list[dict], lengths: dict, outcomes: list[str]) -> dict:
-    """The judge's own figures on these verdicts (baize.verdicts): how often the two orders disagree, how often
+    """The judge's own figures on these verdicts (baize.judging.stats): how often the two orders disagree, how often
     the first-shown or the longer answer wins, kappa between the orders, and the length-controlled win rate."""
     pairs, shown, decisions, diffs, lc_outcomes = [], [], [], [], []
     for row in judged:

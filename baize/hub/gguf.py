@@ -8,9 +8,9 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from baize.cards import base_license, complete_card_metadata
-from baize.errors import HubError
+from baize.hub.cards import base_license, complete_card_metadata
 from baize.hub.push import PushPlan, plan_upload
+from baize.io.errors import HubError
 
 EXPORT_RECORD = "export.json"
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from huggingface_hub import DatasetCard, ModelCard, ModelCardData, RepoCard
 
-from baize.cards import adapter_card_for_push, complete_card_metadata, dataset_card, rewrite_how_to
-from baize.errors import HubError
+from baize.hub.cards import adapter_card_for_push, complete_card_metadata, dataset_card, rewrite_how_to
 from baize.hub.pull import _auth_error
-from baize.ids import hub_model_id, is_repo_id
-from baize.runs import RESUME_STATE_PATTERNS, declared_resume_state
-from baize.secrets import SECRET_REGEX, known_secret_values
+from baize.io.errors import HubError
+from baize.io.runs import RESUME_STATE_PATTERNS, declared_resume_state
+from baize.io.secrets import SECRET_REGEX, known_secret_values
+from baize.modeling.ids import hub_model_id, is_repo_id
 
 logger = logging.getLogger(__name__)
 
@@ -266,9 +266,9 @@ def plan_space_push(
     title: str | None = None,
     load_in_8bit: bool = False,
 ) -> PushPlan:
-    """Files and card of a Gradio Space running `baize web` on the adapter repo `adapter` (baize.space). The
+    """Files and card of a Gradio Space running `baize web` on the adapter repo `adapter` (baize.hub.space). The
     staged folder is temporary: `push_plan` reads it, the caller removes `plan.folder` afterwards."""
-    from baize.space import space_staging
+    from baize.hub.space import space_staging
 
     if not is_repo_id(adapter):
         raise HubError(

@@ -8,10 +8,7 @@ import json
 import re
 from pathlib import Path
 
-from baize.errors import HubError, UsageError
-from baize.hub.push import PushPlan, plan_adapter_push
-from baize.ids import hub_model_id
-from baize.lineage import (
+from baize.hub.lineage import (
     LINEAGE_FILE,
     ROUNDS_CARD_HEADING,
     ROUNDS_FILE,
@@ -21,6 +18,9 @@ from baize.lineage import (
     version,
     with_sdf_section,
 )
+from baize.hub.push import PushPlan, plan_adapter_push
+from baize.io.errors import HubError, UsageError
+from baize.modeling.ids import hub_model_id
 
 
 def adapter_of_round(folder: str | Path, round_name: str = "best") -> Path:

@@ -4,9 +4,9 @@
     python -m baize.sdf --config recipes/baize-smol/sdf.yaml --step judge         # one step
     python -m baize.sdf --config recipes/baize-v2-7b/sdf.yaml -- --max_steps 10   # after `--`: SFT overrides
 
-1. `sample`  the v1 model answers every prompt N times through the one sampler (baize.sampling), in this process
+1. `sample`  the v1 model answers every prompt N times through the one sampler (baize.llm.sampling), in this process
              or at `vllm serve` replicas -> candidates.jsonl (text, finish reason, tokens per candidate).
-2. `judge`   the one judge (baize.judge) scores them: pointwise 1-100 (the paper) or king-of-the-hill pairs in
+2. `judge`   the one judge (baize.judging.client) scores them: pointwise 1-100 (the paper) or king-of-the-hill pairs in
              both orders -> judged.jsonl, every score and rationale kept.
 3. `select`  the best candidate per prompt (min_score) -> selected.jsonl; best vs worst -> preferences.jsonl.
 4. `train`   v1 merged into its base (frozen) and a NEW LoRA trained on top with `baize train` -> v2, its lineage
@@ -22,9 +22,9 @@ from __future__ import annotations
 import json
 import sys
 
-from baize.errors import UsageError, configure_logging, one_line_errors
-from baize.jsonl import read_jsonl
-from baize.runs import check_output_dir
+from baize.io.errors import UsageError, configure_logging, one_line_errors
+from baize.io.jsonl import read_jsonl
+from baize.io.runs import check_output_dir
 from baize.sdf.config import (
     CANDIDATES_FILE,
     JUDGE_SIGNATURE,

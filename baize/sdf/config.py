@@ -6,10 +6,10 @@ import hashlib
 import sys
 from dataclasses import dataclass, field
 
-from baize.arguments import parse_recipe
-from baize.judge import JudgeArguments
-from baize.rubrics import PAIR_100, POINTWISE_100
-from baize.sampling import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SEED, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+from baize.io.arguments import parse_recipe
+from baize.judging.client import JudgeArguments
+from baize.judging.rubrics import PAIR_100, POINTWISE_100
+from baize.llm.sampling import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SEED, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 
 STEPS = ("sample", "judge", "select", "train", "all")
 CANDIDATES_FILE = "candidates.jsonl"
@@ -22,7 +22,7 @@ JUDGE_SIGNATURE = "judge_signature.json"
 
 @dataclass
 class SDFConfig(JudgeArguments):
-    """The judge endpoint's fields (judge_model, judge_base_url, ...) are baize.judge.JudgeArguments'."""
+    """The judge endpoint's fields (judge_model, judge_base_url, ...) are baize.judging.client.JudgeArguments'."""
 
     output_dir: str = field(
         default="runs/sdf", metadata={"help": "Folder of every step's files; re-running continues there."}

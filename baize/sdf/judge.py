@@ -1,4 +1,4 @@
-"""Step 2, judge: the one judge (baize.judge) scores every candidate -> judged.jsonl = candidates + `scores` + the
+"""Step 2, judge: the one judge (baize.judging.client) scores every candidate -> judged.jsonl = candidates + `scores` + the
 full judge record. `pointwise` (the paper): one 1-100 score per candidate. `pairwise`: king of the hill, every
 challenger vs the current best in both orders (position bias cancels)."""
 
@@ -9,12 +9,12 @@ import logging
 import statistics
 from pathlib import Path
 
-from baize.endpoint import EndpointError, RoleUsage, describe_url
-from baize.errors import BaizeError
-from baize.jsonl import JSONLAppender, read_jsonl
-from baize.judge import JUDGE_BATCH_FOLDER, JudgeClient, Verdict, VerdictCache, verdict_key
-from baize.rubrics import PAIR_100, POINTWISE_100, render_context
-from baize.runs import claim_step
+from baize.io.errors import BaizeError
+from baize.io.jsonl import JSONLAppender, read_jsonl
+from baize.io.runs import claim_step
+from baize.judging.client import JUDGE_BATCH_FOLDER, JudgeClient, Verdict, VerdictCache, verdict_key
+from baize.judging.rubrics import PAIR_100, POINTWISE_100, render_context
+from baize.llm.endpoint import EndpointError, RoleUsage, describe_url
 from baize.sdf.config import (
     CANDIDATES_FILE,
     JUDGE_SIGNATURE,
@@ -124,7 +124,7 @@ def _verdicts(judge_record: dict) -> list[dict]:
 def plan_step(config: SDFConfig) -> dict:
     """--plan: the judge requests this run would send, from the candidates sampled so far, or (before sampling)
     the prompts with candidates at max_new_tokens (an upper bound)."""
-    from baize.planning import describe_plan, plan_judge
+    from baize.judging.plan import describe_plan, plan_judge
     from baize.sdf.sample import load_prompts
 
     folder = Path(config.output_dir)

@@ -27,21 +27,21 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from baize.endpoint import EndpointError, describe_url
-from baize.errors import BaizeError
-from baize.jsonl import read_jsonl, write_jsonl_atomically, write_text_atomically
-from baize.judge import JudgeClient, VerdictCache, run_judge, verdict_key
-from baize.lineage import ROUNDS_CARD_HEADING, ROUNDS_FILE, rounds_card_section
-from baize.models import load_chat_model
-from baize.rubrics import POINTWISE_100, pair_rubric, render_context
-from baize.sampling import LocalSampler, SampleRequest, SamplingSettings
+from baize.data.seeds import load_table, select_seeds
+from baize.hub.lineage import ROUNDS_CARD_HEADING, ROUNDS_FILE, rounds_card_section
+from baize.io.errors import BaizeError
+from baize.io.jsonl import read_jsonl, write_jsonl_atomically, write_text_atomically
+from baize.judging.client import JudgeClient, VerdictCache, run_judge, verdict_key
+from baize.judging.rubrics import POINTWISE_100, pair_rubric, render_context
+from baize.judging.stats import a_vs_b, adjusted_win_rate, bootstrap_interval, flip_rate, pair_outcome, score_outcome
+from baize.llm.endpoint import EndpointError, describe_url
+from baize.llm.sampling import LocalSampler, SampleRequest, SamplingSettings
+from baize.modeling.loading import load_chat_model
 from baize.sdf.config import SDFConfig
 from baize.sdf.judge import judge_step
 from baize.sdf.sample import load_prompts, sample_step
 from baize.sdf.select import select_step
 from baize.sdf.train import train_step
-from baize.seeds import load_table, select_seeds
-from baize.verdicts import a_vs_b, adjusted_win_rate, bootstrap_interval, flip_rate, pair_outcome, score_outcome
 
 logger = logging.getLogger("baize.sdf")
 

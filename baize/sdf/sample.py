@@ -1,4 +1,4 @@
-"""Step 1, sample: the v1 model answers every prompt N times through the one sampler (baize.sampling), in this
+"""Step 1, sample: the v1 model answers every prompt N times through the one sampler (baize.llm.sampling), in this
 process or at `vllm serve` replicas -> candidates.jsonl, one line per prompt, appended as it is done."""
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ import logging
 import time
 from pathlib import Path
 
-from baize.endpoint import Endpoint, EndpointError, RateLimiter, describe_error
-from baize.jsonl import JSONLAppender, read_jsonl
-from baize.models import load_chat_model
-from baize.preflight import check_endpoints
-from baize.runs import claim_step
-from baize.sampling import EndpointSampler, LocalSampler, Sampled, SampleRequest, SamplingSettings
+from baize.data.seeds import load_table, normalize, select_seeds
+from baize.io.jsonl import JSONLAppender, read_jsonl
+from baize.io.runs import claim_step
+from baize.llm.endpoint import Endpoint, EndpointError, RateLimiter, describe_error
+from baize.llm.preflight import check_endpoints
+from baize.llm.sampling import EndpointSampler, LocalSampler, Sampled, SampleRequest, SamplingSettings
+from baize.modeling.loading import load_chat_model
 from baize.sdf.config import (
     CANDIDATES_FILE,
     JUDGE_SIGNATURE,
@@ -25,7 +26,6 @@ from baize.sdf.config import (
     SDFConfig,
     sample_settings,
 )
-from baize.seeds import load_table, normalize, select_seeds
 
 logger = logging.getLogger("baize.sdf")
 # Never pushed: the judge's Batch API state, the rounds' gate answers and verdicts, a plan, each round's folder.
@@ -47,7 +47,7 @@ def context_id(messages: list[dict]) -> str:
 def load_prompts(config: SDFConfig) -> list[dict]:
     """Prompt rows {id, messages}: chat contexts from a `messages` column, else one user turn per question.
 
-    Questions go through baize.seeds like collection seeds (Hub ids, local txt/jsonl, dedup, limit)."""
+    Questions go through baize.data.seeds like collection seeds (Hub ids, local txt/jsonl, dedup, limit)."""
     table = load_table(config.prompts_path, config.prompts_name, config.prompts_split, key="prompts_path")
     if config.messages_column in table.column_names:
         rows, seen = [], set()

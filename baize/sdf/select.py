@@ -8,11 +8,11 @@ import logging
 import statistics
 from pathlib import Path
 
-from baize.endpoint import describe_url
-from baize.errors import BaizeError
-from baize.jsonl import read_jsonl, write_jsonl_atomically
+from baize.io.errors import BaizeError
+from baize.io.jsonl import read_jsonl, write_jsonl_atomically
+from baize.judging.stats import a_vs_b, first_position_win_rate, flip_rate, longer_answer_win_rate, score_outcome
+from baize.llm.endpoint import describe_url
 from baize.sdf.config import CANDIDATES_FILE, JUDGED_FILE, PREFERENCES_FILE, SELECTED_FILE, SDFConfig
-from baize.verdicts import a_vs_b, first_position_win_rate, flip_rate, longer_answer_win_rate, score_outcome
 
 logger = logging.getLogger("baize.sdf")
 
@@ -34,7 +34,7 @@ def best_and_worst(row: dict) -> tuple[int | None, int | None]:
 
 
 def judge_bias(judged: list[dict]) -> dict:
-    """The judge's figures on these verdicts (baize.verdicts): in pairwise mode how often the two orders of a
+    """The judge's figures on these verdicts (baize.judging.stats): in pairwise mode how often the two orders of a
     comparison disagree and the first-shown answer wins; in both modes how often the longer candidate wins (a
     higher pointwise score, a pairwise comparison)."""
     pairs, shown, decisions = [], [], []

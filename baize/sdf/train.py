@@ -8,12 +8,19 @@ import json
 import logging
 from pathlib import Path
 
-from baize.cards import card_base_model, how_to_path, model_title
-from baize.errors import BaizeError, UsageError
 from baize.hub import pull, push_adapter
-from baize.lineage import LINEAGE_FILE, SDF_CARD_MARK, local_ancestors, read_lineage, sdf_card_section, version
-from baize.merging import merge_adapter
-from baize.models import hub_model_id
+from baize.hub.cards import card_base_model, how_to_path, model_title
+from baize.hub.lineage import (
+    LINEAGE_FILE,
+    SDF_CARD_MARK,
+    local_ancestors,
+    read_lineage,
+    sdf_card_section,
+    version,
+)
+from baize.io.errors import BaizeError, UsageError
+from baize.modeling.loading import hub_model_id
+from baize.modeling.merging import merge_adapter
 from baize.sdf.config import PREFERENCES_FILE, SELECTED_FILE, SDFConfig
 
 logger = logging.getLogger("baize.sdf")

@@ -15,18 +15,18 @@ from trl import ModelConfig
 
 from baize import BAIZE_TEMPLATE
 from baize.hub.pull import check_hub_available
-from baize.launch import (
+from baize.io.runs import check_output_dir, check_same_settings, normalise, write_signature
+from baize.io.secrets import redact
+from baize.modeling.launch import (
     attention_implementation,
     check_liger,
     check_quantization_fits_sharding,
     derive_gradient_accumulation,
     match_precision_to_hardware,
 )
-from baize.models import resolve_model_path
-from baize.runs import check_output_dir, check_same_settings, normalise, write_signature
-from baize.secrets import redact
+from baize.modeling.loading import resolve_model_path
 
-logger = logging.getLogger("baize.training")
+logger = logging.getLogger("baize.modeling.training")
 
 
 @dataclass

@@ -3,7 +3,7 @@ scale, reference) asked by one verdict loop through the shared endpoint client, 
 on-disk verdict cache, a progress bar, request-error counting and Batch API batches.
 
 HTTP retries (429, 5xx, time-outs; Retry-After honoured) are the openai client's own. The collection stage's
-rate limiter and usage type are baize.endpoint's (shared with collection): a 429/503 pauses every request.
+rate limiter and usage type are baize.llm.endpoint's (shared with collection): a 429/503 pauses every request.
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from baize.batch import batch_label
-from baize.endpoint import Endpoint, EndpointArguments, RoleUsage, describe_error, resolve_model_name
-from baize.jsonl import JSONLAppender, read_jsonl
-from baize.rubrics import (
+from baize.io.jsonl import JSONLAppender, read_jsonl
+from baize.judging.rubrics import (
     JUDGE_SYSTEM,
     Rubric,
     expected_score,
 )
+from baize.llm.batch import batch_label
+from baize.llm.endpoint import Endpoint, EndpointArguments, RoleUsage, describe_error
+from baize.modeling.loading import resolve_model_name
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class JudgeStats:
 
 
 class JudgeClient:
-    """The one judge: the shared endpoint client (baize.endpoint) asking the judge model for verdicts by rubric,
+    """The one judge: the shared endpoint client (baize.llm.endpoint) asking the judge model for verdicts by rubric,
     re-asking with the rubric's reminder when a reply does not parse, both orders for pairs, an optional verdict
     cache, and one loop over the items of a stage (progress bar, request errors, Batch API batches)."""
 

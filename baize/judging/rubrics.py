@@ -1,6 +1,6 @@
 """The judge's rubrics: the prompt templates (the Vicuna/Baize review prompt, MT-Bench-style single grading with
 an optional reference, SDF's 1-100 score), the strict parsers of a judge's reply, G-Eval's probability-weighted
-score, and `Rubric`, which ties a template to its parser, re-ask reminder and scale. baize.judge asks them."""
+score, and `Rubric`, which ties a template to its parser, re-ask reminder and scale. baize.judging.client asks them."""
 
 from __future__ import annotations
 

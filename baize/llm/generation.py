@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from baize.prompts import TURN_TAGS, Prompt, cut_at_stop, printable_prefix, reply_text
 
 if TYPE_CHECKING:
-    from baize.models import ChatModel
+    from baize.modeling.loading import ChatModel
 
 DEFAULT_MAX_NEW_TOKENS = 512
 DEFAULT_TOP_P = 0.95

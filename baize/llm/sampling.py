@@ -2,16 +2,16 @@
 finish reason and token count. SDF sampling, eval answering and the web demo all ask through here.
 
 Two backends behind one shape:
-- `LocalSampler`: a model loaded in this process (baize.models.ChatModel), prompted by the shared prompt builder;
+- `LocalSampler`: a model loaded in this process (baize.modeling.loading.ChatModel), prompted by the shared prompt builder;
   several prompts x N samples per `generate` call, each prompt's prefill computed once and shared by its N
-  samples (baize.generation), grouped by temperature; one seed per batch, derived from the request ids, so a
+  samples (baize.llm.generation), grouped by temperature; one seed per batch, derived from the request ids, so a
   resumed run samples the same.
 - `EndpointSampler`: OpenAI-compatible servers (one or several base URLs, round robin, one shared limiter)
   through the one endpoint client. With a prompt builder, the builder's prompt text goes to `/v1/completions`
   (with `n`, the turn-tag stops and a per-request seed; a server that ignores `n` is asked again for the rest),
   so an endpoint model is prompted exactly as the local one. Without one, the messages go to
   `/v1/chat/completions` and the server applies its own chat template; that path also runs as Batch API lines
-  when the endpoint uses batches (baize.batch).
+  when the endpoint uses batches (baize.llm.batch).
 
 Both also stream one reply for a chat (`stream`): the demo's history budget, stop strings and Stop button.
 """
@@ -24,8 +24,8 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
-from baize.endpoint import Endpoint, RoleUsage, estimate_prompt_tokens
-from baize.generation import (
+from baize.llm.endpoint import Endpoint, RoleUsage, estimate_prompt_tokens
+from baize.llm.generation import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_P,

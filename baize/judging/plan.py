@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from baize.endpoint import estimate_prompt_tokens
-from baize.rubrics import JUDGE_SYSTEM
+from baize.judging.rubrics import JUDGE_SYSTEM
+from baize.llm.endpoint import estimate_prompt_tokens
 
 BATCH_DISCOUNT = 0.5  # the OpenAI Batch API's price where no batch price is given
 

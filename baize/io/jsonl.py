@@ -18,7 +18,7 @@ from concurrent.futures import Future, InvalidStateError
 from contextlib import contextmanager
 from pathlib import Path
 
-from baize.errors import BaizeError
+from baize.io.errors import BaizeError
 
 logger = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from baize.endpoint import describe_error, describe_url, resolve_api_key
-from baize.errors import EndpointError
+from baize.io.errors import EndpointError
+from baize.llm.endpoint import describe_error, describe_url, resolve_api_key
 
 
 def check_endpoints(endpoints: list[tuple[str, str | None, str]], timeout: float = 10.0) -> None:

@@ -1,4 +1,4 @@
-"""Client-side rate limiting shared by every call of a run (baize.endpoint applies it to every HTTP attempt).
+"""Client-side rate limiting shared by every call of a run (baize.llm.endpoint applies it to every HTTP attempt).
 
 A request is counted when it leaves, not when its coroutine is scheduled: the endpoint client acquires in httpx's
 request hook, so a late event loop, a slow disk sync before the send, or the client's own retries cannot turn

@@ -19,15 +19,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from baize.dedup import words
-from baize.errors import UsageError
-from baize.ids import is_repo_id
-from baize.seeds import MT_BENCH
+from baize.data.dedup import words
+from baize.data.seeds import MT_BENCH
+from baize.io.errors import UsageError
+from baize.modeling.ids import is_repo_id
 
 NGRAM = 8
 PROJECT_FILES = [
-    Path(__file__).with_name("eval_questions.jsonl"),
-    Path(__file__).with_name("eval_questions_2turn.jsonl"),
+    Path(__file__).parent.parent / "eval_questions.jsonl",
+    Path(__file__).parent.parent / "eval_questions_2turn.jsonl",
 ]
 
 
@@ -38,7 +38,7 @@ class DecontaminationArguments:
     decontaminate: list[str] = field(
         default_factory=lambda: ["project"],
         metadata={
-            "help": "Eval sets no seed or training row may overlap (8-word n-grams, baize.decontaminate): project "
+            "help": "Eval sets no seed or training row may overlap (8-word n-grams, baize.data.decontaminate): project "
             "(baize's own eval questions), mt_bench, or a file. Matching ones are left out before anything is paid "
             "for or trained, and counted per set in the report or run summary and on the card; [] disables."
         },
@@ -69,7 +69,7 @@ def eval_texts(name: str) -> list[str]:
         return [text for path in PROJECT_FILES for line in path.open() for text in strings(json.loads(line))]
     path = Path(name)
     if name == MT_BENCH or (not path.exists() and is_repo_id(name)):
-        from baize.seeds import load_table
+        from baize.data.seeds import load_table
 
         table = load_table(name, None, "train", key="decontaminate --against")
         return [text for row in table for text in strings({k: row[k] for k in ("prompt", "reference") if k in row})]

@@ -5,7 +5,7 @@ Retries (429, 5xx, time-outs, connection errors; Retry-After honoured) are the o
 it cannot do, because each request retries on its own, is make the *other* requests back off: a response
 hook sees every 429/503 with Retry-After and pauses the limiter, so a rate limit does not turn into a
 storm of 429s from all the concurrent requests. Every HTTP attempt (the client's retries too) acquires the
-limiter in httpx's request hook, when it leaves (baize.ratelimit). 429s are not a seed's failure while the
+limiter in httpx's request hook, when it leaves (baize.llm.ratelimit). 429s are not a seed's failure while the
 limiter's `max_wait` lasts: after the client's own retries, the call waits out the shared pause and asks again.
 """
 
@@ -22,11 +22,10 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from baize.batch import BatchSession, batch_label, custom_id
-from baize.errors import EndpointError, MalformedReply
-from baize.models import resolve_model_path
-from baize.ratelimit import RateLimiter, Sent
-from baize.secrets import redact, register_key_variable
+from baize.io.errors import EndpointError, MalformedReply
+from baize.io.secrets import redact, register_key_variable
+from baize.llm.batch import BatchSession, batch_label, custom_id
+from baize.llm.ratelimit import RateLimiter, Sent
 
 logger = logging.getLogger(__name__)
 
@@ -201,13 +200,6 @@ def resolve_api_key(api_key_env: str, base_url: str | None, needed: bool = True)
     return "not-needed"  # local servers (transformers serve, vLLM) accept any key
 
 
-def resolve_model_name(model: str, gguf_file: str | None = None) -> str:
-    """`pkg:NAME` + GGUF -> the converted local folder, which is the model name `transformers serve` loads."""
-    if model.startswith("pkg:") or gguf_file:
-        return resolve_model_path(model, gguf_file)
-    return model
-
-
 def describe_error(error: BaseException) -> str:
     """`Type: message` for reports and files, with any key an endpoint echoed back redacted."""
     return redact(f"{type(error).__name__}: {error}")
@@ -262,7 +254,7 @@ class Endpoint:
         self.rate_limited = 0  # 429 answers seen (retries included)
         self.calls_without_usage = 0
         self.unusable_replies = 0  # 200 answers that were not a completion (billed: counted at usage or reservation)
-        self.batch = None  # a baize.batch.BatchSession once use_batches() is called
+        self.batch = None  # a baize.llm.batch.BatchSession once use_batches() is called
         self.client = openai.AsyncOpenAI(
             base_url=base_url,
             api_key=resolve_api_key(api_key_env, base_url, needed=not offline),
@@ -301,7 +293,7 @@ class Endpoint:
         self.limiter.pause(retry_after_seconds(response.headers))
 
     def use_batches(self, folder, **options):
-        """From now on `chat` goes into OpenAI Batch API batches kept in `folder` (baize.batch.BatchSession's
+        """From now on `chat` goes into OpenAI Batch API batches kept in `folder` (baize.llm.batch.BatchSession's
         options), and `gather` runs coroutines batch by batch."""
 
         self.batch = BatchSession(self.client, folder, where=describe_url(self.base_url), **options)

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from baize.secrets import redact, redact_logs
+from baize.io.secrets import redact, redact_logs
 
 
 class BaizeError(Exception):
@@ -54,7 +54,7 @@ class BudgetReached(BaizeError):
 class MalformedReply(EndpointError):
     """HTTP 200, but not a usable completion, after the retries: a transient provider fault (the request is retried
     by the next run). `billed`: what the provider may have charged for the unusable answers (a
-    baize.endpoint.RoleUsage: their usage where the body had one, else the call's reservation)."""
+    baize.llm.endpoint.RoleUsage: their usage where the body had one, else the call's reservation)."""
 
     def __init__(self, message: str, billed=None, unusable: int = 0):
         super().__init__(message)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from baize.errors import BaizeError, UsageError
+from baize.io.errors import BaizeError, UsageError
 
 # A model key and the recipe key that only makes sense with the recipe's own model.
 MODEL_COMPANIONS = {

@@ -9,8 +9,8 @@ import posixpath
 import shutil
 from pathlib import Path
 
-from baize.errors import SettingsChanged, UsageError
-from baize.jsonl import write_text_atomically
+from baize.io.errors import SettingsChanged, UsageError
+from baize.io.jsonl import write_text_atomically
 
 SIGNATURE_FILE = "run_signature.json"
 

@@ -1,7 +1,7 @@
 """Speed options a recipe can turn on (all off by default until a GPU run measures them; docs/gpu.md):
 
 - `adapter_dtype: compute`: the LoRA matrices in the base's bf16 instead of PEFT's fp32 (no fp32 round trip of
-  every LoRA input). Only under bf16: fp16 needs fp32 trainable weights for its loss scaling (baize.launch), and a
+  every LoRA input). Only under bf16: fp16 needs fp32 trainable weights for its loss scaling (baize.modeling.launch), and a
   quantised base already gets bf16 adapters from TRL.
 - `compile_layers: true`: regional `torch.compile` of each decoder layer (the blocks transformers will not split),
   which fuses RMSNorm, RoPE and SiLU·mul without compiling the whole model (compile time once per layer shape).

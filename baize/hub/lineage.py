@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from baize.cards import GENERATE_SNIPPET, model_reference, model_title
-from baize.ids import hub_model_id
+from baize.hub.cards import GENERATE_SNIPPET, model_reference, model_title
+from baize.modeling.ids import hub_model_id
 
 LINEAGE_FILE = "sdf.json"
 SDF_CARD_MARK = ": Self-Distillation with Feedback"  # in the heading of the section below, whatever the version

