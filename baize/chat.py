@@ -21,9 +21,9 @@ from baize.llm.generation import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_P,
-    GenerationSettings,
-    generate_reply,
+    SamplingSettings,
 )
+from baize.llm.sampling import LocalSampler
 from baize.modeling.loading import ChatModel, add_chat_model_arguments, chat_model_from_args
 from baize.prompts import (
     DEFAULT_MAX_HISTORY_TOKENS,
@@ -108,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
 class ChatSession:
     """The conversation state and one turn of it; the CLI loop is a thin shell over this."""
 
-    def __init__(self, chat: ChatModel, builder: PromptBuilder, settings: GenerationSettings, out=None):
+    def __init__(self, chat: ChatModel, builder: PromptBuilder, settings: SamplingSettings, out=None):
         self.chat, self.builder, self.settings = chat, builder, settings
+        self.sampler = LocalSampler(chat, builder)
         self.history: list[tuple[str, str]] = []
         self.out = out or sys.stdout
 
@@ -158,8 +159,8 @@ class ChatSession:
             if chunk:
                 self.write(chunk)
 
-        reply = generate_reply(
-            self.chat, prompt, self.settings, stop_strings=self.builder.stop_strings, on_text=show if stream else None
+        reply = self.sampler.reply(
+            prompt, self.settings, stop_strings=self.builder.stop_strings, on_text=show if stream else None
         )
         if not stream:
             self.write(reply.text)
@@ -187,11 +188,10 @@ def main(args: argparse.Namespace) -> None:
     elif args.guardrail:
         system = GUARDRAIL_SYSTEM_PROMPT
     builder = chat.prompt_builder(system=system, max_history_tokens=args.max_history_tokens)
-    settings = GenerationSettings(
+    settings = SamplingSettings(
         max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
+        temperature=0.0 if args.greedy else args.temperature,
         top_p=args.top_p,
-        do_sample=not args.greedy,
         repetition_penalty=args.repetition_penalty,
     )
     session = ChatSession(chat, builder, settings)

@@ -28,7 +28,7 @@ from baize.hub import pull
 from baize.hub.cards import card_base_model, model_title
 from baize.io.arguments import StageParser
 from baize.io.errors import HubError, UsageError, configure_logging, one_line_errors
-from baize.llm.sampling import SamplingSettings
+from baize.llm.generation import SamplingSettings
 from baize.modeling.ids import hub_model_id
 from baize.modeling.loading import add_chat_model_arguments, cache_dir, load_chat_model
 from baize.modeling.merging import merge_adapter

@@ -22,9 +22,10 @@ from pathlib import Path
 from baize.io.arguments import StageParser
 from baize.io.errors import UsageError, configure_logging, one_line_errors
 from baize.llm.endpoint import Endpoint
-from baize.llm.generation import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
-from baize.llm.sampling import EndpointSampler, LocalSampler, SamplingSettings
-from baize.modeling.loading import add_chat_model_arguments, chat_model_from_args, hub_model_id, resolve_model_name
+from baize.llm.generation import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, SamplingSettings
+from baize.llm.sampling import EndpointSampler, LocalSampler
+from baize.modeling.ids import hub_model_id
+from baize.modeling.loading import add_chat_model_arguments, chat_model_from_args, resolve_model_name
 from baize.prompts import (
     DEFAULT_MAX_HISTORY_TOKENS,
     GUARDRAIL_SYSTEM_PROMPT,
@@ -38,22 +39,17 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ReplySettings:
-    """What the page's controls set for one reply (the original demo's controls, the paper's defaults)."""
+class ReplySettings(SamplingSettings):
+    """What the page's controls set for one reply (the original demo's controls, the paper's defaults): the
+    sampling settings, plus the system text, the guardrail and the history budget."""
 
     system: str | None = None
     guardrail: bool = False
-    top_p: float = DEFAULT_TOP_P
-    temperature: float = DEFAULT_TEMPERATURE
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     max_history_tokens: int = DEFAULT_MAX_HISTORY_TOKENS
 
     @property
     def system_prompt(self) -> str | None:
         return GUARDRAIL_SYSTEM_PROMPT if self.guardrail else (self.system or None)
-
-    def sampling(self) -> SamplingSettings:
-        return SamplingSettings(int(self.max_new_tokens), self.temperature, self.top_p)
 
 
 def message_text(content) -> str:
@@ -80,8 +76,19 @@ def exchanges(history: list[dict]) -> list[tuple[str, str]]:
     return pairs
 
 
-class LocalBackend:
-    """A model loaded in this process, answering through the one sampler (baize.llm.sampling.LocalSampler)."""
+class SamplerBackend:
+    """A reply streamed from the backend's sampler (baize.llm.sampling: a local model or an endpoint, one shape)."""
+
+    sampler: LocalSampler | EndpointSampler
+
+    def reply(self, history: list[tuple[str, str]], question: str, settings: ReplySettings):
+        return self.sampler.stream(
+            history, question, settings, system=settings.system_prompt, max_history_tokens=settings.max_history_tokens
+        )
+
+
+class LocalBackend(SamplerBackend):
+    """A model loaded in this process."""
 
     concurrency = 1  # one generate() at a time on the one model; other users wait in gradio's queue
 
@@ -95,16 +102,10 @@ class LocalBackend:
         base = (hub_model_id(chat.base) or Path(chat.base).name) if chat.base else None
         self.description = f"{'adapter on ' + base if base else 'model'}, prompt format {chat.prompt_format}"
 
-    def reply(self, history: list[tuple[str, str]], question: str, settings: ReplySettings):
-        return self.sampler.stream(
-            history, question, settings.sampling(), system=settings.system_prompt,
-            max_history_tokens=settings.max_history_tokens,
-        )  # fmt: skip
 
-
-class EndpointBackend:
-    """An OpenAI-compatible server (vLLM, `transformers serve`, Ollama) through the one sampler; the server applies
-    the model's chat template (a merged Baize model carries the Baize one)."""
+class EndpointBackend(SamplerBackend):
+    """An OpenAI-compatible server (vLLM, `transformers serve`, Ollama); the server applies the model's chat
+    template (a merged Baize model carries the Baize one)."""
 
     def __init__(self, base_url: str, model: str, api_key_env: str, concurrency: int, prompt_format: str):
         self.stops = format_stop_strings(prompt_format)
@@ -117,12 +118,6 @@ class EndpointBackend:
         folder = Path(self.model)
         self.trained_system = trained_system_prompt(folder, "baize") if folder.is_dir() else None
         self.description = "OpenAI-compatible endpoint"
-
-    def reply(self, history: list[tuple[str, str]], question: str, settings: ReplySettings):
-        return self.sampler.stream(
-            history, question, settings.sampling(), system=settings.system_prompt,
-            max_history_tokens=settings.max_history_tokens,
-        )  # fmt: skip
 
 
 async def stream_answer(backend, history: list[dict], message: str, settings: ReplySettings):
@@ -144,7 +139,8 @@ def build_app(backend, *, title: str | None = None, defaults: ReplySettings | No
     defaults = defaults or ReplySettings(system=backend.trained_system)
 
     async def respond(message, history, system, guardrail, top_p, temperature, max_new_tokens, max_history_tokens):
-        settings = ReplySettings(system, guardrail, top_p, temperature, max_new_tokens, max_history_tokens)
+        settings = ReplySettings(int(max_new_tokens), temperature, top_p, system=system, guardrail=guardrail,
+                                 max_history_tokens=max_history_tokens)  # fmt: skip
         async for answer in stream_answer(backend, history, message, settings):
             yield answer
 

@@ -19,8 +19,9 @@ from openai_server import OpenAIServer, Reply, openai_server_fixture  # noqa: F4
 from test_collect import REPO, config_for, is_simulator, journal, seed_of, turns_responder, write_seeds
 
 from baize.collect import CollectConfig, collect
+from baize.io.errors import EndpointError
 from baize.llm.batch import BATCH_LOG, RESULTS_FILE, BatchSession, batch_label, read_result_line, request_line
-from baize.llm.endpoint import Endpoint, EndpointError
+from baize.llm.endpoint import Endpoint
 
 PRICES = {"test-teacher": {"prompt": 1.0, "completion": 2.0}}
 
@@ -450,22 +451,15 @@ def test_sdf_judge_batches_verdicts_and_sends_reasks_in_the_next_batch(tmp_path)
         server.reset()
         config.judge_batch, config.judge_batch_poll_interval = True, 0.02
 
-        async def batched():
-            judge = sdf.Judge(config)
-            judge.use_batches(tmp_path / "judge-batches")
-            try:
-                return await sdf.judge_rows(config, rows, None, judge)
-            finally:
-                await judge.close()
-
-        stats = asyncio.run(batched())
+        stats = run_judge(config, rows)  # a fresh cache: every verdict is asked again, as batches
         sizes = [b["request_counts"]["total"] for b in server.batches.values()]
     assert [r["scores"] for r in stats["rows"]] == [r["scores"] for r in live["rows"]] == [[85.0, 40.0, None]] * 2
     assert sizes == [6, 4]  # every first ask in one batch, the re-asks (malformed, refused) in the next
     assert stats["usage"]["calls"] == live["usage"]["calls"] == 10
     assert stats["parse_errors"] == live["parse_errors"]
-    stored = [json.loads(line) for line in (tmp_path / "judge-batches" / RESULTS_FILE).open()]
-    assert {row["custom_id"].rsplit("-", 1)[0] for row in stored} == {"p0", "p1"}
+    stored = [json.loads(line) for line in (Path(config.output_dir) / "judge-batches" / RESULTS_FILE).open()]
+    keys = {row["key"][:16] for row in sdf.read_jsonl(Path(config.output_dir) / sdf.JUDGE_CACHE_FILE)}
+    assert {row["custom_id"].rsplit("-", 1)[0] for row in stored} == keys  # a custom_id starts with its verdict key
 
 
 def test_eval_judge_batch_gives_the_live_verdicts_and_a_rerun_replays_them(tmp_path):

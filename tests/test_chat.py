@@ -16,7 +16,7 @@ from helpers import make_lora_adapter
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from baize.chat import ChatSession
-from baize.llm.generation import GenerationSettings, generate_reply
+from baize.llm.generation import SamplingSettings, generate_reply
 from baize.modeling.loading import load_chat_model, resolve_base
 from baize.prompts import (
     GUARDRAIL_SYSTEM_PROMPT,
@@ -66,7 +66,7 @@ def scripted(chat, prompt, text: str, *, eos: bool = False, stream: list | None 
     script = LogitsProcessorList(
         [Script(ids + chat.tokenizer(" tail", add_special_tokens=False)["input_ids"], prompt.num_tokens)]
     )
-    settings = GenerationSettings(max_new_tokens=len(ids) + 8, do_sample=False)
+    settings = SamplingSettings(max_new_tokens=len(ids) + 8, temperature=0.0)
     on_text = stream.append if stream is not None else None
     return generate_reply(chat, prompt, settings, on_text=on_text, logits_processor=script), ids
 
@@ -156,7 +156,7 @@ def test_quantized_base_loads_and_generates(baize_adapter, bits):
     layer_type = bnb.nn.Linear4bit if bits == "load_in_4bit" else bnb.nn.Linear8bitLt
     assert any(isinstance(m, layer_type) for m in chat.model.modules())
     prompt = chat.prompt_builder().build([], "Hi")
-    reply = generate_reply(chat, prompt, GenerationSettings(max_new_tokens=3, do_sample=False), min_new_tokens=3)
+    reply = generate_reply(chat, prompt, SamplingSettings(max_new_tokens=3, temperature=0.0), min_new_tokens=3)
     assert len(reply.token_ids) == 3
 
 
@@ -180,7 +180,7 @@ def cli_env() -> dict:
 def test_chat_cli_two_turns_truncation_undo_reset(baize_adapter):
     # Same conversation in-process (greedy = deterministic) to size a budget that must drop the oldest exchange.
     chat = load_chat_model(baize_adapter)
-    settings = GenerationSettings(max_new_tokens=6, do_sample=False)
+    settings = SamplingSettings(max_new_tokens=6, temperature=0.0)
     session = ChatSession(chat, chat.prompt_builder(), settings, out=io.StringIO())
     for question in QUESTIONS[:2]:
         session.ask(question)

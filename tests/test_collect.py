@@ -21,15 +21,21 @@ from helpers import chatty_copy, transformers_serve
 from openai_server import OpenAIServer, Reply, hang, openai_server_fixture, rate_limited, server_error  # noqa: F401
 
 from baize.collect import CollectConfig, collect, parse_args
-from baize.collect.seeds import load_seeds
-from baize.collect.selfchat import REASONS, Cleaner, Rejected, parse_transcript
-from baize.data.seeds import seed_id
-from baize.io.errors import BaizeError, SettingsChanged
-from baize.llm.endpoint import EndpointError, RateLimiter
+from baize.collect.seeds import seed_table, stream_seeds
+from baize.collect.selfchat import REASONS, Cleaner, parse_transcript
+from baize.data.seeds import SeedStats, seed_id
+from baize.io.errors import BaizeError, EndpointError, Rejected, SettingsChanged
+from baize.llm.ratelimit import RateLimiter
 from baize.modeling.loading import resolve_model_name
 
 REPO = Path(__file__).resolve().parent.parent
 TOPIC = re.compile(r"topic '([^']*)'")
+
+
+def load_seeds(config: CollectConfig):
+    """Every seed the collector would ask for, with the selection's counts (what a run streams)."""
+    stats = SeedStats()
+    return list(stream_seeds(config, seed_table(config), stats)), stats
 
 
 def write_seeds(path: Path, seeds: list[str]) -> Path:

@@ -7,14 +7,13 @@ from trl.scripts.utils import DatasetConfig
 
 from baize.data.formats import (
     BAIZE_HEADER,
-    DataFormatError,
     alpaca_to_messages,
     baize_to_messages,
     convert_file,
     load_chat_mixture,
     messages_to_baize,
 )
-from baize.io.errors import UsageError
+from baize.io.errors import DataFormatError, UsageError
 
 ORIGINAL = (
     "The conversation between human and AI assistant.\n"

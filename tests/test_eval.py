@@ -15,8 +15,9 @@ from openai_server import OpenAIServer, Reply
 from baize import evaluate
 from baize.evaluate import EvalConfig
 from baize.evaluate.answer import answer_row, answers_path
-from baize.io.errors import SettingsChanged
-from baize.llm.endpoint import EndpointError
+from baize.evaluate.stats import relative_score
+from baize.io.errors import EndpointError, SettingsChanged
+from baize.judging.stats import adjusted_win_rate, bootstrap_interval
 from baize.llm.sampling import Sample
 
 PAIR = re.compile(r"Assistant 1's Answer\]\n(.*?)\n\[The End.*?Assistant 2's Answer\]\n(.*?)\n\[The End", re.S)
@@ -317,26 +318,27 @@ def test_judge_request_failure_is_not_cached_and_retried_next_run(tmp_path):
 
 
 def test_bootstrap_interval_math():
-    assert evaluate.adjusted_win_rate(["win", "tie", "loss", "loss"]) == 0.375
-    assert evaluate.relative_score([(8, 10), (9, 10)]) == 85.0
-    assert evaluate.bootstrap_interval([], evaluate.adjusted_win_rate) is None
-    assert evaluate.bootstrap_interval(["win"] * 30, evaluate.adjusted_win_rate, resamples=200) == (1.0, 1.0)
+    assert adjusted_win_rate(["win", "tie", "loss", "loss"]) == 0.375
+    assert relative_score([(8, 10), (9, 10)]) == 85.0
+    assert bootstrap_interval([], adjusted_win_rate) is None
+    assert bootstrap_interval(["win"] * 30, adjusted_win_rate, resamples=200) == (1.0, 1.0)
     # 200 wins and 200 losses: the mean of 400 fair coin flips, standard error 0.025 -> 95% CI ~ 0.5 +- 0.049.
     outcomes = ["win", "loss"] * 200
-    low, high = evaluate.bootstrap_interval(outcomes, evaluate.adjusted_win_rate, resamples=4000, seed=1)
+    low, high = bootstrap_interval(outcomes, adjusted_win_rate, resamples=4000, seed=1)
     assert low == pytest.approx(0.451, abs=0.012) and high == pytest.approx(0.549, abs=0.012)
     # Same seed, same interval; a lower confidence level gives a narrower interval inside it.
-    assert evaluate.bootstrap_interval(outcomes, evaluate.adjusted_win_rate, resamples=4000, seed=1) == (low, high)
-    low80, high80 = evaluate.bootstrap_interval(
-        outcomes, evaluate.adjusted_win_rate, resamples=4000, confidence=0.8, seed=1
-    )
+    assert bootstrap_interval(outcomes, adjusted_win_rate, resamples=4000, seed=1) == (low, high)
+    low80, high80 = bootstrap_interval(outcomes, adjusted_win_rate, resamples=4000, confidence=0.8, seed=1)
     assert low < low80 < 0.5 < high80 < high
-    # Question outcome from both orders (values as the judge shows them: Assistant 1 first).
-    assert evaluate.question_outcome((6, 8), (8, 6)) == "win"
-    assert evaluate.question_outcome((8, 6), (6, 8)) == "loss"
-    assert evaluate.question_outcome((9, 5), (9, 5)) == "tie"  # position bias: the orders disagree
-    assert evaluate.question_outcome((7, 7), (8, 6)) == "tie"
-    assert evaluate.question_outcome(None, (8, 6)) is None
+    # Question outcome from both orders (values as the judge shows them: Assistant 1 first): reference first, then
+    # model first.
+    from baize.judging.compare import Compared
+
+    assert Compared((6, 8), (8, 6)).outcome == "win"
+    assert Compared((8, 6), (6, 8)).outcome == "loss"
+    assert Compared((9, 5), (9, 5)).outcome == "tie"  # position bias: the orders disagree
+    assert Compared((7, 7), (8, 6)).outcome == "tie"
+    assert Compared(None, (8, 6)).outcome is None
 
 
 def test_cli_help_and_bad_config():

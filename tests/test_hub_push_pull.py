@@ -20,7 +20,7 @@ from huggingface_hub import ModelCard
 
 from baize.hub import HubError, find_secrets, plan_adapter_push, push_plan
 from baize.hub.cards import dataset_card
-from baize.llm.generation import GenerationSettings, generate_reply
+from baize.llm.generation import SamplingSettings, generate_reply
 from baize.modeling.loading import load_chat_model
 from baize.push import cli as push_cli
 
@@ -112,13 +112,13 @@ def test_pushed_card_metadata_and_body(hub, run_dir, pushed):
 
 PULL_SCRIPT = """
 import json, sys
-from baize.llm.generation import GenerationSettings, generate_reply
+from baize.llm.generation import SamplingSettings, generate_reply
 from baize.modeling.loading import load_chat_model
 from baize.hub import HubError
 repo, base, question = sys.argv[1:4]
 chat = load_chat_model(repo, revision="v1", base=base)
 prompt = chat.prompt_builder().build([], question)
-settings = GenerationSettings(max_new_tokens=12, do_sample=False)
+settings = SamplingSettings(max_new_tokens=12, temperature=0.0)
 reply = generate_reply(chat, prompt, settings, stop_strings=[], min_new_tokens=12)
 errors = {}
 for name, kwargs in {"missing": dict(adapter_or_model="baize-tester/no-such-adapter"),
@@ -147,7 +147,7 @@ def test_pull_into_clean_cache_generates_like_local(hub, run_dir, pushed, tiny_l
 
     local = load_chat_model(run_dir)  # base from the local adapter_config.json: the same tiny model
     prompt = local.prompt_builder().build([], QUESTION)
-    settings = GenerationSettings(max_new_tokens=12, do_sample=False)
+    settings = SamplingSettings(max_new_tokens=12, temperature=0.0)
     expected = generate_reply(local, prompt, settings, stop_strings=[], min_new_tokens=12).token_ids
     assert remote["tokens"] == expected and len(expected) == 12
 

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from trl import ModelConfig
 
+from baize.io.errors import LaunchError
 from baize.modeling.launch import (
-    LaunchError,
     Sharding,
     attention_implementation,
     check_liger,

@@ -13,16 +13,16 @@ from helpers import make_lora_adapter
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from baize.hub import HubError
-from baize.llm.generation import GenerationSettings, generate_reply
-from baize.merge import merge_adapter
+from baize.llm.generation import SamplingSettings, generate_reply
 from baize.modeling.loading import load_chat_model
+from baize.modeling.merging import merge_adapter
 from baize.prompts import ORIGINAL_TEMPLATE_HEADER, detect_prompt_format
 
 
 def greedy_tokens(chat, question: str = "Why is the sky blue?", n: int = 16) -> list[int]:
     prompt = chat.prompt_builder().build([], question)
     # turn tags off (random weights could emit one); EOS as configured, the same for both models
-    settings = GenerationSettings(max_new_tokens=n, do_sample=False)
+    settings = SamplingSettings(max_new_tokens=n, temperature=0.0)
     return generate_reply(chat, prompt, settings, stop_strings=[], eos_token_id=None).token_ids
 
 
@@ -63,7 +63,7 @@ def test_merged_model_generates_like_base_plus_adapter(tmp_path, adapter, tiny_l
     expected = generate_reply(
         unmerged,
         no_guardrail,
-        GenerationSettings(max_new_tokens=16, do_sample=False),
+        SamplingSettings(max_new_tokens=16, temperature=0.0),
         stop_strings=[],
         eos_token_id=None,
     ).token_ids

@@ -11,8 +11,8 @@ import pytest
 from openai_server import OpenAIServer, Reply
 
 from baize.llm.endpoint import Endpoint
-from baize.llm.generation import generate_candidates
-from baize.llm.sampling import EndpointSampler, LocalSampler, SampleRequest, SamplingSettings
+from baize.llm.generation import SamplingSettings, generate_candidates
+from baize.llm.sampling import EndpointSampler, LocalSampler, SampleRequest
 from baize.modeling.loading import load_chat_model
 
 GREEDY = SamplingSettings(max_new_tokens=8, temperature=0.0, top_p=1.0, seed=7)
@@ -57,10 +57,11 @@ def rows(sampled) -> dict:
     return {s.request.id: [(x.text, x.finish_reason) for x in s.samples] for s in sampled}
 
 
-async def at_endpoint(sampler: EndpointSampler, requests, concurrency: int = 4) -> tuple[list, list]:
+async def sample_with(sampler, requests, settings=GREEDY, concurrency: int = 4) -> tuple[list, list]:
+    """The one call shape, for a local model and for endpoints: the answered requests and the failures."""
     done, failed = [], []
     try:
-        await sampler.sample(requests, GREEDY, concurrency=concurrency, on_sampled=done.append,
+        await sampler.sample(requests, settings, concurrency=concurrency, on_sampled=done.append,
                              on_error=lambda r, e: failed.append((r.id, e)))  # fmt: skip
     finally:
         await sampler.close()
@@ -69,8 +70,7 @@ async def at_endpoint(sampler: EndpointSampler, requests, concurrency: int = 4) 
 
 @pytest.mark.slow
 def test_local_endpoint_and_batch_give_the_same_answers(chat, tmp_path):
-    local = [s for batch in LocalSampler(chat, chat.prompt_builder(), batch_size=2).sample(REQUESTS, GREEDY)
-             for s in batch]  # fmt: skip
+    local, _ = asyncio.run(sample_with(LocalSampler(chat, chat.prompt_builder(), batch_size=2), REQUESTS))
     assert [s.request.id for s in local] == ["q1", "q2", "q2/2"] and all(s.prompt_tokens for s in local)
     expected = rows(local)
 
@@ -78,7 +78,7 @@ def test_local_endpoint_and_batch_give_the_same_answers(chat, tmp_path):
         # the builder's prompt text at /v1/completions: the endpoint is prompted exactly as the local model
         completions = EndpointSampler([Endpoint(server.base_url, "BAIZE_TEST_NO_KEY")], "m",
                                       builder=chat.prompt_builder())  # fmt: skip
-        done, failed = asyncio.run(at_endpoint(completions, REQUESTS))
+        done, failed = asyncio.run(sample_with(completions, REQUESTS))
         assert not failed and rows(done) == expected
         assert {s.request.id: s.prompt_tokens for s in done} == {s.request.id: s.prompt_tokens for s in local}
         sent = [r.body for r in server.requests]
@@ -86,12 +86,12 @@ def test_local_endpoint_and_batch_give_the_same_answers(chat, tmp_path):
         assert all(body.get("stop") == stops and "top_p" not in body for body in sent)  # greedy: no top_p
 
         # chat completions (the server's template), live and as one Batch API batch
-        live, failed = asyncio.run(at_endpoint(EndpointSampler([Endpoint(server.base_url, "BAIZE_TEST_NO_KEY")], "m"),
+        live, failed = asyncio.run(sample_with(EndpointSampler([Endpoint(server.base_url, "BAIZE_TEST_NO_KEY")], "m"),
                                                REQUESTS))  # fmt: skip
         assert not failed and rows(live) == expected
         endpoint = Endpoint(server.base_url, "BAIZE_TEST_NO_KEY")
         session = endpoint.use_batches(tmp_path / "batches", poll_interval=0.02)
-        batched, failed = asyncio.run(at_endpoint(EndpointSampler([endpoint], "m"), REQUESTS))
+        batched, failed = asyncio.run(sample_with(EndpointSampler([endpoint], "m"), REQUESTS))
         assert not failed and rows(batched) == expected
         assert session.stats["batches"] == 1 and session.stats["requests"] == 3
         # and the token counts are the engine's
@@ -119,10 +119,10 @@ def test_local_sampler_groups_by_temperature_and_n_and_seeds_each_batch_by_its_i
         SampleRequest("c", [{"role": "user", "content": "three"}], n=2, temperature=0.7),
     ]
     sampler = LocalSampler(chat, chat.prompt_builder(), batch_size=8)
-    first = [s for batch in sampler.sample(requests, SamplingSettings(max_new_tokens=4, seed=3)) for s in batch]
+    first, _ = asyncio.run(sample_with(sampler, requests, SamplingSettings(max_new_tokens=4, seed=3)))
     assert [len(s.samples) for s in first] == [1, 2, 2]  # greedy group first, then the 0.7 group with n=2
     assert [(size, n, t) for size, n, t, _ in calls] == [(1, 1, 0.0), (2, 2, 0.7)]
-    again = [s for batch in sampler.sample(requests, SamplingSettings(max_new_tokens=4, seed=3)) for s in batch]
+    again, _ = asyncio.run(sample_with(sampler, requests, SamplingSettings(max_new_tokens=4, seed=3)))
     assert [c[3] for c in calls[:2]] == [c[3] for c in calls[2:]]  # same ids, same seeds: a resumed run
     assert [[x.text for x in s.samples] for s in first] == [[x.text for x in s.samples] for s in again]
 
@@ -138,7 +138,7 @@ def test_endpoint_sampler_spreads_requests_over_servers_and_reports_failures(cha
         sampler = EndpointSampler(endpoints, "m", builder=chat.prompt_builder())
         requests = [SampleRequest(f"p{i}", [{"role": "user", "content": f"Q {i}"}], n=2) for i in range(4)]
         requests.append(SampleRequest("bad", [{"role": "user", "content": "Broken"}]))
-        done, failed = asyncio.run(at_endpoint(sampler, requests, concurrency=2))
+        done, failed = asyncio.run(sample_with(sampler, requests, concurrency=2))
         assert sorted(s.request.id for s in done) == ["p0", "p1", "p2", "p3"]
         assert [request_id for request_id, _ in failed] == ["bad"]
         assert sampler.per_server == [2, 2]  # request i at server i mod 2 (the failed one counts nowhere)

@@ -3,7 +3,6 @@ and the v2 LoRA trained on top of a frozen v1, end to end on a tiny random Llama
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from pathlib import Path
@@ -64,14 +63,12 @@ def config_for(tmp_path: Path, v1: Path, prompts: list[str], **overrides) -> SDF
 
 
 def run_judge(config: SDFConfig, rows: list[dict]) -> dict:
-    async def go():
-        judge = sdf.Judge(config)
-        try:
-            return await sdf.judge_rows(config, rows, None, judge)
-        finally:
-            await judge.close()
-
-    return asyncio.run(go())
+    """SDF's judged step on `rows` with a fresh verdict cache (judge_step's judged.jsonl left out): its stats and
+    the judged rows."""
+    Path(config.output_dir, sdf.JUDGE_CACHE_FILE).unlink(missing_ok=True)
+    judged = []
+    stats = sdf.judge_rows(config, rows, judged.append)
+    return {**stats, "rows": judged}
 
 
 # --------------------------------------------------------------------------- sample
@@ -378,7 +375,8 @@ def test_judge_against_transformers_serve(tmp_path, tiny_llama_dir):
             assert stats["judged"] == 1 and stats["request_errors"] == 0
             (row,) = stats["rows"]
             assert len(row["scores"]) == 2 and stats["usage"]["prompt_tokens"] > 0
-            verdicts = sdf._verdicts(row["judge"])
+            judge = row["judge"]
+            verdicts = judge.get("verdicts") or [c[o] for c in judge["comparisons"] for o in ("order_ab", "order_ba")]
             assert stats["usage"]["calls"] == sum(v["attempts"] for v in verdicts)
             assert stats["unscored_candidates"] == sum(s is None for s in row["scores"])
 

@@ -226,7 +226,7 @@ def test_a_gate_whose_judge_fails_some_questions_stops_the_run_and_the_rerun_ask
     that came is cached, so the re-run asks only the failed question's."""
     from openai_server import server_error
 
-    from baize.llm.endpoint import EndpointError
+    from baize.io.errors import EndpointError
     from baize.sdf.config import SDFConfig
     from baize.sdf.rounds import gate, gate_questions
 

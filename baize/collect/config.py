@@ -10,10 +10,10 @@ from baize.data.decontaminate import DecontaminationArguments
 from baize.data.text_quality import known_language
 from baize.io.arguments import parse_recipe
 from baize.llm.endpoint import EndpointArguments
+from baize.llm.prices import model_prices
 
 MODES = ("transcript", "turns", "alpaca")
 PRICE_KEYS = ("prompt", "completion", "batch_prompt", "batch_completion")
-BATCH_DISCOUNT = 0.5  # the OpenAI Batch API's price, relative to live calls, where `prices` gives no batch price
 
 # Refusal boilerplate: a dialogue whose AI turns contain one of these is dropped (counted as `refusal`).
 DEFAULT_REFUSAL_PATTERNS = [
@@ -317,7 +317,7 @@ class CollectConfig(EndpointArguments, DecontaminationArguments):
         "mode seeds_path seeds_name seeds_split seeds_column teacher_model teacher_gguf_file user_model "
         "assistant_temperature assistant_top_p assistant_max_tokens user_temperature user_top_p user_max_tokens "
         "user_stop assistant_system_prompt transcript_prompt user_prompt seed_as_first_question max_rounds "
-        "end_marker min_exchanges min_reply_chars on_truncated refusal_patterns language drop_repetition"
+        "end_marker min_exchanges min_reply_chars on_truncated refusal_patterns language drop_repetition near_duplicate_threshold near_duplicate_over"
     ).split()
 
     def budget_reached(self, cost: float, tokens: int, *, exceeded: bool = False) -> str | None:
@@ -329,11 +329,7 @@ class CollectConfig(EndpointArguments, DecontaminationArguments):
         return None
 
     def shaping_settings(self) -> dict:
-        settings = {name: getattr(self, name) for name in self.SHAPING}
-        if self.near_duplicate_threshold is not None:  # only when set: collections made before it keep their signature
-            settings.update(near_duplicate_threshold=self.near_duplicate_threshold,
-                            near_duplicate_over=self.near_duplicate_over)  # fmt: skip
-        return settings
+        return {name: getattr(self, name) for name in self.SHAPING}
 
     def __post_init__(self):
         if isinstance(self.language, str) and self.language.lower() in ("none", "null", "any", ""):
@@ -386,18 +382,10 @@ class CollectConfig(EndpointArguments, DecontaminationArguments):
         return self.source or self.seeds_path or ""
 
     def price(self, model: str) -> dict | None:
-        """{prompt, completion} USD per 1M tokens of `model` (exact name, else the longest configured prefix: dated
-        model names) as this run pays them: with `batch`, the batch prices."""
-        prices = self.prices or {}
-        matches = [name for name in prices if model.startswith(name)]
-        if model not in prices and not matches:
-            return None
-        entry = prices[model] if model in prices else prices[max(matches, key=len)]
-        if not self.batch:
-            return {key: entry.get(key, 0.0) for key in ("prompt", "completion")}
-        return {
-            key: entry.get(f"batch_{key}", entry.get(key, 0.0) * BATCH_DISCOUNT) for key in ("prompt", "completion")
-        }
+        """{prompt, completion} USD per 1M tokens of `model` (baize.llm.prices) as this run pays them: with `batch`,
+        the batch prices."""
+        live, batch = model_prices(self.prices, model)
+        return batch if self.batch else live
 
 
 def parse_args(argv: list[str] | None = None) -> CollectConfig:

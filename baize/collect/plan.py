@@ -14,10 +14,11 @@ import json
 import math
 from pathlib import Path
 
-from baize.collect.config import BATCH_DISCOUNT, CollectConfig
+from baize.collect.config import CollectConfig
 from baize.collect.journal import iter_journals
 from baize.collect.selfchat import TRANSCRIPT_PROMPT, USER_PROMPT, fill
 from baize.llm.endpoint import estimate_prompt_tokens
+from baize.llm.prices import cost_usd, model_prices, wall_minutes
 
 PLAN_FILE = "plan.json"
 UNBOUNDED_COMPLETION = 1024  # assumed when a role has no max_tokens
@@ -60,22 +61,8 @@ def from_limits(config: CollectConfig, seeds: list[str]) -> dict:
     return {"calls": calls, "prompt_tokens": prompt, "completion_tokens": completion}
 
 
-def prices(config: CollectConfig) -> tuple[dict | None, dict | None]:
-    """(live, batch) USD per 1M tokens of the teacher, or None when unpriced."""
-    table = config.prices or {}
-    matches = [name for name in table if config.teacher_model.startswith(name)]
-    if config.teacher_model not in table and not matches:
-        return None, None
-    entry = table[config.teacher_model] if config.teacher_model in table else table[max(matches, key=len)]
-    live = {key: entry.get(key, 0.0) for key in ("prompt", "completion")}
-    batch = {key: entry.get(f"batch_{key}", entry.get(key, 0.0) * BATCH_DISCOUNT) for key in ("prompt", "completion")}
-    return live, batch
-
-
 def cost(per: dict, price: dict | None) -> float | None:
-    if price is None:
-        return None
-    return (per["prompt_tokens"] * price["prompt"] + per["completion_tokens"] * price["completion"]) / 1e6
+    return cost_usd(per["prompt_tokens"], per["completion_tokens"], price)
 
 
 def plan_collection(config: CollectConfig, todo: int, seed_sample: list[str], billed_usd: float) -> dict:
@@ -90,13 +77,12 @@ def plan_collection(config: CollectConfig, todo: int, seed_sample: list[str], bi
             from_limits(config, seed_sample),
             "the recipe's limits (completions at max_tokens: an upper bound)",
         )
-    live, batch = prices(config)
+    live, batch = model_prices(config.prices, config.teacher_model)
     per_dialogue = {**{k: round(v, 1) for k, v in per.items() if k != "dialogues"},
                     "cost_usd_live": cost(per, live), "cost_usd_batch": cost(per, batch)}  # fmt: skip
     tokens = todo * (per["prompt_tokens"] + per["completion_tokens"])
     requests = todo * per["calls"]
-    minutes = [m for m in (requests / config.rpm if config.rpm else None, tokens / config.tpm if config.tpm else None)
-               if m is not None]  # fmt: skip
+    minutes = wall_minutes(requests, tokens, config.rpm, config.tpm)
     plan = {
         "seeds_to_collect": todo,
         "basis": basis,
@@ -106,7 +92,7 @@ def plan_collection(config: CollectConfig, todo: int, seed_sample: list[str], bi
         "completion_tokens": round(todo * per["completion_tokens"]),
         "cost_usd_live": round(todo * per_dialogue["cost_usd_live"], 4) if live else None,
         "cost_usd_batch": round(todo * per_dialogue["cost_usd_batch"], 4) if batch else None,
-        "wall_minutes_at_limits": round(max(minutes), 1) if minutes else None,
+        "wall_minutes_at_limits": round(minutes, 1) if minutes is not None else None,
         "concurrency": config.concurrency,
         "priced": live is not None,
     }

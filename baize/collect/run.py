@@ -32,7 +32,6 @@ from baize.collect.seeds import check_contamination, seed_table, stream_seeds
 from baize.collect.selfchat import (
     Cleaner,
     Dialogue,
-    Rejected,
     alpaca_dialogue,
     content_hash,
     transcript_dialogue,
@@ -42,20 +41,12 @@ from baize.collect.teacher import Teacher
 from baize.data.decontaminate import Contamination
 from baize.data.dedup import NearDuplicates, dialogue_text
 from baize.data.seeds import Seed, SeedStats, check_local_source
-from baize.io.errors import BatchWritten, BudgetReached, UsageError, request_error_kind
+from baize.io.errors import BatchWritten, BudgetReached, EndpointError, Rejected, UsageError, request_error_kind
 from baize.io.jsonl import write_jsonl_atomically
 from baize.io.runs import check_output_dir, claim_step
 from baize.llm.batch import batch_label, label_of
-from baize.llm.endpoint import (
-    EndpointError,
-    RateLimiter,
-    RoleUsage,
-    Usage,
-    billed_usage,
-    describe_error,
-    describe_url,
-    resolve_api_key,
-)
+from baize.llm.endpoint import RoleUsage, Usage, billed_usage, describe_error, describe_url, resolve_api_key
+from baize.llm.ratelimit import RateLimiter
 
 FAILED_SEEDS_FILE = "failed_seeds.jsonl"
 # For resuming and for the operator, never pushed: the journals, spend ledgers, failed seeds, the Batch API state,

@@ -30,11 +30,6 @@ def stream_seeds(config: CollectConfig, table, stats: SeedStats, contamination=N
     )
 
 
-def load_seeds(config: CollectConfig) -> tuple[list[Seed], SeedStats]:
-    stats = SeedStats()
-    return list(stream_seeds(config, seed_table(config), stats)), stats
-
-
 def check_contamination(config: CollectConfig, stats: SeedStats) -> None:
     """A decontamination that would drop most seeds is a wrong eval file more likely than a contaminated source."""
     considered = stats.selected + stats.contaminated

@@ -17,7 +17,7 @@ from baize.collect.teacher import Teacher
 from baize.data.formats import alpaca_to_messages
 from baize.data.seeds import Seed
 from baize.data.text_quality import dialogue_repetition, language_problem
-from baize.io.errors import BudgetReached, DataFormatError
+from baize.io.errors import BudgetReached, DataFormatError, Rejected
 from baize.llm.endpoint import Usage
 
 # The v1 template (our wording of the Baize collector's instructions), ending with the same two primer lines.
@@ -44,15 +44,6 @@ REASONS = (
     "near_duplicate", "api_error",
 )  # fmt: skip
 _TAG = re.compile(r"\[\|?(human|ai)\|?\]\s*:?", re.IGNORECASE)
-
-
-class Rejected(Exception):
-    """A dialogue that is not kept; `reason` is one of `REASONS`."""
-
-    def __init__(self, reason: str, detail: str = "", raw: str | None = None):
-        assert reason in REASONS, reason
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason, self.detail, self.raw = reason, detail, raw
 
 
 @dataclass

@@ -5,16 +5,10 @@ from __future__ import annotations
 import logging
 
 from baize.collect.config import CollectConfig
-from baize.io.errors import BudgetReached
-from baize.llm.endpoint import (
-    Completion,
-    Endpoint,
-    MalformedReply,
-    RateLimiter,
-    RoleUsage,
-    Usage,
-    prompt_tokens_at_most,
-)
+from baize.io.errors import BudgetReached, MalformedReply
+from baize.llm.endpoint import Completion, Endpoint, RoleUsage, Usage, prompt_tokens_at_most
+from baize.llm.prices import cost_usd
+from baize.llm.ratelimit import RateLimiter
 from baize.modeling.loading import resolve_model_name
 
 logger = logging.getLogger(__name__)
@@ -125,9 +119,7 @@ class Teacher:
         if price is None:
             self.unpriced.add(name)
         else:
-            call.cost_usd = (
-                call.prompt_tokens * price.get("prompt", 0.0) + call.completion_tokens * price.get("completion", 0.0)
-            ) / 1e6
+            call.cost_usd = cost_usd(call.prompt_tokens, call.completion_tokens, price)
 
     async def close(self) -> None:
         await self.endpoint.close()

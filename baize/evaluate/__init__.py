@@ -34,18 +34,17 @@ import sys
 from baize.evaluate.answer import Contestant, answer_step, contestants, read_answers
 from baize.evaluate.calibrate import calibrate_step
 from baize.evaluate.config import STEPS, TWO_TURN_QUESTIONS_FILE, EvalConfig, parse_args
-from baize.evaluate.judge import judge_step, plan_step, question_outcome
+from baize.evaluate.judge import judge_step, plan_step
 from baize.evaluate.questions import load_questions
 from baize.evaluate.report import report_step
-from baize.evaluate.stats import adjusted_win_rate, bootstrap_interval, relative_score
 from baize.io.errors import configure_logging, one_line_errors
 from baize.io.jsonl import read_jsonl
 from baize.io.runs import check_output_dir
 
 __all__ = [
-    "STEPS", "TWO_TURN_QUESTIONS_FILE", "Contestant", "EvalConfig", "adjusted_win_rate", "answer_step", "bootstrap_interval", "cli",
-    "contestants", "judge_step", "load_questions", "main", "parse_args", "question_outcome", "read_answers", "read_jsonl",
-    "relative_score", "report_step",
+    "STEPS", "TWO_TURN_QUESTIONS_FILE", "Contestant", "EvalConfig", "answer_step", "cli",
+    "contestants", "judge_step", "load_questions", "main", "parse_args", "read_answers", "read_jsonl",
+    "report_step",
 ]  # fmt: skip
 
 

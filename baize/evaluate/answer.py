@@ -6,7 +6,6 @@ turn-1 answer. A contestant is a local adapter or model (loaded like `baize chat
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from dataclasses import dataclass
@@ -14,17 +13,16 @@ from pathlib import Path
 
 from baize.evaluate.config import OPENAI_PREFIX, EvalConfig
 from baize.evaluate.questions import conversation, load_questions, turns_to_answer
-from baize.io.errors import UsageError
+from baize.io.errors import UsageError, requests_failed
 from baize.io.jsonl import JSONLAppender, read_jsonl
 from baize.io.runs import claim_step, fingerprint
 from baize.llm.endpoint import (
     Endpoint,
-    EndpointError,
-    describe_error,
     describe_url,
 )
+from baize.llm.generation import SamplingSettings
 from baize.llm.preflight import check_endpoints
-from baize.llm.sampling import EndpointSampler, LocalSampler, Sample, Sampled, SampleRequest, SamplingSettings
+from baize.llm.sampling import EndpointSampler, LocalSampler, Sample, Sampled, SampleRequest, sample_all
 from baize.modeling.loading import load_chat_model, resolve_model_name
 from baize.prompts import GUARDRAIL_SYSTEM_PROMPT
 
@@ -143,30 +141,23 @@ class Answers:
         self.bar.update(1)
 
 
-def answer_locally(config: EvalConfig, contestant: Contestant, questions: list[dict], answers: Answers) -> dict:
-    """Batched generation in this process, turn by turn, prompted exactly as `baize chat` prompts (for original
-    adapters: their demo's primer and turn tags)."""
-    chat = load_chat_model(
-        contestant.spec,
-        load_in_8bit=config.load_in_8bit,
-        load_in_4bit=config.load_in_4bit,
-        base=contestant.base,
-        gguf_file=contestant.gguf_file,
-        prompt_format=config.prompt_format,
-        dtype=config.dtype,
-    )
-    sampler = LocalSampler(chat, chat.prompt_builder(system=local_system_prompt(config)), batch_size=config.batch_size)
-    settings = SamplingSettings(config.max_new_tokens, config.default_temperature, config.top_p, config.seed)
-    while requests := answers.requests(config, questions, chat_system=False):
-        for batch in sampler.sample(requests, settings):
-            for sampled in batch:
-                answers.write(sampled)
-    return {"answered": answers.answered}
-
-
-async def answer_at_endpoint(config: EvalConfig, contestant: Contestant, questions: list[dict], answers: Answers):
-    """`judge_concurrency` turns at a time at answer_base_url, turn by turn; a failed request is retried by the
-    next run (and its later turns wait for it)."""
+def contestant_sampler(config: EvalConfig, contestant: Contestant):
+    """(the sampler, whether the system text goes as a message): a local contestant loaded like `baize chat` and
+    prompted exactly as it prompts (for original adapters: their demo's primer and turn tags), batched; an
+    endpoint contestant at answer_base_url, `judge_concurrency` turns at a time, through chat completions or, with
+    `*_prompt_from`, the local builder's prompt text at /v1/completions."""
+    if contestant.endpoint_model is None:
+        chat = load_chat_model(
+            contestant.spec,
+            load_in_8bit=config.load_in_8bit,
+            load_in_4bit=config.load_in_4bit,
+            base=contestant.base,
+            gguf_file=contestant.gguf_file,
+            prompt_format=config.prompt_format,
+            dtype=config.dtype,
+        )
+        builder = chat.prompt_builder(system=local_system_prompt(config))
+        return LocalSampler(chat, builder, batch_size=config.batch_size), False
     endpoint = Endpoint(
         config.answer_base_url or config.judge_base_url,
         config.answer_api_key_env or config.judge_api_key_env,
@@ -178,27 +169,23 @@ async def answer_at_endpoint(config: EvalConfig, contestant: Contestant, questio
     if contestant.prompt_from:  # prompted exactly as a local model would be, through /v1/completions
         source = load_chat_model(contestant.prompt_from, prompt_format=config.prompt_format, without_weights=True)
         builder = source.prompt_builder(system=local_system_prompt(config))
-    sampler = EndpointSampler([endpoint], resolve_model_name(contestant.endpoint_model, contestant.gguf_file),
-                              builder=builder)  # fmt: skip
+    model = resolve_model_name(contestant.endpoint_model, contestant.gguf_file)
+    return EndpointSampler([endpoint], model, builder=builder), builder is None
+
+
+def answer_contestant(config: EvalConfig, contestant: Contestant, questions: list[dict], answers: Answers) -> dict:
+    """Every turn still to answer, turn by turn through the one sampler call; a question whose request failed is
+    retried by the next run (and its later turns wait for it)."""
+    sampler, chat_system = contestant_sampler(config, contestant)
     settings = SamplingSettings(config.max_new_tokens, config.default_temperature, config.top_p, config.seed)
-    stats = {"request_errors": 0}
-    failed: set[str] = set()
 
-    def failure(request: SampleRequest, error: BaseException) -> None:
-        question, turn = answers.asked[request.id]
-        stats["request_errors"] += 1
-        stats["last_error"] = describe_error(error)
-        failed.add(question["question_id"])
-        logger.warning("answer: question %s turn %d failed: %s", question["question_id"], turn, error)
+    def next_turns(failed: set[str]) -> list[SampleRequest]:
+        skip = {answers.asked[request_id][0]["question_id"] for request_id in failed}
+        return answers.requests(config, questions, chat_system, skip=skip)
 
-    try:
-        while requests := answers.requests(config, questions, chat_system=builder is None, skip=failed):
-            await sampler.sample(
-                requests, settings, concurrency=config.judge_concurrency, on_sampled=answers.write, on_error=failure
-            )
-    finally:
-        await sampler.close()
-    return {"answered": answers.answered, **stats, "usage": sampler.usage.as_dict()}
+    stats = sample_all(sampler, next_turns, settings, answers.write, concurrency=config.judge_concurrency)
+    stats.pop("failed")
+    return {"answered": answers.answered, **stats}
 
 
 def answer_settings(config: EvalConfig, contestant: Contestant) -> dict:
@@ -214,9 +201,8 @@ def answer_settings(config: EvalConfig, contestant: Contestant) -> dict:
         "default_temperature": config.default_temperature,
         "seed": config.seed,
         "system_prompt": config.system_prompt,
+        "prompt_from": contestant.prompt_from,
     }
-    if contestant.prompt_from:  # only when set: answers made before this option keep their signature
-        settings["prompt_from"] = contestant.prompt_from
     if contestant.endpoint_model is None:
         settings.update(
             prompt_format=config.prompt_format, guardrail=config.guardrail, dtype=config.dtype,
@@ -265,16 +251,11 @@ def answer_step(config: EvalConfig, preflight_judge: bool = False) -> dict:
             bar = tqdm(total=todo, desc=f"answers: {contestant.label}", unit="turn")
             with bar, JSONLAppender(path, writer="`baize eval`") as appender:
                 answers = Answers(contestant, questions, done, appender, bar)
-                if contestant.endpoint_model is not None:
-                    stats.update(asyncio.run(answer_at_endpoint(config, contestant, questions, answers)))
-                else:
-                    stats.update(answer_locally(config, contestant, questions, answers))
+                stats.update(answer_contestant(config, contestant, questions, answers))
         logger.info("answer %s: %s", contestant.label, stats)
         report[contestant.label] = stats
         if stats.get("request_errors"):  # the answers that came are kept; a re-run asks only for the rest
-            raise EndpointError(
-                f"{contestant.label} at {describe_url(config.answer_base_url or config.judge_base_url)} failed "
-                f"{stats['request_errors']} of {todo} answers ({stats['last_error']}): check answer_base_url "
-                "and that the server is up, then re-run the same command"
-            )
+            where = describe_url(config.answer_base_url or config.judge_base_url)
+            raise requests_failed(f"{contestant.label} at {where}", stats["request_errors"], todo, "answers",
+                                  stats["last_error"], "answer_base_url")  # fmt: skip
     return report

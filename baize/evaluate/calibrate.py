@@ -18,9 +18,10 @@ from pathlib import Path
 
 from baize.data.seeds import load_table
 from baize.evaluate.config import PAIR_RUBRIC, EvalConfig
-from baize.evaluate.judge import pair_inputs, question_outcome
+from baize.evaluate.judge import judged_step, pair_inputs, question_key
 from baize.io.errors import UsageError
-from baize.judging.client import JudgeClient, VerdictCache, run_judge, verdict_key
+from baize.judging.client import JudgeClient
+from baize.judging.compare import judge_pair
 from baize.judging.stats import (
     a_vs_b,
     bootstrap_interval,
@@ -28,8 +29,8 @@ from baize.judging.stats import (
     first_position_win_rate,
     flip_rate,
     longer_answer_win_rate,
+    pair_outcome,
 )
-from baize.llm.endpoint import EndpointError, describe_url
 
 logger = logging.getLogger("baize.eval")
 
@@ -99,28 +100,22 @@ def messages(value, where: str) -> list[dict]:
     return value
 
 
-async def judge_pairs(config: EvalConfig, pairs: list[dict], client: JudgeClient) -> dict:
-    async def judge(pair: dict) -> None:
-        context, a, b = pair_inputs(pair)
-        question = pair["turns"][0] if pair["turn"] == 1 else context
-        keys = tuple(verdict_key(question, shown, config, PAIR_RUBRIC.template) for shown in ([a, b], [b, a]))
-        ab, ba = await client.both_orders(PAIR_RUBRIC, context, a, b, keys)
-        pair["a_first"], pair["b_first"] = ab.value, ba.value
-        client.stats.count_reasks([ab, ba])
+async def judge_pair_of_humans(client: JudgeClient, pair: dict) -> tuple:
+    """A human-labelled pair judged as eval judges its pairs: A is the model side, B the reference side."""
+    context, a, b = pair_inputs(pair)
+    b_first, a_first = await judge_pair(client, PAIR_RUBRIC, context, a, b, question=question_key(pair, context))
+    return a_first.value, b_first.value
 
-    stats = await client.judge_all(
-        pairs, judge, label=lambda p: f"{p['question_id']}/{p['turn']}", desc="calibrate", unit="pair",
-        describe=lambda p: f"question {p['question_id']} turn {p['turn']}",
-    )  # fmt: skip
-    return stats.as_dict()
+
+def keep(pair: dict, values: tuple) -> None:
+    pair["a_first"], pair["b_first"] = values
 
 
 def calibration_figures(config: EvalConfig, pairs: list[dict]) -> dict:
     judged = [p for p in pairs if "a_first" in p]
     rows = []
     for pair in judged:
-        # question_outcome takes (reference first, model first): here B first, A first
-        judge = question_outcome(pair["b_first"], pair["a_first"])
+        judge = pair_outcome(pair["a_first"], pair["b_first"])
         if judge is not None:
             rows.append((judge, pair["human"]))
     interval = {"resamples": config.bootstrap_samples, "confidence": config.confidence, "seed": config.seed}
@@ -130,7 +125,7 @@ def calibration_figures(config: EvalConfig, pairs: list[dict]) -> dict:
 
     decided = [(j, h) for j, h in rows if "tie" not in (j, h)]
     words = {id(p): (len(p["model"].split()), len(p["reference"].split())) for p in judged}
-    judge_decisions = [(question_outcome(p["b_first"], p["a_first"]), *words[id(p)]) for p in judged]
+    judge_decisions = [(pair_outcome(p["a_first"], p["b_first"]), *words[id(p)]) for p in judged]
     human_decisions = [(p["human"], *words[id(p)]) for p in judged]
     with_ties = bootstrap_interval(rows, agreement, **interval)
     without_ties = bootstrap_interval(decided, agreement, **interval)
@@ -198,21 +193,18 @@ def calibrate_step(config: EvalConfig) -> dict:
         raise UsageError(f"calibration_path {config.calibration_path}: no human-labelled pairs")
     folder = Path(config.output_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    cache = VerdictCache(config.judge_cache or folder / "judge_cache.jsonl")
-    stats = run_judge(config, cache, lambda client: judge_pairs(config, pairs, client))
-    figures = {**calibration_figures(config, pairs), "judge": config.judge_model, "usage": stats["usage"]}
-    (folder / "calibration.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    (folder / "calibration.md").write_text(calibration_markdown(config, figures), encoding="utf-8")
-    logger.info(
-        "calibrate: agreement with humans %s with ties, %s without; kappa %s; flip rate %s; first-shown wins %s; "
-        "longer answer wins %s (humans %s) -> %s", figures["agreement_with_ties"], figures["agreement_without_ties"],
-        figures["cohen_kappa"], figures["flip_rate"], figures["first_position_win_rate"],
-        figures["judge_longer_answer_win_rate"],
-        figures["human_longer_answer_win_rate"], folder / "calibration.md",
-    )  # fmt: skip
-    if stats["request_errors"]:
-        raise EndpointError(
-            f"the judge at {describe_url(config.judge_base_url)} failed {stats['request_errors']} of {len(pairs)} "
-            f"pairs ({stats.get('last_error')}): the figures above count the rest; re-run the same command"
-        )
+    figures = {}
+
+    def write(stats: dict) -> None:  # the pairs judged so far, before a failure ends the step
+        figures.update(calibration_figures(config, pairs), judge=config.judge_model, usage=stats["usage"])
+        (folder / "calibration.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        (folder / "calibration.md").write_text(calibration_markdown(config, figures), encoding="utf-8")
+        logger.info(
+            "calibrate: agreement with humans %s with ties, %s without; kappa %s; flip rate %s; first-shown wins %s; "
+            "longer answer wins %s (humans %s) -> %s", figures["agreement_with_ties"], figures["agreement_without_ties"],
+            figures["cohen_kappa"], figures["flip_rate"], figures["first_position_win_rate"],
+            figures["judge_longer_answer_win_rate"], figures["human_longer_answer_win_rate"], folder / "calibration.md",
+        )  # fmt: skip
+
+    judged_step(config, what="pairs", desc="calibrate", unit="pair").run(pairs, judge_pair_of_humans, keep, done=write)
     return figures

@@ -11,7 +11,7 @@ from baize.io.arguments import parse_recipe
 from baize.io.errors import UsageError
 from baize.judging.client import JudgeArguments
 from baize.judging.rubrics import pair_rubric, single_rubric
-from baize.llm.sampling import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SEED
+from baize.llm.generation import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SEED
 
 STEPS = ("answer", "judge", "report", "all", "calibrate")
 QUESTIONS_FILE = Path(__file__).parent.parent / "eval_questions.jsonl"

@@ -1,5 +1,5 @@
-"""Step 2, judge: per (question, turn), the one judge (baize.judging.client) scores both answers 1-10 side by side in both
-orders (reference first is the paper's call; a side wins only if it wins in both), and with single_grading each
+"""Step 2, judge: per (question, turn), the one judged step (baize.judging.step) scores both answers 1-10 side by
+side in both orders (reference first is the paper's call; a side wins only if it wins in both), and with single_grading each
 answer on its own (reference-guided where the category says) -> judgements.jsonl. Every verdict is cached on
 disk under what it was asked, so a re-run asks the judge nothing twice."""
 
@@ -13,18 +13,12 @@ from baize.evaluate.config import JUDGEMENTS_FILE, PAIR_RUBRIC, SINGLE_RUBRICS, 
 from baize.evaluate.questions import conversation, load_questions
 from baize.io.errors import BaizeError
 from baize.io.jsonl import write_jsonl_atomically
-from baize.judging.client import JudgeClient, Verdict, VerdictCache, run_judge, verdict_key
+from baize.judging.client import JudgeClient
+from baize.judging.compare import Compared, judge_pair, score_each
 from baize.judging.rubrics import render_context
-from baize.judging.stats import pair_outcome
-from baize.llm.endpoint import EndpointError, describe_url
+from baize.judging.step import JudgedStep
 
 logger = logging.getLogger("baize.eval")
-
-
-def question_outcome(reference_first: tuple | None, model_first: tuple | None) -> str | None:
-    """The model's result on one question from the two orders: win or loss only when both orders agree;
-    a disagreement (position bias) or an equal score is a tie; None when a verdict is missing."""
-    return pair_outcome(model_first, reference_first)
 
 
 def pair_inputs(row: dict) -> tuple[str, str, str]:
@@ -45,58 +39,43 @@ def pair_inputs(row: dict) -> tuple[str, str, str]:
     return context, side("model"), side("reference")
 
 
-async def judge_questions(config: EvalConfig, rows: list[dict], client: JudgeClient) -> dict:
-    """Both orders for every (question, turn) (reference first = the paper's call), and with single_grading each
-    answer on its own, on the judge's loop; verdicts come from the client's cache when they are there, and go into
-    it as soon as they arrive."""
-    parse_failures = 0
-
-    def pair_keys(row: dict, context: str, shown: dict) -> tuple[str, str]:
-        # the turn-1 key is the question text, as before multi-turn evaluation: old caches keep working
-        question = row["turns"][0] if row["turn"] == 1 else context
-        return tuple(
-            verdict_key(question, [shown[first], shown[second]], config, PAIR_RUBRIC.template)
-            for first, second in (("reference", "model"), ("model", "reference"))
-        )
-
-    async def single_verdict(row: dict, role: str) -> Verdict:
-        reference = row["reference_answer"]
-        rubric = SINGLE_RUBRICS[reference is not None]
-        context = render_context(row["conversations"][role])
-        key = verdict_key(context, [row[role], reference or ""], config, rubric.template)
-        return await client.verdict(rubric, context, row[role], reference=reference, key=key)
-
-    async def judge(row: dict) -> None:
-        nonlocal parse_failures
-        context, model_text, reference_text = pair_inputs(row)
-        shown = {"model": model_text, "reference": reference_text}
-        keys = pair_keys(row, context, shown)
-        calls = []
-        if config.pairwise:  # reference first and model first, together
-            calls.append(client.both_orders(PAIR_RUBRIC, context, reference_text, model_text, keys))
-        else:
-            calls.append(client.verdict(PAIR_RUBRIC, context, reference_text, model_text, key=keys[0]))
-        if config.single_grading:
-            calls += [single_verdict(row, "model"), single_verdict(row, "reference")]
-        results = await client.endpoint.together(*calls)
-        pair = results[0] if config.pairwise else (results[0], None)
-        singles = results[1:]
-        verdicts = [v for v in (*pair, *singles) if v is not None]
-        row["reference_first"] = pair[0].as_dict()
-        row["model_first"] = pair[1].as_dict() if pair[1] is not None else None
-        row["single"] = (
-            {"model": singles[0].as_dict(), "reference": singles[1].as_dict()} if config.single_grading else None
-        )
-        parse_failures += sum(v.value is None for v in verdicts)
-        client.stats.count_reasks(verdicts)
-
-    stats = await client.judge_all(
-        rows, judge, label=lambda row: f"{row['question_id']}/{row['turn']}",
-        describe=lambda row: f"question {row['question_id']} turn {row['turn']}", desc="judge", unit="turn",
+def judged_step(config: EvalConfig, what: str = "question turns", desc: str = "judge", unit: str = "turn"):
+    """Eval's judged step (calibration's too): verdicts cached in judge_cache (default OUTPUT_DIR/judge_cache.jsonl)."""
+    return JudgedStep(
+        config, Path(config.judge_cache or Path(config.output_dir) / "judge_cache.jsonl"), what=what, desc=desc,
+        unit=unit, label=lambda row: f"{row['question_id']}/{row['turn']}",
+        describe=lambda row: f"question {row['question_id']} turn {row['turn']}",
     )  # fmt: skip
-    result = stats.as_dict()
-    result["parse_failures"] = parse_failures
-    return result
+
+
+def question_key(row: dict, context: str) -> str:
+    """What keys a turn's pair verdicts: the question text for turn 1 (the verdict of a one-turn question is the
+    same whatever the context's rendering), the multi-turn context after."""
+    return row["turns"][0] if row["turn"] == 1 else context
+
+
+def judge_turn(config: EvalConfig):
+    """One (question, turn): the pair side by side (reference first = the paper's call; model first too with
+    `pairwise`), and with single_grading each answer on its own (reference-guided where the category says)."""
+
+    async def judge(client: JudgeClient, row: dict) -> dict:
+        context, model_text, reference_text = pair_inputs(row)
+        calls = [judge_pair(client, PAIR_RUBRIC, context, model_text, reference_text,
+                            question=question_key(row, context), both_orders=config.pairwise)]  # fmt: skip
+        if config.single_grading:
+            reference = row["reference_answer"]
+            calls += [score_each(client, SINGLE_RUBRICS[reference is not None], render_context(row["conversations"][role]),
+                                 [row[role]], reference=reference, key_reference=True)
+                      for role in ("model", "reference")]  # fmt: skip
+        results = await client.endpoint.together(*calls)
+        (reference_first, model_first), singles = results[0], [verdicts[0] for verdicts in results[1:]]
+        return {
+            "reference_first": reference_first.as_dict(),
+            "model_first": model_first.as_dict() if model_first is not None else None,
+            "single": {"model": singles[0].as_dict(), "reference": singles[1].as_dict()} if singles else None,
+        }
+
+    return judge
 
 
 def judge_rows(config: EvalConfig, questions: list[dict], answers: dict[str, dict]) -> list[dict]:
@@ -126,33 +105,16 @@ def judge_rows(config: EvalConfig, questions: list[dict], answers: dict[str, dic
 
 
 def plan_step(config: EvalConfig) -> dict:
-    """--plan: the judge requests of this evaluation, from the answers there are, or (before answering) answers at
-    max_new_tokens (an upper bound); verdicts already cached cost nothing and are left out."""
-    from baize.judging.plan import describe_plan, plan_judge
-
+    """--plan: eval's judged step run on a counting transport over the answers there are, or (before answering)
+    answers at max_new_tokens (an upper bound); verdicts already cached cost nothing and are left out."""
     model, reference = contestants(config)
     questions = load_questions(config)
-    filler = {"answer": "word " * config.max_new_tokens}
-    answers = {role: {(q["question_id"], t): read_answers(config, c).get((q["question_id"], t), filler)
+    answers = {role: {(q["question_id"], t): read_answers(config, c).get((q["question_id"], t), {"answer": filler})
                       for q in questions for t in range(1, len(q["turns"]) + 1)}
-               for role, c in (("model", model), ("reference", reference))}  # fmt: skip
-    cache = VerdictCache(config.judge_cache or Path(config.output_dir) / "judge_cache.jsonl")
-    prompts = []
-    for row in judge_rows(config, questions, answers):
-        context, model_text, reference_text = pair_inputs(row)
-        question = row["turns"][0] if row["turn"] == 1 else context
-        orders = [(reference_text, model_text), (model_text, reference_text)][: 2 if config.pairwise else 1]
-        for first, second in orders:
-            if verdict_key(question, [first, second], config, PAIR_RUBRIC.template) not in cache.entries:
-                prompts.append(PAIR_RUBRIC.prompt(context, first, second))
-        if config.single_grading:
-            for role in ("model", "reference"):
-                rubric = SINGLE_RUBRICS[row["reference_answer"] is not None]
-                prompts.append(rubric.prompt(render_context(row["conversations"][role]), row[role],
-                                             reference=row["reference_answer"]))  # fmt: skip
-    plan = plan_judge(config, prompts, what="eval judge", folder=Path(config.output_dir))
-    logger.info("%s", describe_plan(plan))
-    return plan
+               for role, c, filler in (("model", model, "model " + "word " * config.max_new_tokens),
+                                       ("reference", reference, "reference " + "word " * config.max_new_tokens))}  # fmt: skip
+    rows = judge_rows(config, questions, answers)
+    return judged_step(config).plan(rows, judge_turn(config), step="eval judge", folder=Path(config.output_dir))
 
 
 def judge_step(config: EvalConfig) -> dict:
@@ -169,38 +131,29 @@ def judge_step(config: EvalConfig) -> dict:
         )
     if missing:
         logger.warning("judge: %d question turns lack an answer (run the answer step): not judged", missing)
-    cache = VerdictCache(config.judge_cache or Path(config.output_dir) / "judge_cache.jsonl")
+    verdicts: dict[int, dict] = {}  # id(row) -> its verdict records
 
-    async def work(client: JudgeClient):
-        return await judge_questions(config, rows, client), client.model
+    def write(stats: dict) -> None:  # what came is written before a failure ends the step
+        judged = []
+        for row in rows:
+            if (result := verdicts.get(id(row))) is None:
+                continue
+            reference_first, model_first = result["reference_first"], result["model_first"]
+            judged.append({
+                "question_id": row["question_id"], "turn": row["turn"], "category": row["category"],
+                "model": model.label, "reference": reference.label, "judge": config.judge_model,
+                "reference_first": reference_first, "model_first": model_first,
+                "outcome": Compared(reference_first["value"], (model_first or {}).get("value")).outcome,
+                "single": result["single"], "reference_guided": row["reference_answer"] is not None,
+            })  # fmt: skip
+        write_jsonl_atomically(Path(config.output_dir) / JUDGEMENTS_FILE, judged)
+        asked = [
+            v
+            for r in verdicts.values()
+            for v in (r["reference_first"], r["model_first"], *(r["single"] or {}).values())
+        ]
+        stats.update(parse_failures=sum(v is not None and v["value"] is None for v in asked), missing_answers=missing)
+        logger.info("judge: %s", stats)
 
-    stats, judge_model = run_judge(config, cache, work)
-    judged = [
-        {
-            "question_id": r["question_id"],
-            "turn": r["turn"],
-            "category": r["category"],
-            "model": model.label,
-            "reference": reference.label,
-            "judge": config.judge_model,
-            "reference_first": r["reference_first"],
-            "model_first": r["model_first"],
-            "outcome": question_outcome(
-                r["reference_first"]["value"], r["model_first"]["value"] if r["model_first"] else None
-            ),
-            "single": r["single"],
-            "reference_guided": r["reference_answer"] is not None,
-        }
-        for r in rows
-        if "reference_first" in r
-    ]
-    write_jsonl_atomically(Path(config.output_dir) / JUDGEMENTS_FILE, judged)
-    stats.update(missing_answers=missing, cache_hits=cache.hits, cache_misses=cache.misses, judge=judge_model)
-    logger.info("judge: %s", stats)
-    if stats["request_errors"]:  # every verdict that came is cached; a re-run asks only for the rest
-        raise EndpointError(
-            f"the judge at {describe_url(config.judge_base_url)} failed {stats['request_errors']} of {len(rows)} "
-            f"question turns ({stats['last_error']}): check judge_base_url / judge_model and that the server is up, "
-            "then re-run the same command"
-        )
-    return stats
+    return judged_step(config).run(rows, judge_turn(config), lambda row, result: verdicts.update({id(row): result}),
+                                   done=write)  # fmt: skip

@@ -42,6 +42,26 @@ class EndpointError(BaizeError, RuntimeError):
     """An endpoint that cannot be used (no API key, unreachable): the message names the URL and what to do."""
 
 
+def requests_failed(
+    who: str, failed: int, total: int, items: str, last_error: str | None, check: str
+) -> EndpointError:
+    """The one line of a step some of whose requests failed after the client's retries (the judge, a sampler, an
+    answering endpoint): what came is kept, so re-running the same command asks only for the rest."""
+    return EndpointError(
+        f"{who} failed {failed} of {total} {items} ({last_error}): check {check} and that the server is up, then "
+        "re-run the same command"
+    )
+
+
+class Rejected(Exception):
+    """A collected dialogue that is not kept (not a failure of the run); `reason` is one of collect's drop reasons
+    (baize.collect.config.REASONS), counted in its report."""
+
+    def __init__(self, reason: str, detail: str = "", raw: str | None = None):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason, self.detail, self.raw = reason, detail, raw
+
+
 class BudgetReached(BaizeError):
     """A call whose reservation would take the spend past `max_cost` / `max_tokens` is not sent; `reason` names the
     budget. Not a failure: the seed waits for a run with a larger budget."""

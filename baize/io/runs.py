@@ -32,8 +32,6 @@ RESUME_STATE_PATTERNS = [
     "rng_state*.pth",
     "trainer_state.json",
 ]
-# What the stages of baize 0.1 left in their folders before signatures declared it (read for those folders only).
-LEGACY_RESUME_STATE = ["spend*.jsonl", "failed_seeds.jsonl", "batches/**", "judge-batches/**", "journal*.jsonl"]
 
 
 def normalise(value):
@@ -134,20 +132,16 @@ def remove(path: Path) -> None:
 
 
 def declared_resume_state(folder: str | Path) -> list[str]:
-    """The resume-state patterns the stages declared in the signatures under `folder` (relative to it), with
-    baize 0.1's list for a signature that declares none, or a folder without any."""
+    """The resume-state patterns the stages declared in the signatures under `folder` (relative to it)."""
     folder = Path(folder)
-    signatures = sorted(folder.rglob("*signature.json"))
-    if not signatures:  # a folder put together by hand, or by baize 0.1: what its stages left there stays home
-        return list(LEGACY_RESUME_STATE)
     patterns: list[str] = []
-    for path in signatures:
+    for path in sorted(folder.rglob("*signature.json")):
         try:
-            declared = json.loads(path.read_text()).get("resume_state")
+            declared = json.loads(path.read_text()).get("resume_state") or []
         except (OSError, ValueError):
-            declared = None
+            declared = []
         prefix = path.parent.relative_to(folder).as_posix()
-        for pattern in LEGACY_RESUME_STATE if declared is None else declared:
+        for pattern in declared:
             patterns.append(pattern if prefix == "." else posixpath.normpath(f"{prefix}/{pattern}"))
     return list(dict.fromkeys(patterns))
 
@@ -158,7 +152,7 @@ def claim_step(
 ) -> None:  # fmt: skip
     """Before a resumable step writes `outputs` in `folder`: the same settings go on where the last run stopped;
     other settings are refused (SettingsChanged), or with `overwrite` the step's old outputs are deleted first.
-    Outputs without a signature (written by an older baize) are refused too: nothing says how they were made.
+    Outputs without a signature are refused too: nothing says how they were made.
     `resume_state`: the patterns of the step's files that are for resuming here, never pushed (written into the
     signature, where `baize push` reads them)."""
     try:
@@ -181,5 +175,3 @@ def claim_step(
         for path in present:
             remove(path)
         write_signature(folder, {"settings": settings, "resume_state": resume_state or []}, name)
-    elif earlier.get("resume_state") != (resume_state or []):  # a folder of an older baize: declare it now
-        write_signature(folder, {**earlier, "resume_state": resume_state or []}, name)

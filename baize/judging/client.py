@@ -8,7 +8,6 @@ rate limiter and usage type are baize.llm.endpoint's (shared with collection): a
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -117,8 +116,8 @@ class Verdict:
     parsed_value: float | None = None  # with expected scoring: the score parsed from the text, for comparison
 
     def as_dict(self) -> dict:
-        """The record kept in judged.jsonl, judgements.jsonl and the verdict cache (0.1's layout, plus `scoring`
-        and the parsed score where the value is a probability-weighted one)."""
+        """The record kept in judged.jsonl, judgements.jsonl and the verdict cache (with `scoring` and the parsed
+        score where the value is a probability-weighted one)."""
         record = {"value": self.value, "rationale": self.rationale, "attempts": self.attempts,
                   "errors": self.errors, "replies": self.replies}  # fmt: skip
         if self.scoring == "expected":
@@ -152,12 +151,6 @@ class JudgeStats:
     usage: RoleUsage = field(default_factory=RoleUsage)
     last_error: str | None = None
 
-    def count_reasks(self, verdicts: list[Verdict]) -> None:
-        for verdict in verdicts:
-            if not verdict.cached:  # a cached verdict's re-asks were counted by the run that asked
-                for error in verdict.errors:
-                    self.parse_errors[error] = self.parse_errors.get(error, 0) + 1
-
     def as_dict(self) -> dict:
         stats = {"judged": self.judged, "request_errors": self.request_errors, "parse_errors": self.parse_errors,
                  "usage": self.usage.as_dict()}  # fmt: skip
@@ -171,13 +164,14 @@ class JudgeClient:
     re-asking with the rubric's reminder when a reply does not parse, both orders for pairs, an optional verdict
     cache, and one loop over the items of a stage (progress bar, request errors, Batch API batches)."""
 
-    def __init__(self, args: JudgeArguments, cache: VerdictCache | None = None):
+    def __init__(self, args: JudgeArguments, cache: VerdictCache | None = None, transport=None):
+        """`transport`: what carries the requests (default: the judge endpoint; a plan's counting transport)."""
         self.args = args
         self.model = resolve_model_name(args.judge_model, args.judge_gguf_file)
         self.base_url = args.judge_base_url
         self.cache = cache
         self.stats = JudgeStats()
-        self.endpoint = Endpoint(
+        self.endpoint = transport or Endpoint(
             self.base_url,
             args.judge_api_key_env,
             limiter=args.rate_limiter(),
@@ -228,16 +222,19 @@ class JudgeClient:
                 verdict = Verdict(
                     weighted, text, len(replies), errors, replies, scoring="expected", parsed_value=value
                 )
-                return self._cached(key, verdict)
+                return self._finish(key, verdict)
             if self.args.judge_scoring == "expected":
                 error = error or "no_score_tokens"
             if error is None:
                 break
             errors.append(error)
             messages = [*base, {"role": "assistant", "content": text}, {"role": "user", "content": rubric.reminder}]
-        return self._cached(key, Verdict(value, replies[-1], len(replies), errors, replies))
+        return self._finish(key, Verdict(value, replies[-1], len(replies), errors, replies))
 
-    def _cached(self, key: str | None, verdict: Verdict) -> Verdict:
+    def _finish(self, key: str | None, verdict: Verdict) -> Verdict:
+        """A verdict just asked: its re-asks counted by reason, and cached where there is a cache."""
+        for error in verdict.errors:
+            self.stats.parse_errors[error] = self.stats.parse_errors.get(error, 0) + 1
         if key is not None and self.cache is not None:
             self.cache.put(key, verdict.as_dict())
             verdict.cached = False
@@ -256,14 +253,14 @@ class JudgeClient:
 
     async def judge_all(
         self, items: list, judge_item: Callable[[object], Awaitable[None]], *, label: Callable[[object], str],
-        describe: Callable[[object], str], desc: str, unit: str,
+        describe: Callable[[object], str], desc: str, unit: str, progress: bool = True,
     ) -> JudgeStats:  # fmt: skip
         """Run `judge_item` on every item, `judge_concurrency` at a time (all of them batch by batch with
         judge_batch); an item whose requests fail after the client's retries is counted and left for the next
         run. `judge_item` keeps its results and counts its verdicts' re-asks."""
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(items), desc=desc, unit=unit)
+        bar = tqdm(total=len(items), desc=desc, unit=unit, disable=not progress)
 
         async def one(item) -> None:
             batch_label.set(label(item))  # with judge_batch: its requests' custom_ids start with this
@@ -288,26 +285,6 @@ class JudgeClient:
         await self.endpoint.close()
 
 
-def run_judge(args: JudgeArguments, cache: VerdictCache | None, work: Callable[[JudgeClient], Awaitable]):
-    """One judge session: a client on `cache` (its Batch API state beside the cache with judge_batch), `work`
-    run with it, then the client and the cache closed, whatever happened."""
-
-    async def run():
-        client = JudgeClient(args, cache)
-        if cache is not None:
-            client.use_batches(cache.path.parent / JUDGE_BATCH_FOLDER)
-        try:
-            return await work(client)
-        finally:
-            await client.close()
-
-    try:
-        return asyncio.run(run())
-    finally:
-        if cache is not None:
-            cache.close()
-
-
 # --------------------------------------------------------------------------- the verdict cache
 
 
@@ -315,7 +292,7 @@ def verdict_key(question: str, answers: list[str], judge: JudgeArguments, prompt
     """What makes two verdicts the same: the question, the answers in the order shown, the judge model and how it
     is asked (temperature, reply budget, re-asks, the scoring where it is not the default), the prompt."""
     asked = [judge.judge_model, judge.judge_temperature, judge.judge_max_tokens, judge.judge_parse_retries]
-    if getattr(judge, "judge_scoring", "parsed") != "parsed":  # keys of parsed verdicts stay what 0.1 wrote
+    if judge.judge_scoring != "parsed":  # the default way of asking is not part of the key
         asked.append(judge.judge_scoring)
     payload = json.dumps([question, answers, asked, prompt_template], ensure_ascii=False)
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -325,9 +302,11 @@ class VerdictCache:
     """Verdicts on disk (JSONL, one {key, verdict} per line, appended durably as they arrive): asking the same
     judge the same question about the same answers with the same prompt again costs nothing."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, read_only: bool = False):
+        """`read_only`: new verdicts are kept in memory only (a plan reads the cache and writes nothing)."""
         self.path = Path(path)
         self.entries = {row["key"]: row["verdict"] for row in read_jsonl(self.path)}
+        self.read_only = read_only
         self.hits = self.misses = 0
         self._appender: JSONLAppender | None = None
 
@@ -340,6 +319,9 @@ class VerdictCache:
         return verdict
 
     def put(self, key: str, verdict: dict) -> None:
+        if self.read_only:
+            self.entries[key] = verdict
+            return
         if self._appender is None:
             self._appender = JSONLAppender(self.path, writer="a `baize eval` judge cache")
         self._appender.append({"key": key, "verdict": verdict})

@@ -1,53 +1,58 @@
-"""A plan before paying, for the judges of SDF and eval: how many requests a step would send, the tokens, the cost
-at live and at Batch API prices (`judge_prices`, USD per 1M tokens like collect's `prices`), and the wall time the
-RPM/TPM limits allow. Estimates: prompts at 3 characters a token (the rendered rubric with the real context and
-answers), completions at judge_max_tokens (an upper bound); one request per verdict (re-asks come on top)."""
+"""A plan before paying, for every judged step (SDF's judge, eval's judge): the step is run as it would be, on a
+transport that sends nothing and only counts (requests, prompt tokens), so the plan is what the step would ask, not
+a second list of its prompts. The cost at live and Batch API prices (`judge_prices`, baize.llm.prices) and the wall
+time the RPM/TPM limits allow come from those counts. Estimates: prompts at 3 characters a token, completions at
+judge_max_tokens (an upper bound); one request per verdict (re-asks come on top); verdicts already cached cost
+nothing and are not counted."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
-import yaml
-
-from baize.judging.rubrics import JUDGE_SYSTEM
-from baize.llm.endpoint import estimate_prompt_tokens
-
-BATCH_DISCOUNT = 0.5  # the OpenAI Batch API's price where no batch price is given
+from baize.llm.endpoint import Completion, RoleUsage, estimate_prompt_tokens, gather_bounded
+from baize.llm.prices import cost_usd, model_prices, wall_minutes
 
 
-def judge_prices(args) -> tuple[dict | None, dict | None]:
-    table = getattr(args, "judge_prices", None) or {}
-    if isinstance(table, str):  # from the command line
-        table = yaml.safe_load(table) or {}
-    entry = table.get(args.judge_model)
-    if entry is None:
-        return None, None
-    live = {key: entry.get(key, 0.0) for key in ("prompt", "completion")}
-    batch = {key: entry.get(f"batch_{key}", entry.get(key, 0.0) * BATCH_DISCOUNT) for key in ("prompt", "completion")}
-    return live, batch
+class CountingTransport:
+    """The judge client's transport for a plan: every request is counted and answered at once with a reply that
+    every rubric parses (a score line and both assistants' scores) and score-token logprobs, so each verdict costs
+    one request, as a judge that answers in format would."""
+
+    REPLY = "Score: 1\nAssistant 1: 1, Assistant 2: 1"
+
+    def __init__(self):
+        self.requests = 0
+        self.prompt_tokens = 0
+
+    async def chat(self, model: str, messages: list[dict], usage: RoleUsage | None = None, **params):
+        self.requests += 1
+        self.prompt_tokens += estimate_prompt_tokens(messages)
+        completion = Completion(self.REPLY, "stop", 0, first_token_logprobs={"1": 0.0})
+        return completion, RoleUsage()
+
+    async def gather(self, coroutines, limit: int) -> list:
+        return await gather_bounded(coroutines, limit)
+
+    async def together(self, *coroutines) -> list:
+        return await asyncio.gather(*coroutines)
+
+    async def close(self) -> None:
+        pass
 
 
-def verdict_prompt_tokens(prompt: str) -> int:
-    return estimate_prompt_tokens([{"content": JUDGE_SYSTEM}, {"content": prompt}])
-
-
-def plan_judge(args, prompts: list[str], *, what: str, folder: Path) -> dict:
-    """The judge step's plan for these rendered verdict prompts; written to folder/plan.json and returned."""
-    requests = len(prompts)
-    prompt_tokens = sum(verdict_prompt_tokens(p) for p in prompts)
+def plan_judge(args, transport: CountingTransport, *, what: str, folder: Path) -> dict:
+    """The plan of the judged step that ran on `transport`; written to folder/plan.json and returned."""
+    requests, prompt_tokens = transport.requests, transport.prompt_tokens
     completion_tokens = requests * args.judge_max_tokens
-    live, batch = judge_prices(args)
+    live, batch = model_prices(args.judge_prices, args.judge_model)
 
     def cost(price):
-        return (
-            round((prompt_tokens * price["prompt"] + completion_tokens * price["completion"]) / 1e6, 4)
-            if price
-            else None
-        )
+        usd = cost_usd(prompt_tokens, completion_tokens, price)
+        return round(usd, 4) if usd is not None else None
 
-    minutes = [m for m in (requests / args.rpm if args.rpm else None,
-                           (prompt_tokens + completion_tokens) / args.tpm if args.tpm else None) if m is not None]  # fmt: skip
+    minutes = wall_minutes(requests, prompt_tokens + completion_tokens, args.rpm, args.tpm)
     plan = {
         "step": what,
         "judge": args.judge_model,
@@ -56,7 +61,7 @@ def plan_judge(args, prompts: list[str], *, what: str, folder: Path) -> dict:
         "completion_tokens_at_most": completion_tokens,
         "cost_usd_live": cost(live),
         "cost_usd_batch": cost(batch),
-        "wall_minutes_at_limits": round(max(minutes), 1) if minutes else None,
+        "wall_minutes_at_limits": round(minutes, 1) if minutes is not None else None,
         "basis": "rendered prompts at 3 characters a token, completions at judge_max_tokens; re-asks on top",
     }
     folder.mkdir(parents=True, exist_ok=True)

@@ -17,19 +17,23 @@ if TYPE_CHECKING:
 DEFAULT_MAX_NEW_TOKENS = 512
 DEFAULT_TOP_P = 0.95
 DEFAULT_TEMPERATURE = 1.0
+DEFAULT_SEED = 42
 
 
 @dataclass
-class GenerationSettings:
+class SamplingSettings:
+    """How to sample: the one settings type, from a stage's config, the chat's flags or the web demo's sliders down
+    to the backend (`generate` here, or an endpoint's request). Temperature 0 is greedy decoding."""
+
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     temperature: float = DEFAULT_TEMPERATURE
     top_p: float = DEFAULT_TOP_P
-    do_sample: bool = True
+    seed: int = DEFAULT_SEED
     repetition_penalty: float = 1.0
 
     def generate_kwargs(self) -> dict:
-        kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample}
-        if self.do_sample:
+        kwargs = {"max_new_tokens": int(self.max_new_tokens), "do_sample": self.temperature > 0}
+        if self.temperature > 0:
             kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=0)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
@@ -61,7 +65,7 @@ def _event_stop(event: threading.Event):
 def generate_reply(
     chat: ChatModel,
     prompt: Prompt,
-    settings: GenerationSettings | None = None,
+    settings: SamplingSettings | None = None,
     *,
     stop_strings: list[str] | None = None,
     on_text=None,
@@ -75,7 +79,7 @@ def generate_reply(
     import torch
     from transformers import StoppingCriteriaList, TextIteratorStreamer
 
-    settings = settings or GenerationSettings()
+    settings = settings or SamplingSettings()
     tokenizer, model = chat.tokenizer, chat.model
     stops = TURN_TAGS if stop_strings is None and chat.prompt_format != "native" else (stop_strings or [])
     device = next(model.parameters()).device
@@ -189,7 +193,7 @@ def generate_candidates(
         input_ids[row, width - len(ids) :] = torch.tensor(ids)
         mask[row, width - len(ids) :] = 1
     input_ids, mask = input_ids.to(device), mask.to(device)
-    settings = GenerationSettings(max_new_tokens, temperature, top_p, do_sample=temperature > 0)
+    settings = SamplingSettings(max_new_tokens, temperature, top_p)
     kwargs = {**settings.generate_kwargs(), "pad_token_id": pad, "eos_token_id": None if ignore_eos else eos}
     if ignore_eos:
         kwargs["min_new_tokens"] = max_new_tokens

@@ -1,7 +1,10 @@
 """One way to ask a model for answers: a conversation ending in a user turn -> N completions, each with its text,
-finish reason and token count. SDF sampling, eval answering and the web demo all ask through here.
+finish reason and token count. SDF sampling, the SDF gate, eval answering, the web demo and the chat all ask
+through here.
 
-Two backends behind one shape:
+Two backends behind one call shape, `await sampler.sample(requests, settings, concurrency=, on_sampled=,
+on_error=)` (`sample_all` runs it for a stage: waves, failures counted, the sampler closed), with one settings type
+(baize.llm.generation.SamplingSettings):
 - `LocalSampler`: a model loaded in this process (baize.modeling.loading.ChatModel), prompted by the shared prompt builder;
   several prompts x N samples per `generate` call, each prompt's prefill computed once and shared by its N
   samples (baize.llm.generation), grouped by temperature; one seed per batch, derived from the request ids, so a
@@ -21,38 +24,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from baize.llm.endpoint import Endpoint, RoleUsage, estimate_prompt_tokens
-from baize.llm.generation import (
-    DEFAULT_MAX_NEW_TOKENS,
-    DEFAULT_TEMPERATURE,
-    DEFAULT_TOP_P,
-    GenerationSettings,
-    batch_seed,
-    generate_candidates,
-    generate_reply,
-)
+from baize.llm.endpoint import Endpoint, RoleUsage, describe_error, estimate_prompt_tokens
+from baize.llm.generation import SamplingSettings, batch_seed, generate_candidates, generate_reply
 from baize.prompts import reply_text
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_SEED = 42
-
-
-@dataclass
-class SamplingSettings:
-    """How to sample: one default and one name for each setting, from the stage's config down to the backend."""
-
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
-    temperature: float = DEFAULT_TEMPERATURE
-    top_p: float = DEFAULT_TOP_P
-    seed: int = DEFAULT_SEED
-
-    def generation(self, temperature: float | None = None) -> GenerationSettings:
-        temperature = self.temperature if temperature is None else temperature
-        return GenerationSettings(self.max_new_tokens, temperature, self.top_p, do_sample=temperature > 0)
 
 
 @dataclass
@@ -91,11 +70,14 @@ class LocalSampler:
         self.batch_size, self.share_prefill = batch_size, share_prefill
         self.lock = threading.Lock()  # one generate() at a time on the one model (the web demo's visitors)
 
-    def sample(self, requests: list[SampleRequest], settings: SamplingSettings) -> Iterator[list[Sampled]]:
-        """The answers batch by batch (write each batch before the next one is generated): requests grouped by
-        temperature, `batch_size` prompts per `generate` call, all of a batch with the same `n`."""
-        import torch
-
+    async def sample(
+        self, requests: list[SampleRequest], settings: SamplingSettings, *, concurrency: int = 1,
+        on_sampled: Callable[[Sampled], None], on_error: Callable[[SampleRequest, BaseException], None] | None = None,
+    ) -> None:  # fmt: skip
+        """Every request, batch by batch in a worker thread (the event loop stays free), `on_sampled` as each batch
+        is done: requests grouped by temperature and `n`, `batch_size` prompts per `generate` call. `concurrency`
+        and `on_error` are the endpoint sampler's: one model generates one batch at a time, and a failed `generate`
+        is a bug, not a request to retry, so it propagates."""
         groups: dict[tuple[float, int], list[SampleRequest]] = {}
         for request in requests:
             temperature = settings.temperature if request.temperature is None else request.temperature
@@ -103,24 +85,38 @@ class LocalSampler:
         for (temperature, n), group in sorted(groups.items()):
             for first in range(0, len(group), self.batch_size):
                 batch = group[first : first + self.batch_size]
-                prompts = [self.builder.encode_messages(request.messages) for request in batch]
-                torch.manual_seed(batch_seed(settings.seed, [request.id for request in batch]))
-                with self.lock:
-                    results = generate_candidates(
-                        self.chat.model,
-                        self.chat.tokenizer,
-                        prompts,
-                        n,
-                        max_new_tokens=settings.max_new_tokens,
-                        temperature=temperature,
-                        top_p=settings.top_p,
-                        share_prefill=self.share_prefill and n > 1,
-                        stop_strings=self.builder.stop_strings,
-                    )
-                yield [
-                    Sampled(request, [Sample(**sample) for sample in samples], len(ids))
-                    for request, ids, samples in zip(batch, prompts, results, strict=True)
-                ]
+                for sampled in await asyncio.to_thread(self._generate, batch, settings, temperature, n):
+                    on_sampled(sampled)
+
+    def _generate(self, batch: list[SampleRequest], settings: SamplingSettings, temperature: float, n: int):
+        import torch
+
+        prompts = [self.builder.encode_messages(request.messages) for request in batch]
+        with self.lock:
+            torch.manual_seed(batch_seed(settings.seed, [request.id for request in batch]))
+            results = generate_candidates(
+                self.chat.model,
+                self.chat.tokenizer,
+                prompts,
+                n,
+                max_new_tokens=settings.max_new_tokens,
+                temperature=temperature,
+                top_p=settings.top_p,
+                share_prefill=self.share_prefill and n > 1,
+                stop_strings=self.builder.stop_strings,
+            )
+        return [
+            Sampled(request, [Sample(**sample) for sample in samples], len(ids))
+            for request, ids, samples in zip(batch, prompts, results, strict=True)
+        ]
+
+    def reply(self, prompt, settings: SamplingSettings, *, stop_strings: list[str] | None = None, on_text=None,
+              interrupt: threading.Event | None = None):  # fmt: skip
+        """One reply to a built prompt (baize.prompts.Prompt), streamed to `on_text` as it comes (never a turn
+        tag); Ctrl-C or `interrupt` ends it at its next token (`baize chat`'s turn)."""
+        with self.lock:  # a stopped reply's last token, and the next reply's first
+            return generate_reply(self.chat, prompt, settings, stop_strings=stop_strings, on_text=on_text,
+                                  interrupt=interrupt)  # fmt: skip
 
     async def stream(
         self, history: list[tuple[str, str]], question: str, settings: SamplingSettings, *, system=...,
@@ -135,15 +131,8 @@ class LocalSampler:
 
         def generate():
             try:
-                with self.lock:  # a stopped reply's last token, and the next reply's first
-                    generate_reply(
-                        self.chat,
-                        prompt,
-                        settings.generation(),
-                        stop_strings=builder.stop_strings,
-                        on_text=lambda text: loop.call_soon_threadsafe(chunks.put_nowait, text),
-                        interrupt=interrupt,
-                    )
+                self.reply(prompt, settings, stop_strings=builder.stop_strings, interrupt=interrupt,
+                           on_text=lambda text: loop.call_soon_threadsafe(chunks.put_nowait, text))  # fmt: skip
             finally:
                 loop.call_soon_threadsafe(chunks.put_nowait, None)
 
@@ -154,6 +143,12 @@ class LocalSampler:
             await worker  # a generation error surfaces here
         finally:
             interrupt.set()  # Stop in the page (the task is cancelled) ends generate() at its next token
+
+    def report(self) -> dict:
+        return {}
+
+    async def close(self) -> None:
+        pass
 
 
 class EndpointSampler:
@@ -271,6 +266,42 @@ class EndpointSampler:
         finally:
             await stream.aclose()
 
+    def report(self) -> dict:
+        """The servers' usage and how many requests each one answered."""
+        return {"usage": self.usage.as_dict(), "per_server": self.per_server}
+
     async def close(self) -> None:
         for endpoint in self.endpoints:
             await endpoint.close()
+
+
+def sample_all(
+    sampler, requests: list[SampleRequest] | Callable[[set[str]], list[SampleRequest]], settings: SamplingSettings,
+    on_sampled: Callable[[Sampled], None], *, concurrency: int = 1,
+) -> dict:  # fmt: skip
+    """The one sampler call of every stage, for a local model and for endpoints alike: every request answered,
+    `on_sampled` as each comes. `requests` may be a function that gives the next wave, given the ids of the
+    requests that failed so far, until it gives none (eval's later turns wait for the earlier ones). A request that
+    fails after the client's retries is counted and left for the caller's next run; the sampler is closed at the
+    end. Returns {request_errors, last_error, failed, and the sampler's report (usage, per server)}."""
+    stats: dict = {"request_errors": 0, "failed": set()}
+
+    def failed(request: SampleRequest, error: BaseException) -> None:
+        stats["request_errors"] += 1
+        stats["last_error"] = describe_error(error)
+        stats["failed"].add(request.id)
+
+    def next_wave() -> list[SampleRequest]:
+        return requests(stats["failed"]) if callable(requests) else []
+
+    async def run() -> None:
+        wave = next_wave() if callable(requests) else requests
+        try:
+            while wave:
+                await sampler.sample(wave, settings, concurrency=concurrency, on_sampled=on_sampled, on_error=failed)
+                wave = next_wave()
+        finally:
+            await sampler.close()
+
+    asyncio.run(run())
+    return {**stats, **sampler.report()}

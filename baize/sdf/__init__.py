@@ -38,7 +38,7 @@ from baize.sdf.config import (
     parse_args,
     sample_settings,
 )
-from baize.sdf.judge import Judge, _verdicts, judge_rows, judge_step, plan_step
+from baize.sdf.judge import JUDGE_CACHE_FILE, judge_rows, judge_step, plan_step
 from baize.sdf.rounds import run_rounds
 from baize.sdf.sample import load_prompts, load_v1, sample_step
 from baize.sdf.select import best_and_worst, select_step
@@ -46,7 +46,7 @@ from baize.sdf.train import merged_v1, train_step
 
 __all__ = [
     "CANDIDATES_FILE", "JUDGED_FILE", "JUDGE_SIGNATURE", "PREFERENCES_FILE", "SAMPLE_SIGNATURE", "SELECTED_FILE",
-    "STEPS", "Judge", "SDFConfig", "_verdicts", "best_and_worst", "cli", "judge_rows", "judge_settings",
+    "JUDGE_CACHE_FILE", "STEPS", "SDFConfig", "best_and_worst", "cli", "judge_rows", "judge_settings",
     "judge_step", "load_prompts", "load_v1", "main", "merged_v1", "parse_args",
     "read_jsonl", "sample_settings", "sample_step", "select_step", "train_step",
 ]  # fmt: skip

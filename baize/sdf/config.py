@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from baize.io.arguments import parse_recipe
 from baize.judging.client import JudgeArguments
 from baize.judging.rubrics import PAIR_100, POINTWISE_100
-from baize.llm.sampling import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SEED, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+from baize.llm.generation import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SEED, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 
 STEPS = ("sample", "judge", "select", "train", "all")
 CANDIDATES_FILE = "candidates.jsonl"
@@ -232,9 +232,8 @@ def sample_settings(config: SDFConfig) -> dict:
 
 def judge_settings(config: SDFConfig) -> dict:
     # The model and how it is asked; not its URL (a restarted server or another replica serves the same judge).
-    names = "judge_model judge_gguf_file judge_temperature judge_max_tokens judge_parse_retries judge_mode"
+    names = (
+        "judge_model judge_gguf_file judge_temperature judge_max_tokens judge_parse_retries judge_scoring judge_mode"
+    )
     templates = hashlib.sha256((POINTWISE_100.template + PAIR_100.template).encode()).hexdigest()[:16]
-    settings = {**{name: getattr(config, name) for name in names.split()}, "templates": templates}
-    if config.judge_scoring != "parsed":  # only when set: verdicts made before this option keep their signature
-        settings["judge_scoring"] = config.judge_scoring
-    return settings
+    return {**{name: getattr(config, name) for name in names.split()}, "templates": templates}

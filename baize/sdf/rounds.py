@@ -31,11 +31,12 @@ from baize.data.seeds import load_table, select_seeds
 from baize.hub.lineage import ROUNDS_CARD_HEADING, ROUNDS_FILE, rounds_card_section
 from baize.io.errors import BaizeError
 from baize.io.jsonl import read_jsonl, write_jsonl_atomically, write_text_atomically
-from baize.judging.client import JudgeClient, VerdictCache, run_judge, verdict_key
+from baize.judging.client import JudgeClient
+from baize.judging.compare import Compared, comparison_figures, judge_pair, score_each
 from baize.judging.rubrics import POINTWISE_100, pair_rubric, render_context
-from baize.judging.stats import a_vs_b, adjusted_win_rate, bootstrap_interval, flip_rate, pair_outcome, score_outcome
-from baize.llm.endpoint import EndpointError, describe_url
-from baize.llm.sampling import LocalSampler, SampleRequest, SamplingSettings
+from baize.judging.step import JudgedStep
+from baize.llm.generation import SamplingSettings
+from baize.llm.sampling import LocalSampler, Sampled, SampleRequest, sample_all
 from baize.modeling.loading import load_chat_model
 from baize.sdf.config import SDFConfig
 from baize.sdf.judge import judge_step
@@ -71,10 +72,12 @@ def gate_answers(config: SDFConfig, folder: Path, models: dict[str, str], questi
         chat = load_chat_model(model, dtype=config.dtype)
         sampler = LocalSampler(chat, chat.prompt_builder(), batch_size=config.batch_size)
         requests = [SampleRequest(q["id"], [{"role": "user", "content": q["question"]}]) for q in todo]
-        for batch in sampler.sample(requests, settings):
-            for sampled in batch:
-                kept[(role, sampled.request.id)] = sampled.samples[0].text
-                rows.append({"role": role, "id": sampled.request.id, "answer": sampled.samples[0].text})
+
+        def keep(sampled: Sampled, role: str = role) -> None:
+            kept[(role, sampled.request.id)] = sampled.samples[0].text
+            rows.append({"role": role, "id": sampled.request.id, "answer": sampled.samples[0].text})
+
+        sample_all(sampler, requests, settings, keep)
         write_jsonl_atomically(path, rows)
     return {role: {q["id"]: kept[(role, q["id"])] for q in questions} for role in models}
 
@@ -86,55 +89,33 @@ def gate_settings(config: SDFConfig) -> dict:
 
 
 def gate(config: SDFConfig, folder: Path, previous: str, new: str) -> dict:
-    """Model `new` against model `previous` on the held-out questions, both orders, the one judge."""
+    """Model `new` (A) against model `previous` (B) on the held-out questions: the comparison of two answer sets
+    (baize.judging.compare) on the one judged step, verdicts cached in gate_cache.jsonl."""
     questions = gate_questions(config)
     answers = gate_answers(config, folder, {"previous": previous, "new": new}, questions)
-    verdicts: dict[str, tuple] = {}  # pairwise: (new first, previous first); pointwise: (new's, previous's score)
     pointwise = config.gate_mode == "pointwise"
 
-    async def judge_all(client: JudgeClient) -> dict:
-        async def judge(question: dict) -> None:
-            context = render_context([{"role": "user", "content": question["question"]}])
-            a, b = answers["new"][question["id"]], answers["previous"][question["id"]]
-            if pointwise:  # the key SDF's own pointwise judge uses: the same answer is never scored twice
-                new, previous = await client.endpoint.together(*(
-                    client.verdict(POINTWISE_100, context, text,
-                                   key=verdict_key(context, [text], config, POINTWISE_100.template))
-                    for text in (a, b)
-                ))  # fmt: skip
-                verdicts[question["id"]] = (new.value, previous.value)
-                return
-            keys = tuple(verdict_key(question["question"], shown, config, GATE_RUBRIC.template)
-                         for shown in ([a, b], [b, a]))  # fmt: skip
-            ab, ba = await client.both_orders(GATE_RUBRIC, context, a, b, keys)
-            verdicts[question["id"]] = (ab.value, ba.value)
+    async def judge(client: JudgeClient, question: dict) -> Compared:
+        context = render_context([{"role": "user", "content": question["question"]}])
+        a, b = answers["new"][question["id"]], answers["previous"][question["id"]]
+        words = {"a_words": len(a.split()), "b_words": len(b.split())}
+        if pointwise:  # SDF's own pointwise rubric and key: the same answer is never scored twice
+            new_verdict, previous_verdict = await score_each(client, POINTWISE_100, context, [a, b])
+            return Compared(pointwise=True, a_score=new_verdict.value, b_score=previous_verdict.value, **words)
+        b_first, a_first = await judge_pair(client, GATE_RUBRIC, context, a, b, question=question["question"])
+        return Compared(b_first.value, a_first.value, **words)
 
-        stats = await client.judge_all(questions, judge, label=lambda q: q["id"], describe=lambda q: q["id"],
-                                       desc="gate", unit="question")  # fmt: skip
-        return stats.as_dict()
-
-    stats = run_judge(config, VerdictCache(folder / "gate_cache.jsonl"), judge_all)
-    if stats["request_errors"]:  # a gate on part of its questions would decide the loop: every verdict that came
-        # is cached, so the re-run asks only for the rest (and trains nothing again)
-        raise EndpointError(
-            f"the judge at {describe_url(config.judge_base_url)} failed {stats['request_errors']} of "
-            f"{len(questions)} gate questions ({stats['last_error']}): check judge_base_url / judge_model and that "
-            "the server is up, then re-run the same command"
-        )
-    outcome = score_outcome if pointwise else pair_outcome
-    outcomes = [o for o in (outcome(*v) for v in verdicts.values()) if o is not None]
-    rate = adjusted_win_rate(outcomes) if outcomes else None
-    interval = bootstrap_interval(outcomes, adjusted_win_rate, resamples=config.gate_bootstrap_samples,
-                                  seed=config.seed)  # fmt: skip
+    compared: dict[str, Compared] = {}
+    step = JudgedStep(config, folder / "gate_cache.jsonl", what="gate questions", desc="gate", unit="question",
+                      label=lambda q: q["id"], describe=lambda q: q["id"])  # fmt: skip
+    # a gate on part of its questions would decide the loop: the step fails unless every question was judged
+    stats = step.run(questions, judge, lambda question, result: compared.update({question["id"]: result}))
+    figures = comparison_figures(list(compared.values()), resamples=config.gate_bootstrap_samples, seed=config.seed)
+    interval = figures["adjusted_win_rate_ci"]
     return {
         "new": new, "previous": previous, "mode": config.gate_mode, "questions": len(questions),
-        "judged": len(outcomes),
-        "win": outcomes.count("win"), "tie": outcomes.count("tie"), "loss": outcomes.count("loss"),
-        "adjusted_win_rate": round(rate, 3) if rate is not None else None,
-        "adjusted_win_rate_ci": [round(v, 3) for v in interval] if interval else None,
-        "flip_rate": None if pointwise else flip_rate([a_vs_b(*v) for v in verdicts.values()]),
-        "passed": bool(interval and interval[0] > 0.5),
-        "request_errors": stats["request_errors"],
+        "judged": figures["win"] + figures["tie"] + figures["loss"], **figures,
+        "passed": bool(interval and interval[0] > 0.5), "request_errors": stats["request_errors"],
     }  # fmt: skip
 
 
@@ -186,7 +167,7 @@ def run_rounds(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
     model = str(config.model_name_or_path)
     earlier = json.loads((root / ROUNDS_FILE).read_text()) if (root / ROUNDS_FILE).exists() else {"rounds": []}
     settings = gate_settings(config)
-    kept = earlier.get("gate_settings", {**settings, "mode": "pairwise"})  # before gate_mode: always pairwise
+    kept = earlier.get("gate_settings", settings)
     if earlier["rounds"] and kept != settings and not config.overwrite:
         changed = ", ".join(f"{k} {kept.get(k)!r} -> {v!r}" for k, v in settings.items() if kept.get(k) != v)
         raise BaizeError(f"{root / ROUNDS_FILE}: these rounds were gated with other settings ({changed}); set them "

@@ -3,18 +3,20 @@ process or at `vllm serve` replicas -> candidates.jsonl, one line per prompt, ap
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
 from pathlib import Path
 
 from baize.data.seeds import load_table, normalize, select_seeds
+from baize.io.errors import requests_failed
 from baize.io.jsonl import JSONLAppender, read_jsonl
 from baize.io.runs import claim_step
-from baize.llm.endpoint import Endpoint, EndpointError, RateLimiter, describe_error
+from baize.llm.endpoint import Endpoint
+from baize.llm.generation import SamplingSettings
 from baize.llm.preflight import check_endpoints
-from baize.llm.sampling import EndpointSampler, LocalSampler, Sampled, SampleRequest, SamplingSettings
+from baize.llm.ratelimit import RateLimiter
+from baize.llm.sampling import EndpointSampler, LocalSampler, Sampled, SampleRequest, sample_all
 from baize.modeling.loading import load_chat_model
 from baize.sdf.config import (
     CANDIDATES_FILE,
@@ -136,7 +138,7 @@ def sample_step(config: SDFConfig, preflight_judge: bool = False) -> dict:
         else:
             requests.append(SampleRequest(prompt["id"], prompt["messages"], config.num_candidates))
             rows[prompt["id"]] = prompt
-    sampler = {
+    sampler_record = {
         "model": str(config.model_name_or_path),
         "prompt_format": chat.prompt_format,
         "temperature": config.temperature,
@@ -144,54 +146,26 @@ def sample_step(config: SDFConfig, preflight_judge: bool = False) -> dict:
         "max_new_tokens": config.max_new_tokens,
     }
     settings = SamplingSettings(config.max_new_tokens, config.temperature, config.top_p, config.seed)
+    if config.sample_base_urls:
+        sampler = endpoint_sampler(config, chat, builder)
+        sampler_record["endpoint_model"] = sampler.model
+    else:
+        sampler = LocalSampler(chat, builder, batch_size=config.batch_size, share_prefill=config.share_prefill)
     bar = tqdm(total=len(requests), desc="sample", unit="prompt")
     with bar, JSONLAppender(out, writer="`baize sdf`") as appender:
 
-        def write(sampled: Sampled, extra: dict | None = None) -> None:
+        def write(sampled: Sampled) -> None:
             appender.append({**rows[sampled.request.id], "prompt_tokens": sampled.prompt_tokens,
-                             "candidates": [s.as_dict() for s in sampled.samples], "sampler": {**sampler, **(extra or {})}})  # fmt: skip
+                             "candidates": [s.as_dict() for s in sampled.samples], "sampler": sampler_record})  # fmt: skip
             stats["sampled"] += 1
             bar.update(1)
 
-        if config.sample_base_urls:
-            stats.update(
-                sample_at_endpoints(config, endpoint_sampler(config, chat, builder), requests, settings, write)
-            )
-        else:
-            local = LocalSampler(chat, builder, batch_size=config.batch_size, share_prefill=config.share_prefill)
-            for batch in local.sample(requests, settings):
-                for sampled in batch:
-                    write(sampled)
+        result = sample_all(sampler, requests, settings, write, concurrency=config.sample_concurrency)
+    result.pop("failed")
+    stats.update(result)
     elapsed = time.perf_counter() - start
     stats["candidates_per_second"] = round(stats["sampled"] * config.num_candidates / elapsed, 2)
-    if stats.get("request_errors"):  # what came is kept; the re-run asks only for the rest
-        raise EndpointError(
-            f"sampling failed for {stats['request_errors']} of {len(requests)} prompts ({stats['last_error']}): "
-            "check sample_base_urls / sample_model and that the servers are up, then re-run the same command"
-        )
+    if stats["request_errors"]:  # what came is kept; the re-run asks only for the rest
+        raise requests_failed("sampling", stats["request_errors"], len(requests), "prompts", stats["last_error"],
+                              "sample_base_urls / sample_model")  # fmt: skip
     return stats
-
-
-def sample_at_endpoints(config: SDFConfig, sampler: EndpointSampler, requests, settings, write) -> dict:
-    """N candidates per prompt at the servers, `sample_concurrency` prompts in flight; a prompt whose request
-    fails after the client's retries is left for the next run (each prompt has its own seed, so it asks the same)."""
-    stats = {"request_errors": 0}
-
-    def failed(request: SampleRequest, error: BaseException) -> None:
-        stats["request_errors"] += 1
-        stats["last_error"] = describe_error(error)
-
-    async def run() -> None:
-        try:
-            await sampler.sample(
-                requests,
-                settings,
-                concurrency=config.sample_concurrency,
-                on_sampled=lambda sampled: write(sampled, {"endpoint_model": sampler.model}),
-                on_error=failed,
-            )
-        finally:
-            await sampler.close()
-
-    asyncio.run(run())
-    return {**stats, "usage": sampler.usage.as_dict(), "per_server": sampler.per_server}

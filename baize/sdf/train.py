@@ -19,7 +19,7 @@ from baize.hub.lineage import (
     version,
 )
 from baize.io.errors import BaizeError, UsageError
-from baize.modeling.loading import hub_model_id
+from baize.modeling.ids import hub_model_id
 from baize.modeling.merging import merge_adapter
 from baize.sdf.config import PREFERENCES_FILE, SELECTED_FILE, SDFConfig
 
