@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trl import DatasetMixtureConfig, DPOConfig, ScriptArguments, TrlParser
+from trl import DatasetMixtureConfig, DPOConfig, ScriptArguments
 
 from baize.io.arguments import parse_recipe
 from baize.io.errors import one_line_errors
@@ -53,14 +53,14 @@ class BaizeDPOConfig(LaunchMatchedConfig, DPOConfig):
 
 
 def parse_args(argv: list[str] | None = None):
-    parser = TrlParser(
+    script_args, model_args, dataset_args, training_args = parse_recipe(
         # the Baize and model keys first in --help, then TRL's hundreds of training arguments
         (DPOScriptArguments, BaizeModelConfig, DatasetMixtureConfig, BaizeDPOConfig),
+        argv,
         prog="baize dpo",
         description="DPO of a new LoRA on SDF preference pairs (baize sdf --step select): "
         "baize dpo --config recipes/baize-v2-7b/dpo.yaml [--key value ...]",
     )
-    script_args, model_args, dataset_args, training_args = parse_recipe(parser, sys.argv[1:] if argv is None else argv)
     return script_args, training_args, model_args, dataset_args
 
 

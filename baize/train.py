@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trl import DatasetMixtureConfig, ScriptArguments, SFTConfig, TrlParser
+from trl import DatasetMixtureConfig, ScriptArguments, SFTConfig
 
 from baize.data.decontaminate import DecontaminationArguments
 from baize.io.arguments import parse_recipe
@@ -83,14 +83,14 @@ class BaizeSFTConfig(LaunchMatchedConfig, SpeedArguments, SFTConfig):
 
 
 def parse_args(argv: list[str] | None = None):
-    parser = TrlParser(
+    script_args, model_args, dataset_args, training_args = parse_recipe(
         # the Baize and model keys first in --help, then TRL's hundreds of training arguments
         (BaizeScriptArguments, BaizeModelConfig, DatasetMixtureConfig, BaizeSFTConfig),
+        argv,
         prog="baize train",
         description="Fine-tune a Baize chat model (LoRA SFT with TRL) from a YAML recipe: "
         "baize train --config recipes/baize-smol/sft.yaml [--key value ...]",
     )
-    script_args, model_args, dataset_args, training_args = parse_recipe(parser, sys.argv[1:] if argv is None else argv)
     if getattr(script_args, "dataset_name", None):  # TRL would quietly prefer the recipe's `datasets:` over it
         raise UsageError(
             f"--dataset_name {script_args.dataset_name}: baize recipes read their data from `datasets:`; pass "

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 
 from baize.data.decontaminate import DecontaminationArguments
 from baize.data.text_quality import known_language
-from baize.io.arguments import parse_recipe
+from baize.io.arguments import parse_recipe, signed_settings
 from baize.llm.endpoint import EndpointArguments
 from baize.llm.prices import model_prices
 
@@ -32,6 +31,7 @@ class CollectConfig(EndpointArguments, DecontaminationArguments):
     mode: str = field(
         default="turns",
         metadata={
+            "signs": "collect",
             "help": "transcript: one teacher call per seed writes the whole [Human]/[AI] transcript (Baize v1). "
             "turns: per round a user-simulator call writes the next question, then a normal chat call answers "
             "it (Baize v2), until max_rounds or the simulator says it has no more questions. "
@@ -51,18 +51,24 @@ class CollectConfig(EndpointArguments, DecontaminationArguments):
     seeds_path: str | None = field(
         default=None,
         metadata={
+            "signs": "collect",
             "help": "Hub dataset id (e.g. pacovaldez/stackoverflow-questions) or a local file: .txt (one seed per "
-            "line), .jsonl/.json, .parquet or .csv (or a local dataset folder)."
+            "line), .jsonl/.json, .parquet or .csv (or a local dataset folder).",
         },
     )
-    seeds_name: str | None = field(default=None, metadata={"help": "Dataset configuration (subset) name, if any."})
-    seeds_split: str = field(default="train", metadata={"help": "Split to read seeds from (Hub datasets)."})
+    seeds_name: str | None = field(
+        default=None, metadata={"signs": "collect", "help": "Dataset configuration (subset) name, if any."}
+    )
+    seeds_split: str = field(
+        default="train", metadata={"signs": "collect", "help": "Split to read seeds from (Hub datasets)."}
+    )
     seeds_column: str = field(
         default="text",
         metadata={
+            "signs": "collect",
             "help": "Column holding the seed; a dotted path reaches into nested columns and lists, e.g. "
             "questions.text.0 (first question of a Quora pair). .txt files always use `text`. "
-            "Alpaca mode reads the instruction/input/output columns instead."
+            "Alpaca mode reads the instruction/input/output columns instead.",
         },
     )
     on_bad_row: str = field(
@@ -95,75 +101,119 @@ class CollectConfig(EndpointArguments, DecontaminationArguments):
     base_url: str | None = field(
         default=None,
         metadata={
+            "role": "teacher",
+            "part": "base_url",
             "help": "OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 for `transformers serve` or vLLM "
-            "(unset: the OpenAI API)."
+            "(unset: the OpenAI API).",
         },
     )
     teacher_model: str = field(
         default="gpt-4o-mini",
         metadata={
+            "signs": "collect",
+            "role": "teacher",
+            "part": "model",
             "help": "Model name sent to the endpoint. `pkg:NAME` (with teacher_gguf_file) names a model shipped in a "
-            "Python package: it is converted once to a local folder whose path is sent, for `transformers serve`."
+            "Python package: it is converted once to a local folder whose path is sent, for `transformers serve`.",
         },
     )
     teacher_gguf_file: str | None = field(
-        default=None, metadata={"help": "GGUF file inside teacher_model (`pkg:` or a local folder), as in training."}
+        default=None,
+        metadata={
+            "signs": "collect",
+            "role": "teacher",
+            "part": "gguf_file",
+            "gguf_of": "teacher_model",
+            "help": "GGUF file inside teacher_model (`pkg:` or a local folder), as in training.",
+        },
     )
     teacher_label: str | None = field(
         default=None, metadata={"help": "Name recorded in the `teacher` column and the card (unset: teacher_model)."}
     )
     user_model: str | None = field(
-        default=None, metadata={"help": "turns mode: model of the user simulator (unset: the teacher model)."}
+        default=None,
+        metadata={"signs": "collect", "help": "turns mode: model of the user simulator (unset: the teacher model)."},
     )
     api_key_env: str = field(
         default="OPENAI_API_KEY",
         metadata={
+            "role": "teacher",
+            "part": "api_key_env",
             "help": "Name of the environment variable holding the API key. The key itself is never read from a "
-            "recipe or the command line, and never written anywhere. Local endpoints need none."
+            "recipe or the command line, and never written anywhere. Local endpoints need none.",
         },
     )
 
     # ------------------------------------------------------------------ sampling, per role
     assistant_temperature: float | None = field(
-        default=None, metadata={"help": "Temperature of the AI turns (transcript mode: of the transcript call)."}
+        default=None,
+        metadata={
+            "signs": "collect",
+            "help": "Temperature of the AI turns (transcript mode: of the transcript call).",
+        },
     )
-    assistant_top_p: float | None = field(default=None, metadata={"help": "top_p of the AI turns / transcript call."})
+    assistant_top_p: float | None = field(
+        default=None, metadata={"signs": "collect", "help": "top_p of the AI turns / transcript call."}
+    )
     assistant_max_tokens: int = field(
-        default=1024, metadata={"help": "max_tokens of one AI turn (transcript mode: of the whole transcript)."}
+        default=1024,
+        metadata={"signs": "collect", "help": "max_tokens of one AI turn (transcript mode: of the whole transcript)."},
     )
-    user_temperature: float | None = field(default=None, metadata={"help": "Temperature of the user simulator."})
-    user_top_p: float | None = field(default=None, metadata={"help": "top_p of the user simulator."})
-    user_max_tokens: int = field(default=256, metadata={"help": "max_tokens of one user-simulator question."})
+    user_temperature: float | None = field(
+        default=None, metadata={"signs": "collect", "help": "Temperature of the user simulator."}
+    )
+    user_top_p: float | None = field(
+        default=None, metadata={"signs": "collect", "help": "top_p of the user simulator."}
+    )
+    user_max_tokens: int = field(
+        default=256, metadata={"signs": "collect", "help": "max_tokens of one user-simulator question."}
+    )
     user_stop: list[str] = field(
         default_factory=lambda: ["[AI]"],
-        metadata={"help": "Stop strings of the user-simulator call (it must write one human line only)."},
+        metadata={
+            "signs": "collect",
+            "help": "Stop strings of the user-simulator call (it must write one human line only).",
+        },
     )
     assistant_system_prompt: str | None = field(
         default=None,
-        metadata={"help": "turns mode: system message of the AI calls (not stored in the dialogues)."},
+        metadata={
+            "signs": "collect",
+            "help": "turns mode: system message of the AI calls (not stored in the dialogues).",
+        },
     )
     transcript_prompt: str | None = field(
         default=None,
-        metadata={"help": "Override of the v1 self-chat prompt; `{seed}` is replaced by the seed (default built in)."},
+        metadata={
+            "signs": "collect",
+            "help": "Override of the v1 self-chat prompt; `{seed}` is replaced by the seed (default built in).",
+        },
     )
     user_prompt: str | None = field(
         default=None,
         metadata={
+            "signs": "collect",
             "help": "Override of the user-simulator prompt; `{seed}` and `{end_marker}` are replaced, and the "
-            "transcript so far goes at `{transcript}` (without it: after the prompt, then an open `[Human] ` line)."
+            "transcript so far goes at `{transcript}` (without it: after the prompt, then an open `[Human] ` line).",
         },
     )
     seed_as_first_question: bool = field(
         default=False,
         metadata={
+            "signs": "collect",
             "help": "turns mode: the seed itself is the first question (Quora, MedQuAD and StackOverflow seeds are "
-            "questions), so the simulator writes only the follow-ups; one call fewer per dialogue."
+            "questions), so the simulator writes only the follow-ups; one call fewer per dialogue.",
         },
     )
-    max_rounds: int = field(default=5, metadata={"help": "turns mode: at most this many question/answer exchanges."})
+    max_rounds: int = field(
+        default=5, metadata={"signs": "collect", "help": "turns mode: at most this many question/answer exchanges."}
+    )
     end_marker: str = field(
         default="[END]",
-        metadata={"help": "turns mode: what the user simulator writes when it has no more questions."},
+        metadata={
+            "signs": "collect",
+            "help": "turns mode: what the user simulator writes when it has no more questions.",
+        },
     )
 
     # ------------------------------------------------------------------ throughput
@@ -236,14 +286,17 @@ class CollectConfig(EndpointArguments, DecontaminationArguments):
 
     # ------------------------------------------------------------------ cleaning
     min_exchanges: int = field(
-        default=1, metadata={"help": "Drop dialogues with fewer question/answer exchanges (`too_short`)."}
+        default=1,
+        metadata={"signs": "collect", "help": "Drop dialogues with fewer question/answer exchanges (`too_short`)."},
     )
     min_reply_chars: int = field(
-        default=10, metadata={"help": "Drop dialogues with an AI turn shorter than this (`too_short`)."}
+        default=10,
+        metadata={"signs": "collect", "help": "Drop dialogues with an AI turn shorter than this (`too_short`)."},
     )
     on_truncated: str = field(
         default="drop",
         metadata={
+            "signs": "collect",
             "help": "A reply cut by max_tokens (finish_reason=length): `drop` the dialogue (`truncated`), or `trim` "
             "it to the exchanges before the cut one.",
             "choices": ["drop", "trim"],
@@ -251,33 +304,38 @@ class CollectConfig(EndpointArguments, DecontaminationArguments):
     )
     refusal_patterns: list[str] = field(
         default_factory=lambda: list(DEFAULT_REFUSAL_PATTERNS),
-        metadata={"help": "Regexes (case-insensitive) of refusal boilerplate in AI turns (`refusal`); [] disables."},
+        metadata={
+            "signs": "collect",
+            "help": "Regexes (case-insensitive) of refusal boilerplate in AI turns (`refusal`); [] disables.",
+        },
     )
     language: str | None = field(
         default="seed",
         metadata={
+            "signs": "collect",
             "help": "The language every turn must be in, or the dialogue is dropped (`language`): `seed` (the seed "
             "question's, told per turn by py3langid), a code such as en or zh, or none. Turns too short to tell do "
-            "not count (baize/data/text_quality.py)."
+            "not count (baize/data/text_quality.py).",
         },
     )
     drop_repetition: bool = field(
         default=True,
-        metadata={"help": "Drop dialogues with a turn that loops (`repetition`: a span repeated back to back, a "
+        metadata={'signs': 'collect', "help": "Drop dialogues with a turn that loops (`repetition`: a span repeated back to back, a "
                   "sentence 3 times, or under half of its word 4-grams distinct)."},
     )  # fmt: skip
 
     near_duplicate_threshold: float | None = field(
         default=None,
         metadata={
+            "signs": "collect",
             "help": "Also drop near-duplicates of a kept dialogue (`near_duplicate`): MinHash LSH, Jaccard similarity "
             "of 3-word shingles at least this (0.5 is baize data dedup's measured default; baize.data.dedup says why). "
-            "Unset: exact duplicates only."
+            "Unset: exact duplicates only.",
         },
     )
     near_duplicate_over: str = field(
         default="dialogue",
-        metadata={"help": "What near-duplicates compare: every turn, or the human turns only.",
+        metadata={'signs': 'collect', "help": "What near-duplicates compare: every turn, or the human turns only.",
                   "choices": ["dialogue", "human_turns"]},
     )  # fmt: skip
 
@@ -313,13 +371,6 @@ class CollectConfig(EndpointArguments, DecontaminationArguments):
 
     # Settings that shape the dialogues: a re-run must use the same ones (collect_signature.json). Throughput,
     # limits, sharding and the endpoint URL may change between runs.
-    SHAPING = (
-        "mode seeds_path seeds_name seeds_split seeds_column teacher_model teacher_gguf_file user_model "
-        "assistant_temperature assistant_top_p assistant_max_tokens user_temperature user_top_p user_max_tokens "
-        "user_stop assistant_system_prompt transcript_prompt user_prompt seed_as_first_question max_rounds "
-        "end_marker min_exchanges min_reply_chars on_truncated refusal_patterns language drop_repetition near_duplicate_threshold near_duplicate_over"
-    ).split()
-
     def budget_reached(self, cost: float, tokens: int, *, exceeded: bool = False) -> str | None:
         """The budget (`max_cost`, `max_tokens`) a spend of `cost` and `tokens` has reached, or with `exceeded`,
         gone past (a reservation may take the spend up to a budget, not beyond it); None while within both."""
@@ -329,7 +380,8 @@ class CollectConfig(EndpointArguments, DecontaminationArguments):
         return None
 
     def shaping_settings(self) -> dict:
-        return {name: getattr(self, name) for name in self.SHAPING}
+        """What shapes the dialogues (the fields marked `signs: collect`): a re-run with others is refused."""
+        return signed_settings(self, "collect")
 
     def __post_init__(self):
         if isinstance(self.language, str) and self.language.lower() in ("none", "null", "any", ""):
@@ -389,14 +441,12 @@ class CollectConfig(EndpointArguments, DecontaminationArguments):
 
 
 def parse_args(argv: list[str] | None = None) -> CollectConfig:
-    from trl import TrlParser
-
-    parser = TrlParser(
+    (config,) = parse_recipe(
         (CollectConfig,),
+        argv,
         prog="baize collect",
         description="Collect Baize self-chat dialogues from a teacher LLM (any OpenAI-compatible endpoint) into a "
         "dataset: baize collect --config recipes/selfchat-quora/collect.yaml [--key value ...]. "
         "The API key comes from the environment variable named by --api_key_env only.",
     )
-    (config,) = parse_recipe(parser, sys.argv[1:] if argv is None else argv)
     return config

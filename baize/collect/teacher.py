@@ -6,9 +6,10 @@ import logging
 
 from baize.collect.config import CollectConfig
 from baize.io.errors import BudgetReached, MalformedReply
-from baize.llm.endpoint import Completion, Endpoint, RoleUsage, Usage, prompt_tokens_at_most
+from baize.llm.endpoint import Completion, RoleUsage, Usage, prompt_tokens_at_most
 from baize.llm.prices import cost_usd
 from baize.llm.ratelimit import RateLimiter
+from baize.llm.roles import EndpointRole
 from baize.modeling.loading import resolve_model_name
 
 logger = logging.getLogger(__name__)
@@ -23,16 +24,10 @@ class Teacher:
         self.ledger = ledger  # baize.collect.journal.Ledger: every call reserved before it is sent
         self.retries: int | None = None  # HTTP retries per call (None: the client's max_retries)
         self.unpriced: set[str] = set()
-        model = resolve_model_name(config.teacher_model, config.teacher_gguf_file)
+        role = EndpointRole.of(config, "teacher")
+        model = resolve_model_name(role.model, role.gguf_file)
         self.models = {"assistant": model, "transcript": model, "user": config.user_model or model}
-        self.endpoint = Endpoint(
-            config.base_url,
-            config.api_key_env,
-            limiter=limiter,
-            max_retries=config.max_retries,
-            timeout=config.timeout,
-            offline=config.batch_offline,
-        )
+        self.endpoint = role.endpoint(config, limiter, offline=config.batch_offline)
 
     @property
     def rate_limited(self) -> int:

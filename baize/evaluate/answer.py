@@ -17,11 +17,11 @@ from baize.io.errors import UsageError, requests_failed
 from baize.io.jsonl import JSONLAppender, read_jsonl
 from baize.io.runs import claim_step, fingerprint
 from baize.llm.endpoint import (
-    Endpoint,
     describe_url,
 )
 from baize.llm.generation import SamplingSettings
 from baize.llm.preflight import check_endpoints
+from baize.llm.roles import EndpointRole
 from baize.llm.sampling import EndpointSampler, LocalSampler, Sample, Sampled, SampleRequest, sample_all
 from baize.modeling.loading import load_chat_model, resolve_model_name
 from baize.prompts import GUARDRAIL_SYSTEM_PROMPT
@@ -158,13 +158,7 @@ def contestant_sampler(config: EvalConfig, contestant: Contestant):
         )
         builder = chat.prompt_builder(system=local_system_prompt(config))
         return LocalSampler(chat, builder, batch_size=config.batch_size), False
-    endpoint = Endpoint(
-        config.answer_base_url or config.judge_base_url,
-        config.answer_api_key_env or config.judge_api_key_env,
-        limiter=config.rate_limiter(),
-        max_retries=config.max_retries,
-        timeout=config.timeout,
-    )
+    endpoint = EndpointRole.of(config, "answer", fallback="judge").endpoint(config)
     builder = None
     if contestant.prompt_from:  # prompted exactly as a local model would be, through /v1/completions
         source = load_chat_model(contestant.prompt_from, prompt_format=config.prompt_format, without_weights=True)
@@ -214,11 +208,11 @@ def answer_settings(config: EvalConfig, contestant: Contestant) -> dict:
 def preflight(config: EvalConfig, answering: list[Contestant], judge: bool) -> None:
     """Before minutes of local answering: the endpoints of the contestants that answer there, and the judge when
     this run goes on to judge, have their keys and answer."""
-    answer_url, answer_key = config.answer_base_url or config.judge_base_url, config.answer_api_key_env
-    endpoints = [("answer endpoint", answer_url, answer_key or config.judge_api_key_env)
-                 for contestant in answering if contestant.endpoint_model is not None]  # fmt: skip
+    endpoints = []
+    if any(contestant.endpoint_model is not None for contestant in answering):
+        endpoints += EndpointRole.of(config, "answer", fallback="judge").preflight("answer endpoint")
     if judge:
-        endpoints.append(("judge", config.judge_base_url, config.judge_api_key_env))
+        endpoints += EndpointRole.of(config, "judge").preflight("judge")
     if endpoints:
         check_endpoints(endpoints)
 
@@ -255,7 +249,7 @@ def answer_step(config: EvalConfig, preflight_judge: bool = False) -> dict:
         logger.info("answer %s: %s", contestant.label, stats)
         report[contestant.label] = stats
         if stats.get("request_errors"):  # the answers that came are kept; a re-run asks only for the rest
-            where = describe_url(config.answer_base_url or config.judge_base_url)
+            where = describe_url(EndpointRole.of(config, "answer", fallback="judge").base_url)
             raise requests_failed(f"{contestant.label} at {where}", stats["request_errors"], todo, "answers",
                                   stats["last_error"], "answer_base_url")  # fmt: skip
     return report

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,19 +108,34 @@ class EvalConfig(JudgeArguments):
         },
     )
     model_label: str | None = field(default=None, metadata={"help": "Its name in files and tables."})
-    model_base: str | None = field(default=None, metadata={"help": "Base of an adapter (unset: its own)."})
-    model_gguf_file: str | None = field(default=None, metadata={"help": "GGUF file of the base (pkg:NAME)."})
+    model_base: str | None = field(
+        default=None, metadata={"base_of": "model", "help": "Base of an adapter (unset: its own)."}
+    )
+    model_gguf_file: str | None = field(
+        default=None, metadata={"gguf_of": ("model", "model_base"), "help": "GGUF file of the base (pkg:NAME)."}
+    )
     reference: str = field(
         default="openai:gpt-3.5-turbo",
         metadata={"help": "The reference whose answers the model is scored against (paper: ChatGPT)."},
     )
     reference_label: str | None = field(default=None, metadata={"help": "Its name in files and tables."})
-    reference_base: str | None = field(default=None, metadata={"help": "Base of a reference adapter."})
+    reference_base: str | None = field(
+        default=None, metadata={"base_of": "reference", "help": "Base of a reference adapter."}
+    )
     reference_gguf_file: str | None = field(
-        default=None, metadata={"help": "GGUF file of the reference (pkg:NAME, local folder or openai:pkg:NAME)."}
+        default=None,
+        metadata={
+            "gguf_of": ("reference", "reference_base"),
+            "help": "GGUF file of the reference (pkg:NAME, local folder or openai:pkg:NAME).",
+        },
     )
     answer_base_url: str | None = field(
-        default=None, metadata={"help": "Endpoint of openai:MODEL contestants (unset: judge_base_url)."}
+        default=None,
+        metadata={
+            "role": "answer",
+            "part": "base_url",
+            "help": "Endpoint of openai:MODEL contestants (unset: judge_base_url).",
+        },
     )
     model_prompt_from: str | None = field(
         default=None,
@@ -136,7 +150,12 @@ class EvalConfig(JudgeArguments):
         default=None, metadata={"help": "The same for an openai:MODEL reference."}
     )
     answer_api_key_env: str | None = field(
-        default=None, metadata={"help": "Environment variable with their API key (unset: judge_api_key_env)."}
+        default=None,
+        metadata={
+            "role": "answer",
+            "part": "api_key_env",
+            "help": "Environment variable with their API key (unset: judge_api_key_env).",
+        },
     )
     prompt_format: str = field(
         default="auto",
@@ -176,7 +195,15 @@ class EvalConfig(JudgeArguments):
         default=DEFAULT_SEED, metadata={"help": "Sampling seed (per batch, derived from the question ids)."}
     )
     # ------------------------------------------------------------------ judging and report
-    judge_model: str = field(default="gpt-4", metadata={"help": "Judge model at the endpoint (paper: GPT-4)."})
+    judge_model: str = field(
+        default="gpt-4",
+        metadata={
+            "role": "judge",
+            "part": "model",
+            "signs": "judge",
+            "help": "Judge model at the endpoint (paper: GPT-4).",
+        },
+    )
     pairwise: bool = field(
         default=True,
         metadata={"help": "Also ask with the model's answer first (pairwise win/tie/loss); false: paper only."},
@@ -223,15 +250,13 @@ class EvalConfig(JudgeArguments):
 
 
 def parse_args(argv: list[str] | None = None) -> EvalConfig:
-    from trl import TrlParser
-
-    parser = TrlParser(
+    (config,) = parse_recipe(
         (EvalConfig,),
+        argv,
         prog="baize eval",
         description="Evaluate a chat model the way the Baize paper did (an LLM judge scores its answers against a "
         "reference model's, 1-10, reported as % of the reference) and with a pairwise judge asked in both "
         "orders (win/tie/loss, adjusted win rate with a bootstrap interval). "
         "baize eval --config recipes/baize-smol/eval.yaml [--step answer|judge|report|all] [--model ...]",
     )
-    (config,) = parse_recipe(parser, list(sys.argv[1:] if argv is None else argv))
     return config

@@ -19,21 +19,54 @@ import yaml
 
 from baize.io.errors import BaizeError, UsageError
 
-# A model key and the recipe key that only makes sense with the recipe's own model.
-MODEL_COMPANIONS = {
-    "model_name_or_path": "gguf_file",
-    "teacher_model": "teacher_gguf_file",
-    "judge_model": "judge_gguf_file",
-    "model": "model_gguf_file",
-    "reference": "reference_gguf_file",
-    "base_model": "gguf_file",  # SDF: the GGUF file of the v1's base
-    "model_base": "model_gguf_file",
-    "reference_base": "reference_gguf_file",
-}
+# What a config says about its own fields, on the field (metadata), so that no table keeps them in step:
+#   signs     the step(s) whose signature the field is part of (a changed value is refused, not mixed in)
+#   gguf_of   the model key(s) whose GGUF file this is (a model given on the command line drops the recipe's file)
+#   base_of   the model key this is the base of (the GGUF file then belongs to the base and stays)
+#   role/part the endpoint role (teacher, judge, sample, answer) and which part of it (baize.llm.roles)
+MARKS = ("signs", "gguf_of", "base_of", "role", "part")
 
 
-# A model key whose companion GGUF file belongs to this base key instead, when the recipe sets it.
-BASE_OF = {"model_name_or_path": "base_model", "model": "model_base", "reference": "reference_base"}
+def marked(help: str, **marks) -> dict:
+    """A field's metadata: its help text and baize's marks."""
+    unknown = set(marks) - set(MARKS)
+    if unknown:
+        raise TypeError(f"unknown field marks {sorted(unknown)}; known: {MARKS}")
+    return {"help": help, **marks}
+
+
+def _as_tuple(value) -> tuple:
+    return tuple(value) if isinstance(value, list | tuple) else (value,) if value is not None else ()
+
+
+def signed_settings(config, step: str) -> dict:
+    """The settings that sign `step`: every field of `config` marked `signs` with it, by name."""
+    import dataclasses
+
+    return {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if step in _as_tuple(f.metadata.get("signs"))
+    }
+
+
+def drop_recipe_gguf_files(outputs, given: set[str]) -> None:
+    """A model key given on the command line without its GGUF file: the recipe's GGUF file belonged to the recipe's
+    model, so it goes (unless it belongs to a base the recipe names apart: SDF's v1 adapter on base_model +
+    gguf_file)."""
+    import dataclasses
+
+    for output in outputs:
+        if not dataclasses.is_dataclass(output):
+            continue
+        fields = dataclasses.fields(output)
+        for companion in fields:
+            for model_key in _as_tuple(companion.metadata.get("gguf_of")):
+                if model_key not in given or companion.name in given or not hasattr(output, model_key):
+                    continue
+                bases = [f.name for f in fields if f.metadata.get("base_of") == model_key]
+                if not any(getattr(output, base) for base in bases):
+                    setattr(output, companion.name, None)
 
 
 def did_you_mean(name: str, known: list[str]) -> str:
@@ -65,9 +98,26 @@ def describe_yaml_error(error) -> str:
     return f"{where}{problem}{hint}"
 
 
-def parse_recipe(parser, argv: list[str]) -> tuple:
-    """`parser.parse_args_and_config(argv)` with one-line errors; returns the dataclasses."""
-    argv = list(argv)
+def recipe_parser(dataclass_types: tuple, prog: str, description: str):
+    """TRL's parser for these dataclasses; baize's field marks stay out of argparse."""
+    from trl import TrlParser
+
+    class RecipeParser(TrlParser):
+        def add_argument(self, *args, **kwargs):
+            for mark in MARKS:
+                kwargs.pop(mark, None)
+            return super().add_argument(*args, **kwargs)
+
+    return RecipeParser(dataclass_types, prog=prog, description=description)
+
+
+def parse_recipe(dataclass_types: tuple, argv: list[str] | None, *, prog: str, description: str) -> tuple:
+    """The recipe and command line (`argv`; default: this process's) parsed into `dataclass_types` with one-line
+    errors; returns the dataclasses."""
+    import sys
+
+    parser = recipe_parser(dataclass_types, prog, description)
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser.allow_abbrev = False  # a typo that happens to be a prefix of a key must not silently set that key
     recipe = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
     if recipe is not None and not Path(recipe).is_file():
@@ -101,14 +151,7 @@ def parse_recipe(parser, argv: list[str]) -> tuple:
         flag = (unknown_flags or from_command_line)[0]
         hint = did_you_mean(flag.lstrip("-").split("=")[0], flags).replace("'", "'--", 1) if unknown_flags else ""
         raise UsageError(f"unknown argument {flag}{hint}; see --help")
-    given = {s[2:].split("=")[0].replace("-", "_") for s in argv if s.startswith("--")}
-    for model_key, companion in MODEL_COMPANIONS.items():
-        if model_key in given and companion not in given:
-            for output in outputs:  # the recipe's GGUF file belongs to the recipe's model, not this one
-                # ... unless it belongs to a base the recipe names apart (SDF's v1 adapter on base_model + gguf_file)
-                base = getattr(output, BASE_OF.get(model_key, ""), None)
-                if hasattr(output, model_key) and hasattr(output, companion) and not base:
-                    setattr(output, companion, None)
+    drop_recipe_gguf_files(outputs, {s[2:].split("=")[0].replace("-", "_") for s in argv if s.startswith("--")})
     return tuple(outputs)
 
 

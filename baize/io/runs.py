@@ -31,6 +31,12 @@ RESUME_STATE_PATTERNS = [
     "scaler.pt",
     "rng_state*.pth",
     "trainer_state.json",
+    # the stages' own resume files, also where no signature declares them (a folder put together by hand)
+    "journal*.jsonl",
+    "spend*.jsonl",
+    "failed_seeds.jsonl",
+    "batches/**",
+    "judge-batches/**",
 ]
 
 

@@ -22,7 +22,8 @@ from baize.judging.rubrics import (
     expected_score,
 )
 from baize.llm.batch import batch_label
-from baize.llm.endpoint import Endpoint, EndpointArguments, RoleUsage, describe_error
+from baize.llm.endpoint import EndpointArguments, RoleUsage, describe_error
+from baize.llm.roles import EndpointRole
 from baize.modeling.loading import resolve_model_name
 
 logger = logging.getLogger(__name__)
@@ -32,24 +33,40 @@ logger = logging.getLogger(__name__)
 class JudgeArguments(EndpointArguments):
     """The judge endpoint and how it is asked; stages subclass this and add their own fields."""
 
-    judge_model: str = field(default="gpt-3.5-turbo", metadata={"help": "Judge model name at the endpoint."})
+    judge_model: str = field(
+        default="gpt-3.5-turbo",
+        metadata={"role": "judge", "part": "model", "signs": "judge", "help": "Judge model name at the endpoint."},
+    )
     judge_gguf_file: str | None = field(
         default=None,
         metadata={
+            "role": "judge",
+            "part": "gguf_file",
+            "gguf_of": "judge_model",
+            "signs": "judge",
             "help": "With judge_model pkg:NAME or a folder: its GGUF file, converted once; the converted folder "
-            "is sent as the model name (what a local `transformers serve` loads)."
+            "is sent as the model name (what a local `transformers serve` loads).",
         },
     )
     judge_base_url: str | None = field(
-        default=None, metadata={"help": "OpenAI-compatible endpoint (unset: api.openai.com)."}
+        default=None,
+        metadata={"role": "judge", "part": "base_url", "help": "OpenAI-compatible endpoint (unset: api.openai.com)."},
     )
     judge_api_key_env: str = field(
-        default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the judge API key (never a file)."}
+        default="OPENAI_API_KEY",
+        metadata={
+            "role": "judge",
+            "part": "api_key_env",
+            "help": "Environment variable holding the judge API key (never a file).",
+        },
     )
-    judge_temperature: float = field(default=0.0, metadata={"help": "Judge sampling temperature."})
-    judge_max_tokens: int = field(default=512, metadata={"help": "Judge reply budget (score line + rationale)."})
+    judge_temperature: float = field(default=0.0, metadata={"signs": "judge", "help": "Judge sampling temperature."})
+    judge_max_tokens: int = field(
+        default=512, metadata={"signs": "judge", "help": "Judge reply budget (score line + rationale)."}
+    )
     judge_parse_retries: int = field(
-        default=2, metadata={"help": "Re-asks (with a format reminder) when a verdict cannot be parsed."}
+        default=2,
+        metadata={"signs": "judge", "help": "Re-asks (with a format reminder) when a verdict cannot be parsed."},
     )
     judge_concurrency: int = field(default=8, metadata={"help": "Questions / prompts judged at once."})
     judge_batch: bool = field(
@@ -63,6 +80,7 @@ class JudgeArguments(EndpointArguments):
     judge_scoring: str = field(
         default="parsed",
         metadata={
+            "signs": "judge",
             "help": "How a single score (SDF pointwise, eval single grading) is read: `parsed` from the reply's "
             "text; `expected` (G-Eval) as the probability-weighted mean over the score tokens of the first "
             "generated token (the endpoint must return logprobs: OpenAI, vLLM, llama-cpp-python's server); `auto`: expected where the "
@@ -167,17 +185,12 @@ class JudgeClient:
     def __init__(self, args: JudgeArguments, cache: VerdictCache | None = None, transport=None):
         """`transport`: what carries the requests (default: the judge endpoint; a plan's counting transport)."""
         self.args = args
-        self.model = resolve_model_name(args.judge_model, args.judge_gguf_file)
-        self.base_url = args.judge_base_url
+        role = EndpointRole.of(args, "judge")
+        self.model = resolve_model_name(role.model, role.gguf_file)
+        self.base_url = role.base_url
         self.cache = cache
         self.stats = JudgeStats()
-        self.endpoint = transport or Endpoint(
-            self.base_url,
-            args.judge_api_key_env,
-            limiter=args.rate_limiter(),
-            max_retries=args.max_retries,
-            timeout=args.timeout,
-        )
+        self.endpoint = transport or role.endpoint(args)
 
     def use_batches(self, folder: str | Path) -> None:
         """With judge_batch: every request of this client goes into Batch API batches kept in `folder`."""

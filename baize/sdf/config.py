@@ -6,7 +6,7 @@ import hashlib
 import sys
 from dataclasses import dataclass, field
 
-from baize.io.arguments import parse_recipe
+from baize.io.arguments import parse_recipe, signed_settings
 from baize.judging.client import JudgeArguments
 from baize.judging.rubrics import PAIR_100, POINTWISE_100
 from baize.llm.generation import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SEED, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
@@ -37,74 +37,124 @@ class SDFConfig(JudgeArguments):
     # ------------------------------------------------------------------ v1 model
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "The v1 model: a LoRA adapter folder / Hub id (loaded on its base), or a full model."},
+        metadata={
+            "signs": "sample",
+            "help": "The v1 model: a LoRA adapter folder / Hub id (loaded on its base), or a full model.",
+        },
     )
     base_model: str | None = field(
-        default=None, metadata={"help": "Base of the v1 adapter (unset: the one in its adapter_config.json)."}
+        default=None,
+        metadata={
+            "base_of": "model_name_or_path",
+            "signs": "sample",
+            "help": "Base of the v1 adapter (unset: the one in its adapter_config.json).",
+        },
     )
-    gguf_file: str | None = field(default=None, metadata={"help": "GGUF file of the base (e.g. for pkg:NAME)."})
+    gguf_file: str | None = field(
+        default=None,
+        metadata={
+            "gguf_of": ("model_name_or_path", "base_model"),
+            "signs": "sample",
+            "help": "GGUF file of the base (e.g. for pkg:NAME).",
+        },
+    )
     dtype: str | None = field(
         default=None,
-        metadata={"help": "float32 / bfloat16 / float16 for sampling (unset: bf16 on GPU, fp32 on CPU)."},
+        metadata={
+            "signs": "sample",
+            "help": "float32 / bfloat16 / float16 for sampling (unset: bf16 on GPU, fp32 on CPU).",
+        },
     )
-    load_in_8bit: bool = field(default=False, metadata={"help": "Sample from an int8 base (bitsandbytes)."})
+    load_in_8bit: bool = field(
+        default=False, metadata={"signs": "sample", "help": "Sample from an int8 base (bitsandbytes)."}
+    )
     # ------------------------------------------------------------------ prompts
     prompts_path: str | None = field(
         default=None,
         metadata={
+            "signs": "sample",
             "help": "Prompts: Hub dataset id or local .txt/.jsonl/.parquet file. A `messages` column gives "
             "multi-turn contexts (a trailing assistant turn is dropped); otherwise `prompts_column` is one "
-            "user question. De-duplicated like collection seeds."
+            "user question. De-duplicated like collection seeds.",
         },
     )
-    prompts_name: str | None = field(default=None, metadata={"help": "Dataset config name (Hub datasets)."})
-    prompts_split: str = field(default="train", metadata={"help": "Dataset split."})
-    prompts_column: str = field(
-        default="text", metadata={"help": "Column with the question (dotted paths like questions.text.0 work)."}
+    prompts_name: str | None = field(
+        default=None, metadata={"signs": "sample", "help": "Dataset config name (Hub datasets)."}
     )
-    messages_column: str = field(default="messages", metadata={"help": "Column with chat contexts, if present."})
-    limit: int | None = field(default=None, metadata={"help": "Use at most this many prompts (after dedup)."})
+    prompts_split: str = field(default="train", metadata={"signs": "sample", "help": "Dataset split."})
+    prompts_column: str = field(
+        default="text",
+        metadata={"signs": "sample", "help": "Column with the question (dotted paths like questions.text.0 work)."},
+    )
+    messages_column: str = field(
+        default="messages", metadata={"signs": "sample", "help": "Column with chat contexts, if present."}
+    )
+    limit: int | None = field(
+        default=None, metadata={"signs": "sample", "help": "Use at most this many prompts (after dedup)."}
+    )
     # ------------------------------------------------------------------ sampling
-    num_candidates: int = field(default=4, metadata={"help": "N: answers sampled per prompt (paper: 4)."})
-    max_new_tokens: int = field(default=DEFAULT_MAX_NEW_TOKENS, metadata={"help": "Longest answer, in tokens."})
+    num_candidates: int = field(
+        default=4, metadata={"signs": "sample", "help": "N: answers sampled per prompt (paper: 4)."}
+    )
+    max_new_tokens: int = field(
+        default=DEFAULT_MAX_NEW_TOKENS, metadata={"signs": "sample", "help": "Longest answer, in tokens."}
+    )
     max_prompt_tokens: int = field(
-        default=512, metadata={"help": "Prompts (rendered context) longer than this are skipped and counted."}
+        default=512,
+        metadata={"signs": "sample", "help": "Prompts (rendered context) longer than this are skipped and counted."},
     )
     temperature: float = field(
-        default=DEFAULT_TEMPERATURE, metadata={"help": "Sampling temperature (Baize demo: 1.0)."}
+        default=DEFAULT_TEMPERATURE, metadata={"signs": "sample", "help": "Sampling temperature (Baize demo: 1.0)."}
     )
-    top_p: float = field(default=DEFAULT_TOP_P, metadata={"help": "Nucleus sampling (Baize demo: 0.95)."})
+    top_p: float = field(
+        default=DEFAULT_TOP_P, metadata={"signs": "sample", "help": "Nucleus sampling (Baize demo: 0.95)."}
+    )
     batch_size: int = field(
-        default=8, metadata={"help": "Prompts per forward pass (each with N sequences: batch_size x N rows)."}
+        default=8,
+        metadata={"signs": "sample", "help": "Prompts per forward pass (each with N sequences: batch_size x N rows)."},
     )
     share_prefill: bool = field(
         default=True,
         metadata={"help": "Run each prompt's prefill once and copy its KV cache to the N samples (transformers)."},
     )
     seed: int = field(
-        default=DEFAULT_SEED, metadata={"help": "Sampling seed (per batch, derived from the prompt ids)."}
+        default=DEFAULT_SEED,
+        metadata={"signs": "sample", "help": "Sampling seed (per batch, derived from the prompt ids)."},
     )
     sample_base_urls: list[str] | None = field(
         default=None,
         metadata={
+            "role": "sample",
+            "part": "base_urls",
             "help": "Sample at OpenAI-compatible servers instead of in this process: one or several base URLs "
             "(`vllm serve` replicas, prompts spread over them). The prompt text is built here by the shared prompt "
             "builder and sent to /v1/completions with n, stop (the turn tags), max_tokens, temperature, top_p and "
-            "seed. The v1 must be what they serve (a merged v1, or `--enable-lora --lora-modules NAME=V1`)."
+            "seed. The v1 must be what they serve (a merged v1, or `--enable-lora --lora-modules NAME=V1`).",
         },
     )
     sample_model: str | None = field(
         default=None,
-        metadata={"help": "The model name at sample_base_urls (the merged folder, or the LoRA module's NAME)."},
+        metadata={
+            "role": "sample",
+            "part": "model",
+            "signs": "sample",
+            "help": "The model name at sample_base_urls (the merged folder, or the LoRA module's NAME).",
+        },
     )
     sample_api_key_env: str = field(
-        default="OPENAI_API_KEY", metadata={"help": "Variable holding the sampling servers' key (vLLM: any)."}
+        default="OPENAI_API_KEY",
+        metadata={
+            "role": "sample",
+            "part": "api_key_env",
+            "help": "Variable holding the sampling servers' key (vLLM: any).",
+        },
     )
     sample_concurrency: int = field(default=16, metadata={"help": "Prompts in flight at once, over all servers."})
     # ------------------------------------------------------------------ judge (endpoint fields: JudgeArguments)
     judge_mode: str = field(
         default="pointwise",
         metadata={
+            "signs": "judge",
             "help": "pointwise: a 1-100 score per candidate (paper); pairwise: challenger vs best, both orders.",
             "choices": ["pointwise", "pairwise"],
         },
@@ -207,33 +257,24 @@ def parse_args(argv: list[str] | None = None) -> tuple[SDFConfig, list[str]]:
     if "--" in argv:
         cut = argv.index("--")
         argv, train_argv = argv[:cut], argv[cut + 1 :]
-    from trl import TrlParser
-
-    parser = TrlParser(
+    (config,) = parse_recipe(
         (SDFConfig,),
+        argv,
         prog="baize sdf",
         description="Baize v2 Self-Distillation with Feedback: sample N answers from the v1 model, score them "
         "with an LLM judge, keep the best, train a new LoRA on top of v1. "
         "baize sdf --config recipes/baize-smol/sdf.yaml [--step sample|judge|select|train|all] [-- SFT overrides]",
     )
-    (config,) = parse_recipe(parser, argv)
     return config, train_argv
 
 
 def sample_settings(config: SDFConfig) -> dict:
-    names = (
-        "model_name_or_path base_model gguf_file dtype load_in_8bit prompts_path prompts_name prompts_split "
-        "prompts_column messages_column limit num_candidates max_new_tokens max_prompt_tokens temperature top_p "
-        "batch_size seed sample_model"
-    ).split()
-    # Not the URLs: another replica, or a restarted server, samples the same model.
-    return {**{name: getattr(config, name) for name in names}, "at_endpoint": bool(config.sample_base_urls)}
+    # The fields marked `signs: sample`; not the URLs: another replica, or a restarted server, samples the same model.
+    return {**signed_settings(config, "sample"), "at_endpoint": bool(config.sample_base_urls)}
 
 
 def judge_settings(config: SDFConfig) -> dict:
-    # The model and how it is asked; not its URL (a restarted server or another replica serves the same judge).
-    names = (
-        "judge_model judge_gguf_file judge_temperature judge_max_tokens judge_parse_retries judge_scoring judge_mode"
-    )
+    # The fields marked `signs: judge` (the model and how it is asked; not its URL: a restarted server or another
+    # replica serves the same judge) and the rubrics' text.
     templates = hashlib.sha256((POINTWISE_100.template + PAIR_100.template).encode()).hexdigest()[:16]
-    return {**{name: getattr(config, name) for name in names.split()}, "templates": templates}
+    return {**signed_settings(config, "judge"), "templates": templates}

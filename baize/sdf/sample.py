@@ -12,10 +12,10 @@ from baize.data.seeds import load_table, normalize, select_seeds
 from baize.io.errors import requests_failed
 from baize.io.jsonl import JSONLAppender, read_jsonl
 from baize.io.runs import claim_step
-from baize.llm.endpoint import Endpoint
 from baize.llm.generation import SamplingSettings
 from baize.llm.preflight import check_endpoints
 from baize.llm.ratelimit import RateLimiter
+from baize.llm.roles import EndpointRole
 from baize.llm.sampling import EndpointSampler, LocalSampler, Sampled, SampleRequest, sample_all
 from baize.modeling.loading import load_chat_model
 from baize.sdf.config import (
@@ -87,9 +87,8 @@ def load_v1(config: SDFConfig, without_weights: bool = False):
 
 def endpoint_sampler(config: SDFConfig, chat, builder) -> EndpointSampler:
     """The sampling servers, round robin under one limiter, prompted with v1's builder at /v1/completions."""
-    limiter = RateLimiter()  # vLLM replicas: no provider limits (rpm/tpm are the judge's)
-    endpoints = [Endpoint(url, config.sample_api_key_env, limiter=limiter, max_retries=config.max_retries,
-                          timeout=config.timeout) for url in config.sample_base_urls]  # fmt: skip
+    # vLLM replicas: no provider limits (rpm/tpm are the judge's)
+    endpoints = EndpointRole.of(config, "sample").endpoints(config, RateLimiter())
     # The prompt text already holds its BOS where the template writes one; a tokenizer that adds BOS by default
     # (LLaMA's) would add a second at the server, so tell vLLM not to (`add_special_tokens`, a vLLM extension
     # that `transformers serve` refuses; SmolLM2's tokenizer adds nothing, so nothing is sent for it).
@@ -118,9 +117,9 @@ def sample_step(config: SDFConfig, preflight_judge: bool = False) -> dict:
         logger.info("sample: all %d prompts already sampled", len(prompts))
         return stats
     if not config.skip_preflight:  # before minutes of sampling: the servers this run will call answer
-        endpoints = [("sampling server", url, config.sample_api_key_env) for url in config.sample_base_urls or []]
+        endpoints = EndpointRole.of(config, "sample").preflight("sampling server")
         if preflight_judge:
-            endpoints.append(("judge", config.judge_base_url, config.judge_api_key_env))
+            endpoints += EndpointRole.of(config, "judge").preflight("judge")
         if endpoints:
             check_endpoints(endpoints)
 
