@@ -16,21 +16,11 @@ import logging
 import sys
 
 from baize.io.arguments import StageParser
-from baize.io.errors import configure_logging, one_line_errors
-from baize.llm.generation import (
-    DEFAULT_MAX_NEW_TOKENS,
-    DEFAULT_TEMPERATURE,
-    DEFAULT_TOP_P,
-    SamplingSettings,
-)
+from baize.io.errors import configure_logging, run_command
+from baize.llm.generation import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, SamplingSettings
 from baize.llm.sampling import LocalSampler
 from baize.modeling.loading import ChatModel, add_chat_model_arguments, chat_model_from_args
-from baize.prompts import (
-    DEFAULT_MAX_HISTORY_TOKENS,
-    GUARDRAIL_SYSTEM_PROMPT,
-    TURN_TAGS,
-    PromptBuilder,
-)
+from baize.prompts import DEFAULT_MAX_HISTORY_TOKENS, GUARDRAIL_SYSTEM_PROMPT, TURN_TAGS, PromptBuilder
 
 logger = logging.getLogger(__name__)
 
@@ -79,12 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max_new_tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="default: %(default)s")
     gen.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE, help="default: %(default)s")
     gen.add_argument("--top_p", type=float, default=DEFAULT_TOP_P, help="default: %(default)s")
-    gen.add_argument(
-        "--repetition_penalty",
-        type=float,
-        default=1.0,
-        help="e.g. 1.1 against loops (default: off)",
-    )
+    gen.add_argument("--repetition_penalty", type=float, default=1.0, help="e.g. 1.1 against loops (default: off)")
     gen.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
     gen.add_argument("--seed", type=int, help="random seed for sampling")
     ui = parser.add_argument_group("interface")
@@ -170,9 +155,7 @@ class ChatSession:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    with one_line_errors("baize chat"):
-        main(args)
+    run_command("baize chat", build_parser, main, argv)
 
 
 def main(args: argparse.Namespace) -> None:

@@ -15,25 +15,16 @@ STAGES = {
     "collect": ("baize.collect", "self-chat data from a teacher LLM (any OpenAI-compatible endpoint) into a dataset"),
     "train": ("baize.train", "LoRA SFT of a chat model from a YAML recipe (Baize v1)"),
     "sdf": ("baize.sdf", "Baize v2 self-distillation with feedback: sample N answers, LLM-judge them, SFT a new LoRA"),
-    "eval": (
-        "baize.evaluate",
-        "judge a model's answers against a reference's: the paper's score % and pairwise win rate",
-    ),
+    "eval": ("baize.evaluate", "judge answers against a reference's: the paper's score % and a pairwise win rate"),
     "dpo": ("baize.dpo", "DPO of a new LoRA on SDF best-vs-worst pairs (alternative to the sdf train step)"),
     "push": ("baize.push", "upload an adapter, model or data folder to the Hub (checkpoints and secrets left out)"),
     "pull": ("baize.pull", "download an adapter (and its base model) from the Hub into the HF cache"),
     "chat": ("baize.chat", "streaming terminal chat with an adapter or model (Baize prompt, /reset, /undo)"),
-    "web": (
-        "baize.web",
-        "the chat demo in the browser (Gradio): a local adapter or model, or an OpenAI-compatible endpoint",
-    ),
+    "web": ("baize.web", "the browser chat demo (Gradio): a local adapter or model, or an OpenAI-compatible endpoint"),
     "merge": ("baize.merge", "merge a LoRA adapter into its base: one model folder for transformers serve / vLLM"),
     "export": ("baize.export", "a model as GGUF for llama.cpp / LM Studio, or GGUF + Modelfile for Ollama"),
     "convert": ("baize.convert", "convert data files between the original Baize format and chat JSONL"),
-    "data": (
-        "baize.curate",
-        "check a training set: drop near-duplicates (dedup) or eval-set overlaps (decontaminate)",
-    ),
+    "data": ("baize.curate", "check a training set: drop near-duplicates or eval-set overlaps (decontaminate)"),
 }
 
 USAGE = """usage: baize <stage> [--help] [args ...]

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from baize.io.arguments import StageParser
-from baize.io.errors import UsageError, one_line_errors
+from baize.io.errors import UsageError, run_command
 
 OUTPUT_FORMATS = {".jsonl": "messages", ".json": "baize"}
 
@@ -53,9 +53,7 @@ def main(args: argparse.Namespace) -> None:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    with one_line_errors("baize convert"):
-        main(args)
+    run_command("baize convert", build_parser, main, argv)
 
 
 if __name__ == "__main__":

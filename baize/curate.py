@@ -19,7 +19,7 @@ from pathlib import Path
 from baize.data.decontaminate import Contamination
 from baize.data.dedup import DEFAULT_SHINGLE_SIZE, DEFAULT_THRESHOLD, dialogue_text, near_duplicate_clusters
 from baize.io.arguments import StageParser
-from baize.io.errors import UsageError, configure_logging, one_line_errors
+from baize.io.errors import UsageError, configure_logging, run_command
 from baize.io.jsonl import write_jsonl_atomically, write_text_atomically
 
 
@@ -113,9 +113,7 @@ def main(args: argparse.Namespace) -> dict:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    with one_line_errors("baize data"):
-        main(args)
+    run_command("baize data", build_parser, main, argv)
 
 
 if __name__ == "__main__":

@@ -15,25 +15,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trl import DatasetMixtureConfig, DPOConfig, ScriptArguments
+from trl import DPOConfig, ScriptArguments
 
-from baize.io.arguments import parse_recipe
 from baize.io.errors import one_line_errors
-from baize.modeling.launch import (
-    require_saved_model,
-    trainable_weights_for_fp16,
-)
-from baize.modeling.training import (
-    BaizeModelConfig,
-    LaunchMatchedConfig,
-    begin,
-    finish_run,
-    plot_loss,
-    prepare_model_loading,
-    resume_checkpoint,
-    without_generic_card,
-    write_resolved_recipe,
-)
+from baize.modeling import training
+from baize.modeling.launch import require_saved_model, trainable_weights_for_fp16
 
 
 @dataclass
@@ -48,37 +34,33 @@ class DPOScriptArguments(ScriptArguments):
 
 
 @dataclass
-class BaizeDPOConfig(LaunchMatchedConfig, DPOConfig):
+class BaizeDPOConfig(training.LaunchMatchedConfig, DPOConfig):
     pass
 
 
 def parse_args(argv: list[str] | None = None):
-    script_args, model_args, dataset_args, training_args = parse_recipe(
-        # the Baize and model keys first in --help, then TRL's hundreds of training arguments
-        (DPOScriptArguments, BaizeModelConfig, DatasetMixtureConfig, BaizeDPOConfig),
-        argv,
-        prog="baize dpo",
+    return training.parse_training_recipe(
+        DPOScriptArguments, BaizeDPOConfig, argv, prog="baize dpo",
         description="DPO of a new LoRA on SDF preference pairs (baize sdf --step select): "
         "baize dpo --config recipes/baize-v2-7b/dpo.yaml [--key value ...]",
-    )
-    return script_args, training_args, model_args, dataset_args
+    )  # fmt: skip
 
 
 def main(script_args, training_args, model_args, dataset_args) -> dict:
     from transformers import AutoTokenizer
     from trl import DPOTrainer, get_dataset, get_peft_config
 
-    settings, finished = begin(script_args, training_args, model_args, dataset_args)
+    settings, finished = training.begin(script_args, training_args, model_args, dataset_args)
     if finished is not None:
         return finished
-    model_path, quantization_config = prepare_model_loading(model_args, training_args)
+    model_path, quantization_config = training.prepare_model_loading(model_args, training_args)
     dataset = get_dataset(dataset_args)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     tokenizer.chat_template = Path(training_args.chat_template_path).read_text()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     columns = ["prompt", "chosen", "rejected"]
-    trainer = without_generic_card(DPOTrainer)(
+    trainer = training.without_generic_card(DPOTrainer)(
         model=model_path,
         args=training_args,
         train_dataset=dataset[script_args.dataset_train_split].select_columns(columns),
@@ -88,15 +70,15 @@ def main(script_args, training_args, model_args, dataset_args) -> dict:
     )
     trainable_weights_for_fp16(trainer.model, training_args)
     # Like SFT: re-running the same command continues from the output dir's last checkpoint.
-    result = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
+    result = trainer.train(resume_from_checkpoint=training.resume_checkpoint(training_args))
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
         require_saved_model(training_args.output_dir, adapter=model_args.use_peft)
         tokenizer.save_pretrained(training_args.output_dir)
-        plot_loss(trainer.state.log_history, Path(training_args.output_dir, "loss.png"))
-        write_resolved_recipe(training_args.output_dir, script_args, model_args, dataset_args, training_args)
+        training.plot_loss(trainer.state.log_history, Path(training_args.output_dir, "loss.png"))
+        training.write_resolved_recipe(training_args.output_dir, script_args, model_args, dataset_args, training_args)
         Path(training_args.output_dir, "run_summary.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
-    finish_run(training_args, settings)
+    training.finish_run(training_args, settings)
     trainer.accelerator.wait_for_everyone()
     return result.metrics
 

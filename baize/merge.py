@@ -17,7 +17,7 @@ import logging
 import sys
 
 from baize.io.arguments import StageParser
-from baize.io.errors import configure_logging, one_line_errors
+from baize.io.errors import configure_logging, run_command
 from baize.modeling.loading import add_chat_model_arguments
 from baize.modeling.merging import merge_adapter
 
@@ -49,25 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cli(argv: list[str] | None = None) -> None:
-
-    args = build_parser().parse_args(argv)
-    with one_line_errors("baize merge"):
-        main(args)
+    run_command("baize merge", build_parser, main, argv)
 
 
 def main(args: argparse.Namespace) -> None:
 
     configure_logging(logging.INFO, timestamps=False)
     out = merge_adapter(
-        args.adapter,
-        args.output,
-        base=args.base,
-        gguf_file=args.gguf_file,
-        revision=args.revision,
-        dtype=args.dtype,
-        max_shard_size=args.max_shard_size,
-        overwrite=args.overwrite,
-    )
+        args.adapter, args.output, base=args.base, gguf_file=args.gguf_file, revision=args.revision,
+        dtype=args.dtype, max_shard_size=args.max_shard_size, overwrite=args.overwrite
+    )  # fmt: skip
     print(f"Merged model written to {out}\nServe it: transformers serve {out} --device cpu   (or: vllm serve {out})")
 
 

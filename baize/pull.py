@@ -9,7 +9,7 @@ from pathlib import Path
 
 from baize.hub import pull, redundant_weight_patterns
 from baize.io.arguments import StageParser
-from baize.io.errors import one_line_errors
+from baize.io.errors import run_command
 from baize.modeling.ids import LEGACY_BASE_MODELS, is_repo_id
 
 
@@ -29,19 +29,12 @@ def build_parser():
     parser.add_argument("--repo_type", choices=["model", "dataset"], default="model")
     parser.add_argument("--base", help="base model to fetch instead of the one adapter_config.json names")
     parser.add_argument("--no_base", action="store_true", help="only download the adapter itself")
-    parser.add_argument(
-        "--include_checkpoints",
-        action="store_true",
-        help="also download checkpoint-*/ folders",
-    )
+    parser.add_argument("--include_checkpoints", action="store_true", help="also download checkpoint-*/ folders")
     return parser
 
 
 def cli(argv: list[str] | None = None) -> None:
-
-    args = build_parser().parse_args(argv)
-    with one_line_errors("baize pull"):
-        main(args)
+    run_command("baize pull", build_parser, main, argv)
 
 
 def main(args) -> None:

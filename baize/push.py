@@ -31,7 +31,7 @@ from baize.hub.cards import model_title
 from baize.hub.gguf import plan_gguf_push
 from baize.hub.lineage import ROUNDS_FILE, read_lineage
 from baize.io.arguments import StageParser
-from baize.io.errors import UsageError, configure_logging, one_line_errors
+from baize.io.errors import UsageError, configure_logging, run_command
 
 DESCRIPTION = """\
 Upload a folder written by a baize stage to the Hugging Face Hub.
@@ -59,14 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = StageParser("baize push", DESCRIPTION)
     parser.add_argument("folder", help="output folder to upload, e.g. runs/baize-smol/sft")
     parser.add_argument(
-        "--repo_id",
-        help="Hub repo, user/name or org/name (default: <your user>/<folder name, or its parent's>)",
+        "--repo_id", help="Hub repo, user/name or org/name (default: <your user>/<folder name, or its parent's>)"
     )
     parser.add_argument(
-        "--repo_type",
-        choices=["model", "dataset"],
-        default="model",
-        help="adapter (model) or dataset repo",
+        "--repo_type", choices=["model", "dataset"], default="model", help="adapter (model) or dataset repo"
     )
     visibility = parser.add_mutually_exclusive_group()
     visibility.add_argument(
@@ -83,12 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="FOLDER is a `baize export` folder: push its GGUF file(s) and Modelfile as a GGUF model repo, with a "
         "card (base_model and the quantized relation, the chat template, commands for llama.cpp, Ollama, LM Studio)",
     )
-    parser.add_argument(
-        "--round",
-        default="best",
-        help="for an SDF output folder that ran rounds (rounds.json): the round whose model to push, or best (the "
-        "last round whose gate passed; the default)",
+    rounds = (
+        "for an SDF folder that ran rounds: the round whose model to push, or best (the last that passed its gate)"
     )
+    parser.add_argument("--round", default="best", help=rounds)
     parser.add_argument("--revision", help="branch to push to (created from main if missing; default: main)")
     parser.add_argument("--create_pr", action="store_true", help="open a pull request instead of committing")
     parser.add_argument(
@@ -100,20 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dataset", action="append", default=[], help="Hub dataset id the adapter was trained on (repeatable)"
     )
-    parser.add_argument(
-        "--include_checkpoints",
-        action="store_true",
-        help="also upload checkpoints and resume state",
-    )
+    parser.add_argument("--include_checkpoints", action="store_true", help="also upload checkpoints and resume state")
     parser.add_argument(
         "--exclude", action="append", default=[], metavar="GLOB", help="leave out matching files (repeatable)"
     )
-    parser.add_argument(
-        "--allow_token_shaped_text",
-        action="store_true",
-        help="upload files with text shaped like an hf_/sk- key (e.g. placeholders in dialogues about APIs); "
-        "files containing your actual token are refused regardless",
+    token_shaped = (
+        "upload text shaped like an hf_/sk- key (e.g. placeholders in API dialogues); your real token: never"
     )
+    parser.add_argument("--allow_token_shaped_text", action="store_true", help=token_shaped)
     parser.add_argument("--commit_message", help="commit message (default: 'baize push: <folder>')")
     parser.add_argument(
         "--space",
@@ -122,18 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
         "an adapter repo id as FOLDER for the Space alone)",
     )
     parser.add_argument(
-        "--dry_run",
-        action="store_true",
-        help="show the files and card that would be uploaded; no network",
+        "--dry_run", action="store_true", help="show the files and card that would be uploaded; no network"
     )
     return parser
 
 
 def cli(argv: list[str] | None = None) -> None:
-
-    args = build_parser().parse_args(argv)
-    with one_line_errors("baize push"):
-        main(args)
+    run_command("baize push", build_parser, main, argv)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -171,21 +154,12 @@ def main(args: argparse.Namespace) -> None:
         )
     elif args.repo_type == "model":
         plan = plan_adapter_push(
-            folder,
-            repo_id,
-            base_model=args.base_model,
-            license=args.license,
-            datasets=args.dataset,
-            include_checkpoints=args.include_checkpoints,
-            exclude=args.exclude,
-        )
+            folder, repo_id, base_model=args.base_model, license=args.license, datasets=args.dataset,
+            include_checkpoints=args.include_checkpoints, exclude=args.exclude
+        )  # fmt: skip
     else:
         plan = plan_dataset_push(
-            folder,
-            repo_id,
-            license=args.license,
-            include_checkpoints=args.include_checkpoints,
-            exclude=args.exclude,
+            folder, repo_id, license=args.license, include_checkpoints=args.include_checkpoints, exclude=args.exclude
         )
     print(plan.describe(), flush=True)
     if args.dry_run:

@@ -20,29 +20,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trl import DatasetMixtureConfig, ScriptArguments, SFTConfig
+from trl import ScriptArguments, SFTConfig
 
 from baize.data.decontaminate import DecontaminationArguments
-from baize.io.arguments import parse_recipe
 from baize.io.errors import UsageError, configure_logging, one_line_errors
-from baize.modeling.launch import (
-    require_saved_model,
-    trainable_weights_for_fp16,
-)
+from baize.modeling import training
+from baize.modeling.launch import require_saved_model, trainable_weights_for_fp16
 from baize.modeling.speed import SpeedArguments, apply_speed_options, selective_checkpointing_callback
-from baize.modeling.training import (
-    BaizeModelConfig,
-    LaunchMatchedConfig,
-    begin,
-    finish_run,
-    plot_loss,
-    prepare_model_loading,
-    resume_checkpoint,
-    runtime_recorder,
-    trackio_hint,
-    without_generic_card,
-    write_resolved_recipe,
-)
 from baize.prompts import most_common_system_prompt, record_system_prompt
 
 logger = logging.getLogger("baize.train")
@@ -75,7 +59,7 @@ class BaizeScriptArguments(ScriptArguments, DecontaminationArguments):
 
 
 @dataclass
-class BaizeSFTConfig(LaunchMatchedConfig, SpeedArguments, SFTConfig):
+class BaizeSFTConfig(training.LaunchMatchedConfig, SpeedArguments, SFTConfig):
     # Baize v1.5 and later: loss on AI turns only, through the {% generation %} markers of the template.
     assistant_only_loss: bool = field(
         default=True, metadata={"help": "Compute the loss on AI turns (and their EOS) only."}
@@ -83,14 +67,11 @@ class BaizeSFTConfig(LaunchMatchedConfig, SpeedArguments, SFTConfig):
 
 
 def parse_args(argv: list[str] | None = None):
-    script_args, model_args, dataset_args, training_args = parse_recipe(
-        # the Baize and model keys first in --help, then TRL's hundreds of training arguments
-        (BaizeScriptArguments, BaizeModelConfig, DatasetMixtureConfig, BaizeSFTConfig),
-        argv,
-        prog="baize train",
+    script_args, training_args, model_args, dataset_args = training.parse_training_recipe(
+        BaizeScriptArguments, BaizeSFTConfig, argv, prog="baize train",
         description="Fine-tune a Baize chat model (LoRA SFT with TRL) from a YAML recipe: "
         "baize train --config recipes/baize-smol/sft.yaml [--key value ...]",
-    )
+    )  # fmt: skip
     if getattr(script_args, "dataset_name", None):  # TRL would quietly prefer the recipe's `datasets:` over it
         raise UsageError(
             f"--dataset_name {script_args.dataset_name}: baize recipes read their data from `datasets:`; pass "
@@ -160,7 +141,7 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
     from baize.hub.cards import LOSS_PLOT, model_title, sft_model_card
 
     configure_logging()
-    settings, finished = begin(script_args, training_args, model_args, dataset_args)
+    settings, finished = training.begin(script_args, training_args, model_args, dataset_args)
     if finished is not None:
         return finished
     if training_args.push_to_hub and training_args.process_index == 0:  # a bad token now, not after training
@@ -168,9 +149,9 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
 
         whoami_name()
 
-    model_path, quantization_config = prepare_model_loading(model_args, training_args)
+    model_path, quantization_config = training.prepare_model_loading(model_args, training_args)
     training_args.run_name = training_args.run_name or model_title(training_args.output_dir)  # trackio/wandb run
-    if (hint := trackio_hint(training_args)) and training_args.process_index == 0:
+    if (hint := training.trackio_hint(training_args)) and training_args.process_index == 0:
         logger.info("%s (live, while this run trains)", hint)
 
     with training_args.main_process_first(desc="load and convert datasets"):
@@ -184,7 +165,7 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
     # baize pushes once, at the end, with its own card and without checkpoints or training_args.bin;
     # the Trainer would push at start, at every save and with TRL's card.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    trainer = without_generic_card(SFTTrainer)(
+    trainer = training.without_generic_card(SFTTrainer)(
         model=model_path,
         args=training_args,
         train_dataset=dataset["train"].select_columns(["messages"]),
@@ -199,10 +180,10 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
     if training_args.selective_checkpointing and training_args.gradient_checkpointing:
         selective = selective_checkpointing_callback()
         trainer.add_callback(selective)
-    checkpoint = resume_checkpoint(training_args)
+    checkpoint = training.resume_checkpoint(training_args)
     resumed = re.search(r"checkpoint-(\d+)/?$", str(checkpoint or ""))
     start_step = int(resumed.group(1)) if resumed else 0
-    runtime = runtime_recorder(checkpoint if isinstance(checkpoint, str) else None)
+    runtime = training.runtime_recorder(checkpoint if isinstance(checkpoint, str) else None)
     trainer.add_callback(runtime)
     start = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
@@ -217,10 +198,10 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
         require_saved_model(training_args.output_dir, adapter=model_args.use_peft)
-        plot_loss(
+        training.plot_loss(
             trainer.state.log_history, Path(training_args.output_dir, LOSS_PLOT), model_title(training_args.output_dir)
         )
-        write_resolved_recipe(training_args.output_dir, script_args, model_args, dataset_args, training_args)
+        training.write_resolved_recipe(training_args.output_dir, script_args, model_args, dataset_args, training_args)
         # The tokenizer carries the Baize chat template, so inference uses the training text exactly.
         trainer.processing_class.save_pretrained(training_args.output_dir)
         # Inference defaults to the system text the adapter was trained with (baize.prompts).
@@ -236,9 +217,9 @@ def main(script_args, training_args, model_args, dataset_args, recipe: str | Non
         card.save(Path(training_args.output_dir, "README.md"))
         Path(training_args.output_dir, "run_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         print("Run summary:", json.dumps(summary, indent=2), flush=True)
-        if hint := trackio_hint(training_args):
+        if hint := training.trackio_hint(training_args):
             print(hint, flush=True)
-    finish_run(training_args, settings)
+    training.finish_run(training_args, settings)
     if push_to_hub and trainer.is_world_process_zero():
         from baize.hub import push_training_output
 

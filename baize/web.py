@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from baize.io.arguments import StageParser
-from baize.io.errors import UsageError, configure_logging, one_line_errors
+from baize.io.errors import UsageError, configure_logging, run_command
 from baize.llm.endpoint import Endpoint
 from baize.llm.generation import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, SamplingSettings
 from baize.llm.sampling import EndpointSampler, LocalSampler
@@ -194,9 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     remote.add_argument("--endpoint", help="base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     remote.add_argument("--model", help="the model name at --endpoint (a served folder's path for transformers serve)")
     remote.add_argument(
-        "--api_key_env",
-        default="OPENAI_API_KEY",
-        help="variable holding the key (default: %(default)s)",
+        "--api_key_env", default="OPENAI_API_KEY", help="variable holding the key (default: %(default)s)"
     )
     remote.add_argument(
         "--concurrency", type=int, default=8, help="replies generated at once at the endpoint (default: %(default)s)"
@@ -210,10 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     page.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE, help="default: %(default)s")
     page.add_argument("--max_new_tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="default: %(default)s")
     page.add_argument(
-        "--max_history_tokens",
-        type=int,
-        default=DEFAULT_MAX_HISTORY_TOKENS,
-        help="default: %(default)s",
+        "--max_history_tokens", type=int, default=DEFAULT_MAX_HISTORY_TOKENS, help="default: %(default)s"
     )
     page.add_argument("--title", help="page title (default: Baize: MODEL)")
     server = parser.add_argument_group("server")
@@ -235,9 +230,7 @@ def make_backend(args: argparse.Namespace):
 
 
 def cli(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    with one_line_errors("baize web"):
-        main(args)
+    run_command("baize web", build_parser, main, argv)
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -18,13 +18,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from baize.chat import ChatSession
 from baize.llm.generation import SamplingSettings, generate_reply
 from baize.modeling.loading import load_chat_model, resolve_base
-from baize.prompts import (
-    GUARDRAIL_SYSTEM_PROMPT,
-    PromptBuilder,
-    cut_at_stop,
-    detect_prompt_format,
-    printable_prefix,
-)
+from baize.prompts import GUARDRAIL_SYSTEM_PROMPT, PromptBuilder, cut_at_stop, detect_prompt_format, printable_prefix
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,8 @@ import asyncio
 
 from openai_server import OpenAIServer, Reply
 
-from baize.llm.endpoint import Endpoint, RoleUsage
+from baize.llm.endpoint import Endpoint
+from baize.llm.prices import RoleUsage
 
 
 def test_chat_sends_only_set_parameters_and_returns_the_completion_and_its_usage():

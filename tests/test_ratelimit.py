@@ -10,7 +10,8 @@ import random
 import pytest
 from openai_server import OpenAIServer, Reply, rate_limited
 
-from baize.llm.endpoint import Endpoint, RoleUsage
+from baize.llm.endpoint import Endpoint
+from baize.llm.prices import RoleUsage
 from baize.llm.ratelimit import RateLimiter, _duration
 
 

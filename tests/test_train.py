@@ -34,8 +34,7 @@ def default_run(tmp_path_factory, tiny_llama_dir) -> tuple[Path, dict]:
 
 
 @pytest.mark.parametrize(
-    "quantization",
-    [pytest.param(q, marks=pytest.mark.slow) for q in (None, "load_in_4bit", "load_in_8bit")],
+    "quantization", [pytest.param(q, marks=pytest.mark.slow) for q in (None, "load_in_4bit", "load_in_8bit")]
 )
 def test_lora_sft_adapter_reloads_and_changes_the_model(tmp_path, tiny_llama_dir, chat_jsonl, quantization, request):
     if quantization is None:  # the shared fp32 run

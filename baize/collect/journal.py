@@ -16,7 +16,7 @@ from baize.collect.config import CollectConfig
 from baize.data.dedup import NearDuplicates, dialogue_text
 from baize.io.errors import UsageError
 from baize.io.jsonl import GroupCommitAppender, iter_jsonl
-from baize.llm.endpoint import RoleUsage, Usage
+from baize.llm.prices import RoleUsage, Usage
 
 logger = logging.getLogger(__name__)
 

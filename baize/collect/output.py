@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from baize.collect.config import CollectConfig
 from baize.collect.selfchat import REASONS
 from baize.io.jsonl import open_atomically, write_text_atomically
-from baize.llm.endpoint import Usage
+from baize.llm.prices import Usage
 
 logger = logging.getLogger(__name__)
 

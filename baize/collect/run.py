@@ -45,7 +45,8 @@ from baize.io.errors import BatchWritten, BudgetReached, EndpointError, Rejected
 from baize.io.jsonl import write_jsonl_atomically
 from baize.io.runs import check_output_dir, claim_step
 from baize.llm.batch import batch_label, label_of
-from baize.llm.endpoint import RoleUsage, Usage, billed_usage, describe_error, describe_url, resolve_api_key
+from baize.llm.endpoint import billed_usage, describe_error, describe_url, resolve_api_key
+from baize.llm.prices import RoleUsage, Usage
 from baize.llm.ratelimit import RateLimiter
 
 FAILED_SEEDS_FILE = "failed_seeds.jsonl"
@@ -246,15 +247,11 @@ class Collector:
         config = self.config
         self.teacher = Teacher(config, RateLimiter(), self.state.spent, ledger=self.ledger)
         done = self.state.done
-        session = self.teacher.endpoint.use_batches(
-            folder,
-            completion_window=config.batch_completion_window,
-            poll_interval=config.batch_poll_interval,
-            max_requests=config.batch_size,
-            retries=config.batch_retries,
-            offline=config.batch_offline,
-            keep=lambda request_id: label_of(request_id) not in done,  # answers of unfinished seeds only
-        )
+        session = self.teacher.endpoint.use_batches(  # `keep`: answers of unfinished seeds only
+            folder, completion_window=config.batch_completion_window, poll_interval=config.batch_poll_interval,
+            max_requests=config.batch_size, retries=config.batch_retries, offline=config.batch_offline,
+            keep=lambda request_id: label_of(request_id) not in done
+        )  # fmt: skip
         try:
             failed = await session.reattach()
             self.settle_paid_calls(session, failed)

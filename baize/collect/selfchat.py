@@ -18,7 +18,8 @@ from baize.data.formats import alpaca_to_messages
 from baize.data.seeds import Seed
 from baize.data.text_quality import dialogue_repetition, language_problem
 from baize.io.errors import BudgetReached, DataFormatError, Rejected
-from baize.llm.endpoint import Usage
+from baize.llm.endpoint import Completion
+from baize.llm.prices import Usage
 
 # The v1 template (our wording of the Baize collector's instructions), ending with the same two primer lines.
 PRIMER_HUMAN = "Hello!"
@@ -179,6 +180,28 @@ def simulator_prompt(template: str, messages: list[dict[str, str]]) -> str:
     return template + transcript + "[Human] "
 
 
+async def _turn(
+    teacher: Teacher, role: str, messages: list[dict], usage: Usage, kept: list, *stop
+) -> Completion | None:
+    """One teacher call of a round; None when the budget is reached with exchanges `kept` (the dialogue keeps the
+    rounds it has, as when the budget is spent between rounds); without any, BudgetReached goes on up."""
+    try:
+        return await teacher.chat(role, messages, usage, *stop)
+    except BudgetReached:
+        if not kept:
+            raise
+        return None
+
+
+def _truncated(config: CollectConfig, reply: Completion, what: str) -> bool:
+    """A turn cut at its max tokens ends the dialogue there, or with on_truncated: drop, drops it (`what`: why)."""
+    if reply.finish_reason != "length":
+        return False
+    if config.on_truncated == "drop":
+        raise Rejected("truncated", what, reply.content)
+    return True
+
+
 async def turns_dialogue(
     teacher: Teacher, seed: Seed, config: CollectConfig, usage: Usage, budget_spent: Callable[[], str | None]
 ) -> Dialogue:
@@ -194,37 +217,27 @@ async def turns_dialogue(
         if round_ == 0 and config.seed_as_first_question:
             question = seed.text
         else:
-            prompt = simulator_prompt(user_template, messages)
-            try:
-                asked = await teacher.chat("user", [{"role": "user", "content": prompt}], usage, config.user_stop)
-            except BudgetReached:
-                if not messages:
-                    raise
+            prompt = [{"role": "user", "content": simulator_prompt(user_template, messages)}]
+            asked = await _turn(teacher, "user", prompt, usage, messages, config.user_stop)
+            if asked is None:
                 stop = "budget"
                 break
             question, last_question = human_line(asked.content), asked.content
             if config.end_marker and config.end_marker.casefold() in question.casefold():
                 stop = "no_more_questions"
                 break
-            if asked.finish_reason == "length":
-                if config.on_truncated == "drop":
-                    raise Rejected("truncated", "a user-simulator question hit user_max_tokens", asked.content)
+            if _truncated(config, asked, "a user-simulator question hit user_max_tokens"):
                 stop = "truncated"
                 break
             if not question:
                 stop = "no_more_questions"  # an empty line is the simulator running out of questions
                 break
         user = {"role": "user", "content": question}
-        try:
-            answer = await teacher.chat("assistant", system + messages + [user], usage)
-        except BudgetReached:
-            if not messages:
-                raise
-            stop = "budget"  # kept with the rounds it has, as when the budget is spent between rounds
+        answer = await _turn(teacher, "assistant", system + messages + [user], usage, messages)
+        if answer is None:
+            stop = "budget"
             break
-        if answer.finish_reason == "length":
-            if config.on_truncated == "drop":
-                raise Rejected("truncated", "an AI turn hit assistant_max_tokens", answer.content)
+        if _truncated(config, answer, "an AI turn hit assistant_max_tokens"):
             stop = "truncated"
             break
         if not answer.content.strip():

@@ -6,8 +6,8 @@ import logging
 
 from baize.collect.config import CollectConfig
 from baize.io.errors import BudgetReached, MalformedReply
-from baize.llm.endpoint import Completion, RoleUsage, Usage, prompt_tokens_at_most
-from baize.llm.prices import cost_usd
+from baize.llm.endpoint import Completion, prompt_tokens_at_most
+from baize.llm.prices import RoleUsage, Usage, cost_usd
 from baize.llm.ratelimit import RateLimiter
 from baize.llm.roles import EndpointRole
 from baize.modeling.loading import resolve_model_name

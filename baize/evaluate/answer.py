@@ -16,9 +16,7 @@ from baize.evaluate.questions import conversation, load_questions, turns_to_answ
 from baize.io.errors import UsageError, requests_failed
 from baize.io.jsonl import JSONLAppender, read_jsonl
 from baize.io.runs import claim_step, fingerprint
-from baize.llm.endpoint import (
-    describe_url,
-)
+from baize.llm.endpoint import describe_url
 from baize.llm.generation import SamplingSettings
 from baize.llm.preflight import check_endpoints
 from baize.llm.roles import EndpointRole
@@ -148,14 +146,10 @@ def contestant_sampler(config: EvalConfig, contestant: Contestant):
     `*_prompt_from`, the local builder's prompt text at /v1/completions."""
     if contestant.endpoint_model is None:
         chat = load_chat_model(
-            contestant.spec,
-            load_in_8bit=config.load_in_8bit,
-            load_in_4bit=config.load_in_4bit,
-            base=contestant.base,
-            gguf_file=contestant.gguf_file,
-            prompt_format=config.prompt_format,
-            dtype=config.dtype,
-        )
+            contestant.spec, load_in_8bit=config.load_in_8bit, load_in_4bit=config.load_in_4bit,
+            base=contestant.base, gguf_file=contestant.gguf_file, prompt_format=config.prompt_format,
+            dtype=config.dtype
+        )  # fmt: skip
         builder = chat.prompt_builder(system=local_system_prompt(config))
         return LocalSampler(chat, builder, batch_size=config.batch_size), False
     endpoint = EndpointRole.of(config, "answer", fallback="judge").endpoint(config)

@@ -144,13 +144,7 @@ def _rounded(value, digits: int = 3):
 
 
 def sft_model_card(
-    output_dir: str | Path,
-    *,
-    recipe: str,
-    model_args,
-    training_args,
-    dataset_args,
-    summary: dict,
+    output_dir: str | Path, *, recipe: str, model_args, training_args, dataset_args, summary: dict
 ) -> ModelCard:
     """Card for an SFT adapter folder: metadata for the Hub, hyperparameters, data mix, metrics, loss plot."""
     base = card_base_model(model_args.model_name_or_path)
@@ -285,13 +279,9 @@ def rewrite_how_to(text: str, repo_id: str) -> str:
 
 
 def adapter_card_for_push(
-    folder: str | Path,
-    repo_id: str,
-    *,
-    base_model: str | None = None,
-    license: str | None = None,
-    datasets: list[str] | None = None,
-) -> ModelCard:
+    folder: str | Path, repo_id: str, *, base_model: str | None = None, license: str | None = None,
+    datasets: list[str] | None = None
+) -> ModelCard:  # fmt: skip
     """The adapter's card as it goes to the Hub: the folder's README.md (written by `baize train`) or a new
     card, with complete metadata (base_model, library_name peft, datasets, license, tags) and a how-to that
     names the repo."""

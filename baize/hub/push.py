@@ -125,13 +125,9 @@ def find_secrets(folder: str | Path, files: list[str]) -> dict[str, str]:
 
 
 def plan_upload(
-    folder: str | Path,
-    repo_id: str,
-    *,
-    repo_type: str = "model",
-    include_checkpoints: bool = False,
-    exclude: list[str] | None = None,
-) -> PushPlan:
+    folder: str | Path, repo_id: str, *, repo_type: str = "model", include_checkpoints: bool = False,
+    exclude: list[str] | None = None
+) -> PushPlan:  # fmt: skip
     """List the files of `folder` to upload: no resume state unless asked, never secrets, no `exclude` patterns."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -157,25 +153,15 @@ def plan_upload(
     if not upload:
         raise HubError(f"nothing to upload in {folder}")
     return PushPlan(
-        folder=folder,
-        repo_id=repo_id,
-        repo_type=repo_type,
-        upload=upload,
-        excluded=folded,
-        include_checkpoints=include_checkpoints,
-    )
+        folder=folder, repo_id=repo_id, repo_type=repo_type, upload=upload, excluded=folded,
+        include_checkpoints=include_checkpoints
+    )  # fmt: skip
 
 
 def plan_adapter_push(
-    folder: str | Path,
-    repo_id: str,
-    *,
-    base_model: str | None = None,
-    license: str | None = None,
-    datasets: list[str] | None = None,
-    include_checkpoints: bool = False,
-    exclude: list[str] | None = None,
-) -> PushPlan:
+    folder: str | Path, repo_id: str, *, base_model: str | None = None, license: str | None = None,
+    datasets: list[str] | None = None, include_checkpoints: bool = False, exclude: list[str] | None = None
+) -> PushPlan:  # fmt: skip
     """Files, card and adapter config of an adapter push (see `push_adapter`)."""
     folder = Path(folder)
     if not (folder / "adapter_config.json").exists():
@@ -201,14 +187,9 @@ def plan_adapter_push(
 
 
 def plan_model_push(
-    folder: str | Path,
-    repo_id: str,
-    *,
-    base_model: str | None = None,
-    license: str | None = None,
-    include_checkpoints: bool = False,
-    exclude: list[str] | None = None,
-) -> PushPlan:
+    folder: str | Path, repo_id: str, *, base_model: str | None = None, license: str | None = None,
+    include_checkpoints: bool = False, exclude: list[str] | None = None
+) -> PushPlan:  # fmt: skip
     """Files and card of a full model push (e.g. a `baize merge` folder)."""
     folder = Path(folder)
     if not (folder / "config.json").exists():
@@ -232,14 +213,9 @@ def plan_model_push(
 
 
 def plan_dataset_push(
-    folder: str | Path,
-    repo_id: str,
-    *,
-    card: DatasetCard | None = None,
-    license: str | None = None,
-    include_checkpoints: bool = False,
-    exclude: list[str] | None = None,
-) -> PushPlan:
+    folder: str | Path, repo_id: str, *, card: DatasetCard | None = None, license: str | None = None,
+    include_checkpoints: bool = False, exclude: list[str] | None = None
+) -> PushPlan:  # fmt: skip
     """Files and card of a dataset push: the folder's README.md (e.g. the collect stage's card) or `card`,
     or a plain card listing the files."""
     folder = Path(folder)
@@ -258,14 +234,9 @@ def plan_dataset_push(
 
 
 def plan_space_push(
-    adapter: str,
-    space_id: str,
-    *,
-    base_model: str | None = None,
-    license: str | None = None,
-    title: str | None = None,
-    load_in_8bit: bool = False,
-) -> PushPlan:
+    adapter: str, space_id: str, *, base_model: str | None = None, license: str | None = None,
+    title: str | None = None, load_in_8bit: bool = False
+) -> PushPlan:  # fmt: skip
     """Files and card of a Gradio Space running `baize web` on the adapter repo `adapter` (baize.hub.space). The
     staged folder is temporary: `push_plan` reads it, the caller removes `plan.folder` afterwards."""
     from baize.hub.space import space_staging
@@ -325,15 +296,9 @@ def whoami_name(api=None) -> str:
 
 
 def push_plan(
-    plan: PushPlan,
-    *,
-    private: bool | None = None,
-    revision: str | None = None,
-    create_pr: bool = False,
-    commit_message: str | None = None,
-    token: str | None = None,
-    allow_token_shaped_text: bool = False,
-) -> PushResult:
+    plan: PushPlan, *, private: bool | None = None, revision: str | None = None, create_pr: bool = False,
+    commit_message: str | None = None, token: str | None = None, allow_token_shaped_text: bool = False
+) -> PushResult:  # fmt: skip
     """Create the repo (and branch) if needed, then upload the plan's files in one commit (`create_commit`).
 
     Refuses files containing this process's token values, or token-shaped text unless
@@ -397,21 +362,11 @@ def push_plan(
 
 
 def push_adapter(
-    folder: str | Path,
-    repo_id: str | None = None,
-    *,
-    private: bool | None = None,
-    revision: str | None = None,
-    base_model: str | None = None,
-    license: str | None = None,
-    datasets: list[str] | None = None,
-    include_checkpoints: bool = False,
-    exclude: list[str] | None = None,
-    create_pr: bool = False,
-    commit_message: str | None = None,
-    token: str | None = None,
-    allow_token_shaped_text: bool = False,
-) -> PushResult:
+    folder: str | Path, repo_id: str | None = None, *, private: bool | None = None, revision: str | None = None,
+    base_model: str | None = None, license: str | None = None, datasets: list[str] | None = None,
+    include_checkpoints: bool = False, exclude: list[str] | None = None, create_pr: bool = False,
+    commit_message: str | None = None, token: str | None = None, allow_token_shaped_text: bool = False
+) -> PushResult:  # fmt: skip
     """Upload an adapter folder (`baize train` output) as a PEFT adapter repo.
 
     Uploads the adapter weights and config, tokenizer and chat template, run summary, and the card with its
@@ -422,43 +377,20 @@ def push_adapter(
     `hf auth login`.
     """
     repo_id = repo_id or default_repo_id(folder, token=token)
-    plan = plan_adapter_push(
-        folder,
-        repo_id,
-        base_model=base_model,
-        license=license,
-        datasets=datasets,
-        include_checkpoints=include_checkpoints,
-        exclude=exclude,
-    )
+    plan = plan_adapter_push(folder, repo_id, base_model=base_model, license=license, datasets=datasets,
+                             include_checkpoints=include_checkpoints, exclude=exclude)  # fmt: skip
     for note in plan.notes:
         logger.warning("%s", note)
-    return push_plan(
-        plan,
-        private=private,
-        revision=revision,
-        create_pr=create_pr,
-        commit_message=commit_message,
-        token=token,
-        allow_token_shaped_text=allow_token_shaped_text,
-    )
+    return push_plan(plan, private=private, revision=revision, create_pr=create_pr, commit_message=commit_message,
+                     token=token, allow_token_shaped_text=allow_token_shaped_text)  # fmt: skip
 
 
 def push_dataset(
-    folder: str | Path,
-    repo_id: str | None = None,
-    *,
-    card: DatasetCard | None = None,
-    private: bool | None = None,
-    revision: str | None = None,
-    license: str | None = None,
-    include_checkpoints: bool = False,
-    exclude: list[str] | None = None,
-    create_pr: bool = False,
-    commit_message: str | None = None,
-    token: str | None = None,
-    allow_token_shaped_text: bool = False,
-) -> PushResult:
+    folder: str | Path, repo_id: str | None = None, *, card: DatasetCard | None = None, private: bool | None = None,
+    revision: str | None = None, license: str | None = None, include_checkpoints: bool = False,
+    exclude: list[str] | None = None, create_pr: bool = False, commit_message: str | None = None,
+    token: str | None = None, allow_token_shaped_text: bool = False
+) -> PushResult:  # fmt: skip
     """Upload a data folder (collected dialogues, SDF scores, ...) as a dataset repo, with its card.
 
     Collection journals (resume state) stay home unless `include_checkpoints`."""
@@ -466,15 +398,8 @@ def push_dataset(
     plan = plan_dataset_push(
         folder, repo_id, card=card, license=license, include_checkpoints=include_checkpoints, exclude=exclude
     )
-    return push_plan(
-        plan,
-        private=private,
-        revision=revision,
-        create_pr=create_pr,
-        commit_message=commit_message,
-        token=token,
-        allow_token_shaped_text=allow_token_shaped_text,
-    )
+    return push_plan(plan, private=private, revision=revision, create_pr=create_pr, commit_message=commit_message,
+                     token=token, allow_token_shaped_text=allow_token_shaped_text)  # fmt: skip
 
 
 def push_training_output(training_args, model_args=None) -> PushResult:

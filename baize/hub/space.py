@@ -45,14 +45,9 @@ def pinned_requirements() -> list[str]:
 
 
 def write_space(
-    folder: Path,
-    adapter: str,
-    *,
-    base_model: str | None = None,
-    title: str | None = None,
-    license: str | None = None,
-    load_in_8bit: bool = False,
-) -> SpaceCard:
+    folder: Path, adapter: str, *, base_model: str | None = None, title: str | None = None,
+    license: str | None = None, load_in_8bit: bool = False
+) -> SpaceCard:  # fmt: skip
     """Write the Space's files into `folder` and return its card (also written as README.md)."""
     import gradio
 

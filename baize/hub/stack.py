@@ -48,15 +48,9 @@ def stack_repo_ids(chain: list[Path], repo_id: str) -> list[str]:
 
 
 def plan_stack_push(
-    folder: str | Path,
-    repo_id: str,
-    *,
-    base_model: str | None = None,
-    license: str | None = None,
-    datasets: list[str] | None = None,
-    include_checkpoints: bool = False,
-    exclude: list[str] | None = None,
-) -> list[PushPlan]:
+    folder: str | Path, repo_id: str, *, base_model: str | None = None, license: str | None = None,
+    datasets: list[str] | None = None, include_checkpoints: bool = False, exclude: list[str] | None = None
+) -> list[PushPlan]:  # fmt: skip
     """One plan per adapter of the stack, the oldest first; a single plan for an adapter whose parents are all on
     the Hub already (or that has none)."""
     top = Path(folder)

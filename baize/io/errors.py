@@ -170,3 +170,11 @@ def configure_logging(level: int = logging.INFO, timestamps: bool = True) -> Non
     for noisy in ("httpx", "httpx2", "httpcore", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     redact_logs()
+
+
+def run_command(prog: str, build_parser, main, argv: list[str] | None = None) -> None:
+    """A stage without a recipe (chat, web, merge, push, pull, convert, data): its flags parsed (argparse's own
+    usage errors), then `main(args)` under the one error handler."""
+    args = build_parser().parse_args(argv)
+    with one_line_errors(prog):
+        main(args)

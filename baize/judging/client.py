@@ -16,13 +16,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from baize.io.jsonl import JSONLAppender, read_jsonl
-from baize.judging.rubrics import (
-    JUDGE_SYSTEM,
-    Rubric,
-    expected_score,
-)
+from baize.judging.rubrics import JUDGE_SYSTEM, Rubric, expected_score
 from baize.llm.batch import batch_label
-from baize.llm.endpoint import EndpointArguments, RoleUsage, describe_error
+from baize.llm.endpoint import EndpointArguments, describe_error
+from baize.llm.prices import RoleUsage
 from baize.llm.roles import EndpointRole
 from baize.modeling.loading import resolve_model_name
 

@@ -31,7 +31,7 @@ from baize.judging.stats import (
     pair_outcome,
     score_outcome,
 )
-from baize.llm.endpoint import RoleUsage
+from baize.llm.prices import RoleUsage
 
 
 async def judge_pair(

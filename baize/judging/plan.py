@@ -11,8 +11,8 @@ import asyncio
 import json
 from pathlib import Path
 
-from baize.llm.endpoint import Completion, RoleUsage, estimate_prompt_tokens, gather_bounded
-from baize.llm.prices import cost_usd, model_prices, wall_minutes
+from baize.llm.endpoint import Completion, estimate_prompt_tokens, gather_bounded
+from baize.llm.prices import RoleUsage, cost_usd, model_prices, wall_minutes
 
 
 class CountingTransport:

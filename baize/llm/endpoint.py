@@ -25,68 +25,10 @@ from dataclasses import dataclass, field
 from baize.io.errors import EndpointError, MalformedReply
 from baize.io.secrets import redact, register_key_variable
 from baize.llm.batch import BatchSession, batch_label, custom_id
+from baize.llm.prices import RoleUsage
 from baize.llm.ratelimit import RateLimiter, Sent
 
 logger = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------- usage and cost
-
-
-@dataclass
-class RoleUsage:
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-
-    def add(self, other: RoleUsage) -> None:
-        self.calls += other.calls
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
-        self.cost_usd += other.cost_usd
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-@dataclass
-class Usage:
-    """Token usage and cost by role (`user` simulator, `assistant` turns / `transcript` calls)."""
-
-    roles: dict[str, RoleUsage] = field(default_factory=dict)
-
-    def add(self, role: str, usage: RoleUsage) -> None:
-        self.roles.setdefault(role, RoleUsage()).add(usage)
-
-    def merge(self, other: Usage) -> None:
-        for role, usage in other.roles.items():
-            self.add(role, usage)
-
-    @property
-    def total(self) -> RoleUsage:
-        total = RoleUsage()
-        for usage in self.roles.values():
-            total.add(usage)
-        return total
-
-    def summary(self) -> dict:
-        """The `usage` column: totals over both roles."""
-        total = self.total
-        return {
-            "calls": total.calls,
-            "prompt_tokens": total.prompt_tokens,
-            "completion_tokens": total.completion_tokens,
-            "total_tokens": total.prompt_tokens + total.completion_tokens,
-            "cost_usd": round(total.cost_usd, 8),
-        }
-
-    def by_role(self) -> dict:
-        return {role: dict(usage.__dict__) for role, usage in self.roles.items()}
-
-    @classmethod
-    def from_by_role(cls, data: dict) -> Usage:
-        return cls({role: RoleUsage(**values) for role, values in (data or {}).items()})
 
 
 # --------------------------------------------------------------------------- the client

@@ -27,8 +27,9 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from baize.llm.endpoint import Endpoint, RoleUsage, describe_error, estimate_prompt_tokens
+from baize.llm.endpoint import Endpoint, describe_error, estimate_prompt_tokens
 from baize.llm.generation import SamplingSettings, batch_seed, generate_candidates, generate_reply
+from baize.llm.prices import RoleUsage
 from baize.prompts import reply_text
 
 logger = logging.getLogger(__name__)

@@ -401,15 +401,9 @@ def chat_model_from_args(args) -> ChatModel:
     """load_chat_model with the flags of add_chat_model_arguments, libraries quiet (a chat, not a training log)."""
     quiet_libraries()
     return load_chat_model(
-        args.adapter_or_model,
-        load_in_8bit=args.load_in_8bit,
-        load_in_4bit=args.load_in_4bit,
-        base=args.base,
-        gguf_file=args.gguf_file,
-        revision=args.revision,
-        prompt_format=args.prompt_format,
-        dtype=args.dtype,
-    )
+        args.adapter_or_model, load_in_8bit=args.load_in_8bit, load_in_4bit=args.load_in_4bit, base=args.base,
+        gguf_file=args.gguf_file, revision=args.revision, prompt_format=args.prompt_format, dtype=args.dtype
+    )  # fmt: skip
 
 
 def quiet_libraries() -> None:

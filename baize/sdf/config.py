@@ -18,6 +18,18 @@ SELECTED_FILE = "selected.jsonl"
 PREFERENCES_FILE = "preferences.jsonl"
 SAMPLE_SIGNATURE = "sample_signature.json"
 JUDGE_SIGNATURE = "judge_signature.json"
+# What each step writes, in step order: a step that starts over takes the later steps' outputs with it.
+STEP_OUTPUTS = {
+    "sample": [CANDIDATES_FILE, SAMPLE_SIGNATURE],
+    "judge": [JUDGED_FILE, JUDGE_SIGNATURE],
+    "select": [SELECTED_FILE, PREFERENCES_FILE],
+}
+
+
+def outputs_after(folder, step: str) -> list:
+    """The files of the steps after `step` in `folder`."""
+    steps = list(STEP_OUTPUTS)
+    return [folder / name for later in steps[steps.index(step) + 1 :] for name in STEP_OUTPUTS[later]]
 
 
 @dataclass

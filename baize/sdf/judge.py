@@ -15,16 +15,8 @@ from baize.judging.client import JudgeClient
 from baize.judging.compare import judge_pair, score_each
 from baize.judging.rubrics import PAIR_100, POINTWISE_100, render_context
 from baize.judging.step import JudgedStep
-from baize.llm.endpoint import RoleUsage
-from baize.sdf.config import (
-    CANDIDATES_FILE,
-    JUDGE_SIGNATURE,
-    JUDGED_FILE,
-    PREFERENCES_FILE,
-    SELECTED_FILE,
-    SDFConfig,
-    judge_settings,
-)
+from baize.llm.prices import RoleUsage
+from baize.sdf.config import CANDIDATES_FILE, JUDGE_SIGNATURE, JUDGED_FILE, SDFConfig, judge_settings, outputs_after
 from baize.sdf.sample import RESUME_STATE, load_prompts
 
 logger = logging.getLogger("baize.sdf")
@@ -106,7 +98,7 @@ def judge_step(config: SDFConfig) -> dict:
     """Step 2: judged.jsonl = candidates + `scores` + the full judge record (rationales, retries, usage), a line
     appended as each prompt is judged; a prompt whose requests failed is left for the re-run."""
     folder = Path(config.output_dir)
-    later = [folder / name for name in (SELECTED_FILE, PREFERENCES_FILE)]
+    later = outputs_after(folder, "judge")
     claim_step(folder, JUDGE_SIGNATURE, judge_settings(config), [folder / JUDGED_FILE, *later],
                overwrite=config.overwrite, what="SDF verdicts", resume_state=RESUME_STATE)  # fmt: skip
     candidates = read_jsonl(folder / CANDIDATES_FILE)

@@ -18,16 +18,7 @@ from baize.llm.ratelimit import RateLimiter
 from baize.llm.roles import EndpointRole
 from baize.llm.sampling import EndpointSampler, LocalSampler, Sampled, SampleRequest, sample_all
 from baize.modeling.loading import load_chat_model
-from baize.sdf.config import (
-    CANDIDATES_FILE,
-    JUDGE_SIGNATURE,
-    JUDGED_FILE,
-    PREFERENCES_FILE,
-    SAMPLE_SIGNATURE,
-    SELECTED_FILE,
-    SDFConfig,
-    sample_settings,
-)
+from baize.sdf.config import CANDIDATES_FILE, SAMPLE_SIGNATURE, SDFConfig, outputs_after, sample_settings
 
 logger = logging.getLogger("baize.sdf")
 # Never pushed: the judge's Batch API state, the rounds' gate answers and verdicts, a plan, each round's folder.
@@ -76,13 +67,9 @@ def load_v1(config: SDFConfig, without_weights: bool = False):
     """The v1 model for sampling (adapter on its base, or a full model), as `baize chat` loads it; only its
     tokenizer, format and system prompt when the sampling is done at endpoints."""
     return load_chat_model(
-        config.model_name_or_path,
-        load_in_8bit=config.load_in_8bit,
-        base=config.base_model,
-        gguf_file=config.gguf_file,
-        dtype=config.dtype,
-        without_weights=without_weights,
-    )
+        config.model_name_or_path, load_in_8bit=config.load_in_8bit, base=config.base_model,
+        gguf_file=config.gguf_file, dtype=config.dtype, without_weights=without_weights
+    )  # fmt: skip
 
 
 def endpoint_sampler(config: SDFConfig, chat, builder) -> EndpointSampler:
@@ -106,7 +93,7 @@ def sample_step(config: SDFConfig, preflight_judge: bool = False) -> dict:
 
     folder = Path(config.output_dir)
     out = folder / CANDIDATES_FILE
-    later = [folder / name for name in (JUDGED_FILE, SELECTED_FILE, PREFERENCES_FILE, JUDGE_SIGNATURE)]
+    later = outputs_after(folder, "sample")
     claim_step(folder, SAMPLE_SIGNATURE, sample_settings(config), [out, *later], overwrite=config.overwrite,
                what="SDF candidates", resume_state=RESUME_STATE)  # fmt: skip
     prompts = load_prompts(config)
