@@ -13,7 +13,7 @@ from pathlib import Path
 
 from baize.evaluate.config import OPENAI_PREFIX, EvalConfig
 from baize.evaluate.questions import conversation, load_questions, turns_to_answer
-from baize.io.errors import UsageError, requests_failed
+from baize.io.errors import UsageError
 from baize.io.jsonl import JSONLAppender, read_jsonl
 from baize.io.runs import claim_step, fingerprint
 from baize.llm.endpoint import describe_url
@@ -171,7 +171,10 @@ def answer_contestant(config: EvalConfig, contestant: Contestant, questions: lis
         skip = {answers.asked[request_id][0]["question_id"] for request_id in failed}
         return answers.requests(config, questions, chat_system, skip=skip)
 
-    stats = sample_all(sampler, next_turns, settings, answers.write, concurrency=config.judge_concurrency)
+    where = describe_url(EndpointRole.of(config, "answer", fallback="judge").base_url)
+    failing = (f"{contestant.label} at {where}", "answers", "answer_base_url")
+    stats = sample_all(sampler, next_turns, settings, answers.write, concurrency=config.judge_concurrency,
+                       failing=failing)  # fmt: skip
     stats.pop("failed")
     return {"answered": answers.answered, **stats}
 
@@ -242,8 +245,4 @@ def answer_step(config: EvalConfig, preflight_judge: bool = False) -> dict:
                 stats.update(answer_contestant(config, contestant, questions, answers))
         logger.info("answer %s: %s", contestant.label, stats)
         report[contestant.label] = stats
-        if stats.get("request_errors"):  # the answers that came are kept; a re-run asks only for the rest
-            where = describe_url(EndpointRole.of(config, "answer", fallback="judge").base_url)
-            raise requests_failed(f"{contestant.label} at {where}", stats["request_errors"], todo, "answers",
-                                  stats["last_error"], "answer_base_url")  # fmt: skip
     return report

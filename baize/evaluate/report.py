@@ -15,6 +15,7 @@ from baize.evaluate.config import JUDGEMENTS_FILE, EvalConfig
 from baize.evaluate.stats import summarize
 from baize.io.errors import UsageError
 from baize.io.jsonl import read_jsonl
+from baize.judging.compare import JUDGE_FIGURES
 
 logger = logging.getLogger("baize.eval")
 
@@ -81,11 +82,7 @@ def judge_section(results: dict) -> list[str]:
         "",
         "| figure | value | an unbiased judge |",
         "|---|---|---|",
-        f"| flip rate (the two orders disagree) | {_fmt(overall.get('flip_rate'), 3)} | 0 |",
-        f"| first-shown answer wins (decided verdicts) | {_fmt(overall.get('first_position_win_rate'), 3)} | 0.5 |",
-        f"| longer answer wins (decided verdicts) | {_fmt(overall.get('longer_answer_win_rate'), 3)} | "
-        "what the answers deserve |",
-        f"| kappa between the orders | {_fmt(overall.get('kappa_between_orders'), 3)} | 1 |",
+        *(f"| {label} | {_fmt(overall.get(key), 3)} | {unbiased} |" for key, label, unbiased in JUDGE_FIGURES),
         f"| adjusted win rate | {_fmt(overall.get('adjusted_win_rate'), 3)} | |",
         f"| length-controlled win rate ({confidence}% CI) | {length_controlled_cell(overall, lc_ci)} | |",
         *(["", f"**{flag}**"] if flag else []),

@@ -98,6 +98,17 @@ class Compared:
         return [self.b_first, self.a_first] if self.both_orders else [self.b_first]
 
 
+# The judge's own figures as reports show them: (key in comparison_figures, what it is, an unbiased judge's value).
+# eval's results.md lists them in this order; a figure added here and in comparison_figures shows in eval's report
+# and in the SDF gate's record (rounds.json) alike.
+JUDGE_FIGURES = [
+    ("flip_rate", "flip rate (the two orders disagree)", "0"),
+    ("first_position_win_rate", "first-shown answer wins (decided verdicts)", "0.5"),
+    ("longer_answer_win_rate", "longer answer wins (decided verdicts)", "what the answers deserve"),
+    ("kappa_between_orders", "kappa between the orders", "1"),
+]
+
+
 def _rounded(value, digits: int = 3):
     return round(value, digits) if value is not None else None
 

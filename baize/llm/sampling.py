@@ -27,6 +27,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from baize.io.errors import requests_failed
 from baize.llm.endpoint import Endpoint, describe_error, estimate_prompt_tokens
 from baize.llm.generation import SamplingSettings, batch_seed, generate_candidates, generate_reply
 from baize.llm.prices import RoleUsage
@@ -278,14 +279,16 @@ class EndpointSampler:
 
 def sample_all(
     sampler, requests: list[SampleRequest] | Callable[[set[str]], list[SampleRequest]], settings: SamplingSettings,
-    on_sampled: Callable[[Sampled], None], *, concurrency: int = 1,
+    on_sampled: Callable[[Sampled], None], *, concurrency: int = 1, failing: tuple[str, str, str] | None = None,
 ) -> dict:  # fmt: skip
     """The one sampler call of every stage, for a local model and for endpoints alike: every request answered,
     `on_sampled` as each comes. `requests` may be a function that gives the next wave, given the ids of the
     requests that failed so far, until it gives none (eval's later turns wait for the earlier ones). A request that
     fails after the client's retries is counted and left for the caller's next run; the sampler is closed at the
-    end. Returns {request_errors, last_error, failed, and the sampler's report (usage, per server)}."""
-    stats: dict = {"request_errors": 0, "failed": set()}
+    end. With `failing` = (who, the requests' name, the keys to check), failed requests end the call in one line
+    (baize.io.errors.requests_failed) once the rest are answered. Returns {request_errors, last_error, failed, and
+    the sampler's report (usage, per server)}."""
+    stats: dict = {"request_errors": 0, "failed": set(), "asked": 0}
 
     def failed(request: SampleRequest, error: BaseException) -> None:
         stats["request_errors"] += 1
@@ -299,10 +302,14 @@ def sample_all(
         wave = next_wave() if callable(requests) else requests
         try:
             while wave:
+                stats["asked"] += len(wave)
                 await sampler.sample(wave, settings, concurrency=concurrency, on_sampled=on_sampled, on_error=failed)
                 wave = next_wave()
         finally:
             await sampler.close()
 
     asyncio.run(run())
+    if failing and stats["request_errors"]:  # what came is kept; the re-run asks only for the rest
+        who, items, check = failing
+        raise requests_failed(who, stats["request_errors"], stats["asked"], items, stats["last_error"], check)
     return {**stats, **sampler.report()}

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 from baize.data.seeds import load_table, normalize, select_seeds
-from baize.io.errors import requests_failed
 from baize.io.jsonl import JSONLAppender, read_jsonl
 from baize.io.runs import claim_step
 from baize.llm.generation import SamplingSettings
@@ -146,12 +145,10 @@ def sample_step(config: SDFConfig, preflight_judge: bool = False) -> dict:
             stats["sampled"] += 1
             bar.update(1)
 
-        result = sample_all(sampler, requests, settings, write, concurrency=config.sample_concurrency)
+        failing = ("sampling", "prompts", "sample_base_urls / sample_model")
+        result = sample_all(sampler, requests, settings, write, concurrency=config.sample_concurrency, failing=failing)
     result.pop("failed")
     stats.update(result)
     elapsed = time.perf_counter() - start
     stats["candidates_per_second"] = round(stats["sampled"] * config.num_candidates / elapsed, 2)
-    if stats["request_errors"]:  # what came is kept; the re-run asks only for the rest
-        raise requests_failed("sampling", stats["request_errors"], len(requests), "prompts", stats["last_error"],
-                              "sample_base_urls / sample_model")  # fmt: skip
     return stats
