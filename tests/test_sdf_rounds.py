@@ -256,3 +256,19 @@ def test_a_gate_whose_judge_fails_some_questions_stops_the_run_and_the_rerun_ask
         result = gate(config, tmp_path, "v1", "v2")
         assert len(server.requests) - asked == 2 and result["judged"] == 3
         assert (result["win"], result["tie"], result["loss"]) == (3, 0, 0)  # the vowel-rich answer every time
+
+
+def test_rounds_at_sampling_servers_are_refused_before_any_work(tmp_path):
+    """The servers at sample_base_urls serve the model they were started on: a second round would sample v1 again
+    while its records said v2. Refused in one line, exit 2, nothing written."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Why is the sky blue?\n")
+    out = tmp_path / "sdf"
+    command = [sys.executable, "-m", "baize.sdf", "--model_name_or_path", str(tmp_path / "v1"), "--prompts_path",
+               str(prompts), "--output_dir", str(out), "--rounds", "2", "--sample_base_urls",
+               "http://127.0.0.1:9/v1"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "rounds > 1 with sample_base_urls" in lines[0] and "Traceback" not in result.stderr
+    assert not out.exists()

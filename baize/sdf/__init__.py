@@ -60,6 +60,12 @@ def main(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
     if config.rounds > 1:
         if config.step != "all":
             raise UsageError("rounds > 1 runs every step of every round: leave --step at all")
+        if config.sample_base_urls:  # the servers serve the model they were started on: round 2 would sample v1
+            raise UsageError(
+                "rounds > 1 with sample_base_urls: the servers at those URLs serve v1, so round 2 would sample v1 "
+                "again; run the rounds in-process (no sample_base_urls), or one round at a time: `--rounds 1`, then "
+                "restart the servers on the new model and run again with model_name_or_path set to it"
+            )
         return run_rounds(config, train_argv)
     steps = STEPS[:-1] if config.step == "all" else (config.step,)
     run = {"judge": judge_step, "select": select_step}
