@@ -26,10 +26,10 @@ from pathlib import Path
 
 from baize.hub import pull
 from baize.hub.cards import card_base_model, model_title
+from baize.hub.ids import hub_model_id
 from baize.io.arguments import StageParser
 from baize.io.errors import HubError, UsageError, configure_logging, one_line_errors
 from baize.llm.generation import SamplingSettings
-from baize.modeling.ids import hub_model_id
 from baize.modeling.loading import add_chat_model_arguments, cache_dir, load_chat_model
 from baize.modeling.merging import merge_adapter
 from baize.prompts import format_stop_strings

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from baize.hub import pull, redundant_weight_patterns
+from baize.hub.ids import LEGACY_BASE_MODELS, is_repo_id
 from baize.io.arguments import StageParser
 from baize.io.errors import run_command
-from baize.modeling.ids import LEGACY_BASE_MODELS, is_repo_id
 
 
 def build_parser():

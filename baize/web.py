@@ -19,12 +19,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from baize.hub.ids import hub_model_id
 from baize.io.arguments import StageParser
 from baize.io.errors import UsageError, configure_logging, run_command
 from baize.llm.endpoint import Endpoint
 from baize.llm.generation import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, SamplingSettings
 from baize.llm.sampling import EndpointSampler, LocalSampler
-from baize.modeling.ids import hub_model_id
 from baize.modeling.loading import add_chat_model_arguments, chat_model_from_args, resolve_model_name
 from baize.prompts import (
     DEFAULT_MAX_HISTORY_TOKENS,

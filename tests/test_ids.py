@@ -1,8 +1,8 @@
-"""Hub ids (baize.modeling.ids): what cards and pushed configs name as a model's Hub repo."""
+"""Hub ids (baize.hub.ids): what cards and pushed configs name as a model's Hub repo."""
 
 from pathlib import Path
 
-from baize.modeling.ids import LEGACY_BASE_MODELS, hub_model_id, is_repo_id
+from baize.hub.ids import LEGACY_BASE_MODELS, hub_model_id, is_repo_id
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from baize.data.dedup import words
 from baize.data.seeds import MT_BENCH
+from baize.hub.ids import is_repo_id
 from baize.io.errors import UsageError
-from baize.modeling.ids import is_repo_id
 
 NGRAM = 8
 PROJECT_FILES = [

@@ -1,7 +1,8 @@
 """The Hub side of baize: `push` (an output folder as an adapter, model, dataset or Space repo, resume state and
 secrets left out, the card completed) and `pull` (a local folder for a repo id, through the HF cache). Cards are
-baize.hub.cards'; Hub ids are baize.modeling.ids'."""
+baize.hub.cards'; Hub ids are baize.hub.ids'."""
 
+from baize.hub.ids import is_repo_id
 from baize.hub.pull import pull, redundant_weight_patterns
 from baize.hub.push import (
     SECRET_FILE_PATTERNS,
@@ -24,7 +25,6 @@ from baize.hub.push import (
 from baize.hub.stack import adapter_of_round, plan_stack_push
 from baize.io.errors import HubError
 from baize.io.runs import RESUME_STATE_PATTERNS
-from baize.modeling.ids import is_repo_id
 
 __all__ = [
     "RESUME_STATE_PATTERNS", "SECRET_FILE_PATTERNS", "HubError", "PushPlan", "PushResult", "adapter_of_round",

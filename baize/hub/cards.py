@@ -9,7 +9,7 @@ from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardData
 
-from baize.modeling.ids import LEGACY_BASE_MODELS, hub_model_id, is_repo_id, model_source
+from baize.hub.ids import LEGACY_BASE_MODELS, hub_model_id, is_repo_id, model_source
 
 # The end of every card's how-to: one reply from the loaded model and tokenizer (the demo's sampling settings).
 GENERATE_SNIPPET = """\

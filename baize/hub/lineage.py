@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from baize.hub.cards import GENERATE_SNIPPET, model_reference, model_title
-from baize.modeling.ids import hub_model_id
+from baize.hub.ids import hub_model_id
 
 LINEAGE_FILE = "sdf.json"
 SDF_CARD_MARK = ": Self-Distillation with Feedback"  # in the heading of the section below, whatever the version

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from baize.hub.ids import is_repo_id
 from baize.io.errors import HubError
 from baize.io.runs import RESUME_STATE_PATTERNS
-from baize.modeling.ids import is_repo_id
 
 
 def _auth_error(error: Exception) -> HubError:

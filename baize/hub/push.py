@@ -15,11 +15,11 @@ from pathlib import Path
 from huggingface_hub import DatasetCard, ModelCard, ModelCardData, RepoCard
 
 from baize.hub.cards import adapter_card_for_push, complete_card_metadata, dataset_card, rewrite_how_to
+from baize.hub.ids import hub_model_id, is_repo_id
 from baize.hub.pull import _auth_error
 from baize.io.errors import HubError
 from baize.io.runs import RESUME_STATE_PATTERNS, declared_resume_state
 from baize.io.secrets import SECRET_REGEX, known_secret_values
-from baize.modeling.ids import hub_model_id, is_repo_id
 
 logger = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+from baize.hub.ids import hub_model_id
 from baize.hub.lineage import (
     LINEAGE_FILE,
     ROUNDS_CARD_HEADING,
@@ -20,7 +21,6 @@ from baize.hub.lineage import (
 )
 from baize.hub.push import PushPlan, plan_adapter_push
 from baize.io.errors import HubError, UsageError
-from baize.modeling.ids import hub_model_id
 
 
 def adapter_of_round(folder: str | Path, round_name: str = "best") -> Path:

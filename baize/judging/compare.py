@@ -49,15 +49,15 @@ async def judge_pair(
 
 async def score_each(
     client: JudgeClient, rubric: Rubric, context: str, answers: Sequence[str], *, reference: str | None = None,
-    key_context: str | None = None, key_reference: bool = False, usage: RoleUsage | None = None,
+    key_reference: bool = False, usage: RoleUsage | None = None,
 ) -> list[Verdict]:  # fmt: skip
     """Each answer graded on its own (with the reference answer where the rubric shows one), asked together. A
-    verdict is keyed by `key_context` (default: the context) and the answer, plus the reference (empty when none)
-    with `key_reference` (eval's single grading)."""
+    verdict is keyed by the context and the answer, plus the reference (empty when none) with `key_reference`
+    (eval's single grading)."""
     tail = [reference or ""] if key_reference else []
     return await client.endpoint.together(*(
         client.verdict(rubric, context, text, reference=reference, usage=usage,
-                       key=verdict_key(key_context or context, [text, *tail], client.args, rubric.template))
+                       key=verdict_key(context, [text, *tail], client.args, rubric.template))
         for text in answers
     ))  # fmt: skip
 

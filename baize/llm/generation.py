@@ -7,12 +7,8 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from baize.prompts import TURN_TAGS, Prompt, cut_at_stop, printable_prefix, reply_text
-
-if TYPE_CHECKING:
-    from baize.modeling.loading import ChatModel
 
 DEFAULT_MAX_NEW_TOKENS = 512
 DEFAULT_TOP_P = 0.95
@@ -63,7 +59,7 @@ def _event_stop(event: threading.Event):
 
 
 def generate_reply(
-    chat: ChatModel,
+    chat,  # a baize.modeling.loading.ChatModel (llm/ stands below modeling/: duck-typed, no import)
     prompt: Prompt,
     settings: SamplingSettings | None = None,
     *,

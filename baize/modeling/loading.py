@@ -14,9 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from baize.hub.lineage import LINEAGE_FILE
-from baize.io.errors import HubError, UsageError
-from baize.modeling.ids import (  # noqa: F401 (re-exported: where models are named)
+from baize.hub.ids import (  # noqa: F401 (re-exported: where models are named)
     LEGACY_BASE_MODELS,
     PACKAGE_PREFIX,
     PACKAGED_MODELS,
@@ -25,6 +23,8 @@ from baize.modeling.ids import (  # noqa: F401 (re-exported: where models are na
     is_repo_id,
     model_source,
 )
+from baize.hub.lineage import LINEAGE_FILE
+from baize.io.errors import HubError, UsageError
 from baize.prompts import (
     PROMPT_FORMATS,
     PromptBuilder,

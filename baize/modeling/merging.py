@@ -10,9 +10,9 @@ from pathlib import Path
 
 from baize.hub import pull
 from baize.hub.cards import base_license, how_to_path, model_reference, model_title
+from baize.hub.ids import hub_model_id
 from baize.io.errors import HubError
 from baize.llm.generation import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
-from baize.modeling.ids import hub_model_id
 from baize.modeling.loading import loading, resolve_base
 from baize.prompts import (
     ORIGINAL_TEMPLATE_HEADER,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from baize.hub import pull, push_adapter
 from baize.hub.cards import card_base_model, how_to_path, model_title
+from baize.hub.ids import hub_model_id
 from baize.hub.lineage import LINEAGE_FILE, SDF_CARD_MARK, local_ancestors, read_lineage, sdf_card_section, version
 from baize.io.errors import BaizeError, UsageError
-from baize.modeling.ids import hub_model_id
 from baize.modeling.merging import merge_adapter
 from baize.sdf.config import PREFERENCES_FILE, SELECTED_FILE, SDFConfig
 
