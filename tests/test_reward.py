@@ -1,0 +1,66 @@
+"""The judge as a TRL reward function (baize.judging.reward): TRL's `reward_funcs` signature, the verdict cache
+(a completion is never paid twice, across instances), None for a verdict that does not parse, the one-line failure;
+against the loopback server with the real openai client."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from openai_server import OpenAIServer, Reply, server_error
+
+from baize.io.errors import EndpointError
+from baize.judging.client import JudgeArguments
+from baize.judging.reward import JudgeReward
+
+ANSWER = re.compile(r"\[The Start of Assistant's Answer\]\n(.*?)\n\[The End of Assistant's Answer\]", re.S)
+
+
+def scripted_judge(request):
+    """Rewards answers that say "blue"; cannot make sense of "gibberish"; fails on "broken"."""
+    answer = ANSWER.search(request.messages[1]["content"]).group(1)  # the rubric prompt (a re-ask adds a reminder)
+    if "broken" in answer:
+        return server_error(500)
+    if "gibberish" in answer:
+        return Reply("I cannot rate this.")
+    return Reply("90\nIt names the colour." if "blue" in answer else "10\nIt does not say.")
+
+
+def arguments(server: OpenAIServer, **overrides) -> JudgeArguments:
+    values = {"judge_model": "judge", "judge_base_url": server.base_url, "judge_api_key_env": "BAIZE_TEST_NO_KEY",
+              "max_retries": 0, "timeout": 10, "judge_parse_retries": 1, **overrides}  # fmt: skip
+    return JudgeArguments(**values)
+
+
+def test_rewards_in_trls_shape_cached_and_none_where_the_verdict_does_not_parse(tmp_path):
+    prompts = [[{"role": "user", "content": "What colour is the sky?"}]] * 3 + ["What colour is the sea?"]
+    completions = [[{"role": "assistant", "content": "It is blue."}], [{"role": "assistant", "content": "Grey."}],
+                   [{"role": "assistant", "content": "gibberish"}], "Blue-green, mostly blue."]  # fmt: skip
+    with OpenAIServer(scripted_judge) as server:
+        reward = JudgeReward(arguments(server), tmp_path / "reward_cache.jsonl")
+        assert reward.__name__ == "judge_pointwise"
+        assert reward(prompts=prompts, completions=completions, completion_ids=None) == [90.0, 10.0, None, 90.0]
+        asked = len(server.requests)
+        assert asked == 5  # one request a completion, and the re-ask of the one that did not parse
+        assert reward.counts == {"completions": 4, "unscored": 1, "cache_hits": 0, "requests": 5}
+
+        # the same completions again, even from a new reward function on the same cache: nothing is asked
+        again = JudgeReward(arguments(server), tmp_path / "reward_cache.jsonl")
+        assert again(prompts, completions) == [90.0, 10.0, None, 90.0]
+        assert len(server.requests) == asked and again.counts["cache_hits"] == 4
+
+
+def test_a_judge_that_fails_ends_the_step_in_one_line_and_keeps_what_came(tmp_path):
+    prompts = ["Why is the sky blue?"] * 3
+    completions = ["Because of blue light.", "broken", "No reason."]
+    with OpenAIServer(scripted_judge) as server:
+        reward = JudgeReward(arguments(server), tmp_path / "reward_cache.jsonl")
+        with pytest.raises(
+            EndpointError, match=rf"the judge at {re.escape(server.base_url)} failed 1 of 3 completions"
+        ):
+            reward(prompts, completions)
+        server.reset()
+        # the re-run asks only for what failed (the judge answers this time)
+        assert JudgeReward(arguments(server), tmp_path / "reward_cache.jsonl")(prompts[:1] + prompts[2:],
+                                                                            completions[:1] + completions[2:]) == [90.0, 10.0]  # fmt: skip
+        assert not server.requests
