@@ -64,3 +64,29 @@ def test_a_judge_that_fails_ends_the_step_in_one_line_and_keeps_what_came(tmp_pa
         assert JudgeReward(arguments(server), tmp_path / "reward_cache.jsonl")(prompts[:1] + prompts[2:],
                                                                             completions[:1] + completions[2:]) == [90.0, 10.0]  # fmt: skip
         assert not server.requests
+
+
+@pytest.mark.slow
+def test_grpo_trains_with_the_judge_as_its_reward(tmp_path, tiny_llama_dir):
+    """TRL's GRPOTrainer takes the judge as one of its reward_funcs: every completion is judged once, TRL logs the
+    judge's scores under the function's name, and the server saw exactly the requests the reward counted."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    def judge(request):  # 60 for a completion with an "e" in it, 20 otherwise: real, scripted verdicts
+        answer = ANSWER.search(request.messages[1]["content"]).group(1)
+        return Reply("60\nHas an e." if "e" in answer else "20\nNo e.")
+
+    with OpenAIServer(judge) as server:
+        reward = JudgeReward(arguments(server), tmp_path / "reward_cache.jsonl")
+        prompts = Dataset.from_list([{"prompt": [{"role": "user", "content": f"Question {i}?"}]} for i in range(4)])
+        config = GRPOConfig(output_dir=str(tmp_path / "grpo"), per_device_train_batch_size=4, num_generations=2,
+                            max_completion_length=8, max_steps=2, logging_steps=1, report_to="none", use_cpu=True,
+                            save_strategy="no", bf16=False)  # fmt: skip
+        trainer = GRPOTrainer(model=str(tiny_llama_dir), reward_funcs=[reward], args=config, train_dataset=prompts)
+        trainer.train()
+        requests = len(server.requests)
+    logged = [entry["rewards/judge_pointwise/mean"] for entry in trainer.state.log_history if "reward" in entry]
+    assert len(logged) == 2 and all(20.0 <= value <= 60.0 for value in logged)
+    assert reward.counts["completions"] == 8 and reward.counts["unscored"] == 0
+    assert requests == reward.counts["requests"] == 8 - reward.counts["cache_hits"]  # an equal completion: cached
