@@ -12,6 +12,7 @@ Neither takes an abbreviated flag: `--learning_rat` is an error, not `--learning
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 from pathlib import Path
 
@@ -27,22 +28,12 @@ from baize.io.errors import BaizeError, UsageError
 MARKS = ("signs", "gguf_of", "base_of", "role", "part")
 
 
-def marked(help: str, **marks) -> dict:
-    """A field's metadata: its help text and baize's marks."""
-    unknown = set(marks) - set(MARKS)
-    if unknown:
-        raise TypeError(f"unknown field marks {sorted(unknown)}; known: {MARKS}")
-    return {"help": help, **marks}
-
-
 def _as_tuple(value) -> tuple:
     return tuple(value) if isinstance(value, list | tuple) else (value,) if value is not None else ()
 
 
 def signed_settings(config, step: str) -> dict:
     """The settings that sign `step`: every field of `config` marked `signs` with it, by name."""
-    import dataclasses
-
     return {
         f.name: getattr(config, f.name)
         for f in dataclasses.fields(config)
@@ -54,8 +45,6 @@ def drop_recipe_gguf_files(outputs, given: set[str]) -> None:
     """A model key given on the command line without its GGUF file: the recipe's GGUF file belonged to the recipe's
     model, so it goes (unless it belongs to a base the recipe names apart: SDF's v1 adapter on base_model +
     gguf_file)."""
-    import dataclasses
-
     for output in outputs:
         if not dataclasses.is_dataclass(output):
             continue

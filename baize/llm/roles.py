@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from baize.llm.endpoint import Endpoint, EndpointArguments
 from baize.llm.ratelimit import RateLimiter
 
-PARTS = ("base_url", "base_urls", "api_key_env", "model", "gguf_file")
-
 
 @dataclass(frozen=True)
 class EndpointRole:
