@@ -43,6 +43,9 @@ def test_rewards_in_trls_shape_cached_and_none_where_the_verdict_does_not_parse(
         asked = len(server.requests)
         assert asked == 5  # one request a completion, and the re-ask of the one that did not parse
         assert reward.counts == {"completions": 4, "unscored": 1, "cache_hits": 0, "requests": 5}
+        # the next training step with the same completions: the verdicts it kept in memory, nothing asked
+        assert reward(prompts, completions) == [90.0, 10.0, None, 90.0] and len(server.requests) == asked
+        assert reward.counts == {"completions": 8, "unscored": 2, "cache_hits": 4, "requests": 5}
 
         # the same completions again, even from a new reward function on the same cache: nothing is asked
         again = JudgeReward(arguments(server), tmp_path / "reward_cache.jsonl")

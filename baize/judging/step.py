@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from baize.io.errors import requests_failed
@@ -37,13 +37,17 @@ class JudgedStep:
     unit: str
     label: Callable[[object], str]
     describe: Callable[[object], str]
+    # read once, kept across runs: a reward function runs the step at every training step
+    _cache: VerdictCache | None = field(default=None, init=False, repr=False)
 
     def run(
         self, items: list, judge_item: Callable[[JudgeClient, object], Awaitable], keep: Callable[[object, object], None],
         done: Callable[[dict], None] | None = None,
     ) -> dict:  # fmt: skip
         """Judge every item; `done(stats)` runs before the failure policy (a stage's atomic write of what came)."""
-        cache = VerdictCache(self.cache_path)
+        if self._cache is None:
+            self._cache = VerdictCache(self.cache_path)
+        cache, hits, misses = self._cache, self._cache.hits, self._cache.misses
 
         async def session():
             client = JudgeClient(self.args, cache)
@@ -57,8 +61,8 @@ class JudgedStep:
         try:
             stats = asyncio.run(session())
         finally:
-            cache.close()
-        stats.update(cache_hits=cache.hits, cache_misses=cache.misses)
+            cache.close()  # its file is complete; the entries stay for the next run
+        stats.update(cache_hits=cache.hits - hits, cache_misses=cache.misses - misses)
         if done is not None:
             done(stats)
         if stats["request_errors"]:  # every verdict that came is cached: the re-run asks only for the rest
