@@ -29,7 +29,7 @@ from pathlib import Path
 
 from baize.data.seeds import load_table, select_seeds
 from baize.hub.lineage import ROUNDS_CARD_HEADING, ROUNDS_FILE, rounds_card_section
-from baize.io.errors import BaizeError
+from baize.io.errors import SettingsChanged
 from baize.io.jsonl import read_jsonl, write_jsonl_atomically, write_text_atomically
 from baize.judging.client import JudgeClient
 from baize.judging.compare import Compared, comparison_figures, judge_pair, score_each
@@ -170,7 +170,7 @@ def run_rounds(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
     kept = earlier.get("gate_settings", settings)
     if earlier["rounds"] and kept != settings and not config.overwrite:
         changed = ", ".join(f"{k} {kept.get(k)!r} -> {v!r}" for k, v in settings.items() if kept.get(k) != v)
-        raise BaizeError(f"{root / ROUNDS_FILE}: these rounds were gated with other settings ({changed}); set them "
+        raise SettingsChanged(f"{root / ROUNDS_FILE}: these rounds were gated with other settings ({changed}); set them "
                          "back, or pass --overwrite true to judge every round's gate again under the new ones")  # fmt: skip
     summary["gate_settings"] = settings
     finished = {entry["round"]: entry for entry in earlier["rounds"]}
