@@ -124,8 +124,12 @@ def rounds_card_section(rounds: list[dict], chart: str | None) -> str:
             f"| {entry['round']} | v{entry['round']} → v{entry['round'] + 1} | {entry['selected']} | "
             f"{score.get('mean')} | {gate['win']}/{gate['tie']}/{gate['loss']} | {gate['adjusted_win_rate']} "
             f"[{ci[0] if ci else '–'}, {ci[1] if ci else '–'}] | {flips} | "
-            f"{'passed' if gate['passed'] else 'no gain'} |"
+            f"{'passed' if gate['passed'] else 'no gain'} | {where(entry.get('served'))} |"
         )
+    commands = {entry["served"]["sampled"]["command"] for entry in rounds if isinstance(entry.get("served"), dict)}
+    served = "".join(
+        f"\nThe servers were started by baize on each model merged into its base: `{c}`.\n" for c in commands
+    )
     picture = f"\n![Adjusted win rate of each round's model against its parent]({chart})\n" if chart else ""
     how = {
         "pairwise": "both orders, one judge: a question is won only when both orders agree",
@@ -139,7 +143,14 @@ model with its parent on held-out questions
 ({how}).
 A round passes when the lower bound of its adjusted win rate is above 0.5.
 
-| round | models | answers selected | selected mean score | gate win/tie/loss | adjusted win rate [95% CI] | flip rate | gate |
-|---|---|---|---|---|---|---|---|
+| round | models | answers selected | selected mean score | gate win/tie/loss | adjusted win rate [95% CI] | flip rate | gate | sampled and gated |
+|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
-{picture}"""
+{served}{picture}"""
+
+
+def where(served: dict | str | None) -> str:
+    """Where a round's models answered: in the training process, or at the servers baize started on them."""
+    if not isinstance(served, dict):
+        return "in-process"
+    return f"served at {len(served['sampled']['at'])} server(s)"

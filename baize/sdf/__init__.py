@@ -19,8 +19,10 @@ fails some prompts, makes the run exit non-zero naming its URL.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from dataclasses import replace
 
 from baize.io.errors import UsageError, configure_logging, one_line_errors
 from baize.io.jsonl import read_jsonl
@@ -39,7 +41,7 @@ from baize.sdf.config import (
     sample_settings,
 )
 from baize.sdf.judge import JUDGE_CACHE_FILE, judge_rows, judge_step, plan_step
-from baize.sdf.rounds import run_rounds
+from baize.sdf.rounds import run_rounds, serving
 from baize.sdf.sample import load_prompts, load_v1, sample_step
 from baize.sdf.select import best_and_worst, select_step
 from baize.sdf.train import merged_v1, train_step
@@ -57,26 +59,38 @@ def main(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
     check_output_dir(config.output_dir)
     if config.plan:
         return {"plan": plan_step(config)}
+    if config.serve_command and not config.sample_base_urls:
+        raise UsageError(
+            "serve_command needs sample_base_urls: the URLs (host and port each) where baize starts the servers "
+            "and samples, e.g. --sample_base_urls http://127.0.0.1:8100/v1"
+        )
     if config.rounds > 1:
         if config.step != "all":
             raise UsageError("rounds > 1 runs every step of every round: leave --step at all")
-        if config.sample_base_urls:  # the servers serve the model they were started on: round 2 would sample v1
+        if config.sample_base_urls and not config.serve_command:  # servers serve what they were started on
             raise UsageError(
-                "rounds > 1 with sample_base_urls: the servers at those URLs serve v1, so round 2 would sample v1 "
-                "again; run the rounds in-process (no sample_base_urls), or one round at a time: `--rounds 1`, then "
-                "restart the servers on the new model and run again with model_name_or_path set to it"
+                "rounds > 1 with sample_base_urls but no serve_command: the servers at those URLs serve v1, so round "
+                "2 would sample v1 again; set serve_command (e.g. 'vllm serve {model} --host {host} --port {port}') "
+                "so that baize serves each round's model there, or run the rounds in-process (no sample_base_urls)"
             )
         return run_rounds(config, train_argv)
     steps = STEPS[:-1] if config.step == "all" else (config.step,)
     run = {"judge": judge_step, "select": select_step}
     results = {}
-    for step in steps:
-        if step == "sample":  # a whole run checks its judge before minutes of sampling
-            results[step] = sample_step(config, preflight_judge=config.step == "all")
-        elif step == "train":
-            results[step] = train_step(config, train_argv)
-        else:
-            results[step] = run[step](config)
+    with serving(config) as served:
+        for step in steps:
+            if step == "sample":  # a whole run checks its judge before minutes of sampling
+                serve = None
+                if served:  # v1 merged and served by serve_command, stopped before the training
+                    config = replace(config, sample_model=str(served.merge(config, config.model_name_or_path)))
+                    serve = functools.partial(served.serve, config.model_name_or_path)
+                results[step] = sample_step(config, preflight_judge=config.step == "all", serve=serve)
+                if served:
+                    served.engines.stop()
+            elif step == "train":
+                results[step] = train_step(config, train_argv)
+            else:
+                results[step] = run[step](config)
     return results
 
 

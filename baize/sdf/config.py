@@ -162,6 +162,19 @@ class SDFConfig(JudgeArguments):
         },
     )
     sample_concurrency: int = field(default=16, metadata={"help": "Prompts in flight at once, over all servers."})
+    serve_command: str | None = field(
+        default=None,
+        metadata={
+            "help": "How to serve a model folder, for rounds at endpoints: a command with {model}, {host} and {port}, "
+            "e.g. `vllm serve {model} --host {host} --port {port}`. baize merges each round's model, starts one "
+            "server per sample_base_urls entry on its host and port, waits until GET /models answers, samples the "
+            "round's candidates and answers the gate's questions there, and stops the servers (before training, "
+            "and at the end). Needed for rounds > 1 with sample_base_urls."
+        },
+    )
+    serve_timeout: float = field(
+        default=900.0, metadata={"help": "Seconds a started server may take to answer GET /models (vLLM: minutes)."}
+    )
     # ------------------------------------------------------------------ judge (endpoint fields: JudgeArguments)
     judge_mode: str = field(
         default="pointwise",

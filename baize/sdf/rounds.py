@@ -20,6 +20,8 @@ adapter's card gets the lineage table up to its round (`baize push OUTPUT_DIR` p
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import shutil
@@ -30,19 +32,20 @@ from pathlib import Path
 from baize.data.seeds import load_table, select_seeds
 from baize.hub.lineage import ROUNDS_CARD_HEADING, ROUNDS_FILE, rounds_card_section
 from baize.io.errors import SettingsChanged
-from baize.io.jsonl import read_jsonl, write_jsonl_atomically, write_text_atomically
+from baize.io.jsonl import JSONLAppender, read_jsonl, write_text_atomically
 from baize.judging.client import JudgeClient
 from baize.judging.compare import Compared, comparison_figures, judge_pair, score_each
 from baize.judging.rubrics import POINTWISE_100, pair_rubric, render_context
 from baize.judging.step import JudgedStep
 from baize.llm.generation import SamplingSettings
-from baize.llm.sampling import LocalSampler, Sampled, SampleRequest, sample_all
+from baize.llm.sampling import EndpointSampler, LocalSampler, Sampled, SampleRequest, sample_all
+from baize.llm.serving import Engines, public_command
 from baize.modeling.loading import load_chat_model
 from baize.sdf.config import SDFConfig
 from baize.sdf.judge import judge_step
-from baize.sdf.sample import load_prompts, sample_step
+from baize.sdf.sample import endpoint_sampler, load_prompts, sample_step
 from baize.sdf.select import select_step
-from baize.sdf.train import train_step
+from baize.sdf.train import merged_v1, train_step
 
 logger = logging.getLogger("baize.sdf")
 
@@ -59,26 +62,59 @@ def gate_questions(config: SDFConfig) -> list[dict]:
     return [{"id": seed.id, "question": seed.text} for seed in seeds]
 
 
-def gate_answers(config: SDFConfig, folder: Path, models: dict[str, str], questions: list[dict]) -> dict:
-    """{role: {question id: answer}} for the previous and the new model, answered once and kept."""
+def local_sampler(config: SDFConfig, model: str) -> LocalSampler:
+    chat = load_chat_model(model, dtype=config.dtype)
+    return LocalSampler(chat, chat.prompt_builder(), batch_size=config.batch_size)
+
+
+class ServedModels:
+    """Where a round's models answer with serve_command: at the servers baize starts on each model's merged folder
+    (kept up while they serve the model asked for), prompted by the model's own builder at /v1/completions."""
+
+    def __init__(self, config: SDFConfig, engines: Engines):
+        self.config, self.engines = config, engines
+        self.merged: dict[str, Path] = {}  # model -> its merged folder, the one the servers load
+
+    def merge(self, config: SDFConfig, model: str) -> Path:
+        self.merged[model] = merged_v1(replace(config, model_name_or_path=model))
+        return self.merged[model]
+
+    def serve(self, model: str) -> list[str]:
+        return self.engines.serve(str(self.merged[model]))
+
+    def sampler(self, model: str) -> EndpointSampler:
+        self.serve(model)
+        served = replace(self.config, model_name_or_path=model, sample_model=str(self.merged[model]), base_model=None,
+                         gguf_file=None)  # fmt: skip
+        chat = load_chat_model(model, without_weights=True)
+        return endpoint_sampler(served, chat, chat.prompt_builder())
+
+    def record(self, model: str) -> dict:
+        return {"at": self.engines.urls, "model": str(self.merged[model]), "command": public_command(self.engines.template)}
+
+
+def gate_answers(config: SDFConfig, folder: Path, models: dict[str, str], questions: list[dict],
+                 served: ServedModels | None = None) -> dict:  # fmt: skip
+    """{role: {question id: answer}} for the previous and the new model, answered once and kept: in this process, or
+    at the servers of `served`."""
     path = folder / "gate_answers.jsonl"
     kept = {(row["role"], row["id"]): row["answer"] for row in read_jsonl(path)}
-    rows = [{"role": r, "id": i, "answer": a} for (r, i), a in kept.items()]
     settings = SamplingSettings(config.max_new_tokens, 0.0, 1.0, config.seed)  # greedy: the models, not the dice
     for role, model in models.items():
         todo = [q for q in questions if (role, q["id"]) not in kept]
         if not todo:
             continue
-        chat = load_chat_model(model, dtype=config.dtype)
-        sampler = LocalSampler(chat, chat.prompt_builder(), batch_size=config.batch_size)
+        sampler = served.sampler(model) if served else local_sampler(config, model)
         requests = [SampleRequest(q["id"], [{"role": "user", "content": q["question"]}]) for q in todo]
+        # appended as each comes: a killed run keeps what was answered; a failure ends the step after the rest
+        failing = ("the gate's answering", "questions", "serve_command and its log" if served else "the model")
+        with JSONLAppender(path, writer="`baize sdf` gate") as appender:
 
-        def keep(sampled: Sampled, role: str = role) -> None:
-            kept[(role, sampled.request.id)] = sampled.samples[0].text
-            rows.append({"role": role, "id": sampled.request.id, "answer": sampled.samples[0].text})
+            def keep(sampled: Sampled, role: str = role) -> None:
+                kept[(role, sampled.request.id)] = sampled.samples[0].text
+                appender.append({"role": role, "id": sampled.request.id, "answer": sampled.samples[0].text})
 
-        sample_all(sampler, requests, settings, keep)
-        write_jsonl_atomically(path, rows)
+            sample_all(sampler, requests, settings, keep, concurrency=config.sample_concurrency, failing=failing)
     return {role: {q["id"]: kept[(role, q["id"])] for q in questions} for role in models}
 
 
@@ -88,11 +124,11 @@ def gate_settings(config: SDFConfig) -> dict:
             "bootstrap_samples": config.gate_bootstrap_samples}  # fmt: skip
 
 
-def gate(config: SDFConfig, folder: Path, previous: str, new: str) -> dict:
+def gate(config: SDFConfig, folder: Path, previous: str, new: str, served: ServedModels | None = None) -> dict:
     """Model `new` (A) against model `previous` (B) on the held-out questions: the comparison of two answer sets
     (baize.judging.compare) on the one judged step, verdicts cached in gate_cache.jsonl."""
     questions = gate_questions(config)
-    answers = gate_answers(config, folder, {"previous": previous, "new": new}, questions)
+    answers = gate_answers(config, folder, {"previous": previous, "new": new}, questions, served)
     pointwise = config.gate_mode == "pointwise"
 
     async def judge(client: JudgeClient, question: dict) -> Compared:
@@ -160,7 +196,26 @@ def record_lineage(root: Path, summary: dict) -> None:
 
 
 def run_rounds(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
-    """Every round in turn (each one resumes where it stopped); rounds.json after each."""
+    """Every round in turn (each one resumes where it stopped); rounds.json after each. With serve_command, the
+    servers baize starts answer for each round's model, and none outlives the run."""
+    with serving(config) as served:
+        return _run_rounds(config, train_argv, served)
+
+
+@contextlib.contextmanager
+def serving(config: SDFConfig):
+    """ServedModels over the servers of serve_command (None without one), all stopped when the block ends."""
+    if not config.serve_command:
+        yield None
+        return
+    root = Path(config.output_dir)
+    engines = Engines(config.serve_command, config.sample_base_urls, root / "serving.json", root / "serve-logs",
+                      api_key_env=config.sample_api_key_env, ready_timeout=config.serve_timeout)  # fmt: skip
+    with engines:
+        yield ServedModels(config, engines)
+
+
+def _run_rounds(config: SDFConfig, train_argv: list[str] | None, served: ServedModels | None) -> dict:
     root = Path(config.output_dir)
     per_round = config.limit or max(1, len(load_prompts(replace(config, limit=None))) // config.rounds)
     summary = {"rounds": [], "best": str(config.model_name_or_path), "best_round": 0, "stopped": "rounds done"}
@@ -175,7 +230,7 @@ def run_rounds(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
     summary["gate_settings"] = settings
     finished = {entry["round"]: entry for entry in earlier["rounds"]}
     for number in range(1, config.rounds + 1):
-        started = time.perf_counter()
+        clock = Clock(served)
         folder = root if number == 1 else root / f"round-{number}"
         later = {} if number == 1 else {"base_model": None, "gguf_file": None,
                                         "merged_dir": str(folder / f"v{number}-merged")}  # fmt: skip
@@ -184,20 +239,36 @@ def run_rounds(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
             prompts_offset=0 if config.reuse_prompts else (number - 1) * per_round, **later,
         )  # fmt: skip
         argv = list(train_argv or []) + ([] if number == 1 else ["--output_dir", str(folder / f"v{number + 1}")])
-        steps = {
-            "sample": sample_step(round_config, preflight_judge=True),
-            "judge": judge_step(round_config),
-            "select": select_step(round_config),
-        }
-        trained = train_step(round_config, argv)
-        new = trained["output_dir"]
+        serve = None
+        if served:  # the servers load the model merged into its base: the folder the next LoRA trains on, too
+            with clock("merge"):
+                round_config = replace(round_config, sample_model=str(served.merge(round_config, model)))
+            serve = functools.partial(served.serve, model)  # started only when something is left to sample
+        with clock("sample"):
+            steps = {"sample": sample_step(round_config, preflight_judge=True, serve=serve)}
+            if served:  # the parent's gate answers while it is served (the gate answers the new model's later)
+                gate_answers(round_config, folder, {"previous": model}, gate_questions(round_config), served)
+                served.engines.stop()  # the training needs the memory
+        with clock("judge"):
+            steps["judge"] = judge_step(round_config)
+        with clock("select"):
+            steps["select"] = select_step(round_config)
+        with clock("train"):
+            new = train_step(round_config, argv)["output_dir"]
+        with clock("gate"):
+            if served:  # the new model merged into the folder the next round trains on (and serves it from)
+                next_merged = root / f"round-{number + 1}" / f"v{number + 1}-merged"
+                served.merge(replace(round_config, merged_dir=str(next_merged)), new)
+            gate_result = gate(round_config, folder, model, new, served)
         result = {
             "round": number, "method": config.round_method, "model": model, "trained": new,
             "selected": steps["select"]["selected"], "preferences": steps["select"].get("preferences"),
-            "selected_score": steps["select"]["best_score"], "gate": gate(round_config, folder, model, new),
+            "selected_score": steps["select"]["best_score"], "gate": gate_result,
+            "served": {"sampled": served.record(model), "new": served.record(new)} if served else "in-process",
         }  # fmt: skip
         # Wall seconds of the run that finished the round (kept as they were when a finished loop is re-run).
-        result["seconds"] = finished.get(number, {}).get("seconds", round(time.perf_counter() - started, 1))
+        result["seconds"] = finished.get(number, {}).get("seconds", clock.total())
+        result["timings"] = finished.get(number, {}).get("timings", clock.seconds)
         summary["rounds"].append(result)
         passed = result["gate"]["passed"]
         if number == 1 or passed:
@@ -214,3 +285,22 @@ def run_rounds(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
     logger.info("rounds: best model %s (round %d); stopped: %s", summary["best"], summary["best_round"],
                 summary["stopped"])  # fmt: skip
     return summary
+
+
+class Clock:
+    """Wall seconds of a round's parts; with served models, the servers' start-up time apart (`serve_start`)."""
+
+    def __init__(self, served: ServedModels | None):
+        self.served, self.seconds, self.started = served, {}, time.perf_counter()
+
+    @contextlib.contextmanager
+    def __call__(self, part: str):
+        started, starting = time.perf_counter(), self.served.engines.seconds_starting if self.served else 0.0
+        yield
+        serve_start = (self.served.engines.seconds_starting if self.served else 0.0) - starting
+        self.seconds[part] = round(time.perf_counter() - started - serve_start, 1)
+        if serve_start:
+            self.seconds["serve_start"] = round(self.seconds.get("serve_start", 0) + serve_start, 1)
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self.started, 1)

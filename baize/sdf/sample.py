@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from baize.data.seeds import load_table, normalize, select_seeds
@@ -28,6 +29,8 @@ RESUME_STATE = [
     "gate_cache.jsonl",
     "plan.json",
     "round-*/**",
+    "serving.json",
+    "serve-logs/**",
 ]
 
 
@@ -85,9 +88,10 @@ def endpoint_sampler(config: SDFConfig, chat, builder) -> EndpointSampler:
     return EndpointSampler(endpoints, model, builder=builder, extra_body=extra_body)
 
 
-def sample_step(config: SDFConfig, preflight_judge: bool = False) -> dict:
+def sample_step(config: SDFConfig, preflight_judge: bool = False, serve: Callable[[], object] | None = None) -> dict:
     """Step 1: candidates.jsonl, one line per prompt with its N candidates; prompts already there are skipped.
-    Before sampling, the sampling servers (and with `preflight_judge`, the judge the run goes on to) must answer."""
+    Before sampling, `serve` starts the sampling servers (SDF rounds with serve_command), and they (and with
+    `preflight_judge`, the judge the run goes on to) must answer."""
     from tqdm.auto import tqdm
 
     folder = Path(config.output_dir)
@@ -102,6 +106,8 @@ def sample_step(config: SDFConfig, preflight_judge: bool = False) -> dict:
     if not todo:
         logger.info("sample: all %d prompts already sampled", len(prompts))
         return stats
+    if serve is not None:  # only when there is something to sample: a finished step starts no server
+        serve()
     if not config.skip_preflight:  # before minutes of sampling: the servers this run will call answer
         endpoints = EndpointRole.of(config, "sample").preflight("sampling server")
         if preflight_judge:
