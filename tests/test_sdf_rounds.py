@@ -270,5 +270,6 @@ def test_rounds_at_sampling_servers_are_refused_before_any_work(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "rounds > 1 with sample_base_urls but no serve_command" in lines[0] and "Traceback" not in result.stderr
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert "rounds > 1 with sample_base_urls but no serve_command" in lines[0]
     assert not out.exists()

@@ -92,8 +92,8 @@ def test_rounds_at_served_models_sample_and_gate_on_their_own_model_and_resume_a
 
     with OpenAIServer(judge) as server:
         config = {
-            "output_dir": str(root), "model_name_or_path": str(v1), "prompts_path": str(tmp_path / "prompts.txt"),
-            "num_candidates": 2, "max_new_tokens": max_new_tokens, "temperature": 0.0, "sample_concurrency": 1,
+            "output_dir": str(root), "model_name_or_path": str(v1), "base_model": str(tiny_llama_dir),
+            "prompts_path": str(tmp_path / "prompts.txt"), "num_candidates": 2, "max_new_tokens": max_new_tokens, "temperature": 0.0, "sample_concurrency": 1,
             "sample_base_urls": [f"http://127.0.0.1:{free_port()}/v1"], "serve_command": SERVE, "serve_timeout": 120,
             "judge_base_url": server.base_url, "judge_model": "test-judge", "judge_api_key_env": "BAIZE_TEST_UNSET_KEY",
             "max_retries": 0, "timeout": 120, "min_score": 1, "train_config": str(train_yaml), "rounds": 2,

@@ -47,7 +47,6 @@ def sdf_card_section(lineage: dict, ref: str, parents: list[str] | None = None) 
 
     `parents`: the ids (or names) of every adapter below this one, the oldest first; default: the one parent."""
     select = lineage["selection"]
-    best, every = select.get("best_score", {}), select.get("all_scores", {})
     number = version(lineage)
     parents = parents or [hub_model_id(lineage["v1_parent"]) or model_title(lineage["v1_parent"])]
     parent = model_reference(lineage["v1_parent"])
@@ -58,12 +57,14 @@ def sdf_card_section(lineage: dict, ref: str, parents: list[str] | None = None) 
     if select.get("judge_note"):
         judge += f" ({select['judge_note']})"
     method = lineage.get("method", "sft")
-    trained = (
-        "the best answer per prompt (score >= {min_score}) was used for SFT"
-        if method == "sft"
-        else "the best and the worst answer per prompt made the preference pairs of a DPO step (reference: the "
-        "parent itself)"
-    ).format(min_score=lineage["min_score"])
+    trained = {
+        "sft": f"the best answer per prompt (score >= {lineage['min_score']}) was used for SFT",
+        "dpo": "the best and the worst answer per prompt made the preference pairs of a DPO step (reference: the "
+        "parent itself)",
+        "grpo": "the scores were the reward of online GRPO (TRL's GRPOTrainer): the answers were sampled from this "
+        "LoRA as it trained, a group per prompt at every step",
+    }[method]
+    table = selection_table(select, method)
     merges = "\n".join(
         f'model = PeftModel.from_pretrained(model, "{p}").merge_and_unload()  # v{i}, frozen'
         for i, p in enumerate(parents, start=number - len(parents))
@@ -95,7 +96,20 @@ tokenizer = AutoTokenizer.from_pretrained("{ref}")  # the Baize chat template
 
 | | value |
 |---|---|
-| prompts judged | {select.get("judged_prompts")} |
+{table}"""
+
+
+def selection_table(select: dict, method: str) -> str:
+    """The card's table of what the judge did: the selection (sft, dpo), or the online reward (grpo)."""
+    if method == "grpo":
+        return f"""| prompts | {select.get("prompts")} |
+| completions scored (from the verdict cache) | {select.get("completions")} ({select.get("cache_hits")}) |
+| completions without a parsable score (reward None) | {select.get("unscored")} |
+| judge requests / cost (USD) | {select.get("spent", {}).get("calls")} / {select.get("spent", {}).get("cost_usd")} |
+| mean reward, first steps -> last steps | {select.get("reward_first_steps")} -> {select.get("reward_last_steps")} |
+"""
+    best, every = select.get("best_score", {}), select.get("all_scores", {})
+    return f"""| prompts judged | {select.get("judged_prompts")} |
 | prompts selected (best >= min score) | {select.get("selected")} |
 | below min score / unscored | {select.get("below_min_score")} / {select.get("unscored")} |
 | best-candidate score mean / median / min / max | {best.get("mean")} / {best.get("median")} / {best.get("min")} / {best.get("max")} |

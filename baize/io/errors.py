@@ -66,8 +66,8 @@ class BudgetReached(BaizeError):
     """A call whose reservation would take the spend past `max_cost` / `max_tokens` is not sent; `reason` names the
     budget. Not a failure: the seed waits for a run with a larger budget."""
 
-    def __init__(self, reason: str):
-        super().__init__(f"{reason} reached: this call's reservation does not fit what is left")
+    def __init__(self, reason: str, message: str | None = None):
+        super().__init__(message or f"{reason} reached: this call's reservation does not fit what is left")
         self.reason = reason
 
 

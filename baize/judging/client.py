@@ -8,6 +8,7 @@ rate limiter and usage type are baize.llm.endpoint's (shared with collection): a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -186,6 +187,7 @@ class JudgeClient:
         self.model = resolve_model_name(role.model, role.gguf_file)
         self.base_url = role.base_url
         self.cache = cache
+        self._asking: dict[str, asyncio.Future] = {}  # verdict key -> the verdict being asked
         self.stats = JudgeStats()
         self.endpoint = transport or role.endpoint(args)
 
@@ -201,11 +203,29 @@ class JudgeClient:
         """Ask; on an unparseable reply re-ask with it and the rubric's reminder. With a cache and a `key`
         (verdict_key), a verdict asked before costs nothing and a new one is cached as soon as it arrives. The
         calls are charged to the run's usage (`stats.usage`) and to `usage` (e.g. one prompt's)."""
-        if key is not None and self.cache is not None:
-            cached = self.cache.get(key)
-            if cached is not None:
-                return replace(Verdict.from_dict(cached), cached=True)
-            batch_label.set(key[:16])  # with judge_batch: the custom_id starts with the verdict key
+        if key is None or self.cache is None:
+            return await self._ask(rubric, context, answers, reference, key, usage)
+        asking = self._asking.get(key)
+        if asking is not None:  # the same verdict in flight (an equal completion in the same batch): paid once
+            verdict = await asyncio.shield(asking)
+            if verdict is not None:
+                self.cache.hits += 1
+                return replace(verdict, cached=True)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return replace(Verdict.from_dict(cached), cached=True)
+        batch_label.set(key[:16])  # with judge_batch: the custom_id starts with the verdict key
+        self._asking[key] = asking = asyncio.get_running_loop().create_future()
+        verdict = None
+        try:
+            verdict = await self._ask(rubric, context, answers, reference, key, usage)
+            return verdict
+        finally:  # a failed ask leaves the others waiting on it to ask for themselves
+            del self._asking[key]
+            asking.set_result(verdict)
+
+    async def _ask(self, rubric: Rubric, context: str, answers: tuple, reference: str | None, key: str | None,
+                   usage: RoleUsage | None) -> Verdict:  # fmt: skip
         base = [
             {"role": "system", "content": JUDGE_SYSTEM},
             {"role": "user", "content": rubric.prompt(context, *answers, reference=reference)},

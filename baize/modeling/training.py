@@ -108,6 +108,8 @@ SHAPING_TRAINING_KEYS = (
     "max_length", "packing", "packing_strategy", "padding_free", "assistant_only_loss", "completion_only_loss",
     "neftune_noise_alpha", "use_liger_kernel", "loss_type", "activation_offloading",
     "beta", "label_smoothing", "max_prompt_length", "max_completion_length", "reference_free",  # DPO
+    "num_generations", "temperature", "top_p", "num_iterations", "epsilon", "scale_rewards",  # GRPO
+    "mask_truncated_completions", "generation_batch_size", "steps_per_generation",
 )  # fmt: skip
 
 

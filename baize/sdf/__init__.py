@@ -75,6 +75,11 @@ def main(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
             )
         return run_rounds(config, train_argv)
     steps = STEPS[:-1] if config.step == "all" else (config.step,)
+    if config.round_method == "grpo":  # online: the trainer samples and the judge rewards as it trains
+        if config.step not in ("all", "train"):
+            raise UsageError(f"round_method grpo has no {config.step} step: the GRPO trainer samples and the judge "
+                             "scores as it trains; run --step all (or train)")  # fmt: skip
+        steps = ("train",)
     run = {"judge": judge_step, "select": select_step}
     results = {}
     with serving(config) as served:

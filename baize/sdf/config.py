@@ -13,6 +13,9 @@ from baize.llm.generation import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SEED, DEFAULT_T
 
 STEPS = ("sample", "judge", "select", "train", "all")
 CANDIDATES_FILE = "candidates.jsonl"
+GRPO_PROMPTS_FILE = "grpo_prompts.jsonl"
+REWARD_CACHE_FILE = "reward_cache.jsonl"
+REWARD_SUMMARY_FILE = "reward_summary.json"
 JUDGED_FILE = "judged.jsonl"
 SELECTED_FILE = "selected.jsonl"
 PREFERENCES_FILE = "preferences.jsonl"
@@ -207,10 +210,27 @@ class SDFConfig(JudgeArguments):
     round_method: str = field(
         default="sft",
         metadata={
-            "help": "How the new LoRA learns from the judged answers: sft on the best answer per prompt (the paper), "
-            "or dpo on the best-vs-worst pairs (preferences.jsonl) with dpo_config, the parent as reference.",
-            "choices": ["sft", "dpo"],
+            "help": "How the new LoRA learns from the judge: sft on the best answer per prompt (the paper), dpo on "
+            "the best-vs-worst pairs (preferences.jsonl) with dpo_config, the parent as reference, or grpo: online, "
+            "with grpo_config: TRL's GRPOTrainer samples num_candidates answers per prompt at every step and the judge "
+            "scores them as its reward (no sample, judge or select step).",
+            "choices": ["sft", "dpo", "grpo"],
         },
+    )
+    grpo_config: str | None = field(
+        default=None,
+        metadata={"help": "GRPO recipe of the new LoRA when round_method is grpo (TRL's GRPOConfig and the LoRA keys; "
+                  "its model and prompts are set by SDF, and num_generations, temperature, top_p and "
+                  "max_completion_length are num_candidates, temperature, top_p and max_new_tokens)."},
+    )  # fmt: skip
+    max_cost: float | None = field(
+        default=None,
+        metadata={"help": "round_method grpo: the judge's budget in USD over every run of this output dir, at "
+                  "judge_prices; the training stops in one line once it is spent (raise it and re-run to go on)."},
+    )  # fmt: skip
+    max_tokens: int | None = field(
+        default=None,
+        metadata={"help": "round_method grpo: the judge's token budget (prompt + completion), like max_cost."},
     )
     dpo_config: str | None = field(
         default=None,
@@ -269,6 +289,8 @@ class SDFConfig(JudgeArguments):
             raise ValueError("rounds must be >= 1")
         if self.round_method == "dpo" and not self.dpo_config:
             raise ValueError("round_method dpo needs dpo_config: the DPO recipe of the new LoRA")
+        if self.round_method == "grpo" and not self.grpo_config:
+            raise ValueError("round_method grpo needs grpo_config: the GRPO recipe of the new LoRA")
         if self.gate_mode not in ("pairwise", "pointwise"):
             raise ValueError(f"gate_mode must be pairwise or pointwise, not {self.gate_mode!r}")
         if self.num_candidates < 2:

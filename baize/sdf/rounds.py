@@ -90,7 +90,11 @@ class ServedModels:
         return endpoint_sampler(served, chat, chat.prompt_builder())
 
     def record(self, model: str) -> dict:
-        return {"at": self.engines.urls, "model": str(self.merged[model]), "command": public_command(self.engines.template)}
+        return {
+            "at": self.engines.urls,
+            "model": str(self.merged[model]),
+            "command": public_command(self.engines.template),
+        }
 
 
 def gate_answers(config: SDFConfig, folder: Path, models: dict[str, str], questions: list[dict],
@@ -244,26 +248,33 @@ def _run_rounds(config: SDFConfig, train_argv: list[str] | None, served: ServedM
             with clock("merge"):
                 round_config = replace(round_config, sample_model=str(served.merge(round_config, model)))
             serve = functools.partial(served.serve, model)  # started only when something is left to sample
+        offline = config.round_method != "grpo"  # grpo: the trainer samples and the judge rewards as it trains
+        steps: dict = {}
         with clock("sample"):
-            steps = {"sample": sample_step(round_config, preflight_judge=True, serve=serve)}
+            if offline:
+                steps["sample"] = sample_step(round_config, preflight_judge=True, serve=serve)
             if served:  # the parent's gate answers while it is served (the gate answers the new model's later)
                 gate_answers(round_config, folder, {"previous": model}, gate_questions(round_config), served)
                 served.engines.stop()  # the training needs the memory
-        with clock("judge"):
-            steps["judge"] = judge_step(round_config)
-        with clock("select"):
-            steps["select"] = select_step(round_config)
+        if offline:
+            with clock("judge"):
+                steps["judge"] = judge_step(round_config)
+            with clock("select"):
+                steps["select"] = select_step(round_config)
         with clock("train"):
-            new = train_step(round_config, argv)["output_dir"]
+            trained = train_step(round_config, argv)
+            new = trained["output_dir"]
         with clock("gate"):
             if served:  # the new model merged into the folder the next round trains on (and serves it from)
                 next_merged = root / f"round-{number + 1}" / f"v{number + 1}-merged"
-                served.merge(replace(round_config, merged_dir=str(next_merged)), new)
+                # (on its parent's merged folder, the base of its adapter: not the recipe's v1 base)
+                served.merge(replace(round_config, merged_dir=str(next_merged), base_model=None, gguf_file=None), new)
             gate_result = gate(round_config, folder, model, new, served)
         result = {
             "round": number, "method": config.round_method, "model": model, "trained": new,
-            "selected": steps["select"]["selected"], "preferences": steps["select"].get("preferences"),
-            "selected_score": steps["select"]["best_score"], "gate": gate_result,
+            "selected": steps.get("select", {}).get("selected"), "preferences": steps.get("select", {}).get("preferences"),
+            "selected_score": steps.get("select", {}).get("best_score"), "gate": gate_result,
+            "reward": trained["lineage"]["selection"] if not offline else None,
             "served": {"sampled": served.record(model), "new": served.record(new)} if served else "in-process",
         }  # fmt: skip
         # Wall seconds of the run that finished the round (kept as they were when a finished loop is re-run).

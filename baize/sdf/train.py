@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from pathlib import Path
 
 from baize.hub import pull, push_adapter
@@ -14,7 +15,7 @@ from baize.hub.ids import hub_model_id
 from baize.hub.lineage import LINEAGE_FILE, SDF_CARD_MARK, local_ancestors, read_lineage, sdf_card_section, version
 from baize.io.errors import BaizeError, UsageError
 from baize.modeling.merging import merge_adapter
-from baize.sdf.config import PREFERENCES_FILE, SELECTED_FILE, SDFConfig
+from baize.sdf.config import PREFERENCES_FILE, REWARD_SUMMARY_FILE, SELECTED_FILE, SDFConfig
 
 logger = logging.getLogger("baize.sdf")
 
@@ -46,7 +47,15 @@ def merged_v1(config: SDFConfig) -> Path:
 
 
 def parse_recipe_for(config: SDFConfig, train_argv: list[str] | None):
-    """The recipe of the new LoRA (SFT or DPO), parsed by its own stage, and that stage's entry point."""
+    """The recipe of the new LoRA (SFT, DPO or GRPO), parsed by its own stage, and that stage's entry point."""
+    if config.round_method == "grpo":
+        from baize.sdf.online import parse_args, run_grpo
+
+        return (
+            parse_args(["--config", config.grpo_config, *(train_argv or [])]),
+            partial(run_grpo, config),
+            config.grpo_config,
+        )
     if config.round_method == "dpo":
         from baize.dpo import main as run
         from baize.dpo import parse_args
@@ -67,7 +76,12 @@ def parse_recipe_for(config: SDFConfig, train_argv: list[str] | None):
 
 
 def training_data(config: SDFConfig) -> Path:
-    """selected.jsonl (SFT) or preferences.jsonl (DPO), or one line saying why the select step left it empty."""
+    """selected.jsonl (SFT), preferences.jsonl (DPO) or the round's prompts (GRPO), or one line saying why the select
+    step left it empty."""
+    if config.round_method == "grpo":
+        from baize.sdf.online import grpo_prompts
+
+        return grpo_prompts(config)
     folder = Path(config.output_dir)
     data = folder / (PREFERENCES_FILE if config.round_method == "dpo" else SELECTED_FILE)
     if not data.exists():
@@ -110,9 +124,8 @@ def train_step(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
     # Pushed below, once the lineage and the card section are written, not by the training run.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     summary = run(script_args, training_args, model_args, dataset_args)
-    select = (
-        json.loads((folder / "select_summary.json").read_text()) if (folder / "select_summary.json").exists() else {}
-    )
+    summary_file = folder / (REWARD_SUMMARY_FILE if config.round_method == "grpo" else "select_summary.json")
+    select = json.loads(summary_file.read_text()) if summary_file.exists() else {}
     parent_lineage = read_lineage(config.model_name_or_path) if Path(config.model_name_or_path).is_dir() else None
     lineage = {
         # What loads the new adapter: its parent (a Hub id when it has one) merged into the parent's base, then the
@@ -146,7 +159,7 @@ def train_step(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
 
 
 def write_card(out: Path, lineage: dict, recipe: str) -> None:
-    """The SFT card with the SDF section in place of its how-to; a DPO run writes no card, so one is made."""
+    """The SFT card with the SDF section in place of its how-to; DPO and GRPO runs write no card, so one is made."""
     from huggingface_hub import ModelCard, ModelCardData
 
     card = out / "README.md"
@@ -155,7 +168,7 @@ def write_card(out: Path, lineage: dict, recipe: str) -> None:
         return
     if text is None:
         data = ModelCardData(base_model=lineage["v1_base"], library_name="peft", pipeline_tag="text-generation",
-                             tags=["baize", "sdf", "dpo", "lora", "trl"])  # fmt: skip
+                             tags=["baize", "sdf", lineage["method"], "lora", "trl"])  # fmt: skip
         text = f"---\n{data.to_yaml()}\n---\n\n# {model_title(out)}\n\nTrained with `baize sdf` ({recipe}).\n"
         ModelCard(text)  # the metadata parses
     how_to = text.find("## How to use")  # the SFT card's how-to loads base + adapter: wrong for a stacked LoRA
