@@ -9,6 +9,7 @@ from baize.collect import parse_args as parse_collect
 from baize.dpo import parse_args as parse_dpo
 from baize.evaluate import parse_args as parse_eval
 from baize.sdf import parse_args as parse_sdf
+from baize.sdf.online import parse_args as parse_grpo
 from baize.train import parse_args as parse_sft
 
 REPO = Path(__file__).resolve().parent.parent
@@ -18,6 +19,8 @@ PARSERS = {
     "sdf.yaml": parse_sdf,
     "sdf-train.yaml": parse_sft,
     "dpo.yaml": parse_dpo,
+    "sdf-grpo.yaml": parse_grpo,
+    "sdf-dpo.yaml": parse_dpo,
     "eval.yaml": parse_eval,
     "mt_bench.yaml": parse_eval,
 }

@@ -4,6 +4,7 @@ against the loopback server with the real openai client."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -93,3 +94,29 @@ def test_grpo_trains_with_the_judge_as_its_reward(tmp_path, tiny_llama_dir):
     assert len(logged) == 2 and all(20.0 <= value <= 60.0 for value in logged)
     assert reward.counts["completions"] == 8 and reward.counts["unscored"] == 0
     assert requests == reward.counts["requests"] == 8 - reward.counts["cache_hits"]  # an equal completion: cached
+
+
+def test_each_process_scores_into_its_own_cache_and_the_budget_counts_them_all(tmp_path):
+    """Under `accelerate launch` every process calls the reward on its own completions: two rewards on one folder
+    (ranks 0 and 1) each keep a cache and a spend file (no second writer on one file), equal completions in one call
+    are asked once, and max_cost adds up both processes' spend: the call after it is spent stops in one line."""
+    from baize.io.errors import BudgetReached
+
+    prices = {"judge": {"prompt": 10.0, "completion": 10.0}}  # USD per million tokens
+    with OpenAIServer(lambda request: Reply("70\nGood.")) as server:
+        args = arguments(server, judge_prices=prices)
+        ranks = [JudgeReward(args, tmp_path / "reward_cache.jsonl", max_cost=1.0, process_index=i) for i in (0, 1)]
+        assert ranks[0](["Why?"] * 3, ["Same answer."] * 3) == [70.0] * 3
+        assert len(server.requests) == 1 and ranks[0].counts["cache_hits"] == 2  # equal completions: asked once
+        one = json.loads((tmp_path / "reward_cache_spend.json").read_text())["cost_usd"]
+        for reward in ranks:  # spent after three verdicts, not after one
+            reward.max_cost = round(2.5 * one, 6)
+        assert ranks[1](["Why?", "How?"], ["Same answer.", "Other answer."]) == [70.0, 70.0]
+        assert len(server.requests) == 3  # rank 1 has a cache of its own
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            "reward_cache.jsonl", "reward_cache.rank1.jsonl", "reward_cache.rank1_spend.json",
+            "reward_cache_spend.json",
+        ]  # fmt: skip
+        with pytest.raises(BudgetReached, match=r"max_cost [\d.]+ is spent: \$0\.\d+ and \d+ tokens on 3 requests"):
+            ranks[0](["When?"], ["A third answer."])
+        assert len(server.requests) == 3

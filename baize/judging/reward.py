@@ -49,9 +49,15 @@ class JudgeReward:
     """A `reward_funcs` entry: the judge's score of each completion (the rubric's scale), None where it has none."""
 
     def __init__(self, args: JudgeArguments, cache_path: str | Path, rubric: Rubric = POINTWISE_100, *,
-                 max_cost: float | None = None, max_tokens: int | None = None):  # fmt: skip
+                 max_cost: float | None = None, max_tokens: int | None = None, process_index: int = 0):  # fmt: skip
+        """`process_index`: under `accelerate launch` every process scores its own completions, with a cache and a
+        spend file of its own beside `cache_path` (`.rankN`); the budget counts every process's spend."""
         self.rubric, self.max_cost, self.max_tokens = rubric, max_cost, max_tokens
+        base = Path(cache_path)
+        if process_index:
+            cache_path = base.with_name(f"{base.stem}.rank{process_index}{base.suffix}")
         self.spend_path = Path(cache_path).with_name(Path(cache_path).stem + "_spend.json")
+        self.spend_pattern = (base.parent, f"{base.stem}*_spend.json")
         self.spent = RoleUsage(**json.loads(self.spend_path.read_text())) if self.spend_path.exists() else RoleUsage()
         self.price, _ = model_prices(args.judge_prices, args.judge_model or "")
         if max_cost is not None and self.price is None:
@@ -84,13 +90,18 @@ class JudgeReward:
         return rewards
 
     def check_budget(self) -> None:
-        spent_tokens = self.spent.prompt_tokens + self.spent.completion_tokens
-        for reason, value, limit in (("max_cost", self.spent.cost_usd, self.max_cost),
+        spent = RoleUsage(**self.spent.as_dict())
+        folder, pattern = self.spend_pattern
+        for path in folder.glob(pattern):  # the other processes' spend
+            if path != self.spend_path:
+                spent.add(RoleUsage(**json.loads(path.read_text())))
+        spent_tokens = spent.prompt_tokens + spent.completion_tokens
+        for reason, value, limit in (("max_cost", spent.cost_usd, self.max_cost),
                                      ("max_tokens", spent_tokens, self.max_tokens)):  # fmt: skip
             if limit is not None and value >= limit:
                 raise BudgetReached(reason, (
-                    f"the judge's {reason} {limit} is spent: ${self.spent.cost_usd:.4f} and {spent_tokens} tokens on "
-                    f"{self.spent.calls} requests over every run ({self.spend_path}); the training stopped at this "
+                    f"the judge's {reason} {limit} is spent: ${spent.cost_usd:.4f} and {spent_tokens} tokens on "
+                    f"{spent.calls} requests over every run ({self.spend_path}); the training stopped at this "
                     f"step, its last checkpoint and every verdict are kept: raise {reason} and re-run to go on"))  # fmt: skip
 
     def record_spend(self, stats: dict) -> None:

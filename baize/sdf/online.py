@@ -80,10 +80,6 @@ def run_grpo(config: SDFConfig, script_args, training_args, model_args, dataset_
     from transformers import AutoTokenizer
     from trl import GRPOTrainer, get_dataset, get_peft_config
 
-    # SDF's sampling settings are the policy's: N answers per prompt, its temperature, top-p and length.
-    training_args.num_generations = config.num_candidates
-    training_args.temperature, training_args.top_p = config.temperature, config.top_p
-    training_args.max_completion_length = config.max_new_tokens
     settings, finished = training.begin(script_args, training_args, model_args, dataset_args)
     if finished is not None:
         return finished
@@ -94,7 +90,7 @@ def run_grpo(config: SDFConfig, script_args, training_args, model_args, dataset_
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     reward = JudgeReward(config, Path(config.output_dir) / REWARD_CACHE_FILE, max_cost=config.max_cost,
-                         max_tokens=config.max_tokens)  # fmt: skip
+                         max_tokens=config.max_tokens, process_index=training_args.process_index)  # fmt: skip
     trainer = training.without_generic_card(GRPOTrainer)(
         model=model_path, reward_funcs=[reward], args=training_args,
         train_dataset=dataset.select_columns(["prompt"]), processing_class=tokenizer,

@@ -51,11 +51,11 @@ def parse_recipe_for(config: SDFConfig, train_argv: list[str] | None):
     if config.round_method == "grpo":
         from baize.sdf.online import parse_args, run_grpo
 
-        return (
-            parse_args(["--config", config.grpo_config, *(train_argv or [])]),
-            partial(run_grpo, config),
-            config.grpo_config,
-        )
+        # SDF's sampling settings are the policy's: N answers per prompt, its temperature, top-p and length
+        sampling = ["--num_generations", str(config.num_candidates), "--temperature", str(config.temperature),
+                    "--top_p", str(config.top_p), "--max_completion_length", str(config.max_new_tokens)]  # fmt: skip
+        recipe = parse_args(["--config", config.grpo_config, *sampling, *(train_argv or [])])
+        return recipe, partial(run_grpo, config), config.grpo_config
     if config.round_method == "dpo":
         from baize.dpo import main as run
         from baize.dpo import parse_args
