@@ -210,6 +210,16 @@ def write_recipe(tmp_path: Path, model_dir: Path, data_file: Path, **overrides) 
     return path
 
 
+def sdf_train_recipe(tmp_path: Path, model_dir: Path, **overrides) -> Path:
+    """An SFT recipe for SDF's train step: SDF sets its model and data, so it names neither (nor a test split)."""
+    path = write_recipe(tmp_path, model_dir, tmp_path / "unused.jsonl", **overrides)
+    recipe = yaml.safe_load(path.read_text())
+    for key in ("model_name_or_path", "datasets", "test_split_size"):
+        recipe.pop(key)
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
 def train(recipe: Path, *extra: str) -> dict:
     from baize.train import main, parse_args
 

@@ -267,24 +267,12 @@ def test_selection_picks_argmax_with_deterministic_ties_and_threshold(tmp_path, 
 
 @pytest.mark.slow
 def test_end_to_end_v2_lora_trains_on_top_of_frozen_v1(tmp_path, v1_adapter, tiny_llama_dir):
-    from helpers import write_recipe
+    from helpers import sdf_train_recipe
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    train_yaml = write_recipe(
-        tmp_path,
-        tiny_llama_dir,
-        tmp_path / "unused.jsonl",
-        max_steps=2,
-        test_split_size=None,
-        save_steps=2,
-        learning_rate=5e-2,
-        output_dir=str(tmp_path / "v2"),
-    )
-    recipe = yaml.safe_load(train_yaml.read_text())
-    for key in ("model_name_or_path", "datasets", "test_split_size"):
-        recipe.pop(key)
-    train_yaml.write_text(yaml.safe_dump(recipe))
+    train_yaml = sdf_train_recipe(tmp_path, tiny_llama_dir, max_steps=2, save_steps=2, learning_rate=5e-2,
+                                  output_dir=str(tmp_path / "v2"))  # fmt: skip
 
     def judge(request):  # longer answers score higher: deterministic, distinct scores
         return f"{min(100, 10 + len(ANSWER.search(request.messages[1]['content']).group(1)))}\nLength-based."
@@ -626,14 +614,10 @@ def test_sampling_at_a_real_transformers_serve(tmp_path, tiny_llama_dir):
 def test_rounds_sample_fresh_prompts_train_on_the_last_model_and_stop_when_the_gate_finds_no_gain(
     tmp_path, v1_adapter, tiny_llama_dir
 ):
-    from helpers import write_recipe
+    from helpers import sdf_train_recipe
 
-    train_yaml = write_recipe(tmp_path, tiny_llama_dir, tmp_path / "unused.jsonl", max_steps=1, test_split_size=None,
-                              save_steps=1, output_dir=str(tmp_path / "v2"))  # fmt: skip
-    recipe = yaml.safe_load(train_yaml.read_text())
-    for key in ("model_name_or_path", "datasets", "test_split_size"):
-        recipe.pop(key)
-    train_yaml.write_text(yaml.safe_dump(recipe))
+    train_yaml = sdf_train_recipe(tmp_path, tiny_llama_dir, max_steps=1, save_steps=1,
+                                  output_dir=str(tmp_path / "v2"))  # fmt: skip
     gate_file = tmp_path / "gate.txt"
     gate_file.write_text("What is a cloud?\nWhy do cats purr?\nHow do tides work?\n")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO, hub_env, make_lora_adapter, write_recipe
+from helpers import REPO, hub_env, make_lora_adapter, sdf_train_recipe
 from openai_server import OpenAIServer
 
 ANSWER = re.compile(r"\[The Start of Assistant's Answer\]\n(.*?)\n\[The End of Assistant's Answer\]", re.S)
@@ -81,13 +81,8 @@ def test_two_rounds_gate_on_their_verdicts_resume_after_sigkill_and_push_as_a_st
     from hub_server import HubServer
 
     v1 = make_lora_adapter(tmp_path / "v1", tiny_llama_dir, seed=3)
-    train_yaml = write_recipe(tmp_path, tiny_llama_dir, tmp_path / "unused.jsonl", max_steps=12, test_split_size=None,
-                              save_steps=6, learning_rate=2e-2, per_device_train_batch_size=2,
-                              output_dir=str(tmp_path / "sdf" / "v2"))  # fmt: skip
-    recipe = yaml.safe_load(train_yaml.read_text())
-    for key in ("model_name_or_path", "datasets", "test_split_size"):
-        recipe.pop(key)
-    train_yaml.write_text(yaml.safe_dump(recipe))
+    train_yaml = sdf_train_recipe(tmp_path, tiny_llama_dir, max_steps=12, save_steps=6, learning_rate=2e-2,
+                                  per_device_train_batch_size=2, output_dir=str(tmp_path / "sdf" / "v2"))  # fmt: skip
     (tmp_path / "prompts.txt").write_text("".join(f"Question number {i}: why is it so?\n" for i in range(6)))
     (tmp_path / "gate.txt").write_text("What is a cloud?\nWhy do cats purr?\nHow do tides work?\nWhat is rain?\n")
     root = tmp_path / "sdf"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO, free_port, make_lora_adapter, write_recipe
+from helpers import REPO, free_port, make_lora_adapter, sdf_train_recipe
 from openai_server import OpenAIServer
 
 SERVE = f"{sys.executable} -m transformers.cli.transformers serve --device cpu --host {{host}} --port {{port}}"
@@ -75,13 +75,8 @@ def greedy(model: Path, contexts: list[list[dict]], max_new_tokens: int) -> list
 @pytest.mark.slow
 def test_rounds_at_served_models_sample_and_gate_on_their_own_model_and_resume_after_sigkill(tmp_path, tiny_llama_dir):
     v1 = make_lora_adapter(tmp_path / "v1", tiny_llama_dir, seed=3)
-    train_yaml = write_recipe(tmp_path, tiny_llama_dir, tmp_path / "unused.jsonl", max_steps=3, test_split_size=None,
-                              save_steps=3, learning_rate=5e-2, per_device_train_batch_size=2,
-                              output_dir=str(tmp_path / "sdf" / "v2"))  # fmt: skip
-    recipe = yaml.safe_load(train_yaml.read_text())
-    for key in ("model_name_or_path", "datasets", "test_split_size"):
-        recipe.pop(key)
-    train_yaml.write_text(yaml.safe_dump(recipe))
+    train_yaml = sdf_train_recipe(tmp_path, tiny_llama_dir, max_steps=3, save_steps=3, learning_rate=5e-2,
+                                  per_device_train_batch_size=2, output_dir=str(tmp_path / "sdf" / "v2"))  # fmt: skip
     (tmp_path / "prompts.txt").write_text("".join(f"Question number {i}: why is it so?\n" for i in range(12)))
     (tmp_path / "gate.txt").write_text("".join(f"Gate question {i}: what is a cloud?\n" for i in range(6)))
     root = tmp_path / "sdf"

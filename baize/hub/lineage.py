@@ -131,12 +131,15 @@ def rounds_card_section(rounds: list[dict], chart: str | None) -> str:
     """The lineage v1 -> v2 -> ... with each round's selection scores and gate result, and the win-rate chart."""
     rows = []
     for entry in rounds:
-        gate, score = entry["gate"], entry.get("selected_score") or {}
+        gate, score, reward = entry["gate"], entry.get("selected_score") or {}, entry.get("reward")
         ci = gate.get("adjusted_win_rate_ci")
         flips = "–" if gate.get("flip_rate") is None else gate["flip_rate"]
+        # what the round learned from: the answers selected and their mean score, or GRPO's reward as it trained
+        learned = (f"online (GRPO) | reward {reward['reward_first_steps']} → {reward['reward_last_steps']}" if reward
+                   else f"{entry['selected']} | {score.get('mean')}")  # fmt: skip
         rows.append(
-            f"| {entry['round']} | v{entry['round']} → v{entry['round'] + 1} | {entry['selected']} | "
-            f"{score.get('mean')} | {gate['win']}/{gate['tie']}/{gate['loss']} | {gate['adjusted_win_rate']} "
+            f"| {entry['round']} | v{entry['round']} → v{entry['round'] + 1} | {learned} | "
+            f"{gate['win']}/{gate['tie']}/{gate['loss']} | {gate['adjusted_win_rate']} "
             f"[{ci[0] if ci else '–'}, {ci[1] if ci else '–'}] | {flips} | "
             f"{'passed' if gate['passed'] else 'no gain'} | {where(entry.get('served'))} |"
         )

@@ -250,7 +250,7 @@ def _run_rounds(config: SDFConfig, train_argv: list[str] | None, served: ServedM
             serve = functools.partial(served.serve, model)  # started only when something is left to sample
         offline = config.round_method != "grpo"  # grpo: the trainer samples and the judge rewards as it trains
         steps: dict = {}
-        with clock("sample"):
+        with clock("sample") if offline or served else contextlib.nullcontext():
             if offline:
                 steps["sample"] = sample_step(round_config, preflight_judge=True, serve=serve)
             if served:  # the parent's gate answers while it is served (the gate answers the new model's later)
