@@ -19,6 +19,7 @@ from helpers import REPO, free_port, make_lora_adapter, sdf_train_recipe
 from openai_server import OpenAIServer
 
 SERVE = f"{sys.executable} -m transformers.cli.transformers serve --device cpu --host {{host}} --port {{port}}"
+MAX_NEW_TOKENS = 24
 
 
 def rows(path: Path) -> list[dict]:
@@ -72,31 +73,37 @@ def greedy(model: Path, contexts: list[list[dict]], max_new_tokens: int) -> list
     return [answers[str(i)] for i in range(len(contexts))]
 
 
-@pytest.mark.slow
-def test_rounds_at_served_models_sample_and_gate_on_their_own_model_and_resume_after_sigkill(tmp_path, tiny_llama_dir):
+def judge(request):  # every candidate acceptable, every gate pair a tie: the loop runs both rounds
+    return "5 5\nThe same." if "Assistant 1's Answer" in request.messages[-1]["content"] else "50\nFine."
+
+
+def served_rounds_recipe(tmp_path: Path, tiny_llama_dir: Path, judge_url: str, serve: str, prompts: int) -> Path:
+    """Two SDF rounds of `prompts` prompts each, greedy (temperature 0), every model served by `serve`: sdf.yaml."""
     v1 = make_lora_adapter(tmp_path / "v1", tiny_llama_dir, seed=3)
     train_yaml = sdf_train_recipe(tmp_path, tiny_llama_dir, max_steps=3, save_steps=3, learning_rate=5e-2,
                                   per_device_train_batch_size=2, output_dir=str(tmp_path / "sdf" / "v2"))  # fmt: skip
     (tmp_path / "prompts.txt").write_text("".join(f"Question number {i}: why is it so?\n" for i in range(12)))
     (tmp_path / "gate.txt").write_text("".join(f"Gate question {i}: what is a cloud?\n" for i in range(6)))
-    root = tmp_path / "sdf"
-    max_new_tokens = 24
+    config = {
+        "output_dir": str(tmp_path / "sdf"), "model_name_or_path": str(v1), "base_model": str(tiny_llama_dir),
+        "prompts_path": str(tmp_path / "prompts.txt"), "num_candidates": 2, "max_new_tokens": MAX_NEW_TOKENS,
+        "temperature": 0.0, "sample_concurrency": 1, "sample_base_urls": [f"http://127.0.0.1:{free_port()}/v1"],
+        "serve_command": serve, "serve_timeout": 120, "judge_base_url": judge_url, "judge_model": "test-judge",
+        "judge_api_key_env": "BAIZE_TEST_UNSET_KEY", "max_retries": 0, "timeout": 120, "min_score": 1,
+        "train_config": str(train_yaml), "rounds": 2, "limit": prompts, "gate_questions_path": str(tmp_path / "gate.txt"),
+        "gate_limit": 6, "gate_bootstrap_samples": 100,
+    }  # fmt: skip
+    (tmp_path / "sdf.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path / "sdf.yaml"
 
-    def judge(request):  # every candidate acceptable, every gate pair a tie: the loop runs both rounds
-        return "5 5\nThe same." if "Assistant 1's Answer" in request.messages[-1]["content"] else "50\nFine."
 
+@pytest.mark.slow
+def test_rounds_at_served_models_sample_and_gate_on_their_own_model_and_resume_after_sigkill(tmp_path, tiny_llama_dir):
+    root, max_new_tokens = tmp_path / "sdf", MAX_NEW_TOKENS
     with OpenAIServer(judge) as server:
-        config = {
-            "output_dir": str(root), "model_name_or_path": str(v1), "base_model": str(tiny_llama_dir),
-            "prompts_path": str(tmp_path / "prompts.txt"), "num_candidates": 2, "max_new_tokens": max_new_tokens, "temperature": 0.0, "sample_concurrency": 1,
-            "sample_base_urls": [f"http://127.0.0.1:{free_port()}/v1"], "serve_command": SERVE, "serve_timeout": 120,
-            "judge_base_url": server.base_url, "judge_model": "test-judge", "judge_api_key_env": "BAIZE_TEST_UNSET_KEY",
-            "max_retries": 0, "timeout": 120, "min_score": 1, "train_config": str(train_yaml), "rounds": 2,
-            "limit": 6, "gate_questions_path": str(tmp_path / "gate.txt"), "gate_limit": 6,
-            "gate_bootstrap_samples": 100,
-        }  # fmt: skip
-        (tmp_path / "sdf.yaml").write_text(yaml.safe_dump(config))
-        command = [sys.executable, "-m", "baize.sdf", "--config", str(tmp_path / "sdf.yaml")]
+        recipe = served_rounds_recipe(tmp_path, tiny_llama_dir, server.base_url, SERVE, prompts=6)
+        v1 = Path(yaml.safe_load(recipe.read_text())["model_name_or_path"])
+        command = [sys.executable, "-m", "baize.sdf", "--config", str(recipe)]
         round_2 = root / "round-2"
 
         # Run 1: killed in round 2's sampling, once one prompt's candidates are in.
@@ -160,6 +167,35 @@ def test_rounds_at_served_models_sample_and_gate_on_their_own_model_and_resume_a
         answered = {(row["role"], row["id"]): row["answer"] for row in rows(folder / "gate_answers.jsonl")}
         for role, model in (("previous", previous), ("new", new)):
             assert [answered[(role, q["id"])] for q in questions] == greedy(model, contexts, max_new_tokens)
+
+
+@pytest.mark.slow
+def test_rounds_served_by_llama_cpp_from_each_rounds_gguf(tmp_path, tiny_llama_dir):
+    """`{gguf}`: each round's merged model converted once to a GGUF file, served by llama-cpp-python's server."""
+    import os
+
+    try:
+        import llama_cpp.server  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("llama-cpp-python is not installed: `make llama-cpp` builds it (about 7 minutes on 2 cores)")
+    serve = f"{sys.executable} -m llama_cpp.server --model {{gguf}} --host {{host}} --port {{port}} --n_ctx 512"
+    with OpenAIServer(judge) as server:
+        recipe = served_rounds_recipe(tmp_path, tiny_llama_dir, server.base_url, serve, prompts=2)
+        done = subprocess.run([sys.executable, "-m", "baize.sdf", "--config", str(recipe)], cwd=REPO,
+                              capture_output=True, text=True, timeout=900)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+    root = tmp_path / "sdf"
+    first, second = json.loads((root / "rounds.json").read_text())["rounds"]
+    v2_gguf = root / "round-2" / "v2-merged.gguf"
+    assert first["served"]["sampled"]["model"] == str(root / "v1-merged.gguf")
+    assert first["served"]["new"]["model"] == second["served"]["sampled"]["model"] == str(v2_gguf)
+    assert v2_gguf.stat().st_size > 0 and not (root / "serving.json").exists()
+    logs = "".join(log.read_text() for log in (root / "serve-logs").iterdir())
+    assert f"--model {v2_gguf}" in logs and f"--model {root / 'round-3' / 'v3-merged.gguf'}" in logs
+    candidates = rows(root / "round-2" / "candidates.jsonl")
+    assert len(candidates) == 2 and all(c["new_tokens"] >= 1 for row in candidates for c in row["candidates"])
 
 
 # --------------------------------------------------------------------------- the servers' lifecycle (real processes)

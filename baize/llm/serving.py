@@ -1,11 +1,12 @@
 """Model servers that baize starts and stops itself: SDF rounds serve each round's model where it is sampled and
 gated (`serve_command`).
 
-The command is a template with `{model}` (the model folder), `{host}` and `{port}`; one process is started per
-base URL, on that URL's host and port (replicas), e.g.
+The command is a template with `{model}` (the model folder), `{gguf}` (that model as one GGUF file, for llama.cpp),
+`{host}` and `{port}`; one process is started per base URL, on that URL's host and port (replicas), e.g.
 
     vllm serve {model} --host {host} --port {port}
     transformers serve --device cpu --host {host} --port {port}      (it loads the folder the requests name)
+    python -m llama_cpp.server --model {gguf} --host {host} --port {port}
 
 A server counts as up when `GET /models` answers (the preflight). Each process runs in a session of its own, so
 stopping it stops what it forked (vLLM's engine processes) too, and it gets the kernel's parent-death signal, so a
@@ -33,17 +34,18 @@ from baize.llm.endpoint import describe_url
 from baize.llm.preflight import check_endpoints
 
 logger = logging.getLogger("baize")
-PLACEHOLDERS = ("model", "host", "port")
+PLACEHOLDERS = ("model", "gguf", "host", "port")
 
 
-def serve_arguments(template: str, model: str, url: str) -> list[str]:
+def serve_arguments(template: str, model: str, url: str, gguf: str | None = None) -> list[str]:
     """The argv that serves `model` at `url`; one line naming the template when it cannot be filled in."""
     parts = urlsplit(url)
     if not parts.port:
         raise UsageError(f"serve_command: the URL {url} names no port, so there is nowhere to start a server on: "
                          "give each sample_base_urls entry its port, e.g. http://127.0.0.1:8100/v1")  # fmt: skip
     try:
-        return [arg.format(model=model, host=parts.hostname, port=parts.port) for arg in shlex.split(template)]
+        values = {"model": model, "gguf": gguf or model, "host": parts.hostname, "port": parts.port}
+        return [arg.format(**values) for arg in shlex.split(template)]
     except (KeyError, IndexError, ValueError) as error:
         raise UsageError(f"serve_command {template!r}: {error!s} is not a placeholder it can fill in; it takes "
                          f"{', '.join('{' + p + '}' for p in PLACEHOLDERS)}") from None  # fmt: skip
@@ -126,7 +128,12 @@ class Engines:
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps({"processes": entries}, indent=2) + "\n")
 
-    def serve(self, model: str) -> list[str]:
+    @property
+    def takes_gguf(self) -> bool:
+        return "{gguf}" in self.template
+
+    def serve(self, model: str, gguf: str | None = None) -> list[str]:
+        """Servers on `model` (a folder; `gguf`: the same model as a GGUF file, for a template with {gguf})."""
         if self.model == model and all(p.poll() is None for p in self.processes):
             return self.urls
         self.stop()
@@ -134,7 +141,7 @@ class Engines:
         self.model = model
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for url in self.urls:
-            argv = serve_arguments(self.template, model, url)
+            argv = serve_arguments(self.template, model, url, gguf)
             log_path = self.log_dir / f"serve-{urlsplit(url).port}.log"
             with log_path.open("a") as log:
                 log.write(f"\n=== baize: {public_command(shlex.join(argv))}\n")

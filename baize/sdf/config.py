@@ -168,7 +168,8 @@ class SDFConfig(JudgeArguments):
     serve_command: str | None = field(
         default=None,
         metadata={
-            "help": "How to serve a model folder, for rounds at endpoints: a command with {model}, {host} and {port}, "
+            "help": "How to serve a model folder, for rounds at endpoints: a command with {model} (the folder; {gguf}: "
+            "the same model as a GGUF file, for llama.cpp), {host} and {port}, "
             "e.g. `vllm serve {model} --host {host} --port {port}`. baize merges each round's model, starts one "
             "server per sample_base_urls entry on its host and port, waits until GET /models answers, samples the "
             "round's candidates and answers the gate's questions there, and stops the servers (before training, "

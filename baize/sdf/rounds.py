@@ -40,6 +40,7 @@ from baize.judging.step import JudgedStep
 from baize.llm.generation import SamplingSettings
 from baize.llm.sampling import EndpointSampler, LocalSampler, Sampled, SampleRequest, sample_all
 from baize.llm.serving import Engines, public_command
+from baize.modeling.gguf import convert
 from baize.modeling.loading import load_chat_model
 from baize.sdf.config import SDFConfig
 from baize.sdf.judge import judge_step
@@ -79,8 +80,19 @@ class ServedModels:
         self.merged[model] = merged_v1(replace(config, model_name_or_path=model))
         return self.merged[model]
 
+    def served_file(self, model: str) -> Path:
+        """What the servers load: the merged folder, or for a template with {gguf} that folder as a GGUF file."""
+        merged = self.merged[model]
+        return merged.with_name(merged.name + ".gguf") if self.engines.takes_gguf else merged
+
     def serve(self, model: str) -> list[str]:
-        return self.engines.serve(str(self.merged[model]))
+        merged, served = self.merged[model], self.served_file(model)
+        if served != merged and not served.exists():  # converted once, beside the folder
+            logger.info("serve: converting %s to %s for serve_command's {gguf}", merged, served)
+            partial = served.with_name(served.name + ".partial")
+            convert(merged, partial, "f16")
+            partial.replace(served)
+        return self.engines.serve(str(merged), str(served))
 
     def sampler(self, model: str) -> EndpointSampler:
         self.serve(model)
@@ -92,7 +104,7 @@ class ServedModels:
     def record(self, model: str) -> dict:
         return {
             "at": self.engines.urls,
-            "model": str(self.merged[model]),
+            "model": str(self.served_file(model)),
             "command": public_command(self.engines.template),
         }
 
