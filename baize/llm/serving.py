@@ -69,12 +69,35 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _started_at(pid: int) -> str | None:
-    """The process's start time (Linux): with the pid, it tells a recorded process from a later one that got its pid."""
+def _stat(pid: int | str) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (Linux): state, ppid, pgrp, ..., start time at [19]."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+
+
+def _started_at(pid: int) -> str | None:
+    """The process's start time: with the pid, it tells a recorded process from a later one that got its pid."""
+    fields = _stat(pid)
+    return fields[19] if fields else None
+
+
+def _left_in_group(pgid: int, since: str = "0") -> bool:
+    """Whether a live process of group `pgid` started at or after `since` (the recorded leader's start time): the
+    leader itself, or a worker it forked that outlived it (the leader may be gone, reaped by init). Zombies have
+    exited: they do not count."""
+    if not Path("/proc/self/stat").exists():  # no procfs: ask the kernel whether the group has any process
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+    for entry in Path("/proc").glob("[0-9]*"):
+        fields = _stat(entry.name)
+        if fields and fields[0] != "Z" and int(fields[2]) == pgid and int(fields[19]) >= int(since):
+            return True
+    return False
 
 
 def stop_group(pid: int, grace: float = 20.0) -> None:
@@ -83,9 +106,10 @@ def stop_group(pid: int, grace: float = 20.0) -> None:
         os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
-            os.killpg(pid, 0)  # raises once no process of the group is left
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
+                os.waitpid(pid, os.WNOHANG)  # our own server: reaped here
+            if not _left_in_group(pid):
+                return
             time.sleep(0.2)
         os.killpg(pid, signal.SIGKILL)
 
@@ -116,7 +140,7 @@ class Engines:
         if not self.state_file.exists():
             return
         for entry in json.loads(self.state_file.read_text()).get("processes", []):
-            if _started_at(entry["pid"]) == entry["started_at"] is not None:
+            if entry["started_at"] is not None and _left_in_group(entry["pid"], entry["started_at"]):
                 logger.info(
                     "serve: stopping pid %d (%s), left running by an earlier run", entry["pid"], entry["model"]
                 )
