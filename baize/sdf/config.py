@@ -226,8 +226,9 @@ class SDFConfig(JudgeArguments):
     )  # fmt: skip
     max_cost: float | None = field(
         default=None,
-        metadata={"help": "round_method grpo: the judge's budget in USD over every run of this output dir, at "
-                  "judge_prices; the training stops in one line once it is spent (raise it and re-run to go on)."},
+        metadata={"help": "round_method grpo: the judge's budget in USD over every run of this output dir (with "
+                  "rounds: of each round, in its folder), at judge_prices; the training stops in one line once it "
+                  "is spent (raise it and re-run to go on)."},
     )  # fmt: skip
     max_tokens: int | None = field(
         default=None,
