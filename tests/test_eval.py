@@ -379,7 +379,10 @@ def test_all_steps_against_transformers_serve(tmp_path, tiny_llama_dir):
         summary = evaluate.main(config)
     assert summary["answer"]["served"]["answered"] == 9 and summary["answer"]["served"]["usage"]["calls"] == 9
     judge = summary["judge"]
-    assert judge["judged"] == 9 and judge["request_errors"] == 0 and judge["usage"]["calls"] == 18
+    assert judge["judged"] == 9 and judge["request_errors"] == 0
+    # both orders of 9 pairs; where the two answers are the same text (often: empty) both orders are one verdict, asked
+    # once and counted as a cache hit
+    assert judge["usage"]["calls"] + judge["cache_hits"] == 18
     assert judge["parse_failures"] == sum(
         (r["reference_first"]["value"] is None) + (r["model_first"]["value"] is None)
         for r in evaluate.read_jsonl(Path(config.output_dir) / "judgements.jsonl")
