@@ -19,10 +19,8 @@ fails some prompts, makes the run exit non-zero naming its URL.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from dataclasses import replace
 
 from baize.io.errors import UsageError, configure_logging, one_line_errors
 from baize.io.jsonl import read_jsonl
@@ -87,8 +85,7 @@ def main(config: SDFConfig, train_argv: list[str] | None = None) -> dict:
             if step == "sample":  # a whole run checks its judge before minutes of sampling
                 serve = None
                 if served:  # v1 merged and served by serve_command, stopped before the training
-                    config = replace(config, sample_model=str(served.merge(config, config.model_name_or_path)))
-                    serve = functools.partial(served.serve, config.model_name_or_path)
+                    config, serve = served.for_sampling(config, config.model_name_or_path)
                 results[step] = sample_step(config, preflight_judge=config.step == "all", serve=serve)
                 if served:
                     served.engines.stop()

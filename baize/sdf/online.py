@@ -20,9 +20,8 @@ from baize.io.jsonl import write_jsonl_atomically, write_text_atomically
 from baize.judging.reward import JudgeReward
 from baize.modeling import training
 from baize.modeling.launch import require_saved_model, trainable_weights_for_fp16
-from baize.modeling.loading import load_chat_model
 from baize.sdf.config import GRPO_PROMPTS_FILE, REWARD_CACHE_FILE, REWARD_SUMMARY_FILE, SDFConfig
-from baize.sdf.sample import load_prompts
+from baize.sdf.sample import load_prompts, load_v1, with_system
 
 logger = logging.getLogger("baize.sdf")
 
@@ -49,14 +48,8 @@ def parse_args(argv: list[str]):
 def grpo_prompts(config: SDFConfig) -> Path:
     """The round's prompts as TRL's conversational `prompt` column, with the system text the model was trained
     under (as the sample step sends them)."""
-    system = load_chat_model(config.model_name_or_path, base=config.base_model, gguf_file=config.gguf_file,
-                             without_weights=True).prompt_builder().system  # fmt: skip
-    rows = []
-    for prompt in load_prompts(config):
-        messages = prompt["messages"]
-        if system is not None and messages[0]["role"] != "system":
-            messages = [{"role": "system", "content": system}, *messages]
-        rows.append({"id": prompt["id"], "prompt": messages})
+    system = load_v1(config, without_weights=True).prompt_builder().system
+    rows = [{"id": prompt["id"], "prompt": with_system(prompt["messages"], system)} for prompt in load_prompts(config)]
     path = Path(config.output_dir) / GRPO_PROMPTS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl_atomically(path, rows)

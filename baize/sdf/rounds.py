@@ -26,6 +26,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -79,6 +80,12 @@ class ServedModels:
     def merge(self, config: SDFConfig, model: str) -> Path:
         self.merged[model] = merged_v1(replace(config, model_name_or_path=model))
         return self.merged[model]
+
+    def for_sampling(self, config: SDFConfig, model: str) -> tuple[SDFConfig, Callable[[], list[str]]]:
+        """The sample step's config at the servers (its sample_model: the merged folder they load, merged now) and
+        the start-up the step calls only when something is left to sample."""
+        merged = self.merge(config, model)
+        return replace(config, sample_model=str(merged)), functools.partial(self.serve, model)
 
     def served_file(self, model: str) -> Path:
         """What the servers load: the merged folder, or for a template with {gguf} that folder as a GGUF file."""
@@ -258,8 +265,7 @@ def _run_rounds(config: SDFConfig, train_argv: list[str] | None, served: ServedM
         serve = None
         if served:  # the servers load the model merged into its base: the folder the next LoRA trains on, too
             with clock("merge"):
-                round_config = replace(round_config, sample_model=str(served.merge(round_config, model)))
-            serve = functools.partial(served.serve, model)  # started only when something is left to sample
+                round_config, serve = served.for_sampling(round_config, model)
         offline = config.round_method != "grpo"  # grpo: the trainer samples and the judge rewards as it trains
         steps: dict = {}
         with clock("sample") if offline or served else contextlib.nullcontext():
@@ -282,10 +288,11 @@ def _run_rounds(config: SDFConfig, train_argv: list[str] | None, served: ServedM
                 # (on its parent's merged folder, the base of its adapter: not the recipe's v1 base)
                 served.merge(replace(round_config, merged_dir=str(next_merged), base_model=None, gguf_file=None), new)
             gate_result = gate(round_config, folder, model, new, served)
+        select = steps.get("select", {})  # none for grpo
         result = {
             "round": number, "method": config.round_method, "model": model, "trained": new,
-            "selected": steps.get("select", {}).get("selected"), "preferences": steps.get("select", {}).get("preferences"),
-            "selected_score": steps.get("select", {}).get("best_score"), "gate": gate_result,
+            "selected": select.get("selected"), "preferences": select.get("preferences"),
+            "selected_score": select.get("best_score"), "gate": gate_result,
             "reward": trained["lineage"]["selection"] if not offline else None,
             "served": {"sampled": served.record(model), "new": served.record(new)} if served else "in-process",
         }  # fmt: skip
@@ -316,11 +323,14 @@ class Clock:
     def __init__(self, served: ServedModels | None):
         self.served, self.seconds, self.started = served, {}, time.perf_counter()
 
+    def starting(self) -> float:
+        return self.served.engines.seconds_starting if self.served else 0.0
+
     @contextlib.contextmanager
     def __call__(self, part: str):
-        started, starting = time.perf_counter(), self.served.engines.seconds_starting if self.served else 0.0
+        started, starting = time.perf_counter(), self.starting()
         yield
-        serve_start = (self.served.engines.seconds_starting if self.served else 0.0) - starting
+        serve_start = self.starting() - starting
         self.seconds[part] = round(time.perf_counter() - started - serve_start, 1)
         if serve_start:
             self.seconds["serve_start"] = round(self.seconds.get("serve_start", 0) + serve_start, 1)

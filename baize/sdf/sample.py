@@ -74,6 +74,13 @@ def load_v1(config: SDFConfig, without_weights: bool = False):
     )  # fmt: skip
 
 
+def with_system(messages: list[dict], system: str | None) -> list[dict]:
+    """The context with the system text the model was trained under first, unless it has a system turn already."""
+    if system is None or messages[0]["role"] == "system":
+        return messages
+    return [{"role": "system", "content": system}, *messages]
+
+
 def endpoint_sampler(config: SDFConfig, chat, builder) -> EndpointSampler:
     """The sampling servers, round robin under one limiter, prompted with v1's builder at /v1/completions."""
     # vLLM replicas: no provider limits (rpm/tpm are the judge's)
@@ -121,9 +128,8 @@ def sample_step(config: SDFConfig, preflight_judge: bool = False, serve: Callabl
     requests: list[SampleRequest] = []
     rows: dict[str, dict] = {}
     for prompt in todo:
-        if builder.system is not None and prompt["messages"][0]["role"] != "system":
-            # the v2 rows then carry the system text the answers were sampled under (train/infer parity)
-            prompt = {**prompt, "messages": [{"role": "system", "content": builder.system}, *prompt["messages"]]}
+        # the v2 rows then carry the system text the answers were sampled under (train/infer parity)
+        prompt = {**prompt, "messages": with_system(prompt["messages"], builder.system)}
         if len(builder.encode_messages(prompt["messages"])) > config.max_prompt_tokens:
             stats["too_long"] += 1
         else:
