@@ -1,5 +1,5 @@
 # baize: `make help` lists the targets. Recipes live in recipes/<RECIPE>/<stage>.yaml.
-.PHONY: help setup install browser llama-cpp export web mt-bench test test-fast quality style train data sdf dpo eval chat merge push bench demo gpu-wheels gpu-check
+.PHONY: help setup install browser slurm llama-cpp export web mt-bench test test-fast quality style train data sdf dpo eval chat merge push bench demo gpu-wheels gpu-check
 
 PYTHON ?= python3
 # VENV=.venv: a project virtualenv, created on first use; unset: the active Python environment.
@@ -23,6 +23,7 @@ help:
 	@echo "make chat RECIPE=baize-smol          chat with runs/RECIPE/sft (or ADAPTER=hub-id-or-folder)"
 	@echo "make web RECIPE=baize-smol           the same in the browser (Gradio) at http://127.0.0.1:7860"
 	@echo "make browser                         Debian's chromium for the web demo's browser test (root, apt-get)"
+	@echo "make slurm                           Debian's Slurm and munge for the launcher's one-host Slurm test (root, apt-get)"
 	@echo "make merge RECIPE=baize-smol         merge the adapter into its base: runs/RECIPE/merged"
 	@echo "make export RECIPE=baize-smol ARGS='--to ollama'   GGUF (+ Ollama Modelfile) of runs/RECIPE/sft: runs/RECIPE/gguf"
 	@echo "make llama-cpp                       llama-cpp-python and its OpenAI-compatible server (built once, ~7 min)"
@@ -85,6 +86,11 @@ web: setup
 # The browser test drives Debian's chromium (a test tool's own browser download needs the internet).
 browser:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+
+# accelerate_configs/slurm.sbatch is tested under a real one-host Slurm (tests/test_slurm.py starts its own daemons).
+slurm:
+	command -v slurmd >/dev/null && command -v slurmctld >/dev/null && command -v munged >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge)
 
 merge: setup
 	$(PYTHON) -m baize.merge $(ADAPTER) --output runs/$(RECIPE)/merged $(ARGS)
