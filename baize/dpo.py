@@ -20,10 +20,11 @@ from trl import DPOConfig, ScriptArguments
 from baize.io.errors import one_line_errors
 from baize.modeling import training
 from baize.modeling.launch import require_saved_model, trainable_weights_for_fp16
+from baize.modeling.plan import PlanArguments
 
 
 @dataclass
-class DPOScriptArguments(ScriptArguments):
+class DPOScriptArguments(ScriptArguments, PlanArguments):
     overwrite: bool = field(
         default=False,
         metadata={
@@ -85,7 +86,13 @@ def main(script_args, training_args, model_args, dataset_args) -> dict:
 
 def cli(argv: list[str] | None = None) -> None:
     with one_line_errors("baize dpo"):
-        main(*parse_args(sys.argv[1:] if argv is None else argv))
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        if args[0].plan:  # memory, fit, time and cost of the pairs' training: no weights, no GPU
+            from baize.modeling.plan import plan_from_recipe
+
+            plan_from_recipe(*args, pairs=True)
+            return
+        main(*args)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from baize.data.decontaminate import DecontaminationArguments
 from baize.io.errors import UsageError, configure_logging, one_line_errors
 from baize.modeling import training
 from baize.modeling.launch import require_saved_model, trainable_weights_for_fp16
+from baize.modeling.plan import PlanArguments
 from baize.modeling.speed import SpeedArguments, apply_speed_options, selective_checkpointing_callback
 from baize.prompts import most_common_system_prompt, record_system_prompt
 
@@ -33,7 +34,7 @@ logger = logging.getLogger("baize.train")
 
 
 @dataclass
-class BaizeScriptArguments(ScriptArguments, DecontaminationArguments):
+class BaizeScriptArguments(ScriptArguments, DecontaminationArguments, PlanArguments):
     on_bad_row: str = field(
         default="error",
         metadata={
@@ -233,7 +234,13 @@ def cli(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     recipe = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
     with one_line_errors("baize train"):
-        main(*parse_args(argv), recipe=recipe)
+        args = parse_args(argv)
+        if args[0].plan:  # memory, fit, time and cost from the recipe: no weights, no GPU
+            from baize.modeling.plan import plan_from_recipe
+
+            plan_from_recipe(*args)
+            return
+        main(*args, recipe=recipe)
 
 
 if __name__ == "__main__":
