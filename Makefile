@@ -130,6 +130,7 @@ bench: setup
 	$(PYTHON) benchmarks/bench_collect_batch.py
 	$(PYTHON) benchmarks/bench_dedup.py
 	$(PYTHON) benchmarks/bench_plan.py
+	$(PYTHON) benchmarks/bench_plan_train.py
 	$(MAKE) llama-cpp
 	$(PYTHON) benchmarks/bench_gguf.py
 	$(PYTHON) benchmarks/bench_rounds.py

@@ -6,8 +6,9 @@ time apart); the best row with full and with selective checkpointing; a packed [
 (position_ids) through sdpa's dense block mask, baize's varlen attention and flex attention; then the memory rows
 at the recipes' shapes with checkpointing: int8 32 x 512 (fp16, dropout 0.05), fp16 LoRA at the same shape (the
 int8 speed factor), int8 with ~0.2 % outlier features (LLM.int8's slow path), QLoRA 4 x 1024 and 8 x 1024.
-Each row: tokens/s, MFU (4N + attention per document), peak allocated and reserved memory; a one-step profiler
-split (GEMM / attention / Triton / elementwise / idle) for the anchor and the best row. Rows are written as they
+Each row: tokens/s, MFU (4N + attention per document), peak allocated and reserved memory, and beside them what
+`baize train --plan` predicts for the row (peak allocated, step seconds); a one-step profiler split (GEMM /
+attention / Triton / elementwise / idle) for the anchor and the best row. Rows are written as they
 finish (`on_row`), so a cut-off run still leaves evidence. The base is built once on the GPU; the quantised rows
 quantise its weights from memory through transformers' own loader (`state_dict=`), so nothing is saved to disk.
 
@@ -99,6 +100,33 @@ def ladder_rows() -> list[Row]:
         Row("QLoRA NF4 8x1024, r=16, checkpointing", 8, 1024, 0.05, checkpointing="full", quant="4bit", rank=16,
             expected_s=25, essential=False),
     ]  # fmt: skip
+
+
+def planned(row: Row, config, peak_tflops: float, cache: dict) -> dict:
+    """What `baize train --plan` predicts for this row (baize/modeling/plan.py), written beside the measurement so
+    every lent GPU checks the planner too: peak allocated GiB and seconds per step at the measured MFU."""
+    from baize.modeling.plan import GIB, MEASURED_MFU, Shape, flops_per_token, memory_model
+
+    quantization = {"8bit": "int8", "4bit": "nf4"}.get(row.quant or "")
+    dtype = "float16" if row.quant in ("8bit", "fp16") else "bfloat16"
+    shape = Shape(
+        micro_batch=row.batch, length=row.length, compute_dtype=dtype, weight_dtype=dtype, quantization=quantization,
+        double_quant=True, lora_r=row.rank, lora_alpha=2 * row.rank, lora_dropout=row.dropout,
+        lora_targets="all-linear", adapter_dtype=row.adapter_dtype, attention="flash", fused_loss=False,
+        # selective checkpointing keeps more than full: planned as none (an upper bound)
+        checkpointing=row.checkpointing == "full", optimizer="adamw_torch",
+    )  # fmt: skip
+    if shape not in cache:
+        cache[shape] = memory_model(config, shape)
+    model = cache[shape]
+    mfu, source = MEASURED_MFU[quantization or "16-bit"]
+    model_flops, done_flops = flops_per_token(config, model.params, shape, row.length)
+    step_s = row.batch * row.length * done_flops / (mfu * peak_tflops * 1e12)
+    return {
+        "peak_allocated_gib": round(model.peak(row.batch) / GIB, 2),
+        "step_s": round(step_s, 3),
+        "mfu_from": source,
+    }
 
 
 def essential_seconds(rows: list[Row]) -> int:
@@ -210,7 +238,7 @@ def run_ladder(dims: dict, peak_tflops: float, dry_run: bool, on_row, budget: Bu
     with device:
         base = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16 if cuda else torch.float32)
     budget = budget or Budget()
-    results, liger_applied, compiled = {}, False, False
+    results, liger_applied, compiled, plan_cache = {}, False, False, {}
     n_linear = linear_params(config)
     rows = ladder_rows()
     for index, row in enumerate(rows):
@@ -222,6 +250,10 @@ def run_ladder(dims: dict, peak_tflops: float, dry_run: bool, on_row, budget: Bu
             row = replace(row, batch=min(row.batch, 2), length=min(row.length, 128))
         started_row = time.perf_counter()
         record: dict = {}
+        try:
+            record["plan"] = planned(row, config, peak_tflops, plan_cache)
+        except Exception as error:  # the planner's failure is a result too, not the end of the ladder
+            record["plan"] = {"error": f"{type(error).__name__}: {error}"[:300]}
         model = peft = None
         try:
             if row.liger and not (cuda and importlib.util.find_spec("liger_kernel")):

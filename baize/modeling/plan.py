@@ -171,9 +171,13 @@ def build_on_meta(config, shape: Shape, layers: int | None = None):
         )
     if shape.lora_r is None:
         return model
+    import warnings
+
     from peft import get_peft_model
 
-    model = get_peft_model(model, _lora_config(shape))
+    with warnings.catch_warnings():  # peft asks transformers by a deprecated name (is_gradient_checkpointing)
+        warnings.simplefilter("ignore", FutureWarning)
+        model = get_peft_model(model, _lora_config(shape))
     # Trainable weights' dtype as training has them: PEFT's fp32; bf16 for a quantised base under bf16 (TRL's
     # cast) or with adapter_dtype: compute; fp32 under fp16 loss scaling (baize's trainable_weights_for_fp16).
     if shape.compute_dtype == "bfloat16" and (shape.quantization or shape.adapter_dtype == "compute"):
@@ -188,16 +192,20 @@ def saved_bytes(config, shape: Shape, layers: int) -> dict[str, int]:
     logits (the tensors as wide as the vocabulary) and the rest."""
     import warnings
 
+    with warnings.catch_warnings():  # peft still calls transformers' checkpointing by its deprecated names
+        warnings.simplefilter("ignore", FutureWarning)
+        return _saved_bytes(config, shape, layers)
+
+
+def _saved_bytes(config, shape: Shape, layers: int) -> dict[str, int]:
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     model = build_on_meta(config, shape, layers)
     model.train()
     if shape.checkpointing:
-        with warnings.catch_warnings():  # peft still asks transformers by the deprecated name
-            warnings.simplefilter("ignore", FutureWarning)
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            model.enable_input_require_grads()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
     vocab = config.vocab_size
     saved: dict[int, tuple[int, bool]] = {}
 
