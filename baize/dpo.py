@@ -20,7 +20,7 @@ from trl import DPOConfig, ScriptArguments
 from baize.io.errors import one_line_errors
 from baize.modeling import training
 from baize.modeling.launch import require_saved_model, trainable_weights_for_fp16
-from baize.modeling.plan import PlanArguments
+from baize.modeling.plan_recipe import PlanArguments
 
 
 @dataclass
@@ -88,9 +88,13 @@ def cli(argv: list[str] | None = None) -> None:
     with one_line_errors("baize dpo"):
         args = parse_args(sys.argv[1:] if argv is None else argv)
         if args[0].plan:  # memory, fit, time and cost of the pairs' training: no weights, no GPU
-            from baize.modeling.plan import plan_from_recipe
+            from trl import get_dataset
 
-            plan_from_recipe(*args, pairs=True)
+            from baize.modeling.plan_recipe import plan_from_recipe
+
+            script_args, training_args, model_args, dataset_args = args
+            rows = lambda: get_dataset(dataset_args)[script_args.dataset_train_split]  # noqa: E731
+            plan_from_recipe(script_args, training_args, model_args, rows, pairs=True)
             return
         main(*args)
 

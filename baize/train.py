@@ -26,7 +26,7 @@ from baize.data.decontaminate import DecontaminationArguments
 from baize.io.errors import UsageError, configure_logging, one_line_errors
 from baize.modeling import training
 from baize.modeling.launch import require_saved_model, trainable_weights_for_fp16
-from baize.modeling.plan import PlanArguments
+from baize.modeling.plan_recipe import PlanArguments
 from baize.modeling.speed import SpeedArguments, apply_speed_options, selective_checkpointing_callback
 from baize.prompts import most_common_system_prompt, record_system_prompt
 
@@ -236,9 +236,12 @@ def cli(argv: list[str] | None = None) -> None:
     with one_line_errors("baize train"):
         args = parse_args(argv)
         if args[0].plan:  # memory, fit, time and cost from the recipe: no weights, no GPU
-            from baize.modeling.plan import plan_from_recipe
+            from baize.data.formats import load_chat_mixture
+            from baize.modeling.plan_recipe import plan_from_recipe
 
-            plan_from_recipe(*args)
+            script_args, training_args, model_args, dataset_args = args
+            rows = lambda: load_chat_mixture(dataset_args, on_bad_row="skip")[0]["train"]  # noqa: E731
+            plan_from_recipe(script_args, training_args, model_args, rows)
             return
         main(*args, recipe=recipe)
 

@@ -18,7 +18,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 
 from baize.modeling.plan import GIB, Shape, memory_model  # noqa: E402
 
@@ -54,10 +54,10 @@ ROWS = [
 
 
 def llama2_7b():
+    from gpu_check import LLAMA2_7B  # the ladder's Llama-2-7B dimensions, beside this file
     from transformers import LlamaConfig
 
-    return LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                       num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096)  # fmt: skip
+    return LlamaConfig(**LLAMA2_7B, max_position_embeddings=4096)
 
 
 # The recipes' bases by their published dimensions (config.json alone is what a plan reads), and the rows of one
@@ -96,7 +96,7 @@ def plan_recipes(cards=("h100-80", "a100-40")) -> int:
     import yaml
     from transformers import LlamaConfig, Qwen2Config
 
-    from baize.modeling.plan import plan_from_recipe
+    from baize.modeling.plan_recipe import plan_from_recipe
     from baize.train import parse_args
 
     repo = Path(__file__).resolve().parent.parent
@@ -113,7 +113,7 @@ def plan_recipes(cards=("h100-80", "a100-40")) -> int:
             for card in cards:
                 args = parse_args(["--config", str(path), "--model_name_or_path", str(folder), "--plan_rows",
                                    str(rows), "--gpu", card, "--output_dir", str(Path(scratch, recipe, card))])  # fmt: skip
-                plan = plan_from_recipe(*args)
+                plan = plan_from_recipe(*args[:3], read_rows=None)  # --plan_rows: the data is not read
                 row = next(r for r in plan["cards"] if r["card"] == card)
                 memory = plan["memory_gib"]
                 table.append(
