@@ -54,6 +54,10 @@ def test_a_7b_int8_plan_from_its_config_alone_writes_only_the_plan(tmp_path):
     assert "36 training rows, tokens estimated as characters / 4" in plan["source"]["data"]  # no tokenizer there
     assert plan["plan_seconds"] > 0  # the < 30 s target is checked by benchmarks/bench_plan_train.py
     assert "a100-40*" in result.stdout and "peak allocated" in result.stdout
+    # the same command again leaves the plan as it was (its own seconds are not a change)
+    written = (out / "train_plan.json").read_bytes()
+    again = run("baize.train", tmp_path / "sft.yaml", "--gpu", "a100-40")
+    assert again.returncode == 0 and (out / "train_plan.json").read_bytes() == written
 
 
 def test_a_plan_under_zero3_on_8_gpus_shards_weights_and_states(tmp_path):
@@ -92,4 +96,11 @@ def test_a_model_whose_config_is_not_here_is_one_line_naming_the_download(tmp_pa
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Qwen/Qwen2.5-7B" in lines[0] and "hf download" in lines[0], result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unknown_card_is_refused_naming_the_known_ones(tmp_path):
+    result = run("baize.train", REPO / "recipes" / "baize-smol" / "sft.yaml", "--gpu", "h100",
+                 "--output_dir", str(tmp_path / "o"))  # fmt: skip
+    assert result.returncode == 2 and "--gpu: invalid choice: 'h100'" in result.stderr and "h100-80" in result.stderr
     assert not (tmp_path / "o").exists()

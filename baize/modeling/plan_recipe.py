@@ -23,7 +23,7 @@ class PlanArguments:
         },
     )
     gpu: str | None = field(
-        default=None, metadata={"help": f"The card to plan for (all are listed either way): {', '.join(CARDS)}."}
+        default=None, metadata={"help": "The card to plan for (all are listed either way).", "choices": list(CARDS)}
     )
     gpu_price: float | None = field(
         default=None, metadata={"help": "Your hourly price of that card in USD (default: the plan's table)."}
@@ -79,7 +79,15 @@ def format_plan(plan: dict) -> str:
 
 
 def write_plan(plan: dict, output_dir: str | Path) -> Path:
+    """Write the plan; the same plan again (only its own seconds differ) leaves the file as it was."""
     path = Path(output_dir, PLAN_FILE)
+    if path.exists():
+        try:
+            earlier = json.loads(path.read_text())
+        except ValueError:
+            earlier = None
+        if isinstance(earlier, dict) and {**earlier, "plan_seconds": None} == {**plan, "plan_seconds": None}:
+            return path
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(plan, indent=2) + "\n")
     return path
